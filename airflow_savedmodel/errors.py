@@ -1,0 +1,56 @@
+"""The package's one exception hierarchy.
+
+Every failure a user can cause (a malformed file, a missing tag set, a failed copy) surfaces
+as a subclass of :class:`SavedModelError` whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+
+class SavedModelError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    def __init__(self, problem: str, path: str | None = None) -> None:
+        self.problem = problem
+        self.path = path
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class FormatError(SavedModelError):
+    """A file exists but its contents are malformed, truncated or inconsistent."""
+
+
+class ChecksumError(FormatError):
+    """Stored bytes do not match their recorded crc32c."""
+
+
+class UnsupportedFormatError(SavedModelError):
+    """A valid file in a variant this package does not read (e.g. the chunked .cpb format)."""
+
+
+class NotFoundError(SavedModelError):
+    """Something the caller asked for, or the format requires, is not there."""
+
+
+class MissingFileError(NotFoundError):
+    """A file the SavedModel needs does not exist."""
+
+
+class MetaGraphNotFoundError(NotFoundError):
+    """No meta graph matches the requested tag set."""
+
+
+class SignatureNotFoundError(NotFoundError):
+    """No signature has the requested key."""
+
+
+class VariableNotFoundError(NotFoundError):
+    """No tensor of that name is in the variables bundle."""
+
+
+class WriteError(SavedModelError):
+    """A model could not be written as requested (bad arguments or an existing destination)."""
+
+
+class StorageError(SavedModelError):
+    """Copying, publishing or removing model files failed."""

@@ -1,0 +1,338 @@
+"""Tensor bundles: ``variables.index`` plus ``variables.data-NNNNN-of-NNNNN`` shards.
+
+The index is an sstable mapping tensor names to BundleEntryProto records (the empty key holds
+the BundleHeaderProto); the shards hold raw tensor bytes. Reading is lazy, one tensor at a
+time, and every tensor is checked against its crc32c.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+from fsspec import AbstractFileSystem
+from google.protobuf.message import DecodeError
+
+from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileError, VariableNotFoundError
+from airflow_savedmodel.format import dtypes, location, ordered_code, sstable, varint
+from airflow_savedmodel.format.crc import crc32c, unmask
+from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+BUNDLE_VERSION = 1
+MAX_SHARDS = 100_000
+_HEADER_KEY = b""
+
+
+def index_path(prefix: str) -> str:
+    return prefix + ".index"
+
+
+def data_path(prefix: str, shard: int, num_shards: int) -> str:
+    return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """What the index says about one tensor."""
+
+    name: str
+    dtype: int
+    shape: tuple[int, ...]
+    shard_id: int
+    offset: int
+    size: int
+    crc32c: int
+    slices: tuple[tuple[tuple[int, int], ...], ...] = field(default=())
+
+    @property
+    def dtype_name(self) -> str:
+        return dtypes.name(self.dtype)
+
+    @property
+    def num_elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def partitioned(self) -> bool:
+        return bool(self.slices)
+
+
+def _parse(cls: type, data: bytes, path: str, what: str) -> Any:
+    try:
+        return cls.FromString(data)
+    except (DecodeError, RecursionError) as exc:
+        raise FormatError(f"{what} is not a valid {cls.__name__}: {exc}", path) from None
+
+
+def _extents(slice_proto: Any) -> tuple[tuple[int, int], ...]:
+    return tuple((e.start, e.length) if e.HasField("length") else (0, -1) for e in slice_proto.extent)
+
+
+class BundleReader:
+    """An open tensor bundle. Use as a context manager, or call :meth:`close`, to release shard handles."""
+
+    def __init__(self, fs: AbstractFileSystem, prefix: str) -> None:
+        self.fs = fs
+        self.prefix = prefix
+        self.index_file = index_path(prefix)
+        try:
+            raw = fs.cat_file(self.index_file)
+        except FileNotFoundError:
+            raise MissingFileError("variables index does not exist", self.index_file) from None
+        self.index_bytes: bytes = raw
+        self._entries: dict[str, BundleEntry] = {}
+        self._slice_entries: dict[bytes, BundleEntry] = {}
+        self._handles: dict[int, IO[bytes]] = {}
+        self._shard_sizes: dict[int, int] = {}
+        items = sstable.read_table(raw, self.index_file)
+        first = next(items, None)
+        if first is None or first[0] != _HEADER_KEY:
+            raise FormatError("index has no header entry", self.index_file)
+        self.header = _parse(tensor_bundle_pb2.BundleHeaderProto, first[1], self.index_file, "header entry")
+        self._check_header()
+        for key, value in items:
+            proto = _parse(tensor_bundle_pb2.BundleEntryProto, value, self.index_file, f"entry {key!r}")
+            name = key.decode("utf-8", "backslashreplace")
+            entry = self._entry(name, proto)
+            if key.startswith(b"\x00"):
+                self._slice_entries[key] = entry
+            else:
+                self._entries[name] = entry
+
+    def _check_header(self) -> None:
+        header = self.header
+        if not 1 <= header.num_shards <= MAX_SHARDS:
+            raise FormatError(f"header declares {header.num_shards} shards", self.index_file)
+        version = header.version
+        if version.min_consumer > BUNDLE_VERSION or BUNDLE_VERSION in version.bad_consumers:
+            raise FormatError(
+                f"bundle version {version.producer} needs a reader of version {version.min_consumer}",
+                self.index_file,
+            )
+
+    def _entry(self, name: str, proto: Any) -> BundleEntry:
+        shape = tuple(d.size for d in proto.shape.dim)
+        if proto.shape.unknown_rank or any(d < 0 for d in shape):
+            raise FormatError(f"tensor {name!r} has invalid shape {list(shape)}", self.index_file)
+        if not proto.slices and not 0 <= proto.shard_id < self.header.num_shards:
+            raise FormatError(
+                f"tensor {name!r} is in shard {proto.shard_id} of {self.header.num_shards}", self.index_file
+            )
+        if proto.offset < 0 or proto.size < 0:
+            raise FormatError(f"tensor {name!r} has offset {proto.offset} and size {proto.size}", self.index_file)
+        return BundleEntry(
+            name=name,
+            dtype=proto.dtype,
+            shape=shape,
+            shard_id=proto.shard_id,
+            offset=proto.offset,
+            size=proto.size,
+            crc32c=proto.crc32c,
+            slices=tuple(_extents(s) for s in proto.slices),
+        )
+
+    def __enter__(self) -> BundleReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    @property
+    def num_shards(self) -> int:
+        return int(self.header.num_shards)
+
+    @property
+    def big_endian(self) -> bool:
+        return bool(self.header.endianness == tensor_bundle_pb2.BundleHeaderProto.BIG)
+
+    def names(self) -> list[str]:
+        """Tensor names in index (bytewise) order, without the per-slice entries."""
+        return list(self._entries)
+
+    def entries(self) -> list[BundleEntry]:
+        return list(self._entries.values())
+
+    def entry(self, name: str) -> BundleEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise VariableNotFoundError(f"no tensor named {name!r} in the bundle", self.index_file) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def data_files(self) -> list[str]:
+        return [data_path(self.prefix, i, self.num_shards) for i in range(self.num_shards)]
+
+    def shard_size(self, shard: int) -> int:
+        if shard not in self._shard_sizes:
+            path = data_path(self.prefix, shard, self.num_shards)
+            try:
+                self._shard_sizes[shard] = int(self.fs.size(path))
+            except FileNotFoundError:
+                raise MissingFileError("data shard does not exist", path) from None
+        return self._shard_sizes[shard]
+
+    def _read_bytes(self, entry: BundleEntry) -> bytes:
+        path = data_path(self.prefix, entry.shard_id, self.num_shards)
+        if entry.offset + entry.size > self.shard_size(entry.shard_id):
+            raise FormatError(
+                f"tensor {entry.name!r} at [{entry.offset}, +{entry.size}) extends beyond the shard "
+                f"of {self.shard_size(entry.shard_id)} bytes",
+                path,
+            )
+        handle = self._handles.get(entry.shard_id)
+        if handle is None:
+            try:
+                handle = self.fs.open(path, "rb")
+            except FileNotFoundError:
+                raise MissingFileError("data shard does not exist", path) from None
+            self._handles[entry.shard_id] = handle
+        handle.seek(entry.offset)
+        data = handle.read(entry.size)
+        if len(data) != entry.size:
+            raise FormatError(f"tensor {entry.name!r}: short read of {len(data)} of {entry.size} bytes", path)
+        return bytes(data)
+
+    def read(self, name: str) -> np.ndarray:
+        """The tensor's value as a numpy array (object array of bytes for strings)."""
+        entry = self.entry(name)
+        if entry.slices:
+            return self._assemble(entry)
+        return self._read_entry(entry)
+
+    def _read_entry(self, entry: BundleEntry) -> np.ndarray:
+        where = data_path(self.prefix, entry.shard_id, self.num_shards)
+        if entry.dtype == dtypes.STRING:
+            return self._decode_strings(entry, self._read_bytes(entry), where)
+        if entry.dtype == dtypes.VARIANT:
+            return self._decode_variants(entry, self._read_bytes(entry), where)
+        np_dtype = dtypes.to_numpy(entry.dtype)
+        if np_dtype is None:
+            raise FormatError(f"tensor {entry.name!r} has dtype {entry.dtype_name}, which has no stored value", where)
+        expected = entry.num_elements * np_dtype.itemsize
+        if expected != entry.size:
+            raise FormatError(
+                f"tensor {entry.name!r}: invalid size {entry.size} for {entry.dtype_name}{list(entry.shape)} "
+                f"(expected {expected})",
+                where,
+            )
+        data = self._read_bytes(entry)
+        self._check_crc(entry, crc32c(data), where)
+        array = np.frombuffer(data, dtype=np_dtype)
+        if self.big_endian and np_dtype.itemsize > 1:
+            array = array.byteswap()
+        return array.reshape(entry.shape)
+
+    def _check_crc(self, entry: BundleEntry, actual: int, where: str) -> None:
+        if actual != unmask(entry.crc32c):
+            raise ChecksumError(f"tensor {entry.name!r}: data checksum mismatch", where)
+
+    def _decode_strings(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
+        count = entry.num_elements
+        if count + 4 > len(data):
+            raise FormatError(f"tensor {entry.name!r}: {count} strings cannot fit in {len(data)} bytes", where)
+        lengths = []
+        pos = 0
+        for _ in range(count):
+            length, pos = varint.decode(data, pos, f"{where} (tensor {entry.name!r})")
+            lengths.append(length)
+        if pos + 4 > len(data):
+            raise FormatError(f"tensor {entry.name!r}: string lengths run past the entry", where)
+        crc = 0
+        for length in lengths:
+            crc = crc32c(struct.pack("<I" if length <= 0xFFFFFFFF else "<Q", length), crc)
+        (stored,) = struct.unpack_from("<I", data, pos)
+        if unmask(stored) != crc:
+            raise ChecksumError(f"tensor {entry.name!r}: string length checksum mismatch", where)
+        crc = crc32c(data[pos : pos + 4], crc)
+        pos += 4
+        if pos + sum(lengths) != len(data):
+            raise FormatError(
+                f"tensor {entry.name!r}: string lengths add up to {sum(lengths)}, entry holds {len(data) - pos}",
+                where,
+            )
+        self._check_crc(entry, crc32c(data[pos:], crc), where)
+        out = np.empty(count, dtype=object)
+        for i, length in enumerate(lengths):
+            out[i] = data[pos : pos + length]
+            pos += length
+        return out.reshape(entry.shape)
+
+    def _decode_variants(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
+        count = entry.num_elements
+        if count > len(data):
+            raise FormatError(f"tensor {entry.name!r}: {count} variants cannot fit in {len(data)} bytes", where)
+        out = np.empty(count, dtype=object)
+        pos = 0
+        what = f"{where} (tensor {entry.name!r})"
+        for i in range(count):
+            length, body = varint.decode(data, pos, what)
+            if body + length + 4 > len(data):
+                raise FormatError(f"tensor {entry.name!r}: variant element {i} runs past the entry", where)
+            crc = crc32c(data[body : body + length], crc32c(struct.pack("<Q", length)))
+            (stored,) = struct.unpack_from("<I", data, body + length)
+            if unmask(stored) != crc:
+                raise ChecksumError(f"tensor {entry.name!r}: variant element {i} checksum mismatch", where)
+            out[i] = data[body : body + length]
+            pos = body + length + 4
+        if pos != len(data):
+            raise FormatError(f"tensor {entry.name!r}: {len(data) - pos} bytes after the last variant", where)
+        return out.reshape(entry.shape)
+
+    def _assemble(self, entry: BundleEntry) -> np.ndarray:
+        np_dtype = dtypes.to_numpy(entry.dtype) or np.dtype(object)
+        covered = 0
+        parts = []
+        for extents in entry.slices:
+            if len(extents) != len(entry.shape):
+                raise FormatError(f"tensor {entry.name!r}: slice rank differs from its shape", self.index_file)
+            region = []
+            for (start, length), dim in zip(extents, entry.shape, strict=True):
+                stop = dim if length < 0 else start + length
+                if not 0 <= start <= stop <= dim:
+                    raise FormatError(f"tensor {entry.name!r}: slice {extents} outside {entry.shape}", self.index_file)
+                region.append(slice(start, stop))
+            key = ordered_code.slice_key(entry.name, extents)
+            part = self._slice_entries.get(key)
+            if part is None:
+                raise FormatError(f"tensor {entry.name!r}: slice {extents} has no stored data", self.index_file)
+            covered += math.prod(s.stop - s.start for s in region)
+            parts.append((tuple(region), part))
+        if covered != entry.num_elements:
+            raise FormatError(
+                f"tensor {entry.name!r}: slices cover {covered} of {entry.num_elements} elements", self.index_file
+            )
+        out = np.empty(entry.shape, dtype=np_dtype)
+        for region, part in parts:
+            value = self._read_entry(part)
+            if value.shape != tuple(s.stop - s.start for s in region):
+                raise FormatError(f"tensor {entry.name!r}: slice data of shape {value.shape}", self.index_file)
+            out[region] = value
+        return out
+
+    def object_graph(self) -> Any | None:
+        """The TF2 TrackableObjectGraph stored with the variables, or None for TF1 bundles."""
+        if OBJECT_GRAPH_KEY not in self._entries:
+            return None
+        value = self.read(OBJECT_GRAPH_KEY)
+        if value.dtype != object or value.size != 1:
+            raise FormatError(f"{OBJECT_GRAPH_KEY} is not a string scalar", self.index_file)
+        return _parse(
+            trackable_object_graph_pb2.TrackableObjectGraph, value.reshape(()).item(), self.index_file, OBJECT_GRAPH_KEY
+        )
+
+
+def open_bundle(url: str, storage_options: dict[str, Any] | None = None) -> BundleReader:
+    """Open a bundle by prefix URL, e.g. ``gs://b/model/1/variables/variables``."""
+    fs, prefix = location.resolve(url, storage_options)
+    return BundleReader(fs, prefix)

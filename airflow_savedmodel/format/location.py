@@ -1,0 +1,36 @@
+"""Turn a URL (local path, file://, memory://, gs://, s3://, ...) into an fsspec filesystem and path."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from airflow_savedmodel.errors import SavedModelError
+
+
+def resolve(
+    url: str, storage_options: dict[str, Any] | None = None, fs: AbstractFileSystem | None = None
+) -> tuple[AbstractFileSystem, str]:
+    """Return ``(filesystem, path)`` for ``url``; a given ``fs`` is used as is with the URL's path."""
+    if fs is not None:
+        return fs, fs._strip_protocol(url).rstrip("/") or "/"
+    try:
+        filesystem, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise SavedModelError(f"cannot open filesystem: {exc}", url) from None
+    return filesystem, path.rstrip("/") or "/"
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts)
+
+
+def url_of(fs: AbstractFileSystem, path: str) -> str:
+    """A URL for ``path`` that names its filesystem (plain paths for the local one)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return path
+    return fs.unstrip_protocol(path)
