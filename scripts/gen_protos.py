@@ -19,7 +19,7 @@ PACKAGE = Path("airflow_savedmodel") / "protos"
 
 def generate(out_dir: Path) -> list[Path]:
     """Compile every .proto under protos/ into out_dir; return the written files."""
-    from grpc_tools import protoc  # noqa: PLC0415 - build-time tool only
+    from grpc_tools import protoc
 
     proto_include = Path(protoc.__file__).parent / "_proto"
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE).glob("*.proto"))

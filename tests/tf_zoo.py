@@ -16,11 +16,11 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tensorflow as tf  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
-from tensorflow.core.framework import types_pb2 as tf_types  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2 as tf_meta  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2 as tf_saved_model  # noqa: E402
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2 as tf_types
+from tensorflow.core.protobuf import meta_graph_pb2 as tf_meta
+from tensorflow.core.protobuf import saved_model_pb2 as tf_saved_model
 
 v1 = tf.compat.v1
 VOCAB = ["apple", "banana", "cherry", "date"]
@@ -43,7 +43,11 @@ class _TwoSignatures(tf.Module):
         self.label = tf.Variable("model-label", name="label")
         self.vocab = tf.saved_model.Asset(vocab_path)
         init = tf.lookup.TextFileInitializer(
-            self.vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+            self.vocab,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
         )
         self.table = tf.lookup.StaticHashTable(init, -1)
 
@@ -58,7 +62,9 @@ class _TwoSignatures(tf.Module):
 
 def tf2_module(out: Path) -> None:
     module = _TwoSignatures(_vocab_file(out.parent / "src_tf2_module"))
-    tf.saved_model.save(module, str(out), signatures={"serving_default": module.predict, "lookup": module.lookup})
+    tf.saved_model.save(
+        module, str(out), signatures={"serving_default": module.predict, "lookup": module.lookup}
+    )
 
 
 def keras_export(out: Path) -> None:
@@ -66,7 +72,11 @@ def keras_export(out: Path) -> None:
 
     keras.utils.set_random_seed(1)
     model = keras.Sequential(
-        [keras.Input((4,), name="features"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+        [
+            keras.Input((4,), name="features"),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
     )
     model.export(str(out), verbose=False)
 
@@ -82,17 +92,27 @@ def _tf1_graph(workdir: Path) -> tuple[tf.Graph, dict[str, Any]]:
         value = tf.reduce_sum(logits, axis=1, name="value")
         vocab = tf.constant(_vocab_file(workdir / "src_tf1", "vocab.txt"), name="vocab_path")
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab)
-        other = tf.constant(_vocab_file(workdir / "src_tf1", "labels.txt", ["neg", "pos"]), name="labels_path")
+        other = tf.constant(
+            _vocab_file(workdir / "src_tf1", "labels.txt", ["neg", "pos"]), name="labels_path"
+        )
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, other)
         table = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
-                vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+                vocab,
+                tf.string,
+                tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER,
             ),
             -1,
         )
         labels = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
-                other, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE
+                other,
+                tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string,
+                tf.lookup.TextFileIndex.WHOLE_LINE,
             ),
             "unknown",
         )
@@ -133,12 +153,19 @@ def _tf1_builder(out: Path, as_text: bool) -> None:
         builder = v1.saved_model.Builder(str(out))
         assets = v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS)
         builder.add_meta_graph_and_variables(
-            sess, ["serve"], signature_def_map=sig["serve"], assets_collection=assets,
-            main_op=v1.tables_initializer(), strip_default_attrs=False,
+            sess,
+            ["serve"],
+            signature_def_map=sig["serve"],
+            assets_collection=assets,
+            main_op=v1.tables_initializer(),
+            strip_default_attrs=False,
         )
         builder.add_meta_graph(["train"], signature_def_map=sig["train"], assets_collection=assets)
         builder.add_meta_graph(
-            ["serve", "gpu"], signature_def_map=sig["serve"], assets_collection=assets, clear_devices=True,
+            ["serve", "gpu"],
+            signature_def_map=sig["serve"],
+            assets_collection=assets,
+            clear_devices=True,
             strip_default_attrs=True,
         )
         builder.save(as_text=as_text)
@@ -161,7 +188,11 @@ class _AllDtypes(tf.Module):
         self.v_float = tf.Variable(f.astype(np.float32))
         self.v_double = tf.Variable(f * np.pi)
         for bits in (8, 16, 32, 64):
-            setattr(self, f"v_int{bits}", tf.Variable(np.array([-(2 ** (bits - 1)), -1, 0, 2 ** (bits - 1) - 1], f"int{bits}")))
+            setattr(
+                self,
+                f"v_int{bits}",
+                tf.Variable(np.array([-(2 ** (bits - 1)), -1, 0, 2 ** (bits - 1) - 1], f"int{bits}")),
+            )
             setattr(self, f"v_uint{bits}", tf.Variable(np.array([0, 1, 2**bits - 1], f"uint{bits}")))
         self.v_bool = tf.Variable([[True, False], [False, True]])
         self.v_complex64 = tf.Variable(np.array([1 + 2j, -3.5 - 0.5j], np.complex64))
@@ -187,7 +218,10 @@ def tf1_partitioned(out: Path) -> None:
     with graph.as_default():
         x = v1.placeholder(tf.float32, [None, 2], name="x")
         p = v1.get_variable(
-            "p", shape=[6, 2], initializer=v1.random_normal_initializer(seed=1), partitioner=v1.fixed_size_partitioner(2)
+            "p",
+            shape=[6, 2],
+            initializer=v1.random_normal_initializer(seed=1),
+            partitioner=v1.fixed_size_partitioner(2),
         )
         q = v1.get_variable(
             "emb/q",
@@ -266,7 +300,9 @@ def _tensor_info(info: tf_meta.TensorInfo) -> dict[str, Any]:
         "dtype": tf_types.DataType.Name(info.dtype),
         "shape": shape,
         "name": info.name if encoding == "name" else None,
-        "encoding": {"name": "dense", "coo_sparse": "coo_sparse", "composite_tensor": "composite"}.get(encoding or "name"),
+        "encoding": {"name": "dense", "coo_sparse": "coo_sparse", "composite_tensor": "composite"}.get(
+            encoding or "name"
+        ),
     }
 
 
@@ -293,12 +329,27 @@ def truth(path: Path) -> dict[str, Any]:
         functions = {f.signature.name for f in mg.graph_def.library.function}
         for f in mg.graph_def.library.function:
             ops.update(n.op for n in f.node_def)
-        metas.append({"tags": list(mg.meta_info_def.tags), "signatures": sigs, "assets": assets, "ops": sorted(ops - functions)})
+        metas.append(
+            {
+                "tags": list(mg.meta_info_def.tags),
+                "signatures": sigs,
+                "assets": assets,
+                "ops": sorted(ops - functions),
+            }
+        )
     variables = {}
     prefix = path / "variables" / "variables"
     if (path / "variables" / "variables.index").exists():
         reader = tf.train.load_checkpoint(str(prefix))
         shapes = reader.get_variable_to_shape_map()
         for name, dtype in reader.get_variable_to_dtype_map().items():
-            variables[name] = {"dtype": dtype.as_datatype_enum, "shape": tuple(shapes[name]), "value": reader.get_tensor(name)}
-    return {"meta_graphs": metas, "variables": variables, "assets_dir": sorted(os.listdir(path / "assets")) if (path / "assets").exists() else []}
+            variables[name] = {
+                "dtype": dtype.as_datatype_enum,
+                "shape": tuple(shapes[name]),
+                "value": reader.get_tensor(name),
+            }
+    return {
+        "meta_graphs": metas,
+        "variables": variables,
+        "assets_dir": sorted(os.listdir(path / "assets")) if (path / "assets").exists() else [],
+    }

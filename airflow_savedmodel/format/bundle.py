@@ -14,10 +14,9 @@ from typing import IO, Any
 
 import numpy as np
 from fsspec import AbstractFileSystem
-from google.protobuf.message import DecodeError
 
 from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileError, VariableNotFoundError
-from airflow_savedmodel.format import dtypes, location, ordered_code, sstable, varint
+from airflow_savedmodel.format import dtypes, location, ordered_code, protoio, sstable, varint
 from airflow_savedmodel.format.crc import crc32c, unmask
 from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2
 
@@ -61,13 +60,6 @@ class BundleEntry:
         return bool(self.slices)
 
 
-def _parse(cls: type, data: bytes, path: str, what: str) -> Any:
-    try:
-        return cls.FromString(data)
-    except (DecodeError, RecursionError) as exc:
-        raise FormatError(f"{what} is not a valid {cls.__name__}: {exc}", path) from None
-
-
 def _extents(slice_proto: Any) -> tuple[tuple[int, int], ...]:
     return tuple((e.start, e.length) if e.HasField("length") else (0, -1) for e in slice_proto.extent)
 
@@ -92,10 +84,14 @@ class BundleReader:
         first = next(items, None)
         if first is None or first[0] != _HEADER_KEY:
             raise FormatError("index has no header entry", self.index_file)
-        self.header = _parse(tensor_bundle_pb2.BundleHeaderProto, first[1], self.index_file, "header entry")
+        self.header = protoio.parse_binary(
+            tensor_bundle_pb2.BundleHeaderProto, first[1], self.index_file, "header entry"
+        )
         self._check_header()
         for key, value in items:
-            proto = _parse(tensor_bundle_pb2.BundleEntryProto, value, self.index_file, f"entry {key!r}")
+            proto = protoio.parse_binary(
+                tensor_bundle_pb2.BundleEntryProto, value, self.index_file, f"entry {key!r}"
+            )
             name = key.decode("utf-8", "backslashreplace")
             entry = self._entry(name, proto)
             if key.startswith(b"\x00"):
@@ -123,7 +119,9 @@ class BundleReader:
                 f"tensor {name!r} is in shard {proto.shard_id} of {self.header.num_shards}", self.index_file
             )
         if proto.offset < 0 or proto.size < 0:
-            raise FormatError(f"tensor {name!r} has offset {proto.offset} and size {proto.size}", self.index_file)
+            raise FormatError(
+                f"tensor {name!r} has offset {proto.offset} and size {proto.size}", self.index_file
+            )
         return BundleEntry(
             name=name,
             dtype=proto.dtype,
@@ -169,6 +167,19 @@ class BundleReader:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def slice_entries(self, name: str) -> list[BundleEntry]:
+        """The stored slices of a partitioned tensor (empty for ordinary tensors)."""
+        entry = self.entry(name)
+        found = (self._slice_entries.get(ordered_code.slice_key(name, extents)) for extents in entry.slices)
+        return [e for e in found if e is not None]
+
+    def stored_size(self, name: str) -> int:
+        """Bytes the tensor occupies in the data shards (summed over slices when partitioned)."""
+        entry = self.entry(name)
+        if not entry.partitioned:
+            return entry.size
+        return sum(e.size for e in self.slice_entries(name))
 
     def data_files(self) -> list[str]:
         return [data_path(self.prefix, i, self.num_shards) for i in range(self.num_shards)]
@@ -218,7 +229,9 @@ class BundleReader:
             return self._decode_variants(entry, self._read_bytes(entry), where)
         np_dtype = dtypes.to_numpy(entry.dtype)
         if np_dtype is None:
-            raise FormatError(f"tensor {entry.name!r} has dtype {entry.dtype_name}, which has no stored value", where)
+            raise FormatError(
+                f"tensor {entry.name!r} has dtype {entry.dtype_name}, which has no stored value", where
+            )
         expected = entry.num_elements * np_dtype.itemsize
         if expected != entry.size:
             raise FormatError(
@@ -240,7 +253,9 @@ class BundleReader:
     def _decode_strings(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
         count = entry.num_elements
         if count + 4 > len(data):
-            raise FormatError(f"tensor {entry.name!r}: {count} strings cannot fit in {len(data)} bytes", where)
+            raise FormatError(
+                f"tensor {entry.name!r}: {count} strings cannot fit in {len(data)} bytes", where
+            )
         lengths = []
         pos = 0
         for _ in range(count):
@@ -271,7 +286,9 @@ class BundleReader:
     def _decode_variants(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
         count = entry.num_elements
         if count > len(data):
-            raise FormatError(f"tensor {entry.name!r}: {count} variants cannot fit in {len(data)} bytes", where)
+            raise FormatError(
+                f"tensor {entry.name!r}: {count} variants cannot fit in {len(data)} bytes", where
+            )
         out = np.empty(count, dtype=object)
         pos = 0
         what = f"{where} (tensor {entry.name!r})"
@@ -295,29 +312,38 @@ class BundleReader:
         parts = []
         for extents in entry.slices:
             if len(extents) != len(entry.shape):
-                raise FormatError(f"tensor {entry.name!r}: slice rank differs from its shape", self.index_file)
+                raise FormatError(
+                    f"tensor {entry.name!r}: slice rank differs from its shape", self.index_file
+                )
             region = []
             for (start, length), dim in zip(extents, entry.shape, strict=True):
                 stop = dim if length < 0 else start + length
                 if not 0 <= start <= stop <= dim:
-                    raise FormatError(f"tensor {entry.name!r}: slice {extents} outside {entry.shape}", self.index_file)
+                    raise FormatError(
+                        f"tensor {entry.name!r}: slice {extents} outside {entry.shape}", self.index_file
+                    )
                 region.append(slice(start, stop))
             key = ordered_code.slice_key(entry.name, extents)
             part = self._slice_entries.get(key)
             if part is None:
-                raise FormatError(f"tensor {entry.name!r}: slice {extents} has no stored data", self.index_file)
+                raise FormatError(
+                    f"tensor {entry.name!r}: slice {extents} has no stored data", self.index_file
+                )
             covered += math.prod(s.stop - s.start for s in region)
             parts.append((tuple(region), part))
         if covered != entry.num_elements:
             raise FormatError(
-                f"tensor {entry.name!r}: slices cover {covered} of {entry.num_elements} elements", self.index_file
+                f"tensor {entry.name!r}: slices cover {covered} of {entry.num_elements} elements",
+                self.index_file,
             )
         out = np.empty(entry.shape, dtype=np_dtype)
-        for region, part in parts:
+        for bounds, part in parts:
             value = self._read_entry(part)
-            if value.shape != tuple(s.stop - s.start for s in region):
-                raise FormatError(f"tensor {entry.name!r}: slice data of shape {value.shape}", self.index_file)
-            out[region] = value
+            if value.shape != tuple(s.stop - s.start for s in bounds):
+                raise FormatError(
+                    f"tensor {entry.name!r}: slice data of shape {value.shape}", self.index_file
+                )
+            out[bounds] = value
         return out
 
     def object_graph(self) -> Any | None:
@@ -327,8 +353,11 @@ class BundleReader:
         value = self.read(OBJECT_GRAPH_KEY)
         if value.dtype != object or value.size != 1:
             raise FormatError(f"{OBJECT_GRAPH_KEY} is not a string scalar", self.index_file)
-        return _parse(
-            trackable_object_graph_pb2.TrackableObjectGraph, value.reshape(()).item(), self.index_file, OBJECT_GRAPH_KEY
+        return protoio.parse_binary(
+            trackable_object_graph_pb2.TrackableObjectGraph,
+            value.reshape(()).item(),
+            self.index_file,
+            OBJECT_GRAPH_KEY,
         )
 
 

@@ -74,7 +74,12 @@ def from_name(text: str) -> int:
     key = text.strip().upper()
     if not key.startswith("DT_"):
         key = "DT_" + key
-    aliases = {"DT_FLOAT32": "DT_FLOAT", "DT_FLOAT64": "DT_DOUBLE", "DT_FLOAT16": "DT_HALF", "DT_BYTES": "DT_STRING"}
+    aliases = {
+        "DT_FLOAT32": "DT_FLOAT",
+        "DT_FLOAT64": "DT_DOUBLE",
+        "DT_FLOAT16": "DT_HALF",
+        "DT_BYTES": "DT_STRING",
+    }
     key = aliases.get(key, key)
     return int(types_pb2.DataType.Value(key))
 

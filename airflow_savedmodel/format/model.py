@@ -99,7 +99,9 @@ class MetaGraph:
     def assets(self) -> list[AssetRef]:
         """Assets from asset_file_def (TF2, and TF1 written by newer builders) or the TF1 asset collection."""
         if self.proto.asset_file_def:
-            return [AssetRef(a.filename, a.tensor_info.name, "asset_file_def") for a in self.proto.asset_file_def]
+            return [
+                AssetRef(a.filename, a.tensor_info.name, "asset_file_def") for a in self.proto.asset_file_def
+            ]
         refs = []
         collection = self.proto.collection_def.get(ASSETS_COLLECTION)
         if collection is not None and collection.HasField("any_list"):

@@ -82,11 +82,13 @@ def _rename_types(proto: descriptor_pb2.FileDescriptorProto) -> None:
         fix(message)
 
 
-def parse_binary(cls: type[M], data: bytes, path: str) -> M:
+def parse_binary(cls: type[M], data: bytes, path: str, what: str | None = None) -> M:
+    """Parse ``data``; a malformed message raises FormatError naming ``path`` (and ``what`` in it)."""
     try:
         return cls.FromString(data)
     except (DecodeError, RecursionError) as exc:
-        raise FormatError(f"not a valid {tf_full_name(cls)}: {exc}", path) from None
+        where = f"{what}: " if what else ""
+        raise FormatError(f"{where}not a valid {tf_full_name(cls)}: {exc}", path) from None
 
 
 def parse_text(cls: type[M], text: str, path: str) -> M:

@@ -90,8 +90,12 @@ def tensor_spec(key: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
         return TensorSpec(key, dtype, shape, "coo_sparse", info.coo_sparse.values_tensor_name, names)
     if encoding == "composite_tensor":
         spec = info.composite_tensor.type_spec
-        type_name = spec.type_spec_class_name or struct_pb2.TypeSpecProto.TypeSpecClass.Name(spec.type_spec_class)
-        components = tuple(tensor_spec(f"{key}[{i}]", c) for i, c in enumerate(info.composite_tensor.components))
+        type_name = spec.type_spec_class_name or struct_pb2.TypeSpecProto.TypeSpecClass.Name(
+            spec.type_spec_class
+        )
+        components = tuple(
+            tensor_spec(f"{key}[{i}]", c) for i, c in enumerate(info.composite_tensor.components)
+        )
         return TensorSpec(key, dtype, shape, "composite", None, None, type_name, components)
     return TensorSpec(key, dtype, shape, "dense", info.name if encoding == "name" else None)
 

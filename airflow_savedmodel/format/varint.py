@@ -7,7 +7,9 @@ from airflow_savedmodel.errors import FormatError
 MAX_VARINT64_BYTES = 10
 
 
-def decode(buf: bytes | memoryview, pos: int, where: str, max_bytes: int = MAX_VARINT64_BYTES) -> tuple[int, int]:
+def decode(
+    buf: bytes | memoryview, pos: int, where: str, max_bytes: int = MAX_VARINT64_BYTES
+) -> tuple[int, int]:
     """Return ``(value, next_pos)``; raise FormatError naming ``where`` on truncation or overlong input."""
     result = 0
     shift = 0

@@ -1,0 +1,155 @@
+"""The ``savedmodel`` command line: the provider's operations without Airflow.
+
+Exit codes: 0 success, 1 a SavedModel problem (message on stderr, no traceback), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow_savedmodel.errors import SavedModelError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"storage option {pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.format import describe
+    from airflow_savedmodel.format.model import SavedModel
+
+    with SavedModel.open(args.url, _storage_options(args.storage_option)) as model:
+        doc = describe.describe(model, args.tag_set)
+        if args.json:
+            _print_json(doc)
+        else:
+            print(describe.render_text(model, doc))
+    return 0
+
+
+def cmd_variables(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from airflow_savedmodel.format import describe
+    from airflow_savedmodel.format.model import SavedModel
+
+    with SavedModel.open(args.url, _storage_options(args.storage_option)) as model:
+        bundle = model.variables()
+        if bundle is None:
+            if args.json:
+                _print_json({"url": model.url, "variables": []})
+            else:
+                print("The SavedModel has no variables.")
+            return 0
+        names = args.names or bundle.names()
+        rows = []
+        for name in names:
+            entry = bundle.entry(name)
+            row: dict[str, Any] = {
+                "name": name,
+                "dtype": entry.dtype_name,
+                "shape": list(entry.shape),
+                "bytes": bundle.stored_size(name),
+            }
+            if args.values:
+                row["value"] = bundle.read(name)
+            rows.append(row)
+    if args.json:
+        for row in rows:
+            if "value" in row:
+                row["value"] = describe.value_json(row["value"])
+        _print_json({"url": model.url, "variables": rows})
+        return 0
+    print("\n".join(describe.variable_table(rows)))
+    if args.values:
+        with np.printoptions(threshold=args.threshold, linewidth=100):
+            for row in rows:
+                print(f"\n{row['name']} ({row['dtype']}, shape {tuple(row['shape'])}):")
+                print(_value_text(row["name"], row["value"], bundle))
+    return 0
+
+
+def _value_text(name: str, value: Any, bundle: Any) -> str:
+    import numpy as np
+
+    from airflow_savedmodel.format.bundle import OBJECT_GRAPH_KEY
+    from airflow_savedmodel.format.protoio import to_text
+
+    if name == OBJECT_GRAPH_KEY:
+        return to_text(bundle.object_graph()).rstrip()
+    if value.size == 0:
+        return f"[] (empty, shape {value.shape})"
+    return np.array2string(np.asarray(value), separator=", ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="savedmodel", description="Inspect, validate, transform and ship TensorFlow SavedModels."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument(
+            "--storage-option",
+            "-o",
+            action="append",
+            metavar="KEY=VALUE",
+            help="fsspec storage option for the URL (VALUE parsed as JSON when it is JSON); repeatable",
+        )
+        return p
+
+    p = add("inspect", cmd_inspect, "Show tag sets, signatures, variables, assets, ops and fingerprint.")
+    p.add_argument("url", help="SavedModel directory: a path or any fsspec URL (gs://, s3://, memory://)")
+    p.add_argument("--tag-set", help="comma-separated tags of one meta graph, e.g. serve,gpu")
+    p.add_argument("--json", action="store_true", help="print the stable JSON document")
+
+    p = add("variables", cmd_variables, "List the variables bundle; with --values print tensor values.")
+    p.add_argument("url")
+    p.add_argument("names", nargs="*", metavar="NAME", help="tensor names (default: all)")
+    p.add_argument("--values", action="store_true", help="read and print values")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--threshold", type=int, default=1000, help="elements printed before eliding (text output)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SavedModelError as exc:
+        print(f"savedmodel {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

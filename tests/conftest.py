@@ -1,0 +1,72 @@
+"""Shared fixtures: the TensorFlow-written model zoo (built once per session) and its ground truth.
+
+The zoo is cached under .cache/zoo-<hash of tf_zoo.py and TF version> so local reruns are fast;
+CI starts from a clean checkout and builds it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def _zoo_dir() -> Path:
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(
+        (TESTS / "tf_zoo.py").read_bytes() + version("tensorflow-cpu").encode()
+    ).hexdigest()[:12]
+    return ROOT / ".cache" / f"zoo-{digest}"
+
+
+@pytest.fixture(scope="session")
+def zoo() -> dict[str, Path]:
+    """name -> path of each TensorFlow-written SavedModel (read-only: copy before modifying)."""
+    import tf_zoo
+
+    root = _zoo_dir()
+    done = root / ".complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        tf_zoo.build_all(root)
+        done.touch()
+    return {name: root / name / "model" for name in tf_zoo.BUILDERS}
+
+
+@pytest.fixture(scope="session")
+def truth(zoo: dict[str, Path]) -> Any:
+    """truth(name) -> what TensorFlow itself reads from that zoo model."""
+    import tf_zoo
+
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = tf_zoo.truth(zoo[name])
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def model_copy(zoo: dict[str, Path], tmp_path: Path) -> Any:
+    """model_copy(name) -> a private, modifiable copy of a zoo model."""
+
+    def copy(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(zoo[name], dst)
+        return dst
+
+    return copy
