@@ -17,7 +17,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileError, VariableNotFoundError
 from airflow_savedmodel.format import dtypes, location, ordered_code, protoio, sstable, varint
-from airflow_savedmodel.format.crc import crc32c, unmask
+from airflow_savedmodel.format.crc import crc32c, mask, unmask
 from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -365,3 +365,132 @@ def open_bundle(url: str, storage_options: dict[str, Any] | None = None) -> Bund
     """Open a bundle by prefix URL, e.g. ``gs://b/model/1/variables/variables``."""
     fs, prefix = location.resolve(url, storage_options)
     return BundleReader(fs, prefix)
+
+
+def encode_tensor(array: np.ndarray, dtype: int) -> tuple[bytes, int]:
+    """``(bytes, crc32c)`` of one tensor as a bundle data shard stores it."""
+    if dtypes.base(dtype) == dtypes.STRING:
+        return _encode_strings(array)
+    np_dtype = dtypes.to_numpy(dtype)
+    if np_dtype is None:
+        raise ValueError(f"cannot store tensors of dtype {dtypes.name(dtype)} in a bundle")
+    data = np.ascontiguousarray(array, dtype=np_dtype).tobytes()
+    return data, crc32c(data)
+
+
+def _encode_strings(array: np.ndarray) -> tuple[bytes, int]:
+    items = [
+        x.encode() if isinstance(x, str) else bytes(x) for x in np.asarray(array, dtype=object).reshape(-1)
+    ]
+    crc = 0
+    for item in items:
+        crc = crc32c(struct.pack("<I" if len(item) <= 0xFFFFFFFF else "<Q", len(item)), crc)
+    length_crc = struct.pack("<I", mask(crc))
+    crc = crc32c(length_crc, crc)
+    body = b"".join(items)
+    crc = crc32c(body, crc)
+    return b"".join(varint.encode(len(i)) for i in items) + length_crc + body, crc
+
+
+class BundleWriter:
+    """Writes one single-shard bundle: tensor bytes stream to the data file as they are added,
+    the index is written by :meth:`finish`. The output is byte-identical to TensorFlow's for
+    the same tensors added in the same order."""
+
+    def __init__(self, fs: AbstractFileSystem, prefix: str) -> None:
+        self.fs = fs
+        self.prefix = prefix
+        self._entries: dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+        self._offset = 0
+        parent = prefix.rsplit("/", 1)[0]
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        self._data = fs.open(data_path(prefix, 0, 1), "wb")
+        self._done = False
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+    def _shape_entry(self, shape: tuple[int, ...], dtype: int) -> tensor_bundle_pb2.BundleEntryProto:
+        entry = tensor_bundle_pb2.BundleEntryProto(dtype=dtype)
+        entry.shape.SetInParent()
+        for dim in shape:
+            entry.shape.dim.add(size=dim)
+        return entry
+
+    def _append(self, key: bytes, array: np.ndarray, dtype: int) -> tensor_bundle_pb2.BundleEntryProto:
+        if key in self._entries:
+            raise ValueError(f"duplicate tensor name {key!r}")
+        data, crc = encode_tensor(array, dtype)
+        entry = self._shape_entry(tuple(array.shape), dtype)
+        entry.offset = self._offset
+        entry.size = len(data)
+        entry.crc32c = mask(crc)
+        self._data.write(data)
+        self._offset += len(data)
+        self._entries[key] = entry
+        return entry
+
+    def add(self, name: str, value: Any, dtype: int | None = None) -> None:
+        """Append a tensor; ``dtype`` defaults to the numpy dtype's (bytes/str/object arrays are strings)."""
+        array = np.asarray(value, dtype=object) if dtype == dtypes.STRING else np.asarray(value)
+        tf_dtype = dtype if dtype is not None else dtypes.from_numpy(array.dtype)
+        if tf_dtype in (dtypes.RESOURCE, dtypes.VARIANT):
+            raise ValueError(f"tensor {name!r}: {dtypes.name(tf_dtype)} tensors are not stored in bundles")
+        self._append(name.encode(), array, tf_dtype)
+
+    def add_slice(
+        self, name: str, full_shape: tuple[int, ...], extents: tuple[tuple[int, int], ...], value: Any
+    ) -> None:
+        """Append one slice of a partitioned tensor (``extents``: ``(start, length)`` per dim)."""
+        array = np.asarray(value)
+        tf_dtype = dtypes.from_numpy(array.dtype)
+        key = name.encode()
+        full = self._entries.get(key)
+        if full is None:
+            full = self._shape_entry(tuple(full_shape), tf_dtype)
+            self._entries[key] = full
+        elif not full.slices:
+            raise ValueError(f"tensor {name!r} was added whole; it cannot also have slices")
+        spec = full.slices.add()
+        for start, length in extents:
+            extent = spec.extent.add()
+            if length >= 0:
+                extent.start = start
+                extent.length = length
+        self._append(ordered_code.slice_key(name, extents), array, tf_dtype)
+
+    def finish(self) -> None:
+        """Close the data shard and write variables.index."""
+        if self._done:
+            return
+        self._data.close()
+        header = tensor_bundle_pb2.BundleHeaderProto(num_shards=1)
+        header.version.producer = BUNDLE_VERSION
+        items = [(b"", header.SerializeToString(deterministic=True))]
+        items += [(k, self._entries[k].SerializeToString(deterministic=True)) for k in sorted(self._entries)]
+        with self.fs.open(index_path(self.prefix), "wb") as f:
+            f.write(sstable.build_table(items))
+        self._done = True
+
+    def abort(self) -> None:
+        """Close and remove what was written so far."""
+        self._done = True
+        self._data.close()
+        for path in (data_path(self.prefix, 0, 1), index_path(self.prefix)):
+            if self.fs.exists(path):
+                self.fs.rm(path)
+
+
+def write_bundle(url: str, tensors: dict[str, Any], storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``{name: array}`` as a bundle at prefix ``url`` (e.g. ``.../variables/variables``)."""
+    fs, prefix = location.resolve(url, storage_options)
+    with BundleWriter(fs, prefix) as writer:
+        for name, value in tensors.items():
+            writer.add(name, value)

@@ -1,0 +1,131 @@
+"""Graph rewrites on a MetaGraphDef: strip or restore default-valued attrs, clear devices.
+
+A node attr equal to its OpDef's default can be dropped without changing the graph; newer
+TensorFlow releases add attrs with defaults, so dropping them keeps a model loadable by an
+older serving binary. OpDefs come from the meta graph's own ``stripped_op_list`` (the
+producer's registry), then from the registry shipped for a TensorFlow release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from airflow_savedmodel.format import opdefs, tensor_proto
+from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2, types_pb2
+
+OpRegistry = Mapping[str, graph_pb2.OpDef]
+
+
+@dataclass(frozen=True)
+class RewriteStats:
+    nodes: int
+    changed: int  # attrs removed or added, or devices cleared
+    unknown_ops: tuple[str, ...] = ()
+
+
+def attr_equal(a: graph_pb2.AttrValue, b: graph_pb2.AttrValue) -> bool:
+    """TensorFlow's AttrValue equality: types directly, tensors by value, functions recursively."""
+    if a.type != b.type:
+        return False
+    if a.type != types_pb2.DT_INVALID:
+        return True
+    if a.HasField("tensor") != b.HasField("tensor"):
+        return False
+    if a.HasField("tensor"):
+        return tensor_proto.equal(a.tensor, b.tensor)
+    if a.HasField("func") != b.HasField("func"):
+        return False
+    if a.HasField("func"):
+        if a.func.name != b.func.name or len(a.func.attr) != len(b.func.attr):
+            return False
+        return all(k in a.func.attr and attr_equal(a.func.attr[k], v) for k, v in b.func.attr.items())
+    return a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)
+
+
+def registry_for(
+    meta_graph: meta_graph_pb2.MetaGraphDef, release: str | None = None
+) -> dict[str, graph_pb2.OpDef]:
+    """OpDefs for a meta graph: its stripped_op_list first, then the shipped registry of ``release``."""
+    ops: dict[str, graph_pb2.OpDef] = dict(opdefs.registry(release))
+    ops.update({op.name: op for op in meta_graph.meta_info_def.stripped_op_list.op})
+    return ops
+
+
+def op_nodes(graph: graph_pb2.GraphDef) -> Iterator[graph_pb2.NodeDef]:
+    """Every NodeDef of the graph and its function library that calls an op, not a library function."""
+    functions = {f.signature.name for f in graph.library.function}
+    for node in graph.node:
+        if node.op not in functions:
+            yield node
+    for function in graph.library.function:
+        for node in function.node_def:
+            if node.op not in functions:
+                yield node
+
+
+def _default(op_def: graph_pb2.OpDef, name: str) -> graph_pb2.AttrValue | None:
+    for attr_def in op_def.attr:
+        if attr_def.name == name:
+            return attr_def.default_value if attr_def.HasField("default_value") else None
+    return None
+
+
+def strip_default_attrs(
+    meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None
+) -> RewriteStats:
+    """Remove, in place, every node attr whose value equals its OpDef default; mark the meta graph stripped."""
+    ops = registry if registry is not None else registry_for(meta_graph)
+    nodes = removed = 0
+    unknown: set[str] = set()
+    for node in op_nodes(meta_graph.graph_def):
+        nodes += 1
+        op_def = ops.get(node.op)
+        if op_def is None:
+            unknown.add(node.op)
+            continue
+        for name in [n for n, value in node.attr.items() if _is_default(op_def, n, value)]:
+            del node.attr[name]
+            removed += 1
+    meta_graph.meta_info_def.stripped_default_attrs = True
+    return RewriteStats(nodes, removed, tuple(sorted(unknown)))
+
+
+def _is_default(op_def: graph_pb2.OpDef, name: str, value: graph_pb2.AttrValue) -> bool:
+    default = _default(op_def, name)
+    return default is not None and attr_equal(value, default)
+
+
+def add_default_attrs(
+    meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None
+) -> RewriteStats:
+    """Add, in place, every attr default a node lacks (what TensorFlow's importer does on load)."""
+    ops = registry if registry is not None else registry_for(meta_graph)
+    nodes = added = 0
+    unknown: set[str] = set()
+    for node in op_nodes(meta_graph.graph_def):
+        nodes += 1
+        op_def = ops.get(node.op)
+        if op_def is None:
+            unknown.add(node.op)
+            continue
+        for attr_def in op_def.attr:
+            if attr_def.HasField("default_value") and attr_def.name not in node.attr:
+                node.attr[attr_def.name].CopyFrom(attr_def.default_value)
+                added += 1
+    meta_graph.meta_info_def.stripped_default_attrs = False
+    return RewriteStats(nodes, added, tuple(sorted(unknown)))
+
+
+def clear_devices(meta_graph: meta_graph_pb2.MetaGraphDef) -> RewriteStats:
+    """Drop, in place, every node's device placement (graph and functions), as clear_devices=True does."""
+    nodes = cleared = 0
+    for node in [
+        *meta_graph.graph_def.node,
+        *(n for f in meta_graph.graph_def.library.function for n in f.node_def),
+    ]:
+        nodes += 1
+        if node.device:
+            node.device = ""
+            cleared += 1
+    return RewriteStats(nodes, cleared)
