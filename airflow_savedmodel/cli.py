@@ -89,6 +89,36 @@ def cmd_variables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transform(args: argparse.Namespace, name: str) -> int:
+    from airflow_savedmodel.format import transforms
+
+    result = getattr(transforms, name)(
+        args.src,
+        args.dst,
+        src_options=_storage_options(args.src_option),
+        dst_options=_storage_options(args.dst_option),
+        overwrite=args.overwrite,
+    )
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        for mg in result.meta_graphs:
+            unknown = f"; ops without an OpDef: {', '.join(mg['unknown_ops'])}" if mg["unknown_ops"] else ""
+            print(
+                f"meta graph {{{', '.join(mg['tags'])}}}: {mg['changed']} changed over {mg['nodes']} nodes{unknown}"
+            )
+        print(f"wrote {result.dst}")
+    return 0
+
+
+def cmd_strip_default_attrs(args: argparse.Namespace) -> int:
+    return _transform(args, "add_default_attrs" if args.add else "strip_default_attrs")
+
+
+def cmd_clear_devices(args: argparse.Namespace) -> int:
+    return _transform(args, "clear_devices")
+
+
 def _value_text(name: str, value: Any, bundle: Any) -> str:
     import numpy as np
 
@@ -132,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--threshold", type=int, default=1000, help="elements printed before eliding (text output)"
+    )
+
+    def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument("src", help="source SavedModel URL (never modified)")
+        p.add_argument("dst", help="destination URL; must not exist unless --overwrite")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+        p.add_argument("--src-option", action="append", metavar="KEY=VALUE", help="fsspec option for SRC")
+        p.add_argument("--dst-option", action="append", metavar="KEY=VALUE", help="fsspec option for DST")
+        p.add_argument("--json", action="store_true")
+        return p
+
+    p = add_transform(
+        "strip-default-attrs",
+        cmd_strip_default_attrs,
+        "Copy a model with default-valued node attrs removed, so older TensorFlow Serving binaries load it.",
+    )
+    p.add_argument("--add", action="store_true", help="do the inverse: add every missing default back")
+    add_transform(
+        "clear-devices", cmd_clear_devices, "Copy a model with every node's device placement removed."
     )
     return parser
 

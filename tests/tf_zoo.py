@@ -258,6 +258,47 @@ def sharded(out: Path) -> None:
     tf.saved_model.save(module, str(out), signatures={"serving_default": module.total}, options=options)
 
 
+def _tf1_conv_model(out: Path, strip: bool) -> None:
+    """A TF1 graph rich in default-valued attrs (conv, pooling, matmul), some ops pinned to a device."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, 8, 8, 1], name="images")
+        with tf.device("/device:CPU:0"):
+            kernel = v1.get_variable(
+                "conv/kernel", initializer=np.linspace(-1, 1, 18, dtype=np.float32).reshape(3, 3, 1, 2)
+            )
+        conv = tf.nn.relu(tf.nn.conv2d(images, kernel, strides=1, padding="SAME"), name="conv/relu")
+        pooled = tf.nn.max_pool2d(conv, 2, 2, "VALID", name="pool")
+        flat = tf.reshape(pooled, [-1, 32], name="flat")
+        dense = v1.get_variable(
+            "dense/kernel", initializer=np.linspace(-0.5, 0.5, 64, dtype=np.float32).reshape(32, 2)
+        )
+        logits = tf.matmul(flat, dense, name="logits")
+        probs = tf.nn.softmax(logits, name="probs")
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(out))
+            sig = v1.saved_model.signature_def_utils.predict_signature_def(
+                {"images": images}, {"probs": probs}
+            )
+            builder.add_meta_graph_and_variables(
+                sess,
+                ["serve"],
+                signature_def_map={"serving_default": sig},
+                strip_default_attrs=strip,
+                clear_devices=strip,
+            )
+            builder.save()
+
+
+def tf1_unstripped(out: Path) -> None:
+    _tf1_conv_model(out, strip=False)
+
+
+def tf1_stripped(out: Path) -> None:
+    _tf1_conv_model(out, strip=True)
+
+
 BUILDERS = {
     "tf2_module": tf2_module,
     "keras_export": keras_export,
@@ -266,6 +307,8 @@ BUILDERS = {
     "all_dtypes": all_dtypes,
     "tf1_partitioned": tf1_partitioned,
     "sharded": sharded,
+    "tf1_unstripped": tf1_unstripped,
+    "tf1_stripped": tf1_stripped,
 }
 
 

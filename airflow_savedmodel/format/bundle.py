@@ -18,7 +18,7 @@ from fsspec import AbstractFileSystem
 from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileError, VariableNotFoundError
 from airflow_savedmodel.format import dtypes, location, ordered_code, protoio, sstable, varint
 from airflow_savedmodel.format.crc import crc32c, mask, unmask
-from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2
+from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2, types_pb2
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 BUNDLE_VERSION = 1
@@ -418,7 +418,7 @@ class BundleWriter:
             self.abort()
 
     def _shape_entry(self, shape: tuple[int, ...], dtype: int) -> tensor_bundle_pb2.BundleEntryProto:
-        entry = tensor_bundle_pb2.BundleEntryProto(dtype=dtype)
+        entry = tensor_bundle_pb2.BundleEntryProto(dtype=types_pb2.DataType.ValueType(dtype))
         entry.shape.SetInParent()
         for dim in shape:
             entry.shape.dim.add(size=dim)

@@ -1,9 +1,10 @@
 """Deterministic protobuf serialization in the byte order TensorFlow's C++ code produces.
 
-Python's upb backend sorts integer map keys descending when asked for deterministic output,
-while C++ sorts them ascending. Fingerprints hash C++ bytes, so messages that can hold
-integer-keyed maps (FunctionDef.arg_attr and friends) are encoded here field by field; every
-other submessage is delegated to upb, whose output for them is identical.
+Asked for deterministic output, Python's upb backend orders map keys unlike C++: integer keys
+descend, and a string key sorts after the longer keys it prefixes ("config_proto" before
+"config"). Fingerprints hash C++ bytes, so every message that can hold a map is encoded here
+field by field, keys ascending bytewise; map-free submessages (tensors, shapes) are delegated
+to upb, whose output for them is identical.
 """
 
 from __future__ import annotations
@@ -17,18 +18,6 @@ from google.protobuf.message import Message
 
 from airflow_savedmodel.format import varint
 
-_INT_KEYS = {
-    FieldDescriptor.TYPE_INT32,
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT32,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT32,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED32,
-    FieldDescriptor.TYPE_SFIXED64,
-}
 _VARINT = {
     FieldDescriptor.TYPE_INT32,
     FieldDescriptor.TYPE_INT64,
@@ -52,9 +41,15 @@ def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
+def _entry_field(field: FieldDescriptor, name: str) -> FieldDescriptor:
+    entry = field.message_type
+    assert entry is not None
+    return entry.fields_by_name[name]
+
+
 @functools.cache
 def _needs_care(descriptor: Descriptor) -> bool:
-    """Whether this message type can (transitively) contain an integer-keyed map."""
+    """Whether this message type can (transitively) contain a map field."""
     seen: set[str] = set()
 
     def walk(d: Descriptor) -> bool:
@@ -62,7 +57,7 @@ def _needs_care(descriptor: Descriptor) -> bool:
             return False
         seen.add(d.full_name)
         for f in d.fields:
-            if _is_map(f) and f.message_type.fields_by_name["key"].type in _INT_KEYS:
+            if _is_map(f):
                 return True
             if f.message_type is not None and walk(f.message_type):
                 return True
@@ -100,9 +95,9 @@ def _field(field: FieldDescriptor, value: Any) -> bytes:
     out = bytearray()
     number = field.number
     if _is_map(field):
-        key_field = field.message_type.fields_by_name["key"]
-        value_field = field.message_type.fields_by_name["value"]
-        for key in sorted(value):
+        key_field = _entry_field(field, "key")
+        value_field = _entry_field(field, "value")
+        for key in sorted(value, key=_sort_key):
             entry = _single(key_field, key) + _single(value_field, value[key])
             out += _tag(number, _LENGTH_DELIMITED) + varint.encode(len(entry)) + entry
         return bytes(out)
@@ -114,6 +109,10 @@ def _field(field: FieldDescriptor, value: Any) -> bytes:
             out += _single(field, item)
         return bytes(out)
     return _single(field, value)
+
+
+def _sort_key(key: Any) -> Any:
+    return key.encode("utf-8") if isinstance(key, str) else key
 
 
 def _single(field: FieldDescriptor, value: Any) -> bytes:

@@ -64,9 +64,11 @@ def regularized_graph(graph: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
                 node.attr["f"].func.name = _strip_uid(node.attr["f"].func.name)
             if "config_proto" in node.attr:
                 node.attr["config_proto"].s = b""
-        if node.op == "Const" and "dtype" in node.attr and node.attr["dtype"].type == types_pb2.DT_STRING:
-            if "value" in node.attr:
-                node.attr["value"].Clear()
+        is_string_const = (
+            node.op == "Const" and "dtype" in node.attr and node.attr["dtype"].type == types_pb2.DT_STRING
+        )
+        if is_string_const and "value" in node.attr:
+            node.attr["value"].Clear()
     copy.library.Clear()
     copy.library.SetInParent()
     copy.versions.Clear()

@@ -34,3 +34,24 @@ def url_of(fs: AbstractFileSystem, path: str) -> str:
     if protocol in ("file", "local"):
         return path
     return fs.unstrip_protocol(path)
+
+
+CHUNK = 8 << 20
+
+
+def copy_file(
+    src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str, chunk: int = CHUNK
+) -> int:
+    """Stream one file between filesystems in bounded memory; return the bytes copied."""
+    copied = 0
+    with src_fs.open(src, "rb") as reader, dst_fs.open(dst, "wb") as writer:
+        while block := reader.read(chunk):
+            writer.write(block)
+            copied += len(block)
+    return copied
+
+
+def relative_files(fs: AbstractFileSystem, root: str) -> list[str]:
+    """Every file below ``root`` as a path relative to it, sorted."""
+    prefix = fs._strip_protocol(root).rstrip("/") + "/"
+    return sorted(p[len(prefix) :] for p in fs.find(root) if p.startswith(prefix))

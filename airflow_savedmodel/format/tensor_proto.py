@@ -12,7 +12,7 @@ from airflow_savedmodel.protos import tensor_pb2, types_pb2
 
 MAX_ELEMENTS = 1 << 28
 
-_INT_VAL = {
+_INT_VAL: set[int] = {
     types_pb2.DT_INT32,
     types_pb2.DT_INT16,
     types_pb2.DT_INT8,
@@ -28,7 +28,7 @@ _INT_VAL = {
     types_pb2.DT_INT2,
     types_pb2.DT_UINT2,
 }
-_TYPED_FIELD = {
+_TYPED_FIELD: dict[int, str] = {
     types_pb2.DT_FLOAT: "float_val",
     types_pb2.DT_DOUBLE: "double_val",
     types_pb2.DT_INT64: "int64_val",
@@ -67,6 +67,7 @@ def to_numpy(proto: tensor_pb2.TensorProto, max_elements: int = MAX_ELEMENTS) ->
                 f"tensor_content of {len(proto.tensor_content)} bytes for {count} {dtypes.name(dtype)} elements"
             )
         return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(dims)
+    raw: np.ndarray
     if dtype in _INT_VAL:
         raw = np.array(list(proto.int_val), dtype=np.int64)
     elif dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
@@ -106,7 +107,7 @@ def from_numpy(value: np.ndarray | object, dtype: int | None = None) -> tensor_p
     else:
         array = np.asarray(value)
     tf_dtype = dtype if dtype is not None else dtypes.from_numpy(array.dtype)
-    proto = tensor_pb2.TensorProto(dtype=tf_dtype)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DataType.ValueType(tf_dtype))
     proto.tensor_shape.SetInParent()
     for d in array.shape:
         proto.tensor_shape.dim.add(size=d)

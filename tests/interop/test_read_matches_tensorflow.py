@@ -11,12 +11,13 @@ import fsspec
 import numpy as np
 import pytest
 import snappy as reference_snappy
-import tf_zoo
 
 from airflow_savedmodel.errors import MetaGraphNotFoundError, SignatureNotFoundError
 from airflow_savedmodel.format import sstable
 from airflow_savedmodel.format.crc import crc32c, mask
 from airflow_savedmodel.format.model import SavedModel
+
+import tf_zoo
 
 pytestmark = pytest.mark.interop
 MODELS = list(tf_zoo.BUILDERS)
