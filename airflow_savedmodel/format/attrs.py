@@ -64,36 +64,53 @@ def op_nodes(graph: graph_pb2.GraphDef) -> Iterator[graph_pb2.NodeDef]:
                 yield node
 
 
-def _default(op_def: graph_pb2.OpDef, name: str) -> graph_pb2.AttrValue | None:
-    for attr_def in op_def.attr:
-        if attr_def.name == name:
-            return attr_def.default_value if attr_def.HasField("default_value") else None
-    return None
+class _Defaults:
+    """Per-op default attr values with their serialized bytes, built once per registry."""
+
+    def __init__(self, registry: OpRegistry) -> None:
+        self.registry = registry
+        self.cache: dict[str, dict[str, tuple[graph_pb2.AttrValue, bytes]] | None] = {}
+
+    def of(self, op: str) -> dict[str, tuple[graph_pb2.AttrValue, bytes]] | None:
+        if op not in self.cache:
+            op_def = self.registry.get(op)
+            self.cache[op] = (
+                None
+                if op_def is None
+                else {
+                    a.name: (a.default_value, a.default_value.SerializeToString(deterministic=True))
+                    for a in op_def.attr
+                    if a.HasField("default_value")
+                }
+            )
+        return self.cache[op]
+
+
+def _equals_default(value: graph_pb2.AttrValue, default: tuple[graph_pb2.AttrValue, bytes]) -> bool:
+    if value.SerializeToString(deterministic=True) == default[1]:
+        return True
+    kind = value.WhichOneof("value")
+    return kind in ("tensor", "func") and attr_equal(value, default[0])
 
 
 def strip_default_attrs(
     meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None
 ) -> RewriteStats:
     """Remove, in place, every node attr whose value equals its OpDef default; mark the meta graph stripped."""
-    ops = registry if registry is not None else registry_for(meta_graph)
+    defaults = _Defaults(registry if registry is not None else registry_for(meta_graph))
     nodes = removed = 0
     unknown: set[str] = set()
     for node in op_nodes(meta_graph.graph_def):
         nodes += 1
-        op_def = ops.get(node.op)
-        if op_def is None:
+        table = defaults.of(node.op)
+        if table is None:
             unknown.add(node.op)
             continue
-        for name in [n for n, value in node.attr.items() if _is_default(op_def, n, value)]:
+        for name in [n for n, value in node.attr.items() if n in table and _equals_default(value, table[n])]:
             del node.attr[name]
             removed += 1
     meta_graph.meta_info_def.stripped_default_attrs = True
     return RewriteStats(nodes, removed, tuple(sorted(unknown)))
-
-
-def _is_default(op_def: graph_pb2.OpDef, name: str, value: graph_pb2.AttrValue) -> bool:
-    default = _default(op_def, name)
-    return default is not None and attr_equal(value, default)
 
 
 def add_default_attrs(

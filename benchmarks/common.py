@@ -1,0 +1,53 @@
+"""Shared helpers: timing, fresh-process runs, result rows and the machine note."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@dataclass
+class Row:
+    name: str
+    ours: float
+    theirs: float
+    unit: str  # "s" (lower is better) or "MB/s" (higher is better)
+    alternative: str
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """How many times better we are (>1 means faster or higher throughput)."""
+        if self.unit in ("s", "MB"):
+            return self.theirs / self.ours if self.ours else float("inf")
+        return self.ours / self.theirs if self.theirs else float("inf")
+
+
+def median_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_process(args: list[str]) -> None:
+    subprocess.run(args, check=True, capture_output=True, env=QUIET)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
