@@ -119,6 +119,28 @@ def cmd_clear_devices(args: argparse.Namespace) -> int:
     return _transform(args, "clear_devices")
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.format.validate import validate
+
+    report = validate(
+        args.url,
+        tags=args.tag_set,
+        required_signatures=args.require_signature or ["serving_default"],
+        deep=args.deep,
+        target_tf=args.target_tf,
+        target_device=args.target_device,
+        expect=args.expect,
+        strict=args.strict,
+        size_warning_bytes=args.size_warning_mb << 20,
+        storage_options=_storage_options(args.storage_option),
+    )
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.to_text())
+    return 0 if report.valid else 1
+
+
 def _value_text(name: str, value: Any, bundle: Any) -> str:
     import numpy as np
 
@@ -163,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold", type=int, default=1000, help="elements printed before eliding (text output)"
     )
+
+    p = add("validate", cmd_validate, "Check a model before it ships; exit 0 when valid, 1 when not.")
+    p.add_argument("url")
+    p.add_argument("--tag-set", default="serve", help="meta graph that is served (default: serve)")
+    p.add_argument(
+        "--require-signature",
+        action="append",
+        metavar="KEY",
+        help="signature that must exist (default: serving_default)",
+    )
+    p.add_argument("--deep", action="store_true", help="verify every tensor's crc32c (reads all variables)")
+    p.add_argument("--target-tf", metavar="X.Y", help="TensorFlow (Serving) release that will load the model")
+    p.add_argument("--target-device", choices=["cpu", "gpu", "tpu"], default="cpu")
+    p.add_argument("--expect", metavar="SPEC", help="expected signatures, a JSON or YAML file")
+    p.add_argument(
+        "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
+    )
+    p.add_argument("--size-warning-mb", type=int, default=1024, help="warn above this saved_model.pb size")
+    p.add_argument("--json", action="store_true")
 
     def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import ROOT, Row, machine
 
-BENCHMARKS = ["bench_inspect", "bench_strip"]
+BENCHMARKS = ["bench_inspect", "bench_strip", "bench_validate"]
 
 
 def table(rows: list[Row]) -> list[str]:

@@ -64,6 +64,14 @@ def op_nodes(graph: graph_pb2.GraphDef) -> Iterator[graph_pb2.NodeDef]:
                 yield node
 
 
+def default_value(op_def: graph_pb2.OpDef, name: str) -> graph_pb2.AttrValue | None:
+    """The OpDef's default for attr ``name``, or None when the attr has no default (or does not exist)."""
+    for attr_def in op_def.attr:
+        if attr_def.name == name and attr_def.HasField("default_value"):
+            return attr_def.default_value
+    return None
+
+
 class _Defaults:
     """Per-op default attr values with their serialized bytes, built once per registry."""
 

@@ -494,3 +494,45 @@ def write_bundle(url: str, tensors: dict[str, Any], storage_options: dict[str, A
     with BundleWriter(fs, prefix) as writer:
         for name, value in tensors.items():
             writer.add(name, value)
+
+
+def verify_entries(reader: BundleReader, chunk: int = 8 << 20) -> list[tuple[BundleEntry, str]]:
+    """Check every stored tensor's crc32c, streaming each shard in offset order with bounded memory.
+
+    Returns ``(entry, problem)`` for each entry that fails; layout problems (missing shard, data
+    beyond the end) are reported the same way rather than raised.
+    """
+    problems: list[tuple[BundleEntry, str]] = []
+    stored = [e for e in [*reader.entries(), *reader._slice_entries.values()] if not e.partitioned]
+    by_shard: dict[int, list[BundleEntry]] = {}
+    for entry in stored:
+        by_shard.setdefault(entry.shard_id, []).append(entry)
+    for shard, entries in sorted(by_shard.items()):
+        path = data_path(reader.prefix, shard, reader.num_shards)
+        try:
+            size = reader.shard_size(shard)
+        except MissingFileError:
+            problems += [(e, "data shard does not exist") for e in entries]
+            continue
+        with reader.fs.open(path, "rb") as handle:
+            for entry in sorted(entries, key=lambda e: e.offset):
+                if entry.offset + entry.size > size:
+                    problems.append((entry, f"extends beyond the shard of {size} bytes"))
+                    continue
+                if entry.dtype in (dtypes.STRING, dtypes.VARIANT):
+                    try:
+                        reader._read_entry(entry)
+                    except (ChecksumError, FormatError) as exc:
+                        problems.append((entry, exc.problem))
+                    continue
+                handle.seek(entry.offset)
+                crc, left = 0, entry.size
+                while left:
+                    block = handle.read(min(chunk, left))
+                    if not block:
+                        break
+                    crc = crc32c(block, crc)
+                    left -= len(block)
+                if left or crc != unmask(entry.crc32c):
+                    problems.append((entry, "data checksum mismatch"))
+    return problems

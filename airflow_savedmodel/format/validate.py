@@ -1,0 +1,598 @@
+"""Validate a SavedModel before it ships: a structured report of findings and a verdict.
+
+Checks structure (the proto, tag sets, signatures against the graph), variables (index,
+shards, bounds, optionally every crc32c, and that what the graph restores is there), assets,
+an expected signature contract, compatibility with a target TensorFlow release's op registry,
+device pinning and size. Every finding has a stable ``code`` (listed in FINDING_CODES).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_savedmodel.errors import NotFoundError, SavedModelError
+from airflow_savedmodel.format import attrs, dtypes, location, opdefs, tensor_proto
+from airflow_savedmodel.format.bundle import BundleReader, verify_entries
+from airflow_savedmodel.format.model import (
+    ASSETS_DIR,
+    SAVED_MODEL_PB,
+    SCHEMA_VERSION,
+    VARIABLES_DIR,
+    MetaGraph,
+    SavedModel,
+    TagsArg,
+    format_tags,
+    parse_tags,
+)
+from airflow_savedmodel.format.signatures import DEFAULT_SERVING_KEY, RESERVED_KEYS
+from airflow_savedmodel.protos import graph_pb2, types_pb2
+
+ERROR = "error"
+WARNING = "warning"
+SCHEMA = "airflow-savedmodel/validate/v1"
+PROTO_LIMIT = 2**31 - 1
+DEFAULT_SIZE_WARNING = 1 << 30
+
+FINDING_CODES = {
+    "saved-model-unreadable": "saved_model.pb/.pbtxt is missing, malformed or in an unsupported variant",
+    "no-meta-graphs": "the SavedModel holds no meta graph",
+    "duplicate-tag-set": "two meta graphs have the same tag set; loaders only ever find the first",
+    "unknown-schema-version": "saved_model_schema_version is not the one TensorFlow writes",
+    "tag-set-missing": "no meta graph has the requested tag set",
+    "required-signature-missing": "a signature the caller requires is not in the meta graph",
+    "signature-tensor-missing": "a signature names a tensor whose node is not in the graph",
+    "signature-output-index": "a signature names an output index the node does not have",
+    "signature-dtype-mismatch": "a signature's dtype differs from what the producing node outputs",
+    "variables-missing": "the graph restores variables but the model has no variables (half-copied?)",
+    "variables-index-unreadable": "variables.index is missing, truncated or corrupt",
+    "variables-shard-missing": "a data shard the index refers to does not exist",
+    "variables-entry-out-of-bounds": "a tensor's bytes lie beyond the end of its shard",
+    "variables-checksum-mismatch": "a tensor's bytes do not match their crc32c (deep check)",
+    "variable-not-in-bundle": "the graph restores a variable the bundle does not hold",
+    "asset-missing": "an asset the meta graph names is not under assets/",
+    "asset-path-escapes": "an asset file name is absolute or leaves assets/ ('..', separators)",
+    "expect-signature-missing": "the expected signature is not in the model",
+    "expect-method-mismatch": "the signature's method name differs from the expected one",
+    "expect-input-missing": "an expected input is not in the signature (renamed or removed)",
+    "expect-input-unexpected": "the signature has an input the contract does not list",
+    "expect-output-missing": "an expected output is not in the signature",
+    "expect-output-unexpected": "the signature has an output the contract does not list (strict only)",
+    "expect-dtype-mismatch": "an input or output has another dtype than expected",
+    "expect-shape-mismatch": "an input or output has another shape than expected",
+    "op-unknown-in-target": "an op the target TensorFlow release does not register",
+    "attr-default-unknown-in-target": "a default-valued attr the target release does not know (fix: strip_default_attrs)",
+    "attr-unknown-in-target": "an attr with a non-default value the target release does not know",
+    "device-pinned-accelerator": "a node is pinned to a GPU or TPU while the target serves on CPU",
+    "saved-model-too-large": "saved_model.pb exceeds the 2 GiB protobuf limit",
+    "saved-model-large": "saved_model.pb is over the size threshold (large constants in the graph?)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    code: str
+    message: str
+    file: str | None = None
+    tags: list[str] | None = None
+    fix: str | None = None
+
+
+@dataclass
+class Report:
+    url: str
+    findings: list[Finding] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not any(f.severity == ERROR for f in self.findings)
+
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-friendly digest (for XCom): verdict, counts and codes."""
+        errors = [f.code for f in self.findings if f.severity == ERROR]
+        warnings = [f.code for f in self.findings if f.severity == WARNING]
+        return {
+            "valid": self.valid,
+            "errors": len(errors),
+            "warnings": len(warnings),
+            "codes": sorted(set(errors + warnings)),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "url": self.url,
+            "valid": self.valid,
+            "checks": self.checks,
+            "stats": self.stats,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+    def to_text(self) -> str:
+        lines = [f"{'VALID' if self.valid else 'INVALID'}: {self.url}"]
+        for f in self.findings:
+            where = f" [{f.file}]" if f.file else ""
+            tags = f" {{{', '.join(f.tags)}}}" if f.tags is not None else ""
+            fix = f" (fix: {f.fix})" if f.fix else ""
+            lines.append(f"  {f.severity.upper():7} {f.code}{tags}: {f.message}{where}{fix}")
+        if not self.findings:
+            lines.append("  no findings")
+        lines.append("checked: " + ", ".join(self.checks))
+        return "\n".join(lines)
+
+    def add(self, severity: str, code: str, message: str, **kw: Any) -> None:
+        assert code in FINDING_CODES, code
+        self.findings.append(Finding(severity, code, message, **kw))
+
+
+def load_spec(source: str | Mapping[str, Any]) -> dict[str, Any]:
+    """An expected-signature spec from a dict or a JSON/YAML file path or URL."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    fs, path = location.resolve(source)
+    try:
+        text = fs.cat_file(path).decode()
+    except FileNotFoundError:
+        raise NotFoundError("signature spec does not exist", source) from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            spec = yaml.safe_load(text)
+        else:
+            spec = json.loads(text)
+    except Exception as exc:  # yaml and json raise their own hierarchies
+        raise SavedModelError(f"signature spec is not valid JSON/YAML: {exc}", source) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("signatures"), dict):
+        raise SavedModelError("signature spec needs a 'signatures' mapping", source)
+    return spec
+
+
+def validate(
+    url: str,
+    *,
+    tags: TagsArg = "serve",
+    required_signatures: Sequence[str] = (DEFAULT_SERVING_KEY,),
+    deep: bool = False,
+    target_tf: str | None = None,
+    target_device: str = "cpu",
+    expect: str | Mapping[str, Any] | None = None,
+    strict: bool = False,
+    size_warning_bytes: int = DEFAULT_SIZE_WARNING,
+    storage_options: dict[str, Any] | None = None,
+) -> Report:
+    """Validate the model at ``url``; ``tags`` selects the meta graph served (signature checks apply to it)."""
+    report = Report(url)
+    spec = load_spec(expect) if expect is not None else None
+    try:
+        model = SavedModel.open(url, storage_options)
+    except SavedModelError as exc:
+        report.add(ERROR, "saved-model-unreadable", exc.problem, file=exc.path)
+        report.checks.append("structure")
+        return report
+    with model:
+        report.url = model.url
+        _structure(model, report)
+        wanted = parse_tags(spec.get("tag_set", tags) if spec else tags)
+        served = next((mg for mg in model.meta_graphs if mg.tag_set == wanted), None)
+        if served is None:
+            available = ", ".join(repr(format_tags(t)) for t in model.tag_sets) or "(none)"
+            report.add(
+                ERROR,
+                "tag-set-missing",
+                f"no meta graph with tag set {{{format_tags(wanted)}}}; have {available}",
+            )
+        else:
+            for key in required_signatures:
+                if key not in served.signatures:
+                    report.add(
+                        ERROR,
+                        "required-signature-missing",
+                        f"signature {key!r} is missing; have: "
+                        + (", ".join(k for k in served.signatures if k not in RESERVED_KEYS) or "(none)"),
+                        tags=sorted(served.tags),
+                    )
+        _variables(model, report, deep)
+        _assets(model, report)
+        if spec is not None:
+            report.checks.append("signature contract")
+            if served is not None:
+                _contract(served, spec, strict, report)
+        if target_tf is not None:
+            report.checks.append(f"target TensorFlow {opdefs.normalize(target_tf)} ({target_device})")
+            _target(model, opdefs.normalize(target_tf), target_device, report)
+        _size(model, report, size_warning_bytes)
+    return report
+
+
+def _structure(model: SavedModel, report: Report) -> None:
+    report.checks.append("structure")
+    if not model.meta_graphs:
+        report.add(ERROR, "no-meta-graphs", "the SavedModel has no meta graphs", file=model.saved_model_file)
+    if model.schema_version != SCHEMA_VERSION:
+        report.add(
+            WARNING,
+            "unknown-schema-version",
+            f"saved_model_schema_version is {model.schema_version}, expected 1",
+        )
+    seen: set[frozenset[str]] = set()
+    for mg in model.meta_graphs:
+        if mg.tag_set in seen:
+            report.add(
+                ERROR,
+                "duplicate-tag-set",
+                f"tag set {{{format_tags(mg.tags)}}} appears twice",
+                tags=sorted(mg.tags),
+            )
+        seen.add(mg.tag_set)
+        _signatures_against_graph(mg, report)
+
+
+def _output_types(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef | None) -> list[int] | None:
+    """The dtypes of a node's outputs, when its OpDef and attrs determine them."""
+    if op_def is None:
+        return None
+    defaults = {a.name: a.default_value for a in op_def.attr if a.HasField("default_value")}
+
+    def attr(name: str) -> graph_pb2.AttrValue | None:
+        return node.attr[name] if name in node.attr else defaults.get(name)
+
+    out: list[int] = []
+    for arg in op_def.output_arg:
+        if arg.type_list_attr:
+            value = attr(arg.type_list_attr)
+            if value is None:
+                return None
+            out.extend(value.list.type)
+            continue
+        if arg.type:
+            dtype = arg.type
+        else:
+            value = attr(arg.type_attr)
+            if value is None:
+                return None
+            dtype = value.type
+        count = 1
+        if arg.number_attr:
+            value = attr(arg.number_attr)
+            if value is None:
+                return None
+            count = value.i
+        out.extend([dtype] * count)
+    return out
+
+
+def _signatures_against_graph(mg: MetaGraph, report: Report) -> None:
+    nodes = {n.name: n for n in mg.proto.graph_def.node}
+    registry = attrs.registry_for(mg.proto)
+    for key, sig in mg.proto.signature_def.items():
+        for kind, infos in (("input", sig.inputs), ("output", sig.outputs)):
+            for name, info in infos.items():
+                names = []
+                encoding = info.WhichOneof("encoding")
+                if encoding == "name":
+                    names = [(info.name, info.dtype)]
+                elif encoding == "coo_sparse":
+                    names = [(info.coo_sparse.values_tensor_name, info.dtype)]
+                for tensor, dtype in names:
+                    where = f"signature {key!r} {kind} {name!r} ({tensor})"
+                    _check_tensor(
+                        mg, nodes, registry, report, key=key, where=where, tensor=tensor, dtype=dtype
+                    )
+
+
+def _check_tensor(
+    mg: MetaGraph,
+    nodes: Mapping[str, graph_pb2.NodeDef],
+    registry: Mapping[str, graph_pb2.OpDef],
+    report: Report,
+    *,
+    key: str,
+    where: str,
+    tensor: str,
+    dtype: int,
+) -> None:
+    node_name, _, index_text = tensor.partition(":")
+    tags = sorted(mg.tags)
+    node = nodes.get(node_name)
+    if node is None:
+        report.add(
+            ERROR, "signature-tensor-missing", f"{where}: no node {node_name!r} in the graph", tags=tags
+        )
+        return
+    if key in RESERVED_KEYS:
+        return
+    types = _output_types(node, registry.get(node.op))
+    index = int(index_text) if index_text.isdigit() else 0
+    if types is None:
+        return
+    if index >= len(types):
+        report.add(
+            ERROR, "signature-output-index", f"{where}: {node.op} node has {len(types)} outputs", tags=tags
+        )
+        return
+    if dtype != types_pb2.DT_INVALID and dtypes.base(types[index]) != dtypes.base(dtype):
+        report.add(
+            ERROR,
+            "signature-dtype-mismatch",
+            f"{where}: signature says {dtypes.name(dtype)}, the {node.op} node outputs {dtypes.name(types[index])}",
+            tags=tags,
+        )
+
+
+def restored_variables(mg: MetaGraph) -> set[str]:
+    """Checkpoint keys the graph's restore ops read (TF1 saver graphs and TF2 restore functions)."""
+    keys: set[str] = set()
+    scopes: list[Iterable[graph_pb2.NodeDef]] = [mg.proto.graph_def.node]
+    scopes += [f.node_def for f in mg.proto.graph_def.library.function]
+    for scope in scopes:
+        by_name = {n.name: n for n in scope}
+        for node in by_name.values():
+            if node.op not in ("RestoreV2", "Restore", "RestoreSlice") or len(node.input) < 2:
+                continue
+            const = by_name.get(node.input[1].split(":", 1)[0])
+            if const is None or const.op != "Const" or "value" not in const.attr:
+                continue
+            try:
+                names = tensor_proto.to_numpy(const.attr["value"].tensor).reshape(-1)
+            except SavedModelError:
+                continue
+            keys.update(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
+    return keys
+
+
+def _variables(model: SavedModel, report: Report, deep: bool) -> None:
+    report.checks.append("variables" + (" (deep)" if deep else ""))
+    needed: set[str] = set()
+    for mg in model.meta_graphs:
+        needed |= restored_variables(mg)
+    index = model.file(VARIABLES_DIR, "variables.index")
+    if not model.fs.exists(index):
+        if needed:
+            report.add(
+                ERROR,
+                "variables-missing",
+                f"the graph restores {len(needed)} variables but there is no variables/variables.index",
+                file=index,
+            )
+        return
+    try:
+        reader = BundleReader(model.fs, model.file(VARIABLES_DIR, "variables"))
+    except SavedModelError as exc:
+        report.add(ERROR, "variables-index-unreadable", exc.problem, file=exc.path)
+        return
+    with reader:
+        report.stats["variables_bytes"] = sum(reader.stored_size(n) for n in reader.names())
+        report.stats["num_variables"] = len(reader.names())
+        missing_shards: set[int] = set()
+        for shard in range(reader.num_shards):
+            try:
+                reader.shard_size(shard)
+            except SavedModelError as exc:
+                missing_shards.add(shard)
+                report.add(ERROR, "variables-shard-missing", exc.problem, file=exc.path)
+        for entry in [*reader.entries(), *reader._slice_entries.values()]:
+            if entry.partitioned or entry.shard_id in missing_shards:
+                continue
+            size = reader.shard_size(entry.shard_id)
+            if entry.offset + entry.size > size:
+                report.add(
+                    ERROR,
+                    "variables-entry-out-of-bounds",
+                    f"tensor {entry.name!r} at [{entry.offset}, +{entry.size}) is beyond the shard's {size} bytes",
+                    file=reader.data_files()[entry.shard_id],
+                )
+        if deep and not missing_shards:
+            for entry, problem in verify_entries(reader):
+                code = (
+                    "variables-checksum-mismatch"
+                    if "checksum" in problem
+                    else "variables-entry-out-of-bounds"
+                )
+                if code == "variables-entry-out-of-bounds":
+                    continue  # already reported above
+                report.add(
+                    ERROR, code, f"tensor {entry.name!r}: {problem}", file=reader.data_files()[entry.shard_id]
+                )
+        absent = sorted(k for k in needed if k not in reader)
+        if absent:
+            shown = ", ".join(repr(k) for k in absent[:5]) + (" ..." if len(absent) > 5 else "")
+            report.add(
+                ERROR,
+                "variable-not-in-bundle",
+                f"{len(absent)} restored variables are not in the bundle: {shown}",
+                file=reader.index_file,
+            )
+
+
+def _assets(model: SavedModel, report: Report) -> None:
+    report.checks.append("assets")
+    present = set(model.list_files(ASSETS_DIR))
+    for mg in model.meta_graphs:
+        unique = {a.filename: a for a in reversed(mg.assets())}  # TF1 collections may repeat an asset
+        for asset in reversed(unique.values()):
+            name = asset.filename
+            escapes = (
+                not name
+                or name.startswith(("/", "\\"))
+                or "/" in name
+                or "\\" in name
+                or "\x00" in name
+                or name in (".", "..")
+                or ".." in posixpath.normpath(name).split("/")
+                or (len(name) > 1 and name[1] == ":")
+            )
+            if escapes:
+                report.add(
+                    ERROR,
+                    "asset-path-escapes",
+                    f"asset file name {name!r} does not stay inside assets/",
+                    tags=sorted(mg.tags),
+                )
+            elif name not in present:
+                report.add(
+                    ERROR,
+                    "asset-missing",
+                    f"asset {name!r} (fed to {asset.tensor_name}) is not under assets/",
+                    tags=sorted(mg.tags),
+                    file=model.file(ASSETS_DIR, name),
+                )
+
+
+def _shape_matches(expected: Any, actual: tuple[int, ...] | None) -> bool:
+    if expected is None:
+        return True
+    if actual is None:
+        return False
+    if len(expected) != len(actual):
+        return False
+    return all(e is None or e in (-1, a) for e, a in zip(expected, actual, strict=True))
+
+
+def _contract(mg: MetaGraph, spec: Mapping[str, Any], strict: bool, report: Report) -> None:
+    tags = sorted(mg.tags)
+    for key, wanted in spec["signatures"].items():
+        sig = mg.signatures.get(key)
+        if sig is None:
+            report.add(ERROR, "expect-signature-missing", f"signature {key!r} is not in the model", tags=tags)
+            continue
+        want = wanted or {}
+        method = want.get("method_name")
+        if method and method != sig.method_name:
+            report.add(
+                ERROR,
+                "expect-method-mismatch",
+                f"signature {key!r} has method {sig.method_name!r}, expected {method!r}",
+                tags=tags,
+            )
+        for kind, have in (("input", sig.inputs), ("output", sig.outputs)):
+            expected = want.get(kind + "s") or {}
+            missing = [k for k in expected if k not in have]
+            extra = [k for k in have if k not in expected]
+            for name in missing:
+                instead = f"; the model has {', '.join(repr(e) for e in extra)} instead" if extra else ""
+                report.add(
+                    ERROR,
+                    f"expect-{kind}-missing",
+                    f"signature {key!r} lacks {kind} {name!r}{instead}",
+                    tags=tags,
+                )
+            if extra and not missing and (kind == "input" or strict):
+                report.add(
+                    ERROR,
+                    f"expect-{kind}-unexpected",
+                    f"signature {key!r} has {kind}s the contract lacks: " + ", ".join(repr(e) for e in extra),
+                    tags=tags,
+                )
+            for name, details in expected.items():
+                spec_tensor = have.get(name)
+                if spec_tensor is None or not details:
+                    continue
+                if details.get("dtype") is not None:
+                    want_dtype = dtypes.from_name(str(details["dtype"]))
+                    if dtypes.name(want_dtype) != spec_tensor.dtype:
+                        report.add(
+                            ERROR,
+                            "expect-dtype-mismatch",
+                            f"signature {key!r} {kind} {name!r} is {spec_tensor.dtype}, expected {dtypes.name(want_dtype)}",
+                            tags=tags,
+                        )
+                if "shape" in details and not _shape_matches(details["shape"], spec_tensor.shape):
+                    report.add(
+                        ERROR,
+                        "expect-shape-mismatch",
+                        f"signature {key!r} {kind} {name!r} has shape {spec_tensor.shape_text()}, expected {details['shape']}",
+                        tags=tags,
+                    )
+
+
+def _target(model: SavedModel, release: str, device: str, report: Report) -> None:
+    target = opdefs.registry(release)
+    for mg in model.meta_graphs:
+        tags = sorted(mg.tags)
+        producer = attrs.registry_for(mg.proto)
+        unknown_ops: dict[str, int] = {}
+        unknown_attrs: dict[tuple[str, str, bool], int] = {}
+        for node in attrs.op_nodes(mg.proto.graph_def):
+            if device == "cpu" and any(x in node.device.upper() for x in ("GPU", "TPU")):
+                report.add(
+                    WARNING,
+                    "device-pinned-accelerator",
+                    f"node {node.name!r} is pinned to {node.device}",
+                    tags=tags,
+                    fix="clear_devices",
+                )
+            op_def = target.get(node.op)
+            if op_def is None:
+                unknown_ops[node.op] = unknown_ops.get(node.op, 0) + 1
+                continue
+            known = {a.name for a in op_def.attr}
+            for name, value in node.attr.items():
+                if name.startswith("_") or name in known:
+                    continue
+                default = attrs.default_value(producer[node.op], name) if node.op in producer else None
+                fixable = default is not None and attrs.attr_equal(value, default)
+                unknown_attrs[(node.op, name, fixable)] = unknown_attrs.get((node.op, name, fixable), 0) + 1
+        for op, count in sorted(unknown_ops.items()):
+            report.add(
+                ERROR,
+                "op-unknown-in-target",
+                f"op {op} ({count} nodes) is not registered in TensorFlow {release}",
+                tags=tags,
+            )
+        for (op, name, fixable), count in sorted(unknown_attrs.items()):
+            if fixable:
+                report.add(
+                    ERROR,
+                    "attr-default-unknown-in-target",
+                    f"{op}.{name} ({count} nodes) carries its default value but TensorFlow {release} does not know the attr",
+                    tags=tags,
+                    fix="strip_default_attrs",
+                )
+            else:
+                report.add(
+                    ERROR,
+                    "attr-unknown-in-target",
+                    f"{op}.{name} ({count} nodes) is set to a non-default value and TensorFlow {release} does not know the attr",
+                    tags=tags,
+                )
+
+
+def _size(model: SavedModel, report: Report, threshold: int) -> None:
+    report.checks.append("size")
+    file = model.file(model.saved_model_file)
+    size = int(model.fs.size(file))
+    total = sum(int(model.fs.size(model.file(rel))) for rel in location.relative_files(model.fs, model.path))
+    report.stats.update({"saved_model_bytes": size, "total_bytes": total})
+    if size > PROTO_LIMIT - (1 << 20):
+        report.add(ERROR, "saved-model-too-large", f"{size} bytes is at the 2 GiB protobuf limit", file=file)
+    elif size > threshold:
+        biggest = _largest_constants(model)
+        report.add(
+            WARNING,
+            "saved-model-large",
+            f"{size} bytes exceeds {threshold}; largest constants: {biggest}"
+            if biggest
+            else f"{size} bytes exceeds {threshold}",
+            file=file,
+        )
+    if model.saved_model_file != SAVED_MODEL_PB:
+        report.stats["text_format"] = True
+
+
+def _largest_constants(model: SavedModel) -> str:
+    sizes = []
+    for mg in model.meta_graphs:
+        for node in attrs.op_nodes(mg.proto.graph_def):
+            if node.op == "Const" and "value" in node.attr:
+                sizes.append((node.attr["value"].ByteSize(), node.name))
+    return ", ".join(f"{name} ({n} bytes)" for n, name in sorted(sizes, reverse=True)[:3])
