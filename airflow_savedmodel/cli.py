@@ -141,6 +141,127 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.valid else 1
 
 
+def _progress_printer(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    state = {"last": -1}
+
+    def show(p: Any) -> None:
+        percent = int(p.fraction * 100)
+        if percent != state["last"]:
+            state["last"] = percent
+            print(
+                f"\r{percent:3d}%  {p.bytes_done}/{p.bytes_total} bytes  {p.files_done}/{p.files_total} files",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return show
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import copy
+
+    result = copy(
+        args.src,
+        args.dst,
+        src_options=_storage_options(args.src_option),
+        dst_options=_storage_options(args.dst_option),
+        concurrency=args.concurrency,
+        overwrite=args.overwrite,
+        progress=_progress_printer(args.progress),
+    )
+    _finish_progress(args.progress)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        kind = "server-side" if result.server_side else "streamed"
+        print(
+            f"copied {result.files} files, {result.bytes} bytes ({kind}, verified) to {result.dst} in {result.seconds:.2f}s"
+        )
+    return 0
+
+
+def _finish_progress(enabled: bool) -> None:
+    if enabled:
+        print(file=sys.stderr)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import publish
+
+    version: int | str = "auto" if args.version == "auto" else int(args.version)
+    result = publish(
+        args.src,
+        args.dst,
+        version=version,
+        src_options=_storage_options(args.src_option),
+        base_options=_storage_options(args.dst_option),
+        overwrite=args.overwrite,
+        concurrency=args.concurrency,
+        progress=_progress_printer(args.progress),
+    )
+    _finish_progress(args.progress)
+    if args.json:
+        _print_json(result.to_json())
+    elif result.created:
+        print(f"published version {result.version}: {result.url}")
+    else:
+        print(f"already published as version {result.version}: {result.url} (nothing written)")
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import list_versions
+
+    found = list_versions(args.base, _storage_options(args.storage_option), deep=args.deep)
+    if args.json:
+        _print_json([i.to_json() for i in found])
+        return 0
+    if not found:
+        print("no versions")
+    for info in found:
+        detail = f"  ({'; '.join(info.problems)})" if info.problems else ""
+        created = info.manifest.created if info.manifest else "-"
+        print(f"{info.version:>12}  {info.state:<10}  {created:<25}  {info.url}{detail}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import gc
+
+    result = gc(
+        args.base,
+        keep_last=args.keep_last,
+        min_age=args.min_age_hours * 3600,
+        keep=args.keep or (),
+        dry_run=args.dry_run,
+        storage_options=_storage_options(args.storage_option),
+    )
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for url in result.removed:
+        print(f"{verb} {url}")
+    print(f"kept {len(result.kept)} version(s)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import verify
+
+    result = verify(args.url, _storage_options(args.storage_option), deep=not args.quick)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(("OK" if result.ok else "MISMATCH") + f": {result.url}")
+        for problem in result.problems:
+            print(f"  {problem}")
+    return 0 if result.ok else 1
+
+
 def _value_text(name: str, value: Any, bundle: Any) -> str:
     import numpy as np
 
@@ -225,6 +346,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_transform(
         "clear-devices", cmd_clear_devices, "Copy a model with every node's device placement removed."
     )
+
+    p = add_transform("copy", cmd_copy, "Copy a whole SavedModel between filesystems, verifying every byte.")
+    p.add_argument("--concurrency", type=int, default=8, help="files copied at once")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr")
+
+    p = add_transform("publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).")
+    p.add_argument("--version", default="auto", help="'auto' (next integer) or a version number")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--progress", action="store_true")
+
+    p = add("versions", cmd_versions, "List the versions under a serving base path and their state.")
+    p.add_argument("base")
+    p.add_argument("--deep", action="store_true", help="check every file's crc32c against its manifest")
+    p.add_argument("--json", action="store_true")
+
+    p = add("gc", cmd_gc, "Remove old versions and stale staging areas under a base path.")
+    p.add_argument("base")
+    p.add_argument("--keep-last", type=int, default=5, help="servable versions to keep (default 5)")
+    p.add_argument("--min-age-hours", type=float, default=0.0, help="never remove anything younger")
+    p.add_argument(
+        "--keep", type=int, action="append", metavar="VERSION", help="a version to keep; repeatable"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--json", action="store_true")
+
+    p = add("verify", cmd_verify, "Check a model against its manifest (exit 1 on any difference).")
+    p.add_argument("url")
+    p.add_argument("--quick", action="store_true", help="compare sizes only, not checksums")
+    p.add_argument("--json", action="store_true")
     return parser
 
 

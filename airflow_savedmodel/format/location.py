@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import posixpath
+import time
+import uuid
 from typing import Any
 
 import fsspec
@@ -55,3 +57,25 @@ def relative_files(fs: AbstractFileSystem, root: str) -> list[str]:
     """Every file below ``root`` as a path relative to it, sorted."""
     prefix = fs._strip_protocol(root).rstrip("/") + "/"
     return sorted(p[len(prefix) :] for p in fs.find(root) if p.startswith(prefix))
+
+
+def sibling(path: str, kind: str) -> str:
+    """A hidden, non-numeric sibling of ``path`` for staging (``.name.kind-<time>-<random>``)."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    hidden = f".{name}.{kind}-{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    return posixpath.join(parent, hidden) if parent else hidden
+
+
+def replace_dir(fs: AbstractFileSystem, staging: str, dst: str) -> None:
+    """Move a finished staging directory to ``dst``, keeping an old ``dst`` until the move succeeded."""
+    if not fs.exists(dst):
+        fs.mv(staging, dst, recursive=True)
+        return
+    old = sibling(dst, "old")
+    fs.mv(dst, old, recursive=True)
+    try:
+        fs.mv(staging, dst, recursive=True)
+    except BaseException:
+        fs.mv(old, dst, recursive=True)
+        raise
+    fs.rm(old, recursive=True)

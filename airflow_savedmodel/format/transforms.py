@@ -8,7 +8,6 @@ destination as it was and the source is never touched.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,8 +57,7 @@ def rewrite(
             stats.append({"tags": sorted(mg.meta_info_def.tags), **asdict(result)})
         bundle = model.variables()
         index_bytes = bundle.index_bytes if bundle is not None else None
-        parent, name = dst.rsplit("/", 1) if "/" in dst else ("", dst)
-        staging = location.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}") if parent else f".{name}.tmp"
+        staging = location.sibling(dst, "tmp")
         try:
             dst_fs.makedirs(staging, exist_ok=True)
             for rel in location.relative_files(model.fs, model.path):
@@ -71,7 +69,7 @@ def rewrite(
             write_saved_model_files(
                 dst_fs, staging, proto, index_bytes, as_text=model.saved_model_file == SAVED_MODEL_PBTXT
             )
-            _replace(dst_fs, staging, dst, parent, name)
+            location.replace_dir(dst_fs, staging, dst)
         except BaseException as exc:
             if dst_fs.exists(staging):
                 dst_fs.rm(staging, recursive=True)
@@ -83,21 +81,6 @@ def rewrite(
         return TransformResult(
             model.url, location.url_of(dst_fs, dst), sum(s["changed"] for s in stats), stats
         )
-
-
-def _replace(fs: Any, staging: str, dst: str, parent: str, name: str) -> None:
-    """Move the finished staging directory to ``dst``, keeping any old ``dst`` until the move succeeded."""
-    if not fs.exists(dst):
-        fs.mv(staging, dst, recursive=True)
-        return
-    old = location.join(parent, f".{name}.old-{uuid.uuid4().hex[:12]}")
-    fs.mv(dst, old, recursive=True)
-    try:
-        fs.mv(staging, dst, recursive=True)
-    except BaseException:
-        fs.mv(old, dst, recursive=True)
-        raise
-    fs.rm(old, recursive=True)
 
 
 def strip_default_attrs(src_url: str, dst_url: str, **kwargs: Any) -> TransformResult:

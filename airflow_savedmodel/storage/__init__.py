@@ -1,0 +1,24 @@
+"""Moving SavedModels between fsspec filesystems safely: verified copy, atomic versioned publish,
+version listing, retention and integrity manifests. No Airflow imports; built on ``format``."""
+
+from __future__ import annotations
+
+from airflow_savedmodel.storage.manifest import Manifest, verify
+from airflow_savedmodel.storage.publish import PublishResult, publish
+from airflow_savedmodel.storage.retention import GcResult, gc
+from airflow_savedmodel.storage.transfer import CopyResult, Progress, copy
+from airflow_savedmodel.storage.versions import VersionInfo, list_versions
+
+__all__ = [
+    "CopyResult",
+    "GcResult",
+    "Manifest",
+    "Progress",
+    "PublishResult",
+    "VersionInfo",
+    "copy",
+    "gc",
+    "list_versions",
+    "publish",
+    "verify",
+]

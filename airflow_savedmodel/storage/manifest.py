@@ -1,0 +1,171 @@
+"""Integrity manifests kept in assets.extra/ (the directory SavedModel leaves to higher-level tools).
+
+A manifest lists every file of the model (path, size, crc32c), where it came from, when, which
+version of this package wrote it and the model's fingerprint. ``verify`` checks a model
+against it; two models with the same file list have the same content.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fsspec import AbstractFileSystem
+
+from airflow_savedmodel import __version__
+from airflow_savedmodel.errors import FormatError, MissingFileError
+from airflow_savedmodel.format import location
+from airflow_savedmodel.storage.checksums import file_crc32c, to_hex
+
+MANIFEST_PATH = "assets.extra/airflow_savedmodel_manifest.json"
+SCHEMA = "airflow-savedmodel/manifest/v1"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    crc32c: str  # 8 hex digits
+
+
+@dataclass
+class Manifest:
+    files: list[FileEntry]
+    source: str = ""
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    )
+    tool_version: str = __version__
+    fingerprint: str | None = None
+
+    def content_key(self) -> tuple[tuple[str, int, str], ...]:
+        """What identifies the content: every file's path, size and checksum."""
+        return tuple(sorted((f.path, f.size, f.crc32c) for f in self.files))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def created_at(self) -> datetime.datetime | None:
+        try:
+            return datetime.datetime.fromisoformat(self.created)
+        except ValueError:
+            return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], where: str) -> Manifest:
+        try:
+            files = [FileEntry(str(f["path"]), int(f["size"]), str(f["crc32c"])) for f in doc["files"]]
+            return cls(
+                files=files,
+                source=str(doc.get("source", "")),
+                created=str(doc.get("created", "")),
+                tool_version=str(doc.get("tool_version", "")),
+                fingerprint=doc.get("fingerprint"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"manifest is malformed: {exc}", where) from None
+
+
+def read(fs: AbstractFileSystem, model_path: str) -> Manifest | None:
+    path = location.join(model_path, MANIFEST_PATH)
+    try:
+        raw = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(f"manifest is not JSON: {exc}", path) from None
+    if not isinstance(doc, dict):
+        raise FormatError("manifest is not a JSON object", path)
+    return Manifest.from_json(doc, path)
+
+
+def write(fs: AbstractFileSystem, model_path: str, manifest: Manifest) -> None:
+    fs.makedirs(location.join(model_path, "assets.extra"), exist_ok=True)
+    fs.pipe_file(location.join(model_path, MANIFEST_PATH), json.dumps(manifest.to_json(), indent=1).encode())
+
+
+def scan(fs: AbstractFileSystem, model_path: str, source: str = "") -> Manifest:
+    """Build a manifest by reading every file of a model (the manifest itself excluded)."""
+    files = []
+    for rel in location.relative_files(fs, model_path):
+        if rel == MANIFEST_PATH:
+            continue
+        crc, size = file_crc32c(fs, location.join(model_path, rel))
+        files.append(FileEntry(rel, size, to_hex(crc)))
+    return Manifest(files=files, source=source, fingerprint=fingerprint_of(fs, model_path))
+
+
+def fingerprint_of(fs: AbstractFileSystem, model_path: str) -> str | None:
+    """The model's singleprint (graph/signature/object graph/checkpoint hashes), from fingerprint.pb."""
+    from airflow_savedmodel.format.model import read_fingerprint
+
+    try:
+        fp = read_fingerprint(fs, model_path)
+    except FormatError:
+        return None
+    if fp is None:
+        return None
+    return f"{fp.graph_def_program_hash}/{fp.signature_def_hash}/{fp.saved_object_graph_hash}/{fp.checkpoint_hash}"
+
+
+@dataclass
+class VerifyResult:
+    url: str
+    ok: bool
+    problems: list[str]
+    manifest: Manifest | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "problems": self.problems,
+            "files": len(self.manifest.files) if self.manifest else 0,
+        }
+
+
+def check(fs: AbstractFileSystem, model_path: str, manifest: Manifest, deep: bool = True) -> list[str]:
+    """Differences between the files at ``model_path`` and ``manifest`` (sizes, and crc32c when deep)."""
+    problems = []
+    present = {p: s for p, s in _sizes(fs, model_path).items() if p != MANIFEST_PATH}
+    for entry in manifest.files:
+        size = present.pop(entry.path, None)
+        if size is None:
+            problems.append(f"{entry.path}: missing")
+        elif size != entry.size:
+            problems.append(f"{entry.path}: {size} bytes, manifest says {entry.size}")
+        elif deep:
+            crc, _ = file_crc32c(fs, location.join(model_path, entry.path))
+            if to_hex(crc) != entry.crc32c:
+                problems.append(f"{entry.path}: crc32c {to_hex(crc)}, manifest says {entry.crc32c}")
+    problems += [f"{p}: not in the manifest" for p in sorted(present)]
+    return problems
+
+
+def _sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
+    prefix = fs._strip_protocol(root).rstrip("/") + "/"
+    if not fs.exists(root):
+        return {}
+    found = fs.find(root, detail=True)
+    return {p[len(prefix) :]: int(info.get("size") or 0) for p, info in found.items() if p.startswith(prefix)}
+
+
+def verify(url: str, storage_options: dict[str, Any] | None = None, deep: bool = True) -> VerifyResult:
+    """Check a model against the manifest in its assets.extra/."""
+    fs, path = location.resolve(url, storage_options)
+    manifest = read(fs, path)
+    if manifest is None:
+        raise MissingFileError(
+            "model has no manifest; publish or copy it with this tool first",
+            location.join(path, MANIFEST_PATH),
+        )
+    problems = check(fs, path, manifest, deep)
+    return VerifyResult(location.url_of(fs, path), not problems, problems, manifest)

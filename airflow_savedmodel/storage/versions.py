@@ -1,0 +1,153 @@
+"""Versions under a model base path, as TensorFlow Serving sees them: numeric sub-directories.
+
+Each version is ``complete`` (its manifest matches), ``unverified`` (a SavedModel without our
+manifest, e.g. written by another tool) or ``partial`` (files missing or differing: a copy
+still running or one that died). Hidden staging areas and version claims live beside them
+under non-numeric names that TensorFlow Serving ignores.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fsspec import AbstractFileSystem
+
+from airflow_savedmodel.errors import FormatError
+from airflow_savedmodel.format import location
+from airflow_savedmodel.format.model import SAVED_MODEL_PB, SAVED_MODEL_PBTXT
+from airflow_savedmodel.storage import manifest as manifests
+from airflow_savedmodel.storage.checksums import protocol
+
+COMPLETE = "complete"
+UNVERIFIED = "unverified"
+PARTIAL = "partial"
+STAGING_PREFIX = ".savedmodel-staging-"
+CLAIMS_DIR = ".savedmodel-claims"
+_STAGING_RE = re.compile(r"^\.savedmodel-staging-(\d+)-[0-9a-f]+$")
+_MEMORY_LOCK = threading.Lock()
+
+
+@dataclass
+class VersionInfo:
+    version: int
+    url: str
+    state: str
+    manifest: manifests.Manifest | None = None
+    problems: list[str] | None = None
+
+    @property
+    def servable(self) -> bool:
+        return self.state in (COMPLETE, UNVERIFIED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "url": self.url,
+            "state": self.state,
+            "created": self.manifest.created if self.manifest else None,
+            "fingerprint": self.manifest.fingerprint if self.manifest else None,
+            "bytes": self.manifest.total_bytes if self.manifest else None,
+            "problems": self.problems or [],
+        }
+
+
+def _children(fs: AbstractFileSystem, base: str) -> list[tuple[str, str]]:
+    """(name, type) of the entries directly under ``base``."""
+    if not fs.exists(base):
+        return []
+    out = []
+    for info in fs.ls(base, detail=True):
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        out.append((name, info.get("type", "file")))
+    return out
+
+
+def version_numbers(fs: AbstractFileSystem, base: str) -> list[int]:
+    return sorted(int(n) for n, kind in _children(fs, base) if n.isdigit() and kind == "directory")
+
+
+def state_of(
+    fs: AbstractFileSystem, path: str, deep: bool = False
+) -> tuple[str, manifests.Manifest | None, list[str]]:
+    try:
+        manifest = manifests.read(fs, path)
+    except FormatError as exc:
+        return PARTIAL, None, [exc.problem]
+    if manifest is not None:
+        problems = manifests.check(fs, path, manifest, deep=deep)
+        return (COMPLETE if not problems else PARTIAL), manifest, problems
+    has_model = fs.exists(location.join(path, SAVED_MODEL_PB)) or fs.exists(
+        location.join(path, SAVED_MODEL_PBTXT)
+    )
+    return (UNVERIFIED, None, []) if has_model else (PARTIAL, None, ["no saved_model.pb and no manifest"])
+
+
+def list_versions(
+    base_url: str, storage_options: dict[str, Any] | None = None, deep: bool = False
+) -> list[VersionInfo]:
+    """Every numeric version under ``base_url``, oldest first, with its state."""
+    fs, base = location.resolve(base_url, storage_options)
+    return versions_of(fs, base, deep)
+
+
+def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[VersionInfo]:
+    out = []
+    for number in version_numbers(fs, base):
+        path = location.join(base, str(number))
+        state, manifest, problems = state_of(fs, path, deep)
+        out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
+    return out
+
+
+def staging_areas(fs: AbstractFileSystem, base: str) -> list[tuple[str, int]]:
+    """(path, creation unix time) of every staging area under ``base``."""
+    out = []
+    for name, _ in _children(fs, base):
+        match = _STAGING_RE.match(name)
+        if match:
+            out.append((location.join(base, name), int(match.group(1))))
+    return out
+
+
+def new_staging(base: str) -> str:
+    return location.join(base, f"{STAGING_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:12]}")
+
+
+def claimed_versions(fs: AbstractFileSystem, base: str) -> list[int]:
+    root = location.join(base, CLAIMS_DIR)
+    return sorted({int(n) for n, _ in _children(fs, root) if n.isdigit()})
+
+
+def claim(fs: AbstractFileSystem, base: str, version: int, token: str) -> bool:
+    """Reserve ``version`` for one publisher on an object store; True if this caller won it.
+
+    GCS: every claimant writes its own object under claims/<version>/ and the one with the
+    lowest generation wins (generations grow with completion time and listings are strongly
+    consistent, so the winner's listing can only show itself first). S3 and others: a
+    conditional create of claims/<version> (If-None-Match). In-memory: a process lock.
+    """
+    proto = protocol(fs)
+    root = location.join(base, CLAIMS_DIR, str(version))
+    if proto in ("gs", "gcs"):
+        mine = location.join(root, token)
+        fs.pipe_file(mine, token.encode())
+        fs.invalidate_cache(root)
+        entries = fs.ls(root, detail=True)
+        winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
+        return str(winner["name"]).rstrip("/").endswith("/" + token)
+    if proto == "memory":
+        with _MEMORY_LOCK:
+            if fs.exists(root):
+                return False
+            fs.pipe_file(root, token.encode())
+            return True
+    try:
+        fs.pipe_file(root, token.encode(), mode="create")
+    except FileExistsError:
+        return False
+    return True

@@ -1,0 +1,98 @@
+"""Real object-store servers for tests, bound to 127.0.0.1 and stopped by the tests that start them.
+
+GCS: gcp-storage-emulator (a JSON-API server from PyPI) in a subprocess. S3: moto's server mode.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Store:
+    """A running server: its URL scheme, fsspec options, and a fresh bucket per test."""
+
+    protocol: str
+    options: dict[str, Any]
+
+    def fs(self) -> Any:
+        return fsspec.filesystem(self.protocol, **self.options)
+
+    def bucket(self) -> str:
+        name = f"b{uuid.uuid4().hex[:16]}"
+        if self.protocol == "s3":
+            self.fs().mkdir(name, region_name="us-west-2")
+        else:
+            self.fs().mkdir(name)
+        return f"{self.protocol}://{name}"
+
+
+class GcsServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        exe = Path(sys.executable).parent / "gcp-storage-emulator"
+        self.proc = subprocess.Popen(
+            [str(exe), "start", "--host=127.0.0.1", f"--port={self.port}", "--in-memory"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+        self.store = Store("gs", {"token": "anon", "endpoint_url": self.endpoint})
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class S3Server:
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        wait_for_port(self.port)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.store = Store(
+            "s3",
+            {
+                "key": "testing",
+                "secret": "testing",
+                "client_kwargs": {"endpoint_url": self.endpoint, "region_name": "us-west-2"},
+            },
+        )
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -1,0 +1,114 @@
+"""A publish killed with SIGKILL at many points never leaves an incomplete numeric version on a
+POSIX filesystem, never touches the source, and a rerun succeeds. On an object store, where a
+version is copied into place object by object, an interrupted version is always reported as
+partial (never complete), a rerun publishes a complete one and gc removes the leftover."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.storage import gc, list_versions, publish
+
+from integration.servers import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+CHILD = """
+import json, sys, time
+from airflow_savedmodel.storage import publish
+src, base, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+def tick(progress):
+    print("tick", progress.bytes_done, flush=True)
+    time.sleep(0.002)
+
+result = publish(src, base, base_options=options, chunk_size=16384, concurrency=1, progress=tick)
+print("done", result.version, flush=True)
+"""
+
+
+def model(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    layers = [
+        DenseLayer(rng.standard_normal((256, 512)).astype(np.float32), np.zeros(512, np.float32), "relu"),
+        DenseLayer(rng.standard_normal((512, 4)).astype(np.float32), np.zeros(4, np.float32), "softmax"),
+    ]
+    return Path(export_dense_model(str(tmp_path / "src"), layers))
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def kill_after(src: Path, base: str, options: dict, ticks: int) -> bool:
+    """Run a publish in a child process and SIGKILL it after ``ticks`` progress reports; True if it finished first."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(src), base, json.dumps(options)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    seen = 0
+    finished = False
+    for line in child.stdout:
+        if line.startswith("done"):
+            finished = True
+            break
+        seen += 1
+        if seen >= ticks:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    child.stdout.close()
+    return finished
+
+
+def test_sigkill_never_leaves_an_incomplete_version_locally(tmp_path: Path) -> None:
+    src = model(tmp_path)
+    before = tree(src)
+    base = tmp_path / "serving"
+    points = [1, 2, 3, 5, 8, 13, 21, 30, 38, 39, 40, 10_000]
+    finished_runs = 0
+    for ticks in points:
+        finished_runs += kill_after(src, str(base), {}, ticks)
+        for info in list_versions(str(base), deep=True):
+            assert info.state == "complete", (ticks, info.to_json())
+        numeric = [p.name for p in base.iterdir() if p.name.isdigit()] if base.exists() else []
+        assert len(numeric) <= 1  # the same content is never published twice
+        assert tree(src) == before
+    assert finished_runs >= 1
+    result = publish(str(src), str(base))
+    assert result.version == 1 and [i.state for i in list_versions(str(base), deep=True)] == ["complete"]
+    gc(str(base), keep_last=1, stale_staging=0)
+    assert sorted(p.name for p in base.iterdir()) == ["1"]
+
+
+def test_sigkill_on_an_object_store_is_reported_and_recovered(gcs: Store, tmp_path: Path) -> None:
+    src = model(tmp_path)
+    before = tree(src)
+    base = gcs.bucket() + "/serving"
+    partial_seen = False
+    for ticks in (3, 20, 41, 42, 43, 44):
+        kill_after(src, base, gcs.options, ticks)
+        partial_seen |= any(i.state == "partial" for i in list_versions(base, gcs.options))
+        for info in list_versions(base, gcs.options, deep=True):
+            assert info.state in ("complete", "partial")
+            if info.state == "complete":
+                assert info.manifest is not None
+        assert tree(src) == before
+    assert partial_seen, "no kill landed while a version was being copied into place"
+    result = publish(str(src), base, base_options=gcs.options)
+    states = {i.version: i.state for i in list_versions(base, gcs.options, deep=True)}
+    assert states[result.version] == "complete"
+    gc(base, keep_last=1, stale_staging=0, storage_options=gcs.options)
+    assert [(i.version, i.state) for i in list_versions(base, gcs.options)] == [(result.version, "complete")]
