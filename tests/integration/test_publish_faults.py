@@ -58,13 +58,11 @@ def kill_after(src: Path, base: str, options: dict, ticks: int) -> bool:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert child.stdout is not None
-    seen = 0
     finished = False
-    for line in child.stdout:
+    for seen, line in enumerate(child.stdout, start=1):
         if line.startswith("done"):
             finished = True
             break
-        seen += 1
         if seen >= ticks:
             break
     child.send_signal(signal.SIGKILL)

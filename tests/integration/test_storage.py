@@ -87,7 +87,7 @@ def test_copy_refuses_existing_destination_and_leaves_it(zoo: dict[str, Path], t
     assert tree(dst) == {"precious": b"x"}
     copy(str(zoo["tf2_module"]), str(dst), overwrite=True)
     assert "precious" not in tree(dst) and "saved_model.pb" in tree(dst)
-    with pytest.raises(MissingFileError, match="not a SavedModel: no saved_model.pb"):
+    with pytest.raises(MissingFileError, match=r"not a SavedModel: no saved_model\.pb"):
         copy(str(tmp_path), str(tmp_path / "elsewhere"))
 
 
