@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,19 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+# Airflow reads its configuration when first imported, so the test installation is set up here,
+# before any test module imports it: a private AIRFLOW_HOME (SQLite), the example DAGs, no
+# Airflow examples, and the demo paths inside that home.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+sys.path.insert(0, str(ROOT / "dags"))  # as Airflow's dag processor and task runner do for the bundle
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["SAVEDMODEL_DEMO_ROOT"] = os.path.join(_AIRFLOW_HOME, "savedmodel-demo")
+for _name in [n for n in os.environ if n.startswith("SAVEDMODEL_") and n != "SAVEDMODEL_DEMO_ROOT"]:
+    del os.environ[_name]
 
 
 def _zoo_dir() -> Path:
@@ -70,3 +84,14 @@ def model_copy(zoo: dict[str, Path], tmp_path: Path) -> Any:
         return dst
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata database in the session's AIRFLOW_HOME."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.utils.db import resetdb
+
+    resetdb()
+    DagBundlesManager().sync_bundles_to_db()  # the dags-folder bundle the DAGs under test belong to
+    return _AIRFLOW_HOME

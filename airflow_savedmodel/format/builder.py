@@ -58,8 +58,10 @@ def stripped_op_list(graph: graph_pb2.GraphDef, registry: Mapping[str, graph_pb2
 class SavedModelBuilder:
     """Builds one SavedModel directory at ``export_url``; it must not exist or be empty."""
 
-    def __init__(self, export_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, self.path = location.resolve(export_url, storage_options)
+    def __init__(
+        self, export_url: str, storage_options: dict[str, Any] | None = None, fs: Any = None
+    ) -> None:
+        self.fs, self.path = location.resolve(export_url, storage_options, fs)
         if self.fs.exists(self.path) and (not self.fs.isdir(self.path) or self.fs.ls(self.path)):
             raise WriteError("export directory already exists and is not empty", export_url)
         self.fs.makedirs(self.path, exist_ok=True)

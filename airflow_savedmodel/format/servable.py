@@ -223,6 +223,7 @@ def export_dense_model(
     tags: Sequence[str] = ("serve",),
     strip_default_attrs: bool = True,
     storage_options: dict[str, Any] | None = None,
+    fs: Any = None,
 ) -> str:
     """Write the dense network as a SavedModel at ``url`` (which must not exist or be empty)."""
     meta, values = build_dense_meta_graph(
@@ -233,7 +234,7 @@ def export_dense_model(
         class_labels=class_labels,
         regress=regress,
     )
-    builder = SavedModelBuilder(url, storage_options)
+    builder = SavedModelBuilder(url, storage_options, fs)
     builder.add_meta_graph_and_variables(
         tags, meta, variables=values, strip_default_attrs=strip_default_attrs
     )

@@ -41,10 +41,12 @@ def rewrite(
     src_options: dict[str, Any] | None = None,
     dst_options: dict[str, Any] | None = None,
     overwrite: bool = False,
+    src_fs: Any = None,
+    dst_fs: Any = None,
 ) -> TransformResult:
     """Apply ``change`` to every meta graph of the model at ``src_url`` and write the result to ``dst_url``."""
-    with SavedModel.open(src_url, src_options) as model:
-        dst_fs, dst = location.resolve(dst_url, dst_options)
+    with SavedModel.open(src_url, src_options, src_fs) as model:
+        dst_fs, dst = location.resolve(dst_url, dst_options, dst_fs)
         if location.url_of(dst_fs, dst) == model.url:
             raise WriteError("destination is the source; write to another directory", dst_url)
         if dst_fs.exists(dst) and not overwrite:

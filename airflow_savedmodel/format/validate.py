@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fsspec import AbstractFileSystem
+
 from airflow_savedmodel.errors import NotFoundError, SavedModelError
 from airflow_savedmodel.format import attrs, dtypes, location, opdefs, tensor_proto
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
@@ -169,12 +171,14 @@ def validate(
     strict: bool = False,
     size_warning_bytes: int = DEFAULT_SIZE_WARNING,
     storage_options: dict[str, Any] | None = None,
+    fs: AbstractFileSystem | None = None,
 ) -> Report:
-    """Validate the model at ``url``; ``tags`` selects the meta graph served (signature checks apply to it)."""
+    """Validate the model at ``url``; ``tags`` selects the meta graph served (signature checks apply to
+    it); ``tags=None`` checks every meta graph's structure without requiring a served one."""
     report = Report(url)
     spec = load_spec(expect) if expect is not None else None
     try:
-        model = SavedModel.open(url, storage_options)
+        model = SavedModel.open(url, storage_options, fs)
     except SavedModelError as exc:
         report.add(ERROR, "saved-model-unreadable", exc.problem, file=exc.path)
         report.checks.append("structure")
@@ -184,7 +188,9 @@ def validate(
         _structure(model, report)
         wanted = parse_tags(spec.get("tag_set", tags) if spec else tags)
         served = next((mg for mg in model.meta_graphs if mg.tag_set == wanted), None)
-        if served is None:
+        if not wanted:
+            pass  # tags=None: structure only, no meta graph is singled out as the served one
+        elif served is None:
             available = ", ".join(repr(format_tags(t)) for t in model.tag_sets) or "(none)"
             report.add(
                 ERROR,
@@ -475,6 +481,8 @@ def _contract(mg: MetaGraph, spec: Mapping[str, Any], strict: bool, report: Repo
                 tags=tags,
             )
         for kind, have in (("input", sig.inputs), ("output", sig.outputs)):
+            if kind + "s" not in want:
+                continue  # the contract says nothing about this side
             expected = want.get(kind + "s") or {}
             missing = [k for k in expected if k not in have]
             extra = [k for k in have if k not in expected]

@@ -158,9 +158,14 @@ def _sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
     return {p[len(prefix) :]: int(info.get("size") or 0) for p, info in found.items() if p.startswith(prefix)}
 
 
-def verify(url: str, storage_options: dict[str, Any] | None = None, deep: bool = True) -> VerifyResult:
+def verify(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    deep: bool = True,
+    fs: AbstractFileSystem | None = None,
+) -> VerifyResult:
     """Check a model against the manifest in its assets.extra/."""
-    fs, path = location.resolve(url, storage_options)
+    fs, path = location.resolve(url, storage_options, fs)
     manifest = read(fs, path)
     if manifest is None:
         raise MissingFileError(

@@ -72,13 +72,15 @@ def publish(
     chunk_size: int = CHUNK,
     retries: int = 3,
     progress: ProgressCallback | None = None,
+    src_fs: AbstractFileSystem | None = None,
+    base_fs: AbstractFileSystem | None = None,
 ) -> PublishResult:
     """Publish the model at ``src_url`` as ``base_url/<version>``; ``version`` is an int or "auto" (next integer)."""
     if version != "auto" and (not isinstance(version, int) or version < 0):
         raise StorageError(f"version must be 'auto' or a non-negative integer, not {version!r}", base_url)
     started = time.monotonic()
-    src_fs, src = location.resolve(src_url, src_options)
-    fs, base = location.resolve(base_url, base_options)
+    src_fs, src = location.resolve(src_url, src_options, src_fs)
+    fs, base = location.resolve(base_url, base_options, base_fs)
     fs.makedirs(base, exist_ok=True)
     staging = v.new_staging(base)
     try:

@@ -59,11 +59,12 @@ def gc(
     stale_staging: float | datetime.timedelta = DEFAULT_STALE_STAGING,
     dry_run: bool = False,
     storage_options: dict[str, Any] | None = None,
+    fs: AbstractFileSystem | None = None,
 ) -> GcResult:
     """Keep the newest ``keep_last`` servable versions (and the newest servable one always); remove the rest."""
     if keep_last < 1:
         raise ValueError("keep_last must be at least 1")
-    fs, base = location.resolve(base_url, storage_options)
+    fs, base = location.resolve(base_url, storage_options, fs)
     now = time.time()
     keep_set = set(keep)
     result = GcResult(dry_run=dry_run)

@@ -285,14 +285,16 @@ def copy(
     backoff: float = 0.5,
     progress: ProgressCallback | None = None,
     overwrite: bool = False,
+    src_fs: AbstractFileSystem | None = None,
+    dst_fs: AbstractFileSystem | None = None,
 ) -> CopyResult:
     """Copy a whole SavedModel; the destination must not exist (or be empty) unless ``overwrite``.
 
     On failure the destination is left as it was: a new destination is removed, a replaced one
     is only swapped out once the new copy is complete. The source is only ever read.
     """
-    src_fs, src = location.resolve(src_url, src_options)
-    dst_fs, dst = location.resolve(dst_url, dst_options)
+    src_fs, src = location.resolve(src_url, src_options, src_fs)
+    dst_fs, dst = location.resolve(dst_url, dst_options, dst_fs)
     src_display, dst_display = location.url_of(src_fs, src), location.url_of(dst_fs, dst)
     if src_fs is dst_fs and src.rstrip("/") == dst.rstrip("/"):
         raise StorageError("source and destination are the same", dst_display)

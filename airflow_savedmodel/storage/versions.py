@@ -88,11 +88,14 @@ def state_of(
 
 
 def list_versions(
-    base_url: str, storage_options: dict[str, Any] | None = None, deep: bool = False
+    base_url: str,
+    storage_options: dict[str, Any] | None = None,
+    deep: bool = False,
+    fs: AbstractFileSystem | None = None,
 ) -> list[VersionInfo]:
     """Every numeric version under ``base_url``, oldest first, with its state."""
-    fs, base = location.resolve(base_url, storage_options)
-    return versions_of(fs, base, deep)
+    filesystem, base = location.resolve(base_url, storage_options, fs)
+    return versions_of(filesystem, base, deep)
 
 
 def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[VersionInfo]:

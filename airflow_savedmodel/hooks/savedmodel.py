@@ -1,0 +1,247 @@
+"""SavedModelHook: an Airflow connection plus a URL resolved to an fsspec filesystem, and the
+format and storage operations on it (inspect, validate, strip, clear devices, copy, publish,
+versions, gc, verify). All logic lives in ``airflow_savedmodel.format`` and ``.storage``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+# Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
+# turns into an authenticated filesystem when the google / amazon providers are installed.
+OBJECT_STORAGE_CONN_TYPES = {"google_cloud_platform": ("gs", "gcs"), "aws": ("s3", "s3a", "s3n")}
+SENSITIVE_KEYS = ("secret", "token", "password", "private_key", "keyfile", "credentials", "key")
+
+
+def storage_options_from_connection(conn: Any) -> dict[str, Any]:
+    """fsspec options from a ``savedmodel`` (or any generic) connection.
+
+    The extra's ``storage_options`` object (or, without it, the whole extra) is passed to
+    fsspec; ``login``/``password`` become ``key``/``secret`` (S3-style) when set.
+    """
+    extra = conn.extra_dejson if conn is not None else {}
+    options = extra.get("storage_options", extra)
+    if isinstance(options, str):
+        options = json.loads(options) if options else {}
+    options = dict(options or {})
+    if getattr(conn, "login", None):
+        options.setdefault("key", conn.login)
+    if getattr(conn, "password", None):
+        options.setdefault("secret", conn.password)
+    return options
+
+
+def mask_sensitive(options: dict[str, Any]) -> None:
+    """Register secret-looking option values with Airflow's log masker, recursively."""
+    from airflow.sdk.log import mask_secret
+
+    for key, value in options.items():
+        if isinstance(value, dict):
+            mask_sensitive(value)
+        elif isinstance(value, str) and any(s in key.lower() for s in SENSITIVE_KEYS):
+            mask_secret(value)
+
+
+class SavedModelHook(BaseHook):
+    """Resolve URLs with an optional Airflow connection and run SavedModel operations on them.
+
+    :param savedmodel_conn_id: a ``savedmodel`` connection whose extra holds fsspec storage
+        options, or a ``google_cloud_platform`` / ``aws`` connection used through Airflow's
+        object storage; None uses the environment's default credentials.
+    :param storage_options: extra fsspec options, overriding the connection's.
+    """
+
+    conn_name_attr = "savedmodel_conn_id"
+    default_conn_name = "savedmodel_default"
+    conn_type = "savedmodel"
+    hook_name = "TensorFlow SavedModel storage"
+
+    def __init__(
+        self, savedmodel_conn_id: str | None = None, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.savedmodel_conn_id = savedmodel_conn_id
+        self.extra_options = dict(storage_options or {})
+
+    @cached_property
+    def connection(self) -> Any | None:
+        return self.get_connection(self.savedmodel_conn_id) if self.savedmodel_conn_id else None
+
+    def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
+        """The authenticated fsspec filesystem for ``url`` and the path on it."""
+        from airflow_savedmodel.format import location
+
+        conn = self.connection
+        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        if conn is not None and scheme in OBJECT_STORAGE_CONN_TYPES.get(conn.conn_type or "", ()):
+            from airflow.sdk import ObjectStoragePath
+
+            fs = ObjectStoragePath(url, conn_id=self.savedmodel_conn_id).fs
+            return location.resolve(url, fs=fs)
+        options = {
+            **(storage_options_from_connection(conn) if conn is not None else {}),
+            **self.extra_options,
+        }
+        mask_sensitive(options)
+        return location.resolve(url, options)
+
+    def _fs(self, url: str) -> dict[str, Any]:
+        fs, _ = self.filesystem(url)
+        return {"fs": fs}
+
+    # ---- format ------------------------------------------------------------------------------
+
+    def inspect(self, url: str, tag_set: str | None = None) -> dict[str, Any]:
+        from airflow_savedmodel.format import describe
+        from airflow_savedmodel.format.model import SavedModel
+
+        fs, path = self.filesystem(url)
+        with SavedModel.open(path, fs=fs) as model:
+            return describe.describe(model, tag_set)
+
+    def validate(self, url: str, **kwargs: Any) -> Any:
+        from airflow_savedmodel.format.validate import validate
+
+        return validate(url, **kwargs, **self._fs(url))
+
+    def strip_default_attrs(
+        self,
+        src: str,
+        dst: str,
+        *,
+        add: bool = False,
+        overwrite: bool = False,
+        dst_hook: SavedModelHook | None = None,
+    ) -> Any:
+        from airflow_savedmodel.format import transforms
+
+        change = transforms.add_default_attrs if add else transforms.strip_default_attrs
+        return change(
+            src,
+            dst,
+            overwrite=overwrite,
+            src_fs=self.filesystem(src)[0],
+            dst_fs=(dst_hook or self).filesystem(dst)[0],
+        )
+
+    def clear_devices(
+        self, src: str, dst: str, *, overwrite: bool = False, dst_hook: SavedModelHook | None = None
+    ) -> Any:
+        from airflow_savedmodel.format import transforms
+
+        return transforms.clear_devices(
+            src,
+            dst,
+            overwrite=overwrite,
+            src_fs=self.filesystem(src)[0],
+            dst_fs=(dst_hook or self).filesystem(dst)[0],
+        )
+
+    # ---- storage -----------------------------------------------------------------------------
+
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        *,
+        dst_hook: SavedModelHook | None = None,
+        progress: Callable[[Any], None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        from airflow_savedmodel.storage import copy
+
+        return copy(
+            src,
+            dst,
+            src_fs=self.filesystem(src)[0],
+            dst_fs=(dst_hook or self).filesystem(dst)[0],
+            progress=progress,
+            **kwargs,
+        )
+
+    def publish(
+        self,
+        src: str,
+        base: str,
+        *,
+        dst_hook: SavedModelHook | None = None,
+        progress: Callable[[Any], None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        from airflow_savedmodel.storage import publish
+
+        return publish(
+            src,
+            base,
+            src_fs=self.filesystem(src)[0],
+            base_fs=(dst_hook or self).filesystem(base)[0],
+            progress=progress,
+            **kwargs,
+        )
+
+    def versions(self, base: str, deep: bool = False) -> list[Any]:
+        from airflow_savedmodel.storage import list_versions
+
+        return list_versions(base, deep=deep, **self._fs(base))
+
+    def gc(self, base: str, **kwargs: Any) -> Any:
+        from airflow_savedmodel.storage import gc
+
+        return gc(base, **kwargs, **self._fs(base))
+
+    def verify(self, url: str, deep: bool = True) -> Any:
+        from airflow_savedmodel.storage import verify
+
+        return verify(url, deep=deep, **self._fs(url))
+
+    # ---- readiness (sensors and triggers) ----------------------------------------------------
+
+    def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:
+        """A summary if a complete, valid SavedModel is at ``url``, else None."""
+        fs, path = self.filesystem(url)
+        return model_ready(fs, path, deep)
+
+    def newer_version(self, base: str, newer_than: int | None) -> dict[str, Any] | None:
+        """The newest complete version above ``newer_than`` under ``base``, or None."""
+        fs, path = self.filesystem(base)
+        return newer_version(fs, path, newer_than)
+
+
+def model_ready(fs: Any, path: str, deep: bool = False) -> dict[str, Any] | None:
+    """Ready when the manifest matches, or, without a manifest, when the model validates."""
+    from airflow_savedmodel.format import location
+    from airflow_savedmodel.format.validate import validate
+    from airflow_savedmodel.storage import versions
+
+    if not (
+        fs.exists(location.join(path, "saved_model.pb"))
+        or fs.exists(location.join(path, "saved_model.pbtxt"))
+    ):
+        return None
+    state, manifest, _ = versions.state_of(fs, path, deep)
+    url = location.url_of(fs, path)
+    if state == versions.COMPLETE and manifest is not None:
+        return {"url": url, "state": state, "fingerprint": manifest.fingerprint}
+    if state == versions.UNVERIFIED:
+        report = validate(path, tags=None, required_signatures=(), deep=deep, fs=fs)
+        if report.valid:
+            return {"url": url, "state": state, "fingerprint": None}
+    return None
+
+
+def newer_version(fs: Any, base: str, newer_than: int | None) -> dict[str, Any] | None:
+    from airflow_savedmodel.storage import versions
+
+    found = [i for i in versions.versions_of(fs, base) if i.state == versions.COMPLETE]
+    candidates = [i for i in found if newer_than is None or i.version > int(newer_than)]
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda i: i.version)
+    return newest.to_json()

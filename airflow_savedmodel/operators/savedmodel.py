@@ -1,0 +1,371 @@
+"""Operators: export (publish a trained model), validate, strip default attrs, copy, retention.
+
+Each ``execute()`` resolves hooks and calls one format or storage function; return values are
+small JSON documents (uri, version, fingerprint, findings summary) pushed to XCom.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+
+def _hook(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> Any:
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    return SavedModelHook(conn_id, storage_options)
+
+
+def _flag(value: bool | str | None) -> bool:
+    """A bool from a flag that may arrive templated as text ("True", "false", "")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _version(value: int | str | None) -> int | str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or str(value) == "auto":
+        return value
+    return int(value)
+
+
+class ProgressLog:
+    """A progress callback that logs bytes and files every ``every`` seconds and at the end."""
+
+    def __init__(self, log: Any, what: str, every: float = 10.0) -> None:
+        self.log, self.what, self.every = log, what, every
+        self.last = 0.0
+
+    def __call__(self, progress: Any) -> None:
+        now = time.monotonic()
+        finished = progress.files_done == progress.files_total
+        if not finished and now - self.last < self.every:
+            return
+        self.last = now
+        self.log.info(
+            "%s: %d%% (%s of %s bytes, %d of %d files)",
+            self.what,
+            int(progress.fraction * 100),
+            f"{progress.bytes_done:,}",
+            f"{progress.bytes_total:,}",
+            progress.files_done,
+            progress.files_total,
+        )
+
+
+def _fail_invalid(report: Any) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException("SavedModel is invalid:\n" + report.to_text())
+
+
+class SavedModelValidateOperator(BaseOperator):
+    """Validate a SavedModel; fail the task (without retries) when it is invalid.
+
+    The full report is pushed to XCom under ``report``; the return value is its summary.
+    """
+
+    template_fields: Sequence[str] = ("url", "tag_set", "target_tf", "expect", "savedmodel_conn_id")
+    ui_color = "teal.500"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        tag_set: str = "serve",
+        required_signatures: Collection[str] = ("serving_default",),
+        deep: bool = False,
+        target_tf: str | None = None,
+        target_device: str = "cpu",
+        expect: str | Mapping[str, Any] | None = None,
+        strict: bool = False,
+        savedmodel_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.url = url
+        self.tag_set = tag_set
+        self.required_signatures = tuple(required_signatures)
+        self.deep = deep
+        self.target_tf = target_tf or None
+        self.target_device = target_device
+        self.expect = expect or None
+        self.strict = strict
+        self.savedmodel_conn_id = savedmodel_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        report = _hook(self.savedmodel_conn_id).validate(
+            self.url,
+            tags=self.tag_set,
+            required_signatures=self.required_signatures,
+            deep=self.deep,
+            target_tf=self.target_tf or None,
+            target_device=self.target_device,
+            expect=self.expect or None,
+            strict=self.strict,
+        )
+        context["ti"].xcom_push(key="report", value=report.to_json())
+        self.log.info("%s", report.to_text())
+        if not report.valid:
+            _fail_invalid(report)
+        return {"uri": report.url, **report.summary()}
+
+
+class SavedModelStripDefaultAttrsOperator(BaseOperator):
+    """Copy a model to ``dst`` with default-valued node attrs removed (or, with ``add``, restored)."""
+
+    template_fields: Sequence[str] = ("src", "dst", "savedmodel_conn_id", "dest_conn_id")
+    ui_color = "teal.500"
+
+    def __init__(
+        self,
+        *,
+        src: str,
+        dst: str,
+        add: bool = False,
+        clear_devices: bool = False,
+        overwrite: bool = False,
+        savedmodel_conn_id: str | None = None,
+        dest_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.src, self.dst = src, dst
+        self.add, self.clear_devices, self.overwrite = add, clear_devices, overwrite
+        self.savedmodel_conn_id, self.dest_conn_id = savedmodel_conn_id, dest_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = _hook(self.savedmodel_conn_id)
+        dst_hook = _hook(self.dest_conn_id or self.savedmodel_conn_id)
+        if not self.clear_devices:
+            result = hook.strip_default_attrs(
+                self.src, self.dst, add=self.add, overwrite=self.overwrite, dst_hook=dst_hook
+            )
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = _hook(None)
+                cleared = hook.clear_devices(self.src, f"{tmp}/cleared", dst_hook=local)
+                self.log.info("Cleared %d device placements", cleared.changed)
+                result = local.strip_default_attrs(
+                    cleared.dst, self.dst, add=self.add, overwrite=self.overwrite, dst_hook=dst_hook
+                )
+        self.log.info("Changed %d attrs; wrote %s", result.changed, result.dst)
+        return {"uri": result.dst, "changed": result.changed}
+
+
+class SavedModelCopyOperator(BaseOperator):
+    """Copy a whole SavedModel across connections and filesystems, verifying every byte.
+
+    With ``version`` ("auto" or a number) ``dst`` is a serving base path and the model is
+    published atomically as ``dst/<version>``; otherwise it is copied to ``dst`` itself.
+    """
+
+    template_fields: Sequence[str] = ("src", "dst", "version", "source_conn_id", "dest_conn_id")
+    ui_color = "teal.500"
+
+    def __init__(
+        self,
+        *,
+        src: str,
+        dst: str,
+        version: int | str | None = None,
+        overwrite: bool = False,
+        concurrency: int = 8,
+        source_conn_id: str | None = None,
+        dest_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.src, self.dst, self.version = src, dst, version
+        self.overwrite, self.concurrency = overwrite, concurrency
+        self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        src_hook, dst_hook = _hook(self.source_conn_id), _hook(self.dest_conn_id)
+        version = _version(self.version)
+        progress = ProgressLog(self.log, f"copying {self.src}")
+        if version is None:
+            result = src_hook.copy(
+                self.src,
+                self.dst,
+                dst_hook=dst_hook,
+                progress=progress,
+                overwrite=self.overwrite,
+                concurrency=self.concurrency,
+            )
+            self.log.info("Copied %d files (%s bytes) to %s", result.files, f"{result.bytes:,}", result.dst)
+            return {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
+        published = src_hook.publish(
+            self.src,
+            self.dst,
+            dst_hook=dst_hook,
+            progress=progress,
+            version=version,
+            overwrite=self.overwrite,
+            concurrency=self.concurrency,
+        )
+        _record_outlets(context, self.outlets, published)
+        return _published_json(published)
+
+
+def _published_json(result: Any) -> dict[str, Any]:
+    return {
+        "uri": result.url,
+        "version": result.version,
+        "created": result.created,
+        "fingerprint": result.manifest.fingerprint,
+    }
+
+
+def _record_outlets(context: Any, outlets: Any, result: Any) -> None:
+    """Attach the published version to every Asset outlet's event (consumers read it as extra)."""
+    from airflow.sdk import Asset
+
+    for outlet in outlets or ():
+        if isinstance(outlet, Asset):
+            context["outlet_events"][outlet].extra = _published_json(result)
+
+
+class SavedModelExportOperator(BaseOperator):
+    """From a trained model to a published version: optional clear devices and strip default
+    attrs, validation, then an atomic publish to ``base_path/<version>``.
+
+    The model is a URL (``model_url``) or written by ``python_callable(export_dir, *op_args,
+    **op_kwargs)`` into a temporary directory. Every Asset in ``outlets`` gets an event whose
+    extra holds the version, URI and fingerprint.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_url",
+        "base_path",
+        "version",
+        "target_tf",
+        "expect",
+        "strip_default_attrs",
+        "clear_devices",
+        "op_args",
+        "op_kwargs",
+        "savedmodel_conn_id",
+        "dest_conn_id",
+    )
+    ui_color = "teal.700"
+
+    def __init__(
+        self,
+        *,
+        base_path: str,
+        model_url: str | None = None,
+        python_callable: Callable[..., Any] | None = None,
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        version: int | str = "auto",
+        clear_devices: bool | str = False,
+        strip_default_attrs: bool | str = True,
+        validate: bool = True,
+        deep: bool = True,
+        tag_set: str = "serve",
+        required_signatures: Collection[str] = ("serving_default",),
+        target_tf: str | None = None,
+        expect: str | Mapping[str, Any] | None = None,
+        savedmodel_conn_id: str | None = None,
+        dest_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (model_url is None) == (python_callable is None):
+            raise ValueError("pass exactly one of model_url and python_callable")
+        self.base_path, self.model_url, self.python_callable = base_path, model_url, python_callable
+        self.op_args, self.op_kwargs = list(op_args or []), dict(op_kwargs or {})
+        self.version = version
+        self.clear_devices, self.strip_default_attrs = clear_devices, strip_default_attrs
+        self.validate, self.deep, self.tag_set = validate, deep, tag_set
+        self.required_signatures = tuple(required_signatures)
+        self.target_tf, self.expect = target_tf or None, expect or None
+        self.savedmodel_conn_id, self.dest_conn_id = savedmodel_conn_id, dest_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="savedmodel-export-") as tmp:
+            src_hook = _hook(self.savedmodel_conn_id)
+            current = self.model_url
+            if self.python_callable is not None:
+                src_hook, current = _hook(None), f"{tmp}/exported"
+                returned = self.python_callable(current, *self.op_args, **self.op_kwargs)
+                if isinstance(returned, str) and returned:
+                    current = returned
+            assert current is not None
+            local = _hook(None)
+            if _flag(self.clear_devices):
+                current = src_hook.clear_devices(current, f"{tmp}/cleared", dst_hook=local).dst
+                src_hook = local
+            if _flag(self.strip_default_attrs):
+                stripped = src_hook.strip_default_attrs(current, f"{tmp}/stripped", dst_hook=local)
+                self.log.info("Stripped %d default-valued attrs", stripped.changed)
+                current, src_hook = stripped.dst, local
+            summary = None
+            if self.validate:
+                report = src_hook.validate(
+                    current,
+                    tags=self.tag_set,
+                    required_signatures=self.required_signatures,
+                    deep=self.deep,
+                    target_tf=self.target_tf,
+                    expect=self.expect,
+                )
+                self.log.info("%s", report.to_text())
+                context["ti"].xcom_push(key="report", value=report.to_json())
+                if not report.valid:
+                    _fail_invalid(report)
+                summary = report.summary()
+            result = src_hook.publish(
+                current,
+                self.base_path,
+                dst_hook=_hook(self.dest_conn_id or self.savedmodel_conn_id),
+                version=_version(self.version) or "auto",
+                progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
+            )
+        verb = "Published" if result.created else "Already published"
+        self.log.info("%s version %s at %s", verb, result.version, result.url)
+        _record_outlets(context, self.outlets, result)
+        return {**_published_json(result), "validation": summary}
+
+
+class SavedModelRetentionOperator(BaseOperator):
+    """Remove old versions and stale staging areas under a serving base path (see storage.gc)."""
+
+    template_fields: Sequence[str] = ("base_path", "keep_last", "savedmodel_conn_id")
+    ui_color = "teal.500"
+
+    def __init__(
+        self,
+        *,
+        base_path: str,
+        keep_last: int | str = 5,
+        min_age_seconds: float = 0,
+        keep: Collection[int] = (),
+        dry_run: bool = False,
+        savedmodel_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_path, self.keep_last = base_path, keep_last
+        self.min_age_seconds, self.keep, self.report_only = min_age_seconds, tuple(keep), dry_run
+        self.savedmodel_conn_id = savedmodel_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = _hook(self.savedmodel_conn_id).gc(
+            self.base_path,
+            keep_last=int(self.keep_last),
+            min_age=self.min_age_seconds,
+            keep=self.keep,
+            dry_run=self.report_only,
+        )
+        for url in result.removed:
+            self.log.info("%s %s", "Would remove" if self.report_only else "Removed", url)
+        self.log.info("Kept %d version(s)", len(result.kept))
+        return result.to_json()

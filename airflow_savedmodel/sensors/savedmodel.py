@@ -1,0 +1,155 @@
+"""Sensors that wait for a SavedModel or a new model version, in poke mode or deferred to the triggerer."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+
+def _default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class SavedModelSensor(BaseSensorOperator):
+    """Wait until a complete, valid SavedModel exists at ``url``.
+
+    Complete means its manifest matches (models published by this provider) or, for models
+    written by other tools, that it validates (saved_model.pb parses, variables and assets are
+    intact). Pushes ``{"url", "state", "fingerprint"}``.
+    """
+
+    template_fields: Sequence[str] = ("url", "savedmodel_conn_id")
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        savedmodel_conn_id: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        deep: bool = False,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.url = url
+        self.savedmodel_conn_id = savedmodel_conn_id
+        self.storage_options = storage_options
+        self.deep = deep
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _hook(self) -> Any:
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        return SavedModelHook(self.savedmodel_conn_id, self.storage_options)
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        ready = self._hook().model_ready(self.url, self.deep)
+        if ready is None:
+            self.log.info("No complete SavedModel at %s yet", self.url)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=ready)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue):
+            return first.xcom_value
+        from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger
+
+        self.defer(
+            trigger=SavedModelTrigger(
+                url=self.url,
+                conn_id=self.savedmodel_conn_id,
+                storage_options=self.storage_options,
+                deep=self.deep,
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+        return None
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"waiting for {self.url} failed: {event.get('message')}")
+        self.log.info("SavedModel ready at %s", event["model"]["url"])
+        return event["model"]
+
+
+class SavedModelVersionSensor(BaseSensorOperator):
+    """Wait until ``base_path`` holds a complete version newer than ``newer_than`` (any, if None).
+
+    Pushes the version's summary (``version``, ``url``, ``fingerprint``, ...).
+    """
+
+    template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id")
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        base_path: str,
+        newer_than: int | str | None = None,
+        savedmodel_conn_id: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_path = base_path
+        self.newer_than = newer_than
+        self.savedmodel_conn_id = savedmodel_conn_id
+        self.storage_options = storage_options
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _threshold(self) -> int | None:
+        return None if self.newer_than in (None, "", "None") else int(self.newer_than)
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        found = SavedModelHook(self.savedmodel_conn_id, self.storage_options).newer_version(
+            self.base_path, self._threshold()
+        )
+        if found is None:
+            self.log.info("No complete version above %s under %s yet", self._threshold(), self.base_path)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=found)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue):
+            return first.xcom_value
+        from airflow_savedmodel.triggers.savedmodel import SavedModelVersionTrigger
+
+        self.defer(
+            trigger=SavedModelVersionTrigger(
+                base_path=self.base_path,
+                newer_than=self._threshold(),
+                conn_id=self.savedmodel_conn_id,
+                storage_options=self.storage_options,
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+        return None
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(
+                f"waiting for a new version under {self.base_path} failed: {event.get('message')}"
+            )
+        self.log.info("Version %s is complete at %s", event["version"]["version"], event["version"]["url"])
+        return event["version"]

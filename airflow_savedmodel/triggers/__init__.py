@@ -1,0 +1,1 @@
+"""Airflow triggers of the SavedModel provider (run by the triggerer for deferrable sensors)."""

@@ -1,0 +1,61 @@
+"""
+### Serving side: mirror each new version, keep the last few
+
+Scheduled on the classifier's Asset: every time the training DAG publishes a version, this
+DAG copies that version (verified, atomically) to a second filesystem and applies retention
+to both base paths.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from airflow.sdk import dag, task
+from savedmodel_demo_settings import CONN_ID, MIRROR_BASE, MIRROR_CONN_ID, SERVING_BASE
+
+from airflow_savedmodel.assets import savedmodel_asset
+from airflow_savedmodel.operators.savedmodel import SavedModelCopyOperator, SavedModelRetentionOperator
+
+CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")
+
+
+@dag(
+    schedule=[CLASSIFIER],
+    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    catchup=False,
+    tags=["savedmodel", "example"],
+    doc_md=__doc__,
+)
+def example_savedmodel_serving_mirror() -> None:
+    @task
+    def new_version(triggering_asset_events: Any = None) -> str:
+        """The version the triggering event announced; on a manual run, the newest complete one."""
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        for event in reversed(list((triggering_asset_events or {}).get(CLASSIFIER, []))):
+            if event.extra.get("uri"):
+                return str(event.extra["uri"])
+        newest = SavedModelHook(CONN_ID).newer_version(SERVING_BASE, None)
+        if newest is None:
+            raise RuntimeError(f"no complete version under {SERVING_BASE}")
+        return str(newest["url"])
+
+    mirror = SavedModelCopyOperator(
+        task_id="mirror",
+        src=new_version(),
+        dst=MIRROR_BASE,
+        version="auto",
+        source_conn_id=CONN_ID,
+        dest_conn_id=MIRROR_CONN_ID,
+    )
+    keep_mirror = SavedModelRetentionOperator(
+        task_id="retention_mirror", base_path=MIRROR_BASE, keep_last=3, savedmodel_conn_id=MIRROR_CONN_ID
+    )
+    keep_serving = SavedModelRetentionOperator(
+        task_id="retention_serving", base_path=SERVING_BASE, keep_last=5, savedmodel_conn_id=CONN_ID
+    )
+    mirror >> [keep_mirror, keep_serving]
+
+
+example_savedmodel_serving_mirror()

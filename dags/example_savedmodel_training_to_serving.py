@@ -1,0 +1,152 @@
+"""
+### Training to serving, nightly
+
+A small numpy MLP is trained on generated data and exported as a servable SavedModel with the
+provider's format core (no TensorFlow on the worker). The export is validated (deep checksums,
+the clients' signature contract, loadability by the target TensorFlow Serving release),
+stripped of default-valued attrs, and published atomically as the next version under the
+serving base path that TensorFlow Serving watches. A final check reads the newest version back
+and compares its prediction with the trained network's.
+
+Paths and connections come from environment variables (see `savedmodel_demo_settings.py`):
+local directories by default, `gs://` or `s3://` when configured.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from airflow.sdk import dag, task
+from savedmodel_demo_settings import CONN_ID, EXPORT_ROOT, SERVING_BASE, SIGNATURE_SPEC, TARGET_TF
+
+from airflow_savedmodel.assets import savedmodel_asset
+from airflow_savedmodel.operators.savedmodel import (
+    SavedModelCopyOperator,
+    SavedModelStripDefaultAttrsOperator,
+    SavedModelValidateOperator,
+)
+
+CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+@dag(
+    schedule="@daily",
+    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    catchup=False,
+    tags=["savedmodel", "example"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=30)},
+)
+def example_savedmodel_training_to_serving() -> None:
+    @task
+    def train(run_id: str | None = None) -> dict[str, Any]:
+        """Fit a 4-16-3 MLP with softmax cross-entropy by full-batch gradient descent; export it."""
+        import re
+
+        import numpy as np
+
+        from airflow_savedmodel.format.servable import DenseLayer, export_dense_model, forward
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        rng = np.random.default_rng(42)
+        centers = np.array([[0, 0, 0, 0], [3, 3, 0, 1], [0, 3, 3, -1]], np.float32)
+        labels = rng.integers(0, 3, 600)
+        x = (centers[labels] + rng.normal(0, 0.8, (600, 4))).astype(np.float32)
+        onehot = np.eye(3, dtype=np.float32)[labels]
+        w1 = rng.normal(0, 0.5, (4, 16)).astype(np.float32)
+        b1 = np.zeros(16, np.float32)
+        w2 = rng.normal(0, 0.5, (16, 3)).astype(np.float32)
+        b2 = np.zeros(3, np.float32)
+        for _ in range(300):
+            hidden = np.maximum(x @ w1 + b1, 0)
+            logits = hidden @ w2 + b2
+            probs = np.exp(logits - logits.max(1, keepdims=True))
+            probs /= probs.sum(1, keepdims=True)
+            grad_logits = (probs - onehot) / len(x)
+            grad_hidden = (grad_logits @ w2.T) * (hidden > 0)
+            w2 -= 0.5 * hidden.T @ grad_logits
+            b2 -= 0.5 * grad_logits.sum(0)
+            w1 -= 0.5 * x.T @ grad_hidden
+            b1 -= 0.5 * grad_hidden.sum(0)
+        layers = [DenseLayer(w1, b1, "relu"), DenseLayer(w2, b2, "softmax")]
+        accuracy = float((forward(layers, x).argmax(1) == labels).mean())
+        print(f"training accuracy {accuracy:.3f}")
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id or "manual")
+        url = f"{EXPORT_ROOT}/{safe}/model"
+        fs, path = SavedModelHook(CONN_ID).filesystem(url)
+        if fs.exists(path):  # a retry of this task: replace our own earlier export
+            fs.rm(path, recursive=True)
+        export_dense_model(path, layers, classify=True, class_labels=CLASSES, fs=fs)
+        probe = x[:5]
+        return {
+            "model_url": url,
+            "stripped_url": f"{EXPORT_ROOT}/{safe}/stripped",
+            "accuracy": accuracy,
+            "probe": probe.tolist(),
+            "expected": forward(layers, probe).tolist(),
+        }
+
+    trained = train()
+    validate = SavedModelValidateOperator(
+        task_id="validate",
+        url="{{ ti.xcom_pull(task_ids='train')['model_url'] }}",
+        deep=True,
+        target_tf=TARGET_TF,
+        expect=SIGNATURE_SPEC,
+        savedmodel_conn_id=CONN_ID,
+    )
+    strip = SavedModelStripDefaultAttrsOperator(
+        task_id="strip_default_attrs",
+        src="{{ ti.xcom_pull(task_ids='train')['model_url'] }}",
+        dst="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
+        overwrite=True,
+        savedmodel_conn_id=CONN_ID,
+    )
+    publish = SavedModelCopyOperator(
+        task_id="publish",
+        src="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
+        dst=SERVING_BASE,
+        version="auto",
+        source_conn_id=CONN_ID,
+        dest_conn_id=CONN_ID,
+        outlets=[CLASSIFIER],
+    )
+
+    @task
+    def check_served(published: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+        """Read the newest version back and compare its prediction with the trained network's."""
+        import numpy as np
+
+        from airflow_savedmodel.format.model import SavedModel
+        from airflow_savedmodel.format.servable import DenseLayer, forward
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        hook = SavedModelHook(CONN_ID)
+        newest = hook.newer_version(SERVING_BASE, None)
+        if newest is None or newest["version"] < published["version"]:
+            raise RuntimeError(f"newest complete version is {newest}, expected {published['version']}")
+        fs, path = hook.filesystem(newest["url"])
+        with SavedModel.open(path, fs=fs) as model:
+            bundle = model.variables()
+            assert bundle is not None
+            layers = [
+                DenseLayer(bundle.read("dense/kernel"), bundle.read("dense/bias"), "relu"),
+                DenseLayer(bundle.read("dense_1/kernel"), bundle.read("dense_1/bias"), "softmax"),
+            ]
+            signature = model.meta_graph("serve").signature("serving_default")
+        got = forward(layers, np.asarray(trained["probe"], np.float32))
+        diff = float(np.abs(got - np.asarray(trained["expected"], np.float32)).max())
+        if diff > 1e-6:
+            raise RuntimeError(f"served model predicts differently (max abs diff {diff})")
+        print(
+            f"version {newest['version']} serves {signature.inputs['x'].shape} -> {signature.outputs['y'].shape}"
+        )
+        return {"version": newest["version"], "url": newest["url"], "max_abs_diff": diff}
+
+    trained >> validate >> strip >> publish
+    check_served(publish.output, trained)
+
+
+example_savedmodel_training_to_serving()

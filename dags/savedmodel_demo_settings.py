@@ -1,0 +1,36 @@
+"""Where the example DAGs read and write, from environment variables (no network at parse time).
+
+SAVEDMODEL_DEMO_ROOT      local root for everything (default: $AIRFLOW_HOME/savedmodel-demo)
+SAVEDMODEL_EXPORT_ROOT    where training exports models (default: <root>/exports)
+SAVEDMODEL_SERVING_BASE   serving base path TensorFlow Serving watches (default: <root>/serving/classifier)
+SAVEDMODEL_MIRROR_BASE    second filesystem the serving DAG mirrors to (default: <root>/mirror/classifier)
+SAVEDMODEL_CONN_ID        connection for the export root and serving base (gs://, s3://), optional
+SAVEDMODEL_MIRROR_CONN_ID connection for the mirror, optional
+SAVEDMODEL_TARGET_TF      TensorFlow Serving release the models must load in (default: 2.12)
+"""
+
+from __future__ import annotations
+
+import os
+
+ROOT = os.environ.get("SAVEDMODEL_DEMO_ROOT") or os.path.join(
+    os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "savedmodel-demo"
+)
+EXPORT_ROOT = os.environ.get("SAVEDMODEL_EXPORT_ROOT") or f"{ROOT}/exports"
+SERVING_BASE = os.environ.get("SAVEDMODEL_SERVING_BASE") or f"{ROOT}/serving/classifier"
+MIRROR_BASE = os.environ.get("SAVEDMODEL_MIRROR_BASE") or f"{ROOT}/mirror/classifier"
+CONN_ID = os.environ.get("SAVEDMODEL_CONN_ID") or None
+MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None
+TARGET_TF = os.environ.get("SAVEDMODEL_TARGET_TF") or "2.12"
+
+# The contract clients of the classifier rely on; a renamed input fails validation.
+SIGNATURE_SPEC = {
+    "signatures": {
+        "serving_default": {
+            "method_name": "tensorflow/serving/predict",
+            "inputs": {"x": {"dtype": "DT_FLOAT", "shape": [-1, 4]}},
+            "outputs": {"y": {"dtype": "DT_FLOAT", "shape": [-1, 3]}},
+        },
+        "classify": {"method_name": "tensorflow/serving/classify"},
+    }
+}

@@ -1,0 +1,364 @@
+"""The provider inside real Airflow: DagBag, dag.test() runs, operators and sensors in real task
+contexts, deferrable sensors through their triggers, trigger serialization, provider metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model, forward
+
+from integration.servers import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = [
+    "example_savedmodel_training_to_serving",
+    "example_savedmodel_serving_mirror",
+    "example_savedmodel_manual_publish",
+]
+
+
+def run_dag(dag: Any, **kwargs: Any) -> Any:
+    """dag.test() for a DAG defined in a test (serialized to the DB first, as Airflow 3 requires)."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag.test(**kwargs)
+
+
+def example_dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag(dag_id)
+
+
+def states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_dagbag_loads_every_example_without_import_errors(airflow_db: str) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert set(EXAMPLES) <= set(bag.dag_ids)
+    training = bag.get_dag("example_savedmodel_training_to_serving")
+    assert not training.catchup and training.schedule == "@daily"
+    manual = bag.get_dag("example_savedmodel_manual_publish")
+    params = manual.params.dump()
+    assert set(params) == {"source_url", "destination", "strip", "target_tf", "keep_last"}
+    for name in params:
+        assert manual.params.get_param(name).description, name
+
+
+def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -> None:
+    run = run_dag(example_dag("example_savedmodel_training_to_serving"))
+    assert str(run.state) == "success", states(run)
+    serving = Path(os.environ["SAVEDMODEL_DEMO_ROOT"]) / "serving" / "classifier"
+    newest = max(int(p.name) for p in serving.iterdir() if p.name.isdigit())
+    model_dir = serving / str(newest)
+    from airflow_savedmodel.storage import verify
+
+    assert verify(str(model_dir)).ok
+    with SavedModel.open(str(model_dir)) as model:
+        bundle = model.variables()
+        assert bundle is not None
+        layers = [
+            DenseLayer(bundle.read("dense/kernel"), bundle.read("dense/bias"), "relu"),
+            DenseLayer(bundle.read("dense_1/kernel"), bundle.read("dense_1/bias"), "softmax"),
+        ]
+        assert model.meta_graphs[0].proto.meta_info_def.stripped_default_attrs
+    from interop import tf_oracle
+
+    x = np.random.default_rng(1).normal(1.0, 1.5, (8, 4)).astype(np.float32)
+    served = tf_oracle.run_tf1(model_dir, ["serve"], "serving_default", {"x": x})["y"]
+    np.testing.assert_allclose(served, forward(layers, x), atol=1e-5)
+    examples = [tf_oracle.example({"x": row}) for row in x]
+    classified = tf_oracle.run_tf1(model_dir, ["serve"], "classify", {"inputs": examples})
+    assert classified["classes"][0].tolist() == [b"setosa", b"versicolor", b"virginica"]
+    np.testing.assert_allclose(
+        tf_oracle.run_tf2(model_dir, "serving_default", {"x": x})["y"], served, atol=1e-6
+    )
+
+    mirror = run_dag(example_dag("example_savedmodel_serving_mirror"))
+    assert str(mirror.state) == "success", states(mirror)
+    mirrored = Path(os.environ["SAVEDMODEL_DEMO_ROOT"]) / "mirror" / "classifier"
+    assert any(p.name.isdigit() for p in mirrored.iterdir())
+
+
+def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_path: Path) -> None:
+    dag = example_dag("example_savedmodel_manual_publish")
+    conf = {
+        "source_url": str(zoo["tf1_stripped"]),
+        "destination": str(tmp_path / "base"),
+        "strip": True,
+        "target_tf": None,
+        "keep_last": 1,
+    }
+    run = run_dag(dag, run_conf=conf)
+    assert str(run.state) == "success", states(run)
+    assert [p.name for p in (tmp_path / "base").iterdir()] == ["1"]
+    bad = dict(conf, target_tf="2.12", destination=str(tmp_path / "other"))  # debug_name is unknown to 2.12
+    run = run_dag(dag, run_conf=bad)
+    assert states(run)["publish"] == "failed"
+    assert not (tmp_path / "other").exists() or not any(
+        p.name.isdigit() for p in (tmp_path / "other").iterdir()
+    )
+
+
+def small_model(root: Path, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    layers = [DenseLayer(rng.standard_normal((3, 2)).astype(np.float32), np.zeros(2, np.float32), "softmax")]
+    return export_dense_model(str(root / f"model-{seed}"), layers)
+
+
+def test_every_operator_and_sensor_in_a_real_task_context(
+    airflow_db: str, tmp_path: Path, gcs: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_savedmodel.assets import savedmodel_asset
+    from airflow_savedmodel.operators.savedmodel import (
+        SavedModelCopyOperator,
+        SavedModelExportOperator,
+        SavedModelRetentionOperator,
+        SavedModelStripDefaultAttrsOperator,
+        SavedModelValidateOperator,
+    )
+    from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
+
+    bucket = gcs.bucket()
+    conn = {"conn_type": "savedmodel", "extra": {"storage_options": gcs.options}}
+    monkeypatch.setenv("AIRFLOW_CONN_SM_GCS", json.dumps(conn))
+    src = small_model(tmp_path)
+    base = str(tmp_path / "serving")
+    asset = savedmodel_asset(base)
+
+    late_dir = tmp_path / "late-model"
+
+    def start_late_producer() -> None:
+        """Write a model 2 s from now, while the deferrable sensor downstream is deferred."""
+        import threading
+
+        def produce() -> None:
+            small_model(tmp_path, 11)
+            (tmp_path / "model-11").rename(late_dir)
+
+        threading.Timer(2.0, produce).start()
+
+    def export(export_dir: str, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        export_dense_model(
+            export_dir, [DenseLayer(rng.standard_normal((3, 2)).astype(np.float32), np.zeros(2, np.float32))]
+        )
+
+    with DAG(
+        "test_savedmodel_operators",
+        schedule=None,
+        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    ) as dag:
+        wait_model = SavedModelSensor(task_id="wait_model", url=src, poke_interval=0.1, timeout=30)
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        producer = PythonOperator(task_id="start_late_producer", python_callable=start_late_producer)
+        wait_deferred = SavedModelSensor(
+            task_id="wait_deferred", url=str(late_dir), deferrable=True, poke_interval=0.2, timeout=60
+        )
+        validate = SavedModelValidateOperator(task_id="validate", url=src, deep=True, target_tf="2.12")
+        strip = SavedModelStripDefaultAttrsOperator(
+            task_id="strip", src=src, dst=f"{bucket}/stripped", dest_conn_id="sm_gcs", clear_devices=True
+        )
+        to_gcs = SavedModelCopyOperator(
+            task_id="copy_to_gcs",
+            src=f"{bucket}/stripped",
+            dst=f"{bucket}/serving",
+            version="auto",
+            source_conn_id="sm_gcs",
+            dest_conn_id="sm_gcs",
+        )
+        back = SavedModelCopyOperator(
+            task_id="copy_back",
+            src=f"{bucket}/serving/1",
+            dst=str(tmp_path / "back"),
+            source_conn_id="sm_gcs",
+        )
+        exported = SavedModelExportOperator(
+            task_id="export", python_callable=export, op_kwargs={"seed": 7}, base_path=base, outlets=[asset]
+        )
+        published = SavedModelExportOperator(
+            task_id="publish_url", model_url=src, base_path=base, target_tf="2.12"
+        )
+        wait_version = SavedModelVersionSensor(
+            task_id="wait_version",
+            base_path=base,
+            newer_than=1,
+            deferrable=True,
+            poke_interval=0.1,
+            timeout=30,
+        )
+        wait_gcs = SavedModelVersionSensor(
+            task_id="wait_gcs_version",
+            base_path=f"{bucket}/serving",
+            savedmodel_conn_id="sm_gcs",
+            poke_interval=0.1,
+            timeout=30,
+        )
+        retention = SavedModelRetentionOperator(task_id="retention", base_path=base, keep_last=1)
+        wait_model >> producer >> wait_deferred >> validate >> strip >> to_gcs >> [back, wait_gcs]
+        validate >> exported >> published >> wait_version >> retention
+
+    run = run_dag(dag)
+    assert set(states(run).values()) == {"success"}, states(run)
+    assert (tmp_path / "back" / "saved_model.pb").exists()
+    assert sorted(p.name for p in (tmp_path / "serving").iterdir() if p.name.isdigit()) == ["2"]
+    from airflow.models.xcom import XComModel  # noqa: F401  (XComs are read through the task instances)
+
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["publish_url"].xcom_pull(task_ids="publish_url")["version"] == 2
+    assert tis["export"].xcom_pull(task_ids="export")["created"] is True
+    assert tis["validate"].xcom_pull(task_ids="validate", key="report")["valid"] is True
+    assert tis["wait_version"].xcom_pull(task_ids="wait_version")["version"] == 2
+    deferred = tis["wait_deferred"]
+    assert deferred.xcom_pull(task_ids="wait_deferred")["url"] == str(late_dir)
+    assert (deferred.end_date - deferred.start_date).total_seconds() > 1.0  # it waited in the trigger
+
+
+def test_validate_operator_fails_the_task_with_the_report(
+    airflow_db: str, tmp_path: Path, zoo: dict[str, Path]
+) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_savedmodel.operators.savedmodel import SavedModelValidateOperator
+
+    with DAG(
+        "test_savedmodel_invalid",
+        schedule=None,
+        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    ) as dag:
+        SavedModelValidateOperator(
+            task_id="validate", url=str(zoo["tf2_module"]), target_tf="2.12", retries=3
+        )
+    run = run_dag(dag)
+    (ti,) = run.get_task_instances()
+    assert str(ti.state) == "failed" and ti.try_number == 1  # AirflowFailException: no retries
+    report = ti.xcom_pull(task_ids="validate", key="report")
+    assert report["valid"] is False and report["findings"][0]["code"] == "attr-unknown-in-target"
+
+
+def test_triggers_serialize_and_round_trip() -> None:
+    from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger, SavedModelVersionTrigger
+
+    for trigger in (
+        SavedModelTrigger(
+            "gs://b/m/1", conn_id="c", storage_options={"token": "anon"}, deep=True, poke_interval=5
+        ),
+        SavedModelVersionTrigger("s3://b/m", newer_than=3, conn_id=None, poke_interval=2.5),
+    ):
+        path, kwargs = trigger.serialize()
+        module, _, name = path.rpartition(".")
+        clone = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+        assert clone.serialize() == (path, kwargs)
+        json.dumps(kwargs)
+
+
+async def first_event(trigger: Any, timeout: float = 20.0) -> Any:
+    return await asyncio.wait_for(trigger.run().__anext__(), timeout)
+
+
+def test_triggers_fire_locally_and_against_the_gcs_server(tmp_path: Path, gcs: Store) -> None:
+    from airflow_savedmodel.storage import publish
+    from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger, SavedModelVersionTrigger
+
+    async def scenario() -> None:
+        model_dir = tmp_path / "late"
+        waiting = asyncio.create_task(first_event(SavedModelTrigger(str(model_dir), poke_interval=0.05)))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await asyncio.to_thread(small_model, tmp_path, 3)
+        (tmp_path / "model-3").rename(model_dir)
+        event = await waiting
+        assert event.payload["status"] == "success" and event.payload["model"]["state"] == "unverified"
+
+        base = gcs.bucket() + "/serving"
+        waiting = asyncio.create_task(
+            first_event(
+                SavedModelVersionTrigger(
+                    base, newer_than=None, storage_options=gcs.options, poke_interval=0.05
+                )
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await asyncio.to_thread(publish, str(model_dir), base, base_options=gcs.options)
+        event = await waiting
+        assert event.payload["version"]["version"] == 1 and event.payload["version"]["state"] == "complete"
+        ready = await first_event(
+            SavedModelTrigger(base + "/1", storage_options=gcs.options, poke_interval=0.05)
+        )
+        assert ready.payload["model"]["state"] == "complete"
+        failed = await first_event(SavedModelTrigger("nosuchscheme://x/y", poke_interval=0.05))
+        assert failed.payload["status"] == "error" and "nosuchscheme" in failed.payload["message"]
+
+    asyncio.run(scenario())
+
+
+def test_provider_info_validates_against_airflows_schema_and_is_listed() -> None:
+    import importlib.resources
+
+    import jsonschema
+
+    from airflow_savedmodel.get_provider_info import get_provider_info
+
+    schema = json.loads(
+        importlib.resources.files("airflow").joinpath("provider_info.schema.json").read_text()
+    )
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    from importlib.metadata import entry_points
+
+    (entry,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_savedmodel")
+    ]
+    assert entry.load()() == info
+    for group in ("hooks", "operators", "sensors", "triggers"):
+        for item in info[group]:
+            for module in item["python-modules"]:
+                __import__(module)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = next(line for line in result.stdout.splitlines() if line.startswith("[{"))
+    listed = {p["package_name"]: p for p in json.loads(document)}
+    assert "airflow-provider-savedmodel" in listed
+
+
+def test_operator_and_sensor_modules_import_no_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "import airflow_savedmodel.operators.savedmodel, airflow_savedmodel.sensors.savedmodel\n"
+        "import airflow_savedmodel.triggers.savedmodel, airflow_savedmodel.hooks.savedmodel\n"
+        "heavy = [m for m in ('numpy', 'google.protobuf', 'gcsfs', 's3fs', 'tensorflow') if m in sys.modules]\n"
+        "print('heavy:' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "heavy:"
