@@ -1,0 +1,145 @@
+"""Copy and publish costs: local copy against `cp -r`, a many-file model to the GCS server against
+a sequential fsspec put, and peak memory while copying a 1 GB model against reading files whole."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import QUIET, Row, median_time
+
+SIZES_MB = (10, 100, 1024)
+
+
+def _model(root: Path, size_mb: int) -> Path:
+    """A servable model whose variables total about ``size_mb`` MB."""
+    from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+
+    width = 1024
+    depth = max(1, round(size_mb * 2**20 / (width * width * 4)))
+    rng = np.random.default_rng(0)
+    layers = [
+        DenseLayer(rng.standard_normal((width, width), np.float32), np.zeros(width, np.float32), "relu")
+        for _ in range(depth)
+    ]
+    return Path(export_dense_model(str(root / f"model-{size_mb}"), layers))
+
+
+def _peak_rss_mb(code: str) -> float:
+    """Peak resident memory of a fresh Python process running ``code``."""
+    wrapped = code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", wrapped], check=True, capture_output=True, text=True, env=QUIET
+    )
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def _local_rows(tmp: Path) -> list[Row]:
+    from airflow_savedmodel.storage import copy
+
+    rows = []
+    for size in SIZES_MB:
+        model = _model(tmp, size)
+        counter = iter(range(10**6))
+
+        def ours(model: Path = model, counter: Iterator[int] = counter) -> None:
+            copy(str(model), str(tmp / f"ours-{next(counter)}"))
+
+        def theirs(model: Path = model, counter: Iterator[int] = counter) -> None:
+            subprocess.run(["cp", "-r", str(model), str(tmp / f"cp-{next(counter)}")], check=True)
+
+        subprocess.run(["cat", *map(str, model.rglob("*.data-*"))], check=True, stdout=subprocess.DEVNULL)
+        t_ours, t_cp = median_time(ours), median_time(theirs)
+        mb = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) / 2**20
+        rows.append(
+            Row(
+                f"local copy, {mb:.0f} MB model, verified (throughput)",
+                mb / t_ours,
+                mb / t_cp,
+                "MB/s",
+                "cp -r (no verification)",
+            )
+        )
+        if size == max(SIZES_MB):
+            script = f"from airflow_savedmodel.storage import copy; copy({str(model)!r}, {str(tmp / 'rss-ours')!r})"
+            naive = (
+                "from pathlib import Path\n"
+                f"src, dst = Path({str(model)!r}), Path({str(tmp / 'rss-naive')!r})\n"
+                "for p in src.rglob('*'):\n"
+                "    if p.is_file():\n"
+                "        t = dst / p.relative_to(src); t.parent.mkdir(parents=True, exist_ok=True)\n"
+                "        t.write_bytes(p.read_bytes())\n"
+            )
+            rows.append(
+                Row(
+                    f"peak RSS copying a {mb:.0f} MB model",
+                    _peak_rss_mb(script),
+                    _peak_rss_mb(naive),
+                    "MB",
+                    "read each file whole, then write it",
+                )
+            )
+        for p in tmp.iterdir():
+            if p.name.startswith(("ours-", "cp-", "rss-")):
+                subprocess.run(["rm", "-rf", str(p)], check=True)
+    return rows
+
+
+def _gcs_row(tmp: Path) -> Row:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    from airflow_savedmodel.storage import copy
+
+    from integration.servers import GcsServer
+
+    model = _model(tmp / "gcs", 10)
+    assets = model / "assets"
+    assets.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        (assets / f"vocab-{i:03d}.txt").write_bytes(rng.bytes(32 * 1024))
+    server = GcsServer()
+    try:
+        store = server.store
+        fs = store.fs()
+        counter = iter(range(10**6))
+
+        def ours() -> None:
+            bucket = store.bucket()
+            copy(str(model), f"{bucket}/m{next(counter)}", dst_options=store.options, concurrency=16)
+
+        def theirs() -> None:
+            bucket = store.bucket()
+            target = f"{bucket.split('://')[1]}/m{next(counter)}"
+            for p in sorted(model.rglob("*")):
+                if p.is_file():
+                    fs.put_file(str(p), f"{target}/{p.relative_to(model)}")
+
+        t_ours, t_theirs = median_time(ours), median_time(theirs)
+    finally:
+        server.stop()
+    files = sum(1 for p in model.rglob("*") if p.is_file())
+    return Row(
+        f"{files}-file model to the GCS server (verified, 16 at a time)",
+        t_ours,
+        t_theirs,
+        "s",
+        "sequential fsspec put_file, unverified",
+    )
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        started = time.monotonic()
+        rows = _local_rows(tmp)
+        rows.append(_gcs_row(tmp))
+        print(f"bench_copy took {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return rows
