@@ -33,12 +33,26 @@ def _model(root: Path, size_mb: int) -> Path:
 
 
 def _peak_rss_mb(code: str) -> float:
-    """Peak resident memory of a fresh Python process running ``code``."""
-    wrapped = code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    out = subprocess.run(
-        [sys.executable, "-c", wrapped], check=True, capture_output=True, text=True, env=QUIET
-    )
-    return int(out.stdout.strip().splitlines()[-1]) / 1024
+    """Peak resident memory of a Python process running ``code``, sampled from /proc every 2 ms.
+
+    (VmHWM and ru_maxrss are unusable here: a child spawned from this large process reports the
+    parent's high-water mark.)
+    """
+    child = subprocess.Popen([sys.executable, "-c", code], env=QUIET, stdout=subprocess.DEVNULL)
+    peak = 0
+    status = Path(f"/proc/{child.pid}/status")
+    while child.poll() is None:
+        try:
+            rss = next(
+                int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS:")
+            )
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            break
+        peak = max(peak, rss)
+        time.sleep(0.002)
+    if child.wait() != 0:
+        raise RuntimeError(f"benchmark child failed: {code}")
+    return peak / 1024
 
 
 def _local_rows(tmp: Path) -> list[Row]:
