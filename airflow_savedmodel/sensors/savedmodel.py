@@ -13,7 +13,39 @@ def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-class SavedModelSensor(BaseSensorOperator):
+class _DeferrableSensor(BaseSensorOperator):
+    """Poke once; if not done and deferrable, hand the wait to the trigger from ``_trigger()``."""
+
+    deferrable: bool
+
+    def _trigger(self) -> Any:
+        raise NotImplementedError
+
+    def _on_event(self, event: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue):
+            return first.xcom_value
+        self.defer(
+            trigger=self._trigger(),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+        return None
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"{self.task_id}: waiting failed: {event.get('message')}")
+        return self._on_event(event)
+
+
+class SavedModelSensor(_DeferrableSensor):
     """Wait until a complete, valid SavedModel exists at ``url``.
 
     Complete means its manifest matches (models published by this provider) or, for models
@@ -53,37 +85,23 @@ class SavedModelSensor(BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=ready)
 
-    def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if isinstance(first, PokeReturnValue):
-            return first.xcom_value
+    def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger
 
-        self.defer(
-            trigger=SavedModelTrigger(
-                url=self.url,
-                conn_id=self.savedmodel_conn_id,
-                storage_options=self.storage_options,
-                deep=self.deep,
-                poke_interval=self.poke_interval,
-            ),
-            method_name="execute_complete",
-            timeout=datetime.timedelta(seconds=self.timeout),
+        return SavedModelTrigger(
+            url=self.url,
+            conn_id=self.savedmodel_conn_id,
+            storage_options=self.storage_options,
+            deep=self.deep,
+            poke_interval=self.poke_interval,
         )
-        return None
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if event.get("status") != "success":
-            from airflow.sdk.exceptions import AirflowException
-
-            raise AirflowException(f"waiting for {self.url} failed: {event.get('message')}")
+    def _on_event(self, event: dict[str, Any]) -> Any:
         self.log.info("SavedModel ready at %s", event["model"]["url"])
         return event["model"]
 
 
-class SavedModelVersionSensor(BaseSensorOperator):
+class SavedModelVersionSensor(_DeferrableSensor):
     """Wait until ``base_path`` holds a complete version newer than ``newer_than`` (any, if None).
 
     Pushes the version's summary (``version``, ``url``, ``fingerprint``, ...).
@@ -123,33 +141,17 @@ class SavedModelVersionSensor(BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=found)
 
-    def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if isinstance(first, PokeReturnValue):
-            return first.xcom_value
+    def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelVersionTrigger
 
-        self.defer(
-            trigger=SavedModelVersionTrigger(
-                base_path=self.base_path,
-                newer_than=self._threshold(),
-                conn_id=self.savedmodel_conn_id,
-                storage_options=self.storage_options,
-                poke_interval=self.poke_interval,
-            ),
-            method_name="execute_complete",
-            timeout=datetime.timedelta(seconds=self.timeout),
+        return SavedModelVersionTrigger(
+            base_path=self.base_path,
+            newer_than=self._threshold(),
+            conn_id=self.savedmodel_conn_id,
+            storage_options=self.storage_options,
+            poke_interval=self.poke_interval,
         )
-        return None
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if event.get("status") != "success":
-            from airflow.sdk.exceptions import AirflowException
-
-            raise AirflowException(
-                f"waiting for a new version under {self.base_path} failed: {event.get('message')}"
-            )
+    def _on_event(self, event: dict[str, Any]) -> Any:
         self.log.info("Version %s is complete at %s", event["version"]["version"], event["version"]["url"])
         return event["version"]

@@ -362,3 +362,32 @@ def test_operator_and_sensor_modules_import_no_heavy_libraries() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+def test_deferrable_sensors_defer_to_their_triggers_and_report_errors(tmp_path: Path) -> None:
+    from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+    from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
+    from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger, SavedModelVersionTrigger
+
+    sensor = SavedModelSensor(
+        task_id="s", url=str(tmp_path / "absent"), deferrable=True, poke_interval=7, timeout=60
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    assert isinstance(deferred.value.trigger, SavedModelTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.trigger.serialize()[1]["poke_interval"] == 7
+    with pytest.raises(AirflowException, match="waiting failed: FileNotFoundError: gone"):
+        sensor.execute_complete({}, {"status": "error", "message": "FileNotFoundError: gone"})
+    version_sensor = SavedModelVersionSensor(
+        task_id="v", base_path=str(tmp_path), newer_than="4", deferrable=True
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        version_sensor.execute({})
+    assert (
+        isinstance(deferred.value.trigger, SavedModelVersionTrigger)
+        and deferred.value.trigger.newer_than == 4
+    )
+    event = {"status": "success", "version": {"version": 5, "url": "x/5"}}
+    assert version_sensor.execute_complete({}, event) == event["version"]
