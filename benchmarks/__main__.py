@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import ROOT, Row, machine
 
-BENCHMARKS = ["bench_inspect", "bench_strip", "bench_validate", "bench_copy"]
+BENCHMARKS = ["bench_inspect", "bench_strip", "bench_validate", "bench_copy", "bench_import"]
 
 
 def table(rows: list[Row]) -> list[str]:

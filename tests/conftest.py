@@ -53,7 +53,8 @@ def zoo() -> dict[str, Path]:
     root = _zoo_dir()
     done = root / ".complete"
     if not done.exists():
-        shutil.rmtree(root, ignore_errors=True)
+        for stale in root.parent.glob("zoo-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tf_zoo.build_all(root)
         done.touch()
     return {name: root / name / "model" for name in tf_zoo.BUILDERS}

@@ -139,8 +139,27 @@ def _tf1_graph(workdir: Path) -> tuple[tf.Graph, dict[str, Any]]:
             consts.REGRESS_METHOD_NAME,
         )
         lookup = sigs.predict_signature_def({"words": words}, {"ids": ids})
+        sparse = v1.sparse_placeholder(tf.float32, shape=[None, 3], name="sparse_x")
+        ragged = tf.RaggedTensor.from_row_lengths(
+            v1.placeholder(tf.float32, [None], name="ragged_values"),
+            v1.placeholder(tf.int64, [None], name="ragged_lengths"),
+        )
+        composite = sigs.build_signature_def(
+            {"sparse": utils.build_tensor_info(sparse), "ragged": utils.build_tensor_info(ragged)},
+            {
+                "sparse_sum": utils.build_tensor_info(tf.sparse.reduce_sum(sparse, axis=1)),
+                "ragged_sum": utils.build_tensor_info(tf.reduce_sum(ragged, axis=1)),
+            },
+            consts.PREDICT_METHOD_NAME,
+        )
         return graph, {
-            "serve": {"serving_default": predict, "classify": classify, "regress": regress, "lookup": lookup},
+            "serve": {
+                "serving_default": predict,
+                "classify": classify,
+                "regress": regress,
+                "lookup": lookup,
+                "composite": composite,
+            },
             "train": {"train": sigs.predict_signature_def({"x": x}, {"loss": value})},
             "train_op": train_op,
         }

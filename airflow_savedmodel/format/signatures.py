@@ -87,7 +87,7 @@ def tensor_spec(key: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
             "indices": info.coo_sparse.indices_tensor_name,
             "dense_shape": info.coo_sparse.dense_shape_tensor_name,
         }
-        return TensorSpec(key, dtype, shape, "coo_sparse", info.coo_sparse.values_tensor_name, names)
+        return TensorSpec(key, dtype, shape, "coo_sparse", None, names)
     if encoding == "composite_tensor":
         spec = info.composite_tensor.type_spec
         type_name = spec.type_spec_class_name or struct_pb2.TypeSpecProto.TypeSpecClass.Name(

@@ -226,8 +226,19 @@ def test_every_operator_and_sensor_in_a_real_task_context(
     assert set(states(run).values()) == {"success"}, states(run)
     assert (tmp_path / "back" / "saved_model.pb").exists()
     assert sorted(p.name for p in (tmp_path / "serving").iterdir() if p.name.isdigit()) == ["2"]
-    from airflow.models.xcom import XComModel  # noqa: F401  (XComs are read through the task instances)
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
 
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == asset.uri)
+            .all()
+        )
+        extras = [e.extra for e in events]
+    assert [(x["version"], x["created"]) for x in extras] == [(1, True)]
+    assert extras[0]["uri"] == str(tmp_path / "serving" / "1") and extras[0]["fingerprint"]
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert tis["publish_url"].xcom_pull(task_ids="publish_url")["version"] == 2
     assert tis["export"].xcom_pull(task_ids="export")["created"] is True

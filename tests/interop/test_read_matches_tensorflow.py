@@ -112,7 +112,7 @@ def test_tf1_builder_meta_graph_selection_and_tf1_details(zoo: dict[str, Path]) 
         assert serve.signature("regress").method_name == "tensorflow/serving/regress"
         assert serve.signature("serving_default").inputs["x"].shape == (-1, 3)
         with pytest.raises(
-            SignatureNotFoundError, match="choose from: classify, lookup, regress, serving_default"
+            SignatureNotFoundError, match="choose from: classify, composite, lookup, regress, serving_default"
         ):
             serve.signature("missing")
         assert {a.source for a in serve.assets()} == {"collection"}
@@ -237,3 +237,19 @@ def test_pb_preferred_over_pbtxt(model_copy: Any, zoo: dict[str, Path]) -> None:
     shutil.copy(zoo["tf1_builder_pbtxt"] / "saved_model.pbtxt", path / "saved_model.pbtxt")
     with SavedModel.open(str(path)) as model:
         assert model.saved_model_file == "saved_model.pb"
+
+
+def test_sparse_and_composite_tensor_infos_are_reported(zoo: dict[str, Path]) -> None:
+    with SavedModel.open(str(zoo["tf1_builder"])) as model:
+        sig = model.meta_graph("serve").signature("composite")
+        sparse, ragged = sig.inputs["sparse"], sig.inputs["ragged"]
+        assert sparse.encoding == "coo_sparse" and sparse.shape == (-1, 3)
+        assert sparse.sparse_tensor_names == {
+            "values": "sparse_x/values:0",
+            "indices": "sparse_x/indices:0",
+            "dense_shape": "sparse_x/shape:0",
+        }
+        assert ragged.encoding == "composite" and ragged.composite_type == "RaggedTensorSpec"
+        assert len(ragged.components) == 2 and ragged.components[0].tensor_name == "ragged_values:0"
+        doc = ragged.to_json()
+        assert doc["type_spec"] == "RaggedTensorSpec" and len(doc["components"]) == 2
