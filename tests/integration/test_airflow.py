@@ -402,3 +402,45 @@ def test_deferrable_sensors_defer_to_their_triggers_and_report_errors(tmp_path: 
     )
     event = {"status": "success", "version": {"version": 5, "url": "x/5"}}
     assert version_sensor.execute_complete({}, event) == event["version"]
+
+
+def test_connection_secrets_are_masked_and_stay_out_of_xcom(
+    airflow_db: str, tmp_path: Path, gcs: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.log import redact
+
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+    from airflow_savedmodel.operators.savedmodel import SavedModelCopyOperator
+
+    secret = "s3cr3t-refresh-token-0123456789"
+    options = {**gcs.options, "session_kwargs": {}, "credentials_token": secret}
+    conn = {"conn_type": "savedmodel", "extra": {"storage_options": {**gcs.options}}, "password": secret}
+    monkeypatch.setenv("AIRFLOW_CONN_SM_SECRET", json.dumps(conn))
+    hook = SavedModelHook("sm_secret")
+    assert hook.connection.password == secret
+    from airflow_savedmodel.hooks.savedmodel import mask_sensitive, storage_options_from_connection
+
+    resolved = storage_options_from_connection(hook.connection)
+    assert resolved["secret"] == secret
+    mask_sensitive(options)
+    assert secret not in str(redact(f"token is {secret}"))
+    from airflow.sdk import DAG
+
+    bucket = gcs.bucket()
+    with DAG(
+        "test_savedmodel_secrets",
+        schedule=None,
+        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    ) as dag:
+        SavedModelCopyOperator(
+            task_id="copy", src=small_model(tmp_path), dst=f"{bucket}/m", dest_conn_id="sm_gcs_plain"
+        )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SM_GCS_PLAIN",
+        json.dumps({"conn_type": "savedmodel", "extra": {"storage_options": gcs.options}}),
+    )
+    run = run_dag(dag)
+    (ti,) = run.get_task_instances()
+    value = ti.xcom_pull(task_ids="copy")
+    assert str(ti.state) == "success" and set(value) == {"uri", "version", "fingerprint"}
+    assert "token" not in json.dumps(value) and "anon" not in json.dumps(value)
