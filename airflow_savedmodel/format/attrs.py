@@ -8,8 +8,9 @@ producer's registry), then from the registry shipped for a TensorFlow release.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from airflow_savedmodel.format import opdefs, tensor_proto
 from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2, types_pb2
@@ -101,24 +102,39 @@ def _equals_default(value: graph_pb2.AttrValue, default: tuple[graph_pb2.AttrVal
     return kind in ("tensor", "func") and attr_equal(value, default[0])
 
 
+def _rewrite(
+    meta_graph: meta_graph_pb2.MetaGraphDef,
+    lookup: Callable[[str], Any],
+    change: Callable[[graph_pb2.NodeDef, Any], int],
+) -> RewriteStats:
+    """Apply ``change(node, lookup(node.op))`` to every op node whose op is known; count and collect."""
+    nodes = changed = 0
+    unknown: set[str] = set()
+    for node in op_nodes(meta_graph.graph_def):
+        nodes += 1
+        found = lookup(node.op)
+        if found is None:
+            unknown.add(node.op)
+            continue
+        changed += change(node, found)
+    return RewriteStats(nodes, changed, tuple(sorted(unknown)))
+
+
 def strip_default_attrs(
     meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None
 ) -> RewriteStats:
     """Remove, in place, every node attr whose value equals its OpDef default; mark the meta graph stripped."""
     defaults = _Defaults(registry if registry is not None else registry_for(meta_graph))
-    nodes = removed = 0
-    unknown: set[str] = set()
-    for node in op_nodes(meta_graph.graph_def):
-        nodes += 1
-        table = defaults.of(node.op)
-        if table is None:
-            unknown.add(node.op)
-            continue
-        for name in [n for n, value in node.attr.items() if n in table and _equals_default(value, table[n])]:
+
+    def strip(node: graph_pb2.NodeDef, table: dict[str, tuple[graph_pb2.AttrValue, bytes]]) -> int:
+        names = [n for n, value in node.attr.items() if n in table and _equals_default(value, table[n])]
+        for name in names:
             del node.attr[name]
-            removed += 1
+        return len(names)
+
+    stats = _rewrite(meta_graph, defaults.of, strip)
     meta_graph.meta_info_def.stripped_default_attrs = True
-    return RewriteStats(nodes, removed, tuple(sorted(unknown)))
+    return stats
 
 
 def add_default_attrs(
@@ -126,20 +142,18 @@ def add_default_attrs(
 ) -> RewriteStats:
     """Add, in place, every attr default a node lacks (what TensorFlow's importer does on load)."""
     ops = registry if registry is not None else registry_for(meta_graph)
-    nodes = added = 0
-    unknown: set[str] = set()
-    for node in op_nodes(meta_graph.graph_def):
-        nodes += 1
-        op_def = ops.get(node.op)
-        if op_def is None:
-            unknown.add(node.op)
-            continue
+
+    def add(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef) -> int:
+        added = 0
         for attr_def in op_def.attr:
             if attr_def.HasField("default_value") and attr_def.name not in node.attr:
                 node.attr[attr_def.name].CopyFrom(attr_def.default_value)
                 added += 1
+        return added
+
+    stats = _rewrite(meta_graph, ops.get, add)
     meta_graph.meta_info_def.stripped_default_attrs = False
-    return RewriteStats(nodes, added, tuple(sorted(unknown)))
+    return stats
 
 
 def clear_devices(meta_graph: meta_graph_pb2.MetaGraphDef) -> RewriteStats:

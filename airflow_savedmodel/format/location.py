@@ -79,3 +79,12 @@ def replace_dir(fs: AbstractFileSystem, staging: str, dst: str) -> None:
         fs.mv(old, dst, recursive=True)
         raise
     fs.rm(old, recursive=True)
+
+
+def remove_quietly(fs: AbstractFileSystem, path: str) -> None:
+    """Remove ``path`` if it exists, for cleanup paths that must not mask the original error."""
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except Exception:  # cleanup is best effort by design
+        return

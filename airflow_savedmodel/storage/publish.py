@@ -27,7 +27,7 @@ from airflow_savedmodel.format import location
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import versions as v
 from airflow_savedmodel.storage.checksums import CHUNK, is_local
-from airflow_savedmodel.storage.transfer import ProgressCallback, _remove_quietly, copy_tree
+from airflow_savedmodel.storage.transfer import ProgressCallback, copy_tree
 
 MAX_CLAIM_ATTEMPTS = 100
 
@@ -120,7 +120,7 @@ def publish(
                 progress=progress,
             )
     finally:
-        _remove_quietly(fs, staging)
+        location.remove_quietly(fs, staging)
     final = location.join(base, str(number))
     return PublishResult(number, location.url_of(fs, final), True, manifest, time.monotonic() - started)
 

@@ -319,7 +319,7 @@ def copy(
         if existing:
             location.replace_dir(dst_fs, target, dst)
     except BaseException:
-        _remove_quietly(dst_fs, target)
+        location.remove_quietly(dst_fs, target)
         raise
     return CopyResult(
         src_display,
@@ -330,11 +330,3 @@ def copy(
         server_side,
         manifest,
     )
-
-
-def _remove_quietly(fs: AbstractFileSystem, path: str) -> None:
-    try:
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    except Exception:  # cleanup must not mask the original error
-        return
