@@ -444,3 +444,34 @@ def test_connection_secrets_are_masked_and_stay_out_of_xcom(
     value = ti.xcom_pull(task_ids="copy")
     assert str(ti.state) == "success" and set(value) == {"uri", "version", "fingerprint"}
     assert "token" not in json.dumps(value) and "anon" not in json.dumps(value)
+
+
+def test_aws_connection_goes_through_airflow_object_storage(
+    s3: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `aws` connection is turned into a filesystem by the amazon provider (ObjectStoragePath)."""
+    endpoint = s3.options["client_kwargs"]["endpoint_url"]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SM_AWS",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-west-2"},
+            }
+        ),
+    )
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    bucket = s3.bucket()
+    hook = SavedModelHook("sm_aws")
+    fs, _ = hook.filesystem(f"{bucket}/serving")
+    assert (
+        type(fs).__name__ == "S3FileSystem" and fs.client_kwargs.get("endpoint_url") is None
+    )  # built by the provider
+    published = SavedModelHook().publish(small_model(tmp_path), f"{bucket}/serving", dst_hook=hook)
+    assert published.version == 1
+    assert [v.state for v in hook.versions(f"{bucket}/serving")] == ["complete"]
+    assert hook.inspect(f"{bucket}/serving/1")["tag_sets"] == [["serve"]]
+    assert hook.model_ready(f"{bucket}/serving/1") is not None
