@@ -37,13 +37,12 @@ def main() -> int:
         )
     text = log.read_text()
     for line in text.splitlines():
-        if (
-            "training accuracy" in line
-            or "[DAG TEST] end task" in line
-            or " serves " in line
-            or "DagRun Finished" in line
-        ):
-            print("   " + line.split(" loc=")[0][-160:])
+        if "training accuracy" in line or " serves " in line:
+            print("   " + line.strip())
+        elif "[DAG TEST] end task" in line:
+            print("   task done: " + line.split("task_id=", 1)[1].split()[0])
+        elif "DagRun Finished" in line:
+            print("   DAG run finished: " + line.split("state=", 1)[1].split(",")[0])
     if run.returncode != 0 or "state=success" not in text:
         print(f"!!! the DAG run failed; full log: {log}", file=sys.stderr)
         return 1
