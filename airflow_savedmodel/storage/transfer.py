@@ -1,7 +1,7 @@
 """Copy a whole SavedModel between any two fsspec filesystems, verifying every byte.
 
 Files stream in bounded chunks with their crc32c computed on the way, several at a time;
-within one object store the server copies them. Each copy is checked against the checksum
+within one object store the server copies them, and between local paths the kernel does. Each copy is checked against the checksum
 the destination reports (GCS crc32c) or by reading it back. Variables and assets land first,
 saved_model.pb after them, fingerprint.pb and the manifest last, so a reader that waits for
 saved_model.pb never sees a model without its variables.
@@ -10,6 +10,7 @@ saved_model.pb never sees a model without its variables.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -119,6 +120,7 @@ class _Copier:
         self.callback = progress
         self.server_side = src_fs is dst_fs and protocol(src_fs) in SERVER_SIDE_PROTOCOLS
         self.want_md5 = protocol(dst_fs) in ("s3", "s3a")
+        self.local = is_local(src_fs) and is_local(dst_fs)
         self.lock = threading.Lock()
         self.done = 0
         self.files_done = 0
@@ -141,6 +143,8 @@ class _Copier:
             try:
                 if self.server_side:
                     crc, size = self._server_side(src, dst)
+                elif self.local:
+                    crc, size, counted = self._kernel_copy(src, dst)
                 else:
                     crc, size, counted = self._stream(src, dst)
                 self._advance(size - counted, file_done=True)
@@ -174,6 +178,32 @@ class _Copier:
                 self._advance(len(block))
         self._verify(dst, crc, size, md5.hexdigest() if md5 else None)
         return crc, size, size
+
+    def _kernel_copy(self, src: str, dst: str) -> tuple[int, int, int]:
+        """Local to local: let the kernel copy (copy_file_range, reflinks where the filesystem
+        has them), then compare checksums of both files read back."""
+        done = 0
+        with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
+            size = os.fstat(reader.fileno()).st_size
+            try:
+                while done < size:
+                    n = os.copy_file_range(reader.fileno(), writer.fileno(), min(size - done, 1 << 30))
+                    if n == 0:
+                        break
+                    done += n
+                    self._advance(n)
+            except OSError:  # no copy_file_range across these filesystems: plain streaming
+                reader.seek(done)
+                writer.seek(done)
+                while block := reader.read(self.chunk_size):
+                    writer.write(block)
+                    done += len(block)
+                    self._advance(len(block))
+        crc, read = file_crc32c(self.src_fs, src, self.chunk_size)
+        copied, written = file_crc32c(self.dst_fs, dst, self.chunk_size)
+        if (copied, written) != (crc, read) or written != done:
+            raise ChecksumError("destination content differs from the source after the copy", dst)
+        return crc, done, done
 
     def _verify(self, dst: str, crc: int, size: int, md5: str | None) -> None:
         info = self.dst_fs.info(dst)
