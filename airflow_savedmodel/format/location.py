@@ -55,8 +55,18 @@ def copy_file(
 
 def relative_files(fs: AbstractFileSystem, root: str) -> list[str]:
     """Every file below ``root`` as a path relative to it, sorted."""
+    return sorted(relative_sizes(fs, root))
+
+
+def relative_sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
+    """``{relative path: size}`` of every file below ``root`` (empty when it does not exist)."""
     prefix = fs._strip_protocol(root).rstrip("/") + "/"
-    return sorted(p[len(prefix) :] for p in fs.find(root) if p.startswith(prefix))
+    found = fs.find(root, detail=True)
+    return {
+        p[len(prefix) :]: int(info.get("size") or 0)
+        for p, info in found.items()
+        if p.startswith(prefix) and info.get("type", "file") == "file"
+    }
 
 
 def sibling(path: str, kind: str) -> str:

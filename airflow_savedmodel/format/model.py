@@ -197,11 +197,7 @@ class SavedModel:
     def list_files(self, subdir: str) -> list[str]:
         """Files under ``subdir`` (e.g. ``assets``), relative to it, sorted."""
         root = self.file(subdir)
-        if not self.fs.isdir(root):
-            return []
-        found = self.fs.find(root)
-        prefix = self.fs._strip_protocol(root).rstrip("/") + "/"
-        return sorted(p[len(prefix) :] if p.startswith(prefix) else p for p in found)
+        return location.relative_files(self.fs, root) if self.fs.isdir(root) else []
 
 
 def read_saved_model_proto(fs: AbstractFileSystem, path: str) -> tuple[meta_graph_pb2.SavedModel, str]:

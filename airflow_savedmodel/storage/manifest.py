@@ -135,7 +135,7 @@ class VerifyResult:
 def check(fs: AbstractFileSystem, model_path: str, manifest: Manifest, deep: bool = True) -> list[str]:
     """Differences between the files at ``model_path`` and ``manifest`` (sizes, and crc32c when deep)."""
     problems = []
-    present = {p: s for p, s in _sizes(fs, model_path).items() if p != MANIFEST_PATH}
+    present = {p: s for p, s in location.relative_sizes(fs, model_path).items() if p != MANIFEST_PATH}
     for entry in manifest.files:
         size = present.pop(entry.path, None)
         if size is None:
@@ -148,14 +148,6 @@ def check(fs: AbstractFileSystem, model_path: str, manifest: Manifest, deep: boo
                 problems.append(f"{entry.path}: crc32c {to_hex(crc)}, manifest says {entry.crc32c}")
     problems += [f"{p}: not in the manifest" for p in sorted(present)]
     return problems
-
-
-def _sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
-    prefix = fs._strip_protocol(root).rstrip("/") + "/"
-    if not fs.exists(root):
-        return {}
-    found = fs.find(root, detail=True)
-    return {p[len(prefix) :]: int(info.get("size") or 0) for p, info in found.items() if p.startswith(prefix)}
 
 
 def verify(

@@ -262,12 +262,7 @@ def copy_tree(
         or src_fs.exists(location.join(src, SAVED_MODEL_PBTXT))
     ):
         raise MissingFileError("not a SavedModel: no saved_model.pb or saved_model.pbtxt", src)
-    prefix = src_fs._strip_protocol(src).rstrip("/") + "/"
-    sizes = {
-        p[len(prefix) :]: int(i.get("size") or 0)
-        for p, i in src_fs.find(src, detail=True).items()
-        if p.startswith(prefix) and i.get("type", "file") == "file"
-    }
+    sizes = location.relative_sizes(src_fs, src)
     bulk, last = _order(sizes)
     copier = _Copier(
         src_fs,
