@@ -16,6 +16,14 @@ from airflow_savedmodel.protos import fingerprint_pb2, graph_pb2, meta_graph_pb2
 
 _MUL = 0xC6A4A7935BD1E995
 _U64 = 0xFFFFFFFFFFFFFFFF
+# The five hashes of fingerprint.pb, in field order.
+HASH_FIELDS = (
+    "saved_model_checksum",
+    "graph_def_program_hash",
+    "signature_def_hash",
+    "saved_object_graph_hash",
+    "checkpoint_hash",
+)
 # The fingerprint.pb version TensorFlow 2.21 stamps on what this algorithm computes.
 PRODUCER = 4
 
@@ -112,14 +120,3 @@ def compute(
     fp.version.producer = PRODUCER
     fp.uuid = str(uuid_module.uuid4().int)
     return fp
-
-
-def same_hashes(a: fingerprint_pb2.FingerprintDef, b: fingerprint_pb2.FingerprintDef) -> bool:
-    """Whether two fingerprints agree on every hash (uuid and version aside)."""
-    fields = (
-        "saved_model_checksum",
-        "graph_def_program_hash",
-        "signature_def_hash",
-        "saved_object_graph_hash",
-    )
-    return all(getattr(a, f) == getattr(b, f) for f in fields) and a.checkpoint_hash == b.checkpoint_hash

@@ -39,6 +39,13 @@ def run_dag(dag: Any, **kwargs: Any) -> Any:
     return dag.test(**kwargs)
 
 
+def task_dag(dag_id: str) -> Any:
+    """An unscheduled DAG for running operators and sensors in real task contexts."""
+    from airflow.sdk import DAG
+
+    return DAG(dag_id, schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+
+
 def example_dag(dag_id: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -130,8 +137,6 @@ def small_model(root: Path, seed: int = 0) -> str:
 def test_every_operator_and_sensor_in_a_real_task_context(
     airflow_db: str, tmp_path: Path, gcs: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.sdk import DAG
-
     from airflow_savedmodel.assets import savedmodel_asset
     from airflow_savedmodel.operators.savedmodel import (
         SavedModelCopyOperator,
@@ -167,11 +172,7 @@ def test_every_operator_and_sensor_in_a_real_task_context(
             export_dir, [DenseLayer(rng.standard_normal((3, 2)).astype(np.float32), np.zeros(2, np.float32))]
         )
 
-    with DAG(
-        "test_savedmodel_operators",
-        schedule=None,
-        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
-    ) as dag:
+    with task_dag("test_savedmodel_operators") as dag:
         wait_model = SavedModelSensor(task_id="wait_model", url=src, poke_interval=0.1, timeout=30)
         from airflow.providers.standard.operators.python import PythonOperator
 
@@ -252,15 +253,9 @@ def test_every_operator_and_sensor_in_a_real_task_context(
 def test_validate_operator_fails_the_task_with_the_report(
     airflow_db: str, tmp_path: Path, zoo: dict[str, Path]
 ) -> None:
-    from airflow.sdk import DAG
-
     from airflow_savedmodel.operators.savedmodel import SavedModelValidateOperator
 
-    with DAG(
-        "test_savedmodel_invalid",
-        schedule=None,
-        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
-    ) as dag:
+    with task_dag("test_savedmodel_invalid") as dag:
         SavedModelValidateOperator(
             task_id="validate", url=str(zoo["tf2_module"]), target_tf="2.12", retries=3
         )
@@ -424,14 +419,8 @@ def test_connection_secrets_are_masked_and_stay_out_of_xcom(
     assert resolved["secret"] == secret
     mask_sensitive(options)
     assert secret not in str(redact(f"token is {secret}"))
-    from airflow.sdk import DAG
-
     bucket = gcs.bucket()
-    with DAG(
-        "test_savedmodel_secrets",
-        schedule=None,
-        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
-    ) as dag:
+    with task_dag("test_savedmodel_secrets") as dag:
         SavedModelCopyOperator(
             task_id="copy", src=small_model(tmp_path), dst=f"{bucket}/m", dest_conn_id="sm_gcs_plain"
         )

@@ -327,13 +327,7 @@ def test_fingerprint_equals_tensorflows_file(name: str, zoo: dict[str, Path]) ->
         ours = fingerprint.compute(model.proto, bundle.index_bytes if bundle else None)
         theirs = model.fingerprint
         assert theirs is not None
-        for field in (
-            "saved_model_checksum",
-            "graph_def_program_hash",
-            "signature_def_hash",
-            "saved_object_graph_hash",
-            "checkpoint_hash",
-        ):
+        for field in fingerprint.HASH_FIELDS:
             assert getattr(ours, field) == getattr(theirs, field), field
         assert ours.version == theirs.version
 
@@ -350,13 +344,7 @@ def test_fingerprints_we_write_equal_what_tensorflow_computes(zoo: dict[str, Pat
             ours = model.fingerprint
             theirs = tf_oracle.tf_fingerprint(url)
             assert ours is not None
-            for field in (
-                "saved_model_checksum",
-                "graph_def_program_hash",
-                "signature_def_hash",
-                "saved_object_graph_hash",
-                "checkpoint_hash",
-            ):
+            for field in fingerprint.HASH_FIELDS:
                 assert getattr(ours, field) == getattr(theirs, field), (url, field)
 
 
