@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import WriteError
-from airflow_savedmodel.format import attrs, fingerprint, location, opdefs, protoio
+from airflow_savedmodel.format import attrs, fingerprint, opdefs, protoio
 from airflow_savedmodel.format.bundle import BundleWriter, index_path
 from airflow_savedmodel.format.model import (
     ASSETS_COLLECTION,

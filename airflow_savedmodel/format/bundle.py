@@ -15,8 +15,9 @@ from typing import IO, Any
 import numpy as np
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileError, VariableNotFoundError
-from airflow_savedmodel.format import dtypes, location, ordered_code, protoio, sstable, varint
+from airflow_savedmodel.format import dtypes, ordered_code, protoio, sstable, varint
 from airflow_savedmodel.format.crc import crc32c, mask, unmask
 from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2, types_pb2
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import (
     FormatError,
     MetaGraphNotFoundError,
@@ -16,7 +17,7 @@ from airflow_savedmodel.errors import (
     SignatureNotFoundError,
     UnsupportedFormatError,
 )
-from airflow_savedmodel.format import location, protoio
+from airflow_savedmodel.format import protoio
 from airflow_savedmodel.format.bundle import BundleReader, index_path
 from airflow_savedmodel.format.signatures import Signature, signature
 from airflow_savedmodel.protos import fingerprint_pb2, meta_graph_pb2
@@ -224,7 +225,22 @@ def read_saved_model_proto(fs: AbstractFileSystem, path: str) -> tuple[meta_grap
             "re-export without it",
             location.join(path, SAVED_MODEL_CPB),
         )
-    raise MissingFileError(f"no {SAVED_MODEL_PB} or {SAVED_MODEL_PBTXT} in the directory", path)
+    raise missing_model_error(fs, path)
+
+
+def has_saved_model(fs: AbstractFileSystem, path: str) -> bool:
+    """Whether ``path`` holds saved_model.pb or saved_model.pbtxt."""
+    return any(fs.isfile(location.join(path, name)) for name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT))
+
+
+def missing_model_error(fs: AbstractFileSystem, path: str) -> MissingFileError:
+    """The error for a directory that is not a SavedModel, saying whether it exists at all."""
+    where = location.url_of(fs, path)
+    if not fs.exists(path):
+        return MissingFileError("does not exist", where)
+    return MissingFileError(
+        f"not a SavedModel: no {SAVED_MODEL_PB} or {SAVED_MODEL_PBTXT} in the directory", where
+    )
 
 
 def read_fingerprint(fs: AbstractFileSystem, path: str) -> fingerprint_pb2.FingerprintDef | None:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import SavedModelError, WriteError
-from airflow_savedmodel.format import attrs, location
+from airflow_savedmodel.format import attrs
 from airflow_savedmodel.format.builder import write_saved_model_files
 from airflow_savedmodel.format.model import FINGERPRINT_PB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT, SavedModel
 from airflow_savedmodel.protos import meta_graph_pb2

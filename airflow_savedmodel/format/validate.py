@@ -16,8 +16,9 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import NotFoundError, SavedModelError
-from airflow_savedmodel.format import attrs, dtypes, location, opdefs, tensor_proto
+from airflow_savedmodel.format import attrs, dtypes, opdefs, tensor_proto
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
 from airflow_savedmodel.format.model import (
     ASSETS_DIR,

@@ -76,7 +76,7 @@ class SavedModelHook(BaseHook):
 
     def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
         """The authenticated fsspec filesystem for ``url`` and the path on it."""
-        from airflow_savedmodel.format import location
+        from airflow_savedmodel import location
 
         conn = self.connection
         scheme = url.split("://", 1)[0] if "://" in url else "file"
@@ -216,7 +216,7 @@ class SavedModelHook(BaseHook):
 
 def model_ready(fs: Any, path: str, deep: bool = False) -> dict[str, Any] | None:
     """Ready when the manifest matches, or, without a manifest, when the model validates."""
-    from airflow_savedmodel.format import location
+    from airflow_savedmodel import location
     from airflow_savedmodel.format.validate import validate
     from airflow_savedmodel.storage import versions
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel import __version__
+from airflow_savedmodel import __version__, location
 from airflow_savedmodel.errors import FormatError, MissingFileError
-from airflow_savedmodel.format import location
-from airflow_savedmodel.storage.checksums import file_crc32c, to_hex
+from airflow_savedmodel.format.model import FINGERPRINT_PB
+from airflow_savedmodel.location import file_crc32c, to_hex
 
 MANIFEST_PATH = "assets.extra/airflow_savedmodel_manifest.json"
 SCHEMA = "airflow-savedmodel/manifest/v1"
@@ -41,8 +41,12 @@ class Manifest:
     fingerprint: str | None = None
 
     def content_key(self) -> tuple[tuple[str, int, str], ...]:
-        """What identifies the content: every file's path, size and checksum."""
-        return tuple(sorted((f.path, f.size, f.crc32c) for f in self.files))
+        """What identifies the content: every file's path, size and checksum (see :func:`content_key`)."""
+        return content_key(self.files)
+
+    def shape(self) -> frozenset[tuple[str, int]]:
+        """Paths and sizes of the identifying files: equal content needs an equal shape."""
+        return frozenset((path, size) for path, size, _ in self.content_key())
 
     @property
     def total_bytes(self) -> int:
@@ -70,6 +74,35 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"manifest is malformed: {exc}", where) from None
+
+
+def content_key(files: list[FileEntry]) -> tuple[tuple[str, int, str], ...]:
+    """Path, size and crc32c of every file that defines what a model computes and holds.
+
+    fingerprint.pb is left out: besides hashes of the other files it carries a random uuid, so
+    an unchanged model exported twice would otherwise never be recognised as the same.
+    """
+    return tuple(
+        sorted((f.path, f.size, f.crc32c) for f in files if f.path not in (FINGERPRINT_PB, MANIFEST_PATH))
+    )
+
+
+def source_entries(
+    fs: AbstractFileSystem, model_path: str, infos: dict[str, dict[str, Any]] | None = None
+) -> list[FileEntry]:
+    """Manifest entries of a model where it lies, using the crc32c the store reports (GCS) and
+    reading only the files it does not report one for."""
+    infos = location.relative_infos(fs, model_path) if infos is None else infos
+    out = []
+    for rel, info in sorted(infos.items()):
+        if rel == MANIFEST_PATH:
+            continue
+        crc = location.reported_crc32c(info)
+        size = int(info.get("size") or 0)
+        if crc is None:
+            crc, size = file_crc32c(fs, location.join(model_path, rel))
+        out.append(FileEntry(rel, size, to_hex(crc)))
+    return out
 
 
 def read(fs: AbstractFileSystem, model_path: str) -> Manifest | None:

@@ -1,35 +1,66 @@
 """Publish a SavedModel as a new version under a serving base path, complete or not at all.
 
-The model is first copied into a hidden staging area beside the versions and verified. On a
-local or POSIX filesystem the staging directory is then renamed to ``base/<version>``: one
-atomic step, which also fails if another publisher took that number first. On object stores
-(where a rename is a copy) the version number is claimed with a create-if-absent write, the
-staged files are copied server-side into ``base/<version>/`` with variables and assets first
-and saved_model.pb last, and the final prefix is verified against the manifest.
+Before any byte is copied, the source's content (every file's path, size and crc32c, without
+fingerprint.pb's random uuid) is compared with the complete versions already there: an
+unchanged model returns the existing version and writes nothing, so retries and nightly
+re-exports are free.
 
-Publishing content that an existing complete version already holds returns that version and
-writes nothing, so Airflow task retries are safe.
+Where the version becomes visible depends on the filesystem and the mode:
+
+- **Local / POSIX**: copy into a hidden staging directory, verify, then one atomic ``rename``
+  to ``base/<N>`` (which also fails if another publisher took N first).
+- **Object stores, plain mode**: copy into a hidden staging prefix and verify; claim N with a
+  create-if-absent write; copy server-side into ``base/<N>/`` with variables and assets first
+  and saved_model.pb last. A watcher that lists ``base`` sees ``N/`` while this runs.
+- **Gated mode** (``serving=ServingTarget(...)``, any filesystem): the version is copied and
+  verified first, then named in TensorFlow Serving's model config file with one atomic write
+  (storage/serving.py). A TF Serving reading that file with the ``specific`` policy never sees
+  a version before it is complete. On object stores the copy goes straight into ``base/<N>/``.
+
+A publisher holds a lease (storage/leases.py) on its staging area and version while it works;
+retention never removes what a live lease names.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fsspec import AbstractFileSystem
-
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import StorageError
-from airflow_savedmodel.format import location
+from airflow_savedmodel.format.model import has_saved_model, missing_model_error
+from airflow_savedmodel.location import CHUNK, Location, is_local
+from airflow_savedmodel.storage import leases
 from airflow_savedmodel.storage import manifest as manifests
+from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
-from airflow_savedmodel.storage.checksums import CHUNK, is_local
-from airflow_savedmodel.storage.transfer import ProgressCallback, copy_tree
+from airflow_savedmodel.storage.transfer import CopyOptions, ProgressCallback
 
 MAX_CLAIM_ATTEMPTS = 100
+_TRAILING_NUMBER = re.compile(r"/(\d+)/?$")
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    """Gate a publish through TensorFlow Serving's model config file.
+
+    :param config: where the config file is (TF Serving's ``--model_config_file``).
+    :param model_name: the model's name in that file (added when missing).
+    :param labels: labels to point at the new version (needs TF Serving's
+        ``--allow_version_labels_for_unavailable_models``, or set them once the version is AVAILABLE).
+    :param keep_served: how many of the newest versions stay listed (labelled ones always do).
+    :param base_path: the base path as TF Serving reads it, when it differs from the publish URL.
+    """
+
+    config: Location
+    model_name: str
+    labels: tuple[str, ...] = ()
+    keep_served: int = serving_config.DEFAULT_KEEP_SERVED
+    base_path: str | None = None
 
 
 @dataclass
@@ -39,6 +70,7 @@ class PublishResult:
     created: bool  # False when an existing version already held this content
     manifest: manifests.Manifest
     seconds: float
+    served: dict[str, Any] | None = field(default=None)  # the model's serving config after a gated publish
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,20 +81,48 @@ class PublishResult:
             "bytes": self.manifest.total_bytes,
             "files": len(self.manifest.files),
             "seconds": round(self.seconds, 3),
+            "served": self.served,
         }
 
 
-def _same_content(fs: AbstractFileSystem, base: str, manifest: manifests.Manifest) -> v.VersionInfo | None:
-    key = manifest.content_key()
-    for info in reversed(v.versions_of(fs, base)):
-        if info.state == v.COMPLETE and info.manifest is not None and info.manifest.content_key() == key:
-            return info
-    return None
+def version_of_url(url: str) -> int:
+    """The version number a model URL ends in (``.../ranker/7`` -> 7), for ``version="same"``."""
+    match = _TRAILING_NUMBER.search("/" + url)
+    if not match:
+        raise StorageError('version "same" needs a source that ends in a version number', url)
+    return int(match.group(1))
+
+
+def _already_published(
+    src: Location, base: Location, infos: dict[str, dict[str, Any]]
+) -> tuple[v.VersionInfo | None, tuple[tuple[str, int, str], ...] | None]:
+    """The newest complete version holding the source's content, decided before copying.
+
+    Checksums of the source are only taken when some version has the same files and sizes.
+    """
+    shape = frozenset(
+        (rel, int(info.get("size") or 0))
+        for rel, info in infos.items()
+        if rel not in (manifests.MANIFEST_PATH, "fingerprint.pb")
+    )
+    candidates = [
+        info
+        for info in reversed(v.versions_of(base.fs, base.path))
+        if info.state == v.COMPLETE and info.manifest is not None and info.manifest.shape() == shape
+    ]
+    if not candidates:
+        return None, None
+    key = manifests.content_key(manifests.source_entries(src.fs, src.path, infos))
+    for info in candidates:
+        assert info.manifest is not None
+        if info.manifest.content_key() == key:
+            return info, key
+    return None, key
 
 
 def publish(
-    src_url: str,
-    base_url: str,
+    src_url: str | Location,
+    base_url: str | Location,
     *,
     version: int | str = "auto",
     src_options: dict[str, Any] | None = None,
@@ -72,70 +132,95 @@ def publish(
     chunk_size: int = CHUNK,
     retries: int = 3,
     progress: ProgressCallback | None = None,
-    src_fs: AbstractFileSystem | None = None,
-    base_fs: AbstractFileSystem | None = None,
+    src_fs: Any = None,
+    base_fs: Any = None,
+    serving: ServingTarget | None = None,
+    lease_seconds: float = leases.DEFAULT_LEASE_SECONDS,
 ) -> PublishResult:
-    """Publish the model at ``src_url`` as ``base_url/<version>``; ``version`` is an int or "auto" (next integer)."""
-    if version != "auto" and (not isinstance(version, int) or version < 0):
-        raise StorageError(f"version must be 'auto' or a non-negative integer, not {version!r}", base_url)
+    """Publish the model at ``src_url`` as ``base_url/<version>``.
+
+    ``version`` is "auto" (one above every existing or claimed version), "same" (the number the
+    source URL ends in, for mirrors) or a number.
+    """
     started = time.monotonic()
-    src_fs, src = location.resolve(src_url, src_options, src_fs)
-    fs, base = location.resolve(base_url, base_options, base_fs)
-    fs.makedirs(base, exist_ok=True)
-    staging = v.new_staging(base)
-    try:
-        manifest, _ = copy_tree(
-            src_fs,
-            src,
-            fs,
-            staging,
-            concurrency=concurrency,
-            chunk_size=chunk_size,
-            retries=retries,
-            progress=progress,
-            source_url=location.url_of(src_fs, src),
+    src = location.resolve(src_url, src_options, src_fs)
+    base = location.resolve(base_url, base_options, base_fs)
+    if version == "same":
+        version = version_of_url(src.path)
+    if version != "auto" and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
+        raise StorageError(
+            f"version must be 'auto', 'same' or a non-negative integer, not {version!r}", base.url
         )
-        existing = _same_content(fs, base, manifest)
-        if existing is not None and version in ("auto", existing.version):
-            return PublishResult(
-                existing.version,
-                existing.url,
-                False,
-                existing.manifest or manifest,
-                time.monotonic() - started,
+    if not has_saved_model(src.fs, src.path):
+        raise missing_model_error(src.fs, src.path)
+    base.fs.makedirs(base.path, exist_ok=True)
+    infos = location.relative_infos(src.fs, src.path)
+    existing, source_key = _already_published(src, base, infos)
+    if existing is not None and version in ("auto", existing.version):
+        assert existing.manifest is not None
+        served = _serve(serving, base, existing.version)
+        return PublishResult(
+            existing.version, existing.url, False, existing.manifest, time.monotonic() - started, served
+        )
+    copy = CopyOptions(concurrency=concurrency, chunk_size=chunk_size, retries=retries, progress=progress)
+    with leases.Lease(base.fs, base.path, lease_seconds) as lease:
+        if serving is not None and not is_local(base.fs):
+            number, manifest = _copy_direct(
+                src, base, version=version, overwrite=overwrite, lease=lease, copy=copy
             )
-        if is_local(fs):
-            number = _rename_into_place(fs, base, staging, version, overwrite)
         else:
-            number = _copy_into_place(
-                fs,
-                base,
-                staging,
-                version=version,
-                overwrite=overwrite,
-                manifest=manifest,
-                concurrency=concurrency,
-                chunk_size=chunk_size,
-                retries=retries,
-                progress=progress,
-            )
-    finally:
-        location.remove_quietly(fs, staging)
-    final = location.join(base, str(number))
-    return PublishResult(number, location.url_of(fs, final), True, manifest, time.monotonic() - started)
+            staging = v.new_staging(base.path)
+            lease.start(staging)
+            try:
+                manifest, _ = copy.tree(src.fs, src.path, base.fs, staging, src.url)
+                if is_local(base.fs):
+                    number = _rename_into_place(base, staging, version, overwrite, lease)
+                else:
+                    number = _copy_into_place(
+                        base,
+                        staging,
+                        version=version,
+                        overwrite=overwrite,
+                        manifest=manifest,
+                        lease=lease,
+                        copy=copy,
+                    )
+            finally:
+                location.remove_quietly(base.fs, staging)
+        if source_key is not None and manifest.content_key() != source_key:
+            raise StorageError("the source changed while it was being published", src.url)
+        served = _serve(serving, base, number)
+    final = base.join(str(number))
+    return PublishResult(number, final.url, True, manifest, time.monotonic() - started, served)
 
 
-def _next_number(fs: AbstractFileSystem, base: str) -> int:
-    taken = v.version_numbers(fs, base) + v.claimed_versions(fs, base)
+def _serve(serving: ServingTarget | None, base: Location, number: int) -> dict[str, Any] | None:
+    if serving is None:
+        return None
+    model = serving_config.serve_version(
+        serving.config,
+        serving.model_name,
+        base,
+        number,
+        base_path=serving.base_path,
+        keep_served=serving.keep_served,
+        labels=dict.fromkeys(serving.labels, number),
+    )
+    return model.to_json()
+
+
+def _next_number(base: Location) -> int:
+    taken = v.version_numbers(base.fs, base.path) + v.claimed_versions(base.fs, base.path)
     return max(taken, default=0) + 1
 
 
 def _rename_into_place(
-    fs: AbstractFileSystem, base: str, staging: str, version: int | str, overwrite: bool
+    base: Location, staging: str, version: int | str, overwrite: bool, lease: leases.Lease
 ) -> int:
+    fs = base.fs
     for _ in range(MAX_CLAIM_ATTEMPTS):
-        number = _next_number(fs, base) if version == "auto" else int(version)
-        target = location.join(base, str(number))
+        number = _next_number(base) if version == "auto" else int(version)
+        target = base.join(str(number)).path
         if version != "auto" and overwrite and os.path.exists(target):
             old = location.sibling(target, "old")
             os.rename(target, old)
@@ -145,6 +230,7 @@ def _rename_into_place(
         try:
             if os.path.exists(target):
                 raise FileExistsError(errno.EEXIST, "exists", target)
+            lease.set_version(number)
             os.rename(staging, target)  # atomic; refuses a non-empty existing directory
             return number
         except OSError as exc:
@@ -152,55 +238,79 @@ def _rename_into_place(
                 raise StorageError(f"moving the staged model into place failed: {exc}", target) from exc
             if version != "auto":
                 raise StorageError("version exists (pass overwrite to replace it)", target) from None
-    raise StorageError(f"no free version after {MAX_CLAIM_ATTEMPTS} attempts", base)
+    raise StorageError(f"no free version after {MAX_CLAIM_ATTEMPTS} attempts", base.url)
+
+
+def _claim_number(
+    base: Location, version: int | str, overwrite: bool, lease: leases.Lease
+) -> tuple[int, bool]:
+    """Claim a version number on an object store; ``(number, whether it already exists)``."""
+    fs = base.fs
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        number = _next_number(base) if version == "auto" else int(version)
+        target = base.join(str(number))
+        exists = bool(location.children(fs, target.path, refresh=True))
+        replace = version != "auto" and overwrite
+        if exists and not replace:
+            if version != "auto":
+                raise StorageError("version exists (pass overwrite to replace it)", target.url)
+            continue
+        won = leases.claim(fs, location.join(base.path, leases.CLAIMS_DIR, str(number)), lease.token)
+        if not won and not replace:
+            if version != "auto":
+                raise StorageError("another publisher claimed this version", target.url)
+            continue
+        # The lease names the version before any byte lands under it, so retention (which
+        # lists versions first and leases second) never mistakes it for an abandoned one.
+        lease.set_version(number)
+        return number, exists
+    raise StorageError(f"no free version after {MAX_CLAIM_ATTEMPTS} attempts", base.url)
+
+
+def _check_final(target: Location, manifest: manifests.Manifest) -> None:
+    final = manifests.read(target.fs, target.path)
+    problems = manifests.check(target.fs, target.path, manifest, deep=False)
+    if final is None or final.content_key() != manifest.content_key() or problems:
+        raise StorageError(
+            "published version does not match the staged manifest: " + "; ".join(problems), target.url
+        )
 
 
 def _copy_into_place(
-    fs: AbstractFileSystem,
-    base: str,
+    base: Location,
     staging: str,
     *,
     version: int | str,
     overwrite: bool,
     manifest: manifests.Manifest,
-    concurrency: int,
-    chunk_size: int,
-    retries: int,
-    progress: ProgressCallback | None,
+    lease: leases.Lease,
+    copy: CopyOptions,
 ) -> int:
-    token = f"{int(time.time())}-{uuid.uuid4().hex}"
-    for _ in range(MAX_CLAIM_ATTEMPTS):
-        number = _next_number(fs, base) if version == "auto" else int(version)
-        target = location.join(base, str(number))
-        exists = fs.exists(target)
-        if exists and not (version != "auto" and overwrite):
-            if version != "auto":
-                raise StorageError(
-                    "version exists (pass overwrite to replace it)", location.url_of(fs, target)
-                )
-            continue
-        if not v.claim(fs, base, number, token) and not (version != "auto" and overwrite):
-            if version != "auto":
-                raise StorageError("another publisher claimed this version", location.url_of(fs, target))
-            continue
-        if exists:
-            fs.rm(target, recursive=True)
-        copy_tree(
-            fs,
-            staging,
-            fs,
-            target,
-            concurrency=concurrency,
-            chunk_size=chunk_size,
-            retries=retries,
-            progress=progress,
-            source_url=manifest.source,
-        )
-        final = manifests.read(fs, target)
-        problems = manifests.check(fs, target, manifest, deep=False)
-        if final is None or final.content_key() != manifest.content_key() or problems:
-            raise StorageError(
-                "published version does not match the staged manifest: " + "; ".join(problems), target
-            )
-        return number
-    raise StorageError(f"no free version after {MAX_CLAIM_ATTEMPTS} attempts", base)
+    number, exists = _claim_number(base, version, overwrite, lease)
+    target = base.join(str(number))
+    if exists:
+        base.fs.rm(target.path, recursive=True)
+    copy.tree(base.fs, staging, base.fs, target.path, manifest.source)
+    _check_final(target, manifest)
+    return number
+
+
+def _copy_direct(
+    src: Location,
+    base: Location,
+    *,
+    version: int | str,
+    overwrite: bool,
+    lease: leases.Lease,
+    copy: CopyOptions,
+) -> tuple[int, manifests.Manifest]:
+    """Gated mode on an object store: nothing serves ``base/<N>`` until the config names it,
+    so the model is copied straight into place and verified there."""
+    lease.start(None)
+    number, exists = _claim_number(base, version, overwrite, lease)
+    target = base.join(str(number))
+    if exists:
+        base.fs.rm(target.path, recursive=True)
+    manifest, _ = copy.tree(src.fs, src.path, base.fs, target.path, src.url)
+    _check_final(target, manifest)
+    return number, manifest

@@ -1,7 +1,11 @@
-"""Retention: remove old versions and stale staging areas under a serving base path.
+"""Retention: remove old versions and abandoned staging areas, claims and leases under a base path.
 
-Never removes the newest servable version, versions listed in ``keep``, versions younger than
-``min_age``, or anything that is not a numeric version, a staging area or a version claim.
+Never removed: the newest ``keep_last`` servable versions (the newest one always), versions in
+``keep``, versions the serving config names or labels, versions younger than ``min_age``,
+anything a live publisher lease names, and anything that is not a numeric version or this
+tool's hidden bookkeeping. Versions are listed before leases are read, and a publisher records
+its version in its lease before writing under it, so an in-flight version is always seen as
+leased. What a lease named is reclaimed once the lease has expired (its publisher died).
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel.format import location
-from airflow_savedmodel.format.model import SAVED_MODEL_PB, SAVED_MODEL_PBTXT
+from airflow_savedmodel import location
+from airflow_savedmodel.location import Location
+from airflow_savedmodel.storage import leases
+from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
-
-DEFAULT_STALE_STAGING = 24 * 3600.0
 
 
 @dataclass
@@ -32,18 +36,16 @@ class GcResult:
 
 
 def _age_seconds(fs: AbstractFileSystem, info: v.VersionInfo, path: str, now: float) -> float:
+    """From the manifest's time, else the newest file's modification time (0 when unknown: young)."""
     created = info.manifest.created_at() if info.manifest else None
     if created is not None:
         return now - created.timestamp()
-    for name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT):
-        try:
-            modified = fs.modified(location.join(path, name))
-        except (FileNotFoundError, NotImplementedError, OSError):
-            continue
-        if modified.tzinfo is None:
-            modified = modified.replace(tzinfo=datetime.UTC)
-        return now - modified.timestamp()
-    return float("inf")
+    stamps = []
+    for rel in location.relative_files(fs, path):
+        age = leases.age_seconds(fs, location.join(path, rel), now)
+        if age is not None:
+            stamps.append(age)
+    return min(stamps) if stamps else 0.0
 
 
 def _seconds(value: float | datetime.timedelta) -> float:
@@ -51,50 +53,77 @@ def _seconds(value: float | datetime.timedelta) -> float:
 
 
 def gc(
-    base_url: str,
+    base_url: str | Location,
     *,
     keep_last: int = 5,
     min_age: float | datetime.timedelta = 0,
     keep: Iterable[int] = (),
-    stale_staging: float | datetime.timedelta = DEFAULT_STALE_STAGING,
+    serving_config_url: str | Location | None = None,
+    stale_staging: float | datetime.timedelta = leases.DEFAULT_LEASE_SECONDS,
     dry_run: bool = False,
     storage_options: dict[str, Any] | None = None,
     fs: AbstractFileSystem | None = None,
 ) -> GcResult:
-    """Keep the newest ``keep_last`` servable versions (and the newest servable one always); remove the rest."""
+    """Keep the newest ``keep_last`` servable versions and everything protected; remove the rest.
+
+    ``stale_staging`` is how old an unleased staging area or claim must be before it is taken for
+    abandoned (publishers that predate leases, or died before writing one).
+    """
     if keep_last < 1:
         raise ValueError("keep_last must be at least 1")
-    fs, base = location.resolve(base_url, storage_options, fs)
+    base = location.resolve(base_url, storage_options, fs)
+    fs, path = base
     now = time.time()
-    keep_set = set(keep)
     result = GcResult(dry_run=dry_run)
-    versions = sorted(v.versions_of(fs, base), key=lambda i: i.version, reverse=True)
-    servable = [i for i in versions if i.servable]
-    protected = {i.version for i in servable[:keep_last]} | keep_set
+    # Everything is listed before the leases are read: a publisher writes its lease before it
+    # creates a staging area, claims a number or writes under a version, so whatever is in
+    # flight at listing time is named by a lease read afterwards.
+    found = sorted(v.versions_of(fs, path), key=lambda i: i.version, reverse=True)
+    staging_areas = v.staging_areas(fs, path)
+    claims = v.claimed_versions(fs, path)
+    every_lease = leases.leases(fs, path)
+    held = [lease for lease in every_lease if lease.live(now)]
+    abandoned = {lease.staging.rstrip("/") for lease in every_lease if lease.staging and not lease.live(now)}
+    leased_versions = {lease.version for lease in held if lease.version is not None}
+    leased_staging = {lease.staging.rstrip("/") for lease in held if lease.staging}
+    named: set[int] = set()
+    if serving_config_url is not None:
+        config = location.resolve(serving_config_url, storage_options)
+        named = serving_config.named_versions(serving_config.read(config), base.url)
+    servable = [i for i in found if i.servable]
+    protected = {i.version for i in servable[:keep_last]} | set(keep) | leased_versions | named
     min_age_s = _seconds(min_age)
-    existing = {i.version for i in versions}
-    for info in versions:
-        path = location.join(base, str(info.version))
-        young = _age_seconds(fs, info, path, now) < min_age_s
-        if info.version in protected or young:
-            result.kept.append(info.url)
-            continue
-        result.removed.append(info.url)
+
+    def remove(target: str) -> None:
+        result.removed.append(location.url_of(fs, target))
         if not dry_run:
-            fs.rm(path, recursive=True)
+            location.remove_quietly(fs, target)
+
+    removed_versions = set()
+    for info in found:
+        target = location.join(path, str(info.version))
+        if info.version in protected or _age_seconds(fs, info, target, now) < min_age_s:
+            result.kept.append(info.url)
+        else:
+            removed_versions.add(info.version)
+            remove(target)
     stale_s = _seconds(stale_staging)
-    for path, created in v.staging_areas(fs, base):
-        if now - created >= max(stale_s, min_age_s):
-            result.removed.append(location.url_of(fs, path))
-            if not dry_run:
-                fs.rm(path, recursive=True)
-    # A claim only matters until its version directory exists; claims above the newest
-    # directory may belong to a publisher that is copying right now.
-    newest = max(v.version_numbers(fs, base) if not dry_run else existing, default=0)
-    for number in v.claimed_versions(fs, base):
-        if number <= newest:
-            claim = location.join(base, v.CLAIMS_DIR, str(number))
-            result.removed.append(location.url_of(fs, claim))
-            if not dry_run:
-                fs.rm(claim, recursive=True)
+    for staging, created in staging_areas:
+        if staging.rstrip("/") in leased_staging:
+            continue
+        if staging.rstrip("/") in abandoned or now - created >= max(stale_s, min_age_s):
+            remove(staging)
+    remaining = {i.version for i in found} - removed_versions
+    for number in claims:
+        claim = location.join(path, leases.CLAIMS_DIR, str(number))
+        if number in leased_versions:
+            continue
+        age = leases.age_seconds(fs, claim, now)
+        # A claim is needed only while its version is written; one whose version exists (or
+        # that is old and unleased) numbers nothing any more.
+        if number in remaining or (age is not None and age >= stale_s):
+            remove(claim)
+    for lease in leases.leases(fs, path):
+        if not lease.live(time.time()):
+            remove(location.join(path, leases.LEASES_DIR, lease.token + ".json"))
     return result

@@ -20,12 +20,17 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import ChecksumError, MissingFileError, SavedModelError, StorageError
-from airflow_savedmodel.format import location
 from airflow_savedmodel.format.crc import crc32c
-from airflow_savedmodel.format.model import FINGERPRINT_PB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT
-from airflow_savedmodel.storage import manifest as manifests
-from airflow_savedmodel.storage.checksums import (
+from airflow_savedmodel.format.model import (
+    FINGERPRINT_PB,
+    SAVED_MODEL_PB,
+    SAVED_MODEL_PBTXT,
+    has_saved_model,
+    missing_model_error,
+)
+from airflow_savedmodel.location import (
     CHUNK,
     file_crc32c,
     is_local,
@@ -33,6 +38,7 @@ from airflow_savedmodel.storage.checksums import (
     reported_crc32c,
     to_hex,
 )
+from airflow_savedmodel.storage import manifest as manifests
 
 SERVER_SIDE_PROTOCOLS = {"gs", "gcs", "s3", "s3a", "memory"}
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
@@ -51,6 +57,34 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """How files are moved: parallelism, chunking, whole-file retries and progress reports."""
+
+    concurrency: int = 8
+    chunk_size: int = CHUNK
+    retries: int = 3
+    backoff: float = 0.5
+    progress: ProgressCallback | None = None
+
+    def tree(
+        self, src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str, source_url: str
+    ) -> tuple[manifests.Manifest, bool]:
+        """:func:`copy_tree` with these options."""
+        return copy_tree(
+            src_fs,
+            src,
+            dst_fs,
+            dst,
+            concurrency=self.concurrency,
+            chunk_size=self.chunk_size,
+            retries=self.retries,
+            backoff=self.backoff,
+            progress=self.progress,
+            source_url=source_url,
+        )
 
 
 @dataclass
@@ -157,6 +191,8 @@ class _Copier:
                     if isinstance(exc, SavedModelError):
                         raise
                     if isinstance(exc, FileNotFoundError):
+                        if self.src_fs.exists(src):
+                            raise StorageError("destination disappeared during the copy", dst) from exc
                         raise MissingFileError("source file disappeared during the copy", src) from exc
                     if isinstance(exc, Exception):
                         raise StorageError(
@@ -257,11 +293,8 @@ def copy_tree(
     source_url: str = "",
 ) -> tuple[manifests.Manifest, bool]:
     """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last."""
-    if not (
-        src_fs.exists(location.join(src, SAVED_MODEL_PB))
-        or src_fs.exists(location.join(src, SAVED_MODEL_PBTXT))
-    ):
-        raise MissingFileError("not a SavedModel: no saved_model.pb or saved_model.pbtxt", src)
+    if not has_saved_model(src_fs, src):
+        raise missing_model_error(src_fs, src)
     sizes = location.relative_sizes(src_fs, src)
     bulk, last = _order(sizes)
     copier = _Copier(

@@ -3,13 +3,12 @@
 Each version is ``complete`` (its manifest matches), ``unverified`` (a SavedModel without our
 manifest, e.g. written by another tool) or ``partial`` (files missing or differing: a copy
 still running or one that died). Hidden staging areas and version claims live beside them
-under non-numeric names that TensorFlow Serving ignores.
+under non-numeric names that TensorFlow Serving ignores (storage/leases.py).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,19 +16,17 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import FormatError
-from airflow_savedmodel.format import location
-from airflow_savedmodel.format.model import SAVED_MODEL_PB, SAVED_MODEL_PBTXT
+from airflow_savedmodel.format.model import has_saved_model
 from airflow_savedmodel.storage import manifest as manifests
-from airflow_savedmodel.storage.checksums import protocol
+from airflow_savedmodel.storage.leases import CLAIMS_DIR
 
 COMPLETE = "complete"
 UNVERIFIED = "unverified"
 PARTIAL = "partial"
 STAGING_PREFIX = ".savedmodel-staging-"
-CLAIMS_DIR = ".savedmodel-claims"
 _STAGING_RE = re.compile(r"^\.savedmodel-staging-(\d+)-[0-9a-f]+$")
-_MEMORY_LOCK = threading.Lock()
 
 
 @dataclass
@@ -56,19 +53,10 @@ class VersionInfo:
         }
 
 
-def _children(fs: AbstractFileSystem, base: str) -> list[tuple[str, str]]:
-    """(name, type) of the entries directly under ``base``."""
-    if not fs.exists(base):
-        return []
-    out = []
-    for info in fs.ls(base, detail=True):
-        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-        out.append((name, info.get("type", "file")))
-    return out
-
-
 def version_numbers(fs: AbstractFileSystem, base: str) -> list[int]:
-    return sorted(int(n) for n, kind in _children(fs, base) if n.isdigit() and kind == "directory")
+    return sorted(
+        int(n) for n, kind in location.children(fs, base, refresh=True) if n.isdigit() and kind == "directory"
+    )
 
 
 def state_of(
@@ -81,9 +69,7 @@ def state_of(
     if manifest is not None:
         problems = manifests.check(fs, path, manifest, deep=deep)
         return (COMPLETE if not problems else PARTIAL), manifest, problems
-    has_model = fs.exists(location.join(path, SAVED_MODEL_PB)) or fs.exists(
-        location.join(path, SAVED_MODEL_PBTXT)
-    )
+    has_model = has_saved_model(fs, path)
     return (UNVERIFIED, None, []) if has_model else (PARTIAL, None, ["no saved_model.pb and no manifest"])
 
 
@@ -110,7 +96,7 @@ def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[V
 def staging_areas(fs: AbstractFileSystem, base: str) -> list[tuple[str, int]]:
     """(path, creation unix time) of every staging area under ``base``."""
     out = []
-    for name, _ in _children(fs, base):
+    for name, _ in location.children(fs, base, refresh=True):
         match = _STAGING_RE.match(name)
         if match:
             out.append((location.join(base, name), int(match.group(1))))
@@ -123,34 +109,4 @@ def new_staging(base: str) -> str:
 
 def claimed_versions(fs: AbstractFileSystem, base: str) -> list[int]:
     root = location.join(base, CLAIMS_DIR)
-    return sorted({int(n) for n, _ in _children(fs, root) if n.isdigit()})
-
-
-def claim(fs: AbstractFileSystem, base: str, version: int, token: str) -> bool:
-    """Reserve ``version`` for one publisher on an object store; True if this caller won it.
-
-    GCS: every claimant writes its own object under claims/<version>/ and the one with the
-    lowest generation wins (generations grow with completion time and listings are strongly
-    consistent, so the winner's listing can only show itself first). S3 and others: a
-    conditional create of claims/<version> (If-None-Match). In-memory: a process lock.
-    """
-    proto = protocol(fs)
-    root = location.join(base, CLAIMS_DIR, str(version))
-    if proto in ("gs", "gcs"):
-        mine = location.join(root, token)
-        fs.pipe_file(mine, token.encode())
-        fs.invalidate_cache(root)
-        entries = fs.ls(root, detail=True)
-        winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
-        return str(winner["name"]).rstrip("/").endswith("/" + token)
-    if proto == "memory":
-        with _MEMORY_LOCK:
-            if fs.exists(root):
-                return False
-            fs.pipe_file(root, token.encode())
-            return True
-    try:
-        fs.pipe_file(root, token.encode(), mode="create")
-    except FileExistsError:
-        return False
-    return True
+    return sorted({int(n) for n, _ in location.children(fs, root, refresh=True) if n.isdigit()})

@@ -28,7 +28,7 @@ async def _filesystem(
     if conn is not None and scheme in OBJECT_STORAGE_CONN_TYPES.get(conn.conn_type or "", ()):
         hook = SavedModelHook(conn_id, storage_options)
         return await asyncio.to_thread(hook.filesystem, url)
-    from airflow_savedmodel.format import location
+    from airflow_savedmodel import location
 
     options = {
         **(storage_options_from_connection(conn) if conn is not None else {}),

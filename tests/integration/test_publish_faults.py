@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def tick(progress):
     print("tick", progress.bytes_done, flush=True)
     time.sleep(0.002)
 
-result = publish(src, base, base_options=options, chunk_size=16384, concurrency=1, progress=tick)
+result = publish(src, base, base_options=options, chunk_size=16384, concurrency=1, progress=tick, lease_seconds=1.0)
 print("done", result.version, flush=True)
 """
 
@@ -87,8 +88,10 @@ def test_sigkill_never_leaves_an_incomplete_version_locally(tmp_path: Path) -> N
     assert finished_runs >= 1
     result = publish(str(src), str(base))
     assert result.version == 1 and [i.state for i in list_versions(str(base), deep=True)] == ["complete"]
-    gc(str(base), keep_last=1, stale_staging=0)
-    assert sorted(p.name for p in base.iterdir()) == ["1"]
+    assert any(p.name.startswith(".savedmodel-staging-") for p in base.iterdir())  # the kills left some
+    gc(str(base), keep_last=1, stale_staging=3600)  # their publishers' leases expired: reclaimed now
+    assert sorted(p.name for p in base.iterdir() if not p.name == ".savedmodel-leases") == ["1"]
+    assert list((base / ".savedmodel-leases").iterdir()) == []
 
 
 def test_sigkill_on_an_object_store_is_reported_and_recovered(gcs: Store, tmp_path: Path) -> None:
@@ -100,13 +103,17 @@ def test_sigkill_on_an_object_store_is_reported_and_recovered(gcs: Store, tmp_pa
         kill_after(src, base, gcs.options, ticks)
         partial_seen |= any(i.state == "partial" for i in list_versions(base, gcs.options))
         for info in list_versions(base, gcs.options, deep=True):
-            assert info.state in ("complete", "partial")
+            assert info.state in ("complete", "partial", "unverified")
             if info.state == "complete":
                 assert info.manifest is not None
+            if info.state == "unverified":  # killed after saved_model.pb: all TF reads is there
+                files = {p.rsplit(f"/{info.version}/", 1)[-1] for p in gcs.fs().find(info.url)}
+                assert {f for f in before if f != "fingerprint.pb"} <= files
         assert tree(src) == before
     assert partial_seen, "no kill landed while a version was being copied into place"
     result = publish(str(src), base, base_options=gcs.options)
     states = {i.version: i.state for i in list_versions(base, gcs.options, deep=True)}
     assert states[result.version] == "complete"
-    gc(base, keep_last=1, stale_staging=0, storage_options=gcs.options)
+    time.sleep(1.1)  # the killed publishers' leases (1 s) expire; until then gc keeps their versions
+    gc(base, keep_last=1, stale_staging=3600, storage_options=gcs.options)
     assert [(i.version, i.state) for i in list_versions(base, gcs.options)] == [(result.version, "complete")]

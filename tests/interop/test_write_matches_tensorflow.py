@@ -384,7 +384,7 @@ def test_transform_into_memory_filesystem(zoo: dict[str, Path]) -> None:
 def test_failed_write_leaves_destination_and_source_as_they_were(
     zoo: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_savedmodel.format import location
+    from airflow_savedmodel import location
 
     src = tmp_path / "src"
     shutil.copytree(zoo["tf2_module"], src)

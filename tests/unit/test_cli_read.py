@@ -87,7 +87,8 @@ def test_variables_text_and_partitioned(zoo: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["inspect", "/nonexistent/model"], "/nonexistent/model: no saved_model.pb or saved_model.pbtxt"),
+        (["inspect", "/nonexistent/model"], "/nonexistent/model: does not exist"),
+        (["inspect", "/tmp"], "/tmp: not a SavedModel: no saved_model.pb or saved_model.pbtxt"),
         (["variables", "MODEL", "nope"], "no tensor named 'nope'"),
         (["inspect", "MODEL", "--tag-set", "serve,tpu"], "no meta graph with tag set {serve, tpu}"),
     ],

@@ -1,0 +1,221 @@
+"""The filesystem layer under format/ and storage/: where model files live and what is done to them.
+
+A :class:`Location` is one resolved place: an fsspec filesystem, a path on it, and a URL that is
+safe to print (no credentials). Everything below the hook passes Locations down; this module
+owns turning URLs into them and the file operations the layers above share: listing, staging
+names, replacing directories, streamed copies and crc32c checksums.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import posixpath
+import re
+import time
+import uuid
+from typing import Any, NamedTuple
+
+import fsspec
+import google_crc32c
+from fsspec import AbstractFileSystem
+
+from airflow_savedmodel.errors import SavedModelError
+
+CHUNK = 8 << 20
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+def redact(url: str) -> str:
+    """``url`` without credentials in its authority (``s3://KEY:SECRET@bucket`` -> ``s3://***@bucket``)."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def protocol(fs: AbstractFileSystem) -> str:
+    proto = fs.protocol
+    return proto if isinstance(proto, str) else proto[0]
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    return protocol(fs) in ("file", "local")
+
+
+def url_of(fs: AbstractFileSystem, path: str) -> str:
+    """A printable URL for ``path`` that names its filesystem (plain paths for the local one)."""
+    if is_local(fs):
+        return path
+    return redact(fs.unstrip_protocol(path))
+
+
+class Location(NamedTuple):
+    """A filesystem and a path on it; unpacks as ``fs, path``."""
+
+    fs: AbstractFileSystem
+    path: str
+
+    @property
+    def url(self) -> str:
+        return url_of(self.fs, self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def join(self, *parts: str) -> Location:
+        return Location(self.fs, posixpath.join(self.path, *parts))
+
+    @property
+    def parent(self) -> Location:
+        return Location(self.fs, posixpath.dirname(self.path.rstrip("/")) or "/")
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.path))
+
+    def __repr__(self) -> str:
+        return f"Location({self.url!r})"
+
+
+def resolve(
+    url: str | Location, storage_options: dict[str, Any] | None = None, fs: AbstractFileSystem | None = None
+) -> Location:
+    """The Location of ``url``; a given ``fs`` is used as is with the URL's path."""
+    if isinstance(url, Location):
+        return url
+    if fs is not None:
+        return Location(fs, fs._strip_protocol(url).rstrip("/") or "/")
+    try:
+        filesystem, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError, TypeError) as exc:
+        raise SavedModelError(f"cannot open filesystem: {exc}", redact(url)) from None
+    return Location(filesystem, path.rstrip("/") or "/")
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts)
+
+
+def copy_file(
+    src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str, chunk: int = CHUNK
+) -> int:
+    """Stream one file between filesystems in bounded memory; return the bytes copied."""
+    copied = 0
+    with src_fs.open(src, "rb") as reader, dst_fs.open(dst, "wb") as writer:
+        while block := reader.read(chunk):
+            writer.write(block)
+            copied += len(block)
+    return copied
+
+
+def relative_files(fs: AbstractFileSystem, root: str) -> list[str]:
+    """Every file below ``root`` as a path relative to it, sorted."""
+    return sorted(relative_sizes(fs, root))
+
+
+def relative_sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
+    """``{relative path: size}`` of every file below ``root`` (empty when it does not exist)."""
+    return {rel: int(info.get("size") or 0) for rel, info in relative_infos(fs, root).items()}
+
+
+def relative_infos(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    """``{relative path: fsspec info}`` of every file below ``root`` (empty when it does not exist)."""
+    prefix = fs._strip_protocol(root).rstrip("/") + "/"
+    found = fs.find(root, detail=True)
+    return {
+        p[len(prefix) :]: info
+        for p, info in found.items()
+        if p.startswith(prefix) and info.get("type", "file") == "file"
+    }
+
+
+def children(fs: AbstractFileSystem, path: str, refresh: bool = False) -> list[tuple[str, str]]:
+    """``(name, type)`` of the entries directly under ``path`` (empty when it does not exist)."""
+    if refresh:
+        fs.invalidate_cache(path)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    out = []
+    for info in entries:
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        if name:
+            out.append((name, info.get("type", "file")))
+    return out
+
+
+def sibling(path: str, kind: str) -> str:
+    """A hidden, non-numeric sibling of ``path`` for staging (``.name.kind-<time>-<random>``)."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    hidden = f".{name}.{kind}-{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    return posixpath.join(parent, hidden) if parent else hidden
+
+
+def replace_dir(fs: AbstractFileSystem, staging: str, dst: str) -> None:
+    """Move a finished staging directory to ``dst``, keeping an old ``dst`` until the move succeeded."""
+    if not fs.exists(dst):
+        fs.mv(staging, dst, recursive=True)
+        return
+    old = sibling(dst, "old")
+    fs.mv(dst, old, recursive=True)
+    try:
+        fs.mv(staging, dst, recursive=True)
+    except BaseException:
+        fs.mv(old, dst, recursive=True)
+        raise
+    fs.rm(old, recursive=True)
+
+
+def remove_quietly(fs: AbstractFileSystem, path: str) -> None:
+    """Remove ``path`` if it exists, for cleanup paths that must not mask the original error."""
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except Exception:  # cleanup is best effort by design
+        return
+
+
+def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[int, int]:
+    """``(crc32c, size)`` of a file, read in bounded chunks."""
+    crc = size = 0
+    with fs.open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = int(google_crc32c.extend(crc, block))
+            size += len(block)
+    return crc, size
+
+
+def reported_crc32c(info: dict[str, Any]) -> int | None:
+    """The crc32c an object store reports in ``fs.info()`` (GCS: base64 of the big-endian value)."""
+    value = info.get("crc32c") or info.get("ChecksumCRC32C")
+    if not value:
+        return None
+    try:
+        return int.from_bytes(base64.b64decode(value), "big")
+    except (ValueError, TypeError):
+        return None
+
+
+def to_hex(crc: int) -> str:
+    return f"{crc:08x}"
+
+
+def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    """Replace the file ``path`` so that readers see the old bytes or the new, never a mix.
+
+    Object stores make a single-object write atomic; on local disks the bytes go to a hidden
+    sibling first and ``rename`` puts them in place.
+    """
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+    tmp = sibling(path, "tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(fs, tmp)
+        raise

@@ -1,0 +1,226 @@
+"""TensorFlow Serving's model config file (``--model_config_file``): read it, change it atomically.
+
+A TF Serving started with ``--model_config_file`` and ``--model_config_file_poll_wait_seconds``
+re-reads the file and, for a model whose ``model_version_policy`` is ``specific``, loads exactly
+the listed versions that exist. Naming a version there only after it is completely copied and
+verified is the one way to make a version appear atomically on an object store ("gated"
+publish). Labels (``stable``, ``canary``, ...) map to versions in the same file.
+
+Every change is one read-change-write under a lock (:func:`leases.exclusive`) ending in one
+atomic write, so two writers never lose each other's update and TF Serving never reads half a
+file. Versions are named only when they are complete under the model's base path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from google.protobuf import text_format
+
+from airflow_savedmodel.errors import FormatError, NotFoundError, StorageError
+from airflow_savedmodel.location import Location, write_atomic
+from airflow_savedmodel.protos import serving_config_pb2 as pb
+from airflow_savedmodel.storage import leases
+from airflow_savedmodel.storage import versions as v
+
+MODEL_PLATFORM = "tensorflow"
+DEFAULT_KEEP_SERVED = 2
+T = TypeVar("T")
+
+
+@dataclass
+class ServedModel:
+    """One model of the config as plain data."""
+
+    name: str
+    base_path: str
+    policy: str  # "latest", "all" or "specific"
+    versions: list[int] = field(default_factory=list)  # the specific versions
+    num_versions: int = 1  # with "latest"
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base_path": self.base_path,
+            "policy": self.policy,
+            "versions": self.versions,
+            "num_versions": self.num_versions,
+            "labels": dict(sorted(self.labels.items())),
+        }
+
+
+def parse(text: str, where: str = "") -> pb.ModelServerConfig:
+    config = pb.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise FormatError(f"not a TensorFlow Serving model config: {exc}", where) from None
+    return config
+
+
+def render(config: pb.ModelServerConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def read(config: Location) -> pb.ModelServerConfig:
+    """The config at ``config``; an empty one when the file does not exist yet."""
+    try:
+        raw = config.fs.cat_file(config.path)
+    except FileNotFoundError:
+        return pb.ModelServerConfig()
+    except IsADirectoryError:
+        raise FormatError("is a directory, not a model config file", config.url) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("model config file is not UTF-8 text", config.url) from None
+    return parse(text, config.url)
+
+
+def describe(model: pb.ModelConfig) -> ServedModel:
+    policy = model.model_version_policy
+    choice = policy.WhichOneof("policy_choice") or "latest"
+    return ServedModel(
+        name=model.name,
+        base_path=model.base_path,
+        policy=choice,
+        versions=sorted(int(n) for n in policy.specific.versions) if choice == "specific" else [],
+        num_versions=(policy.latest.num_versions or 1) if choice == "latest" else 0,
+        labels={k: int(n) for k, n in model.version_labels.items()},
+    )
+
+
+def models(config: pb.ModelServerConfig) -> list[ServedModel]:
+    return [describe(m) for m in config.model_config_list.config]
+
+
+def find(config: pb.ModelServerConfig, name: str) -> pb.ModelConfig | None:
+    for model in config.model_config_list.config:
+        if model.name == name:
+            return model
+    return None
+
+
+def update(config: Location, change: Callable[[pb.ModelServerConfig], T]) -> T:
+    """Apply ``change`` to the config under the config's lock and write it back in one step."""
+    if config.fs.isdir(config.path):
+        raise FormatError("is a directory, not a model config file", config.url)
+    with leases.exclusive(config.fs, config.path + ".lock"):
+        current = read(config)
+        before = current.SerializeToString(deterministic=True)
+        result = change(current)
+        if current.SerializeToString(deterministic=True) != before:
+            write_atomic(config.fs, config.path, render(current).encode())
+    return result
+
+
+def _model(config: pb.ModelServerConfig, name: str, where: str) -> pb.ModelConfig:
+    model = find(config, name)
+    if model is None:
+        raise NotFoundError(f"no model named {name!r} in the serving config", where)
+    return model
+
+
+def _require_complete(base: Location, numbers: Iterable[int]) -> None:
+    for number in sorted(set(numbers)):
+        path = base.join(str(number))
+        state, _, problems = v.state_of(base.fs, path.path)
+        if state != v.COMPLETE:
+            detail = "; ".join(problems[:3]) if problems else "no manifest from this tool"
+            raise StorageError(f"version {number} is {state}, not complete ({detail})", path.url)
+
+
+def _set_specific(model: pb.ModelConfig, numbers: Iterable[int]) -> None:
+    policy = model.model_version_policy
+    policy.specific.ClearField("versions")
+    policy.specific.versions.extend(sorted(set(numbers)))
+
+
+def serve_version(
+    config: Location,
+    name: str,
+    base: Location,
+    version: int,
+    *,
+    base_path: str | None = None,
+    keep_served: int = DEFAULT_KEEP_SERVED,
+    labels: Mapping[str, int] | None = None,
+) -> ServedModel:
+    """Name a complete ``version`` in the model's ``specific`` list (adding the model if new).
+
+    The list keeps the newest ``keep_served`` versions plus every labelled one, so a rollback
+    to the previous version finds it already loaded. ``base_path`` is the URL TF Serving reads
+    (default: the base Location's URL).
+    """
+    if keep_served < 1:
+        raise ValueError("keep_served must be at least 1")
+    _require_complete(base, [version, *(labels or {}).values()])
+
+    def change(current: pb.ModelServerConfig) -> ServedModel:
+        model = find(current, name)
+        if model is None:
+            model = current.model_config_list.config.add(
+                name=name, base_path=base_path or base.url, model_platform=MODEL_PLATFORM
+            )
+        served = set(describe(model).versions) | {version}
+        for label, number in (labels or {}).items():
+            model.version_labels[label] = number
+        pinned = set(model.version_labels.values())
+        newest = sorted(served, reverse=True)[:keep_served]
+        _set_specific(model, set(newest) | pinned)
+        return describe(model)
+
+    return update(config, change)
+
+
+def set_labels(config: Location, name: str, base: Location, labels: Mapping[str, int]) -> ServedModel:
+    """Point each label at its version (each must be complete); the versions become served."""
+    _require_complete(base, labels.values())
+
+    def change(current: pb.ModelServerConfig) -> ServedModel:
+        model = _model(current, name, config.url)
+        for label, number in labels.items():
+            model.version_labels[label] = int(number)
+        _set_specific(model, set(describe(model).versions) | set(model.version_labels.values()))
+        return describe(model)
+
+    return update(config, change)
+
+
+def promote(
+    config: Location, name: str, base: Location, *, from_label: str = "canary", to_label: str = "stable"
+) -> ServedModel:
+    """Point ``to_label`` at the version ``from_label`` names."""
+    model = _model(read(config), name, config.url)
+    if from_label not in model.version_labels:
+        raise NotFoundError(f"model {name!r} has no label {from_label!r}", config.url)
+    return set_labels(config, name, base, {to_label: int(model.version_labels[from_label])})
+
+
+def rollback(
+    config: Location, name: str, base: Location, *, label: str = "stable", version: int | None = None
+) -> ServedModel:
+    """Point ``label`` back at ``version``, by default the newest complete version below its current one."""
+    model = _model(read(config), name, config.url)
+    if version is None:
+        current = model.version_labels.get(label)
+        if current is None:
+            raise NotFoundError(f"model {name!r} has no label {label!r} to roll back", config.url)
+        older = [i.version for i in v.versions_of(base.fs, base.path) if i.state == v.COMPLETE]
+        older = [n for n in older if n < int(current)]
+        if not older:
+            raise StorageError(f"no complete version below {current} to roll back to", base.url)
+        version = max(older)
+    return set_labels(config, name, base, {label: version})
+
+
+def named_versions(config: pb.ModelServerConfig, base_url: str) -> set[int]:
+    """Versions the config serves or labels for any model whose base path is ``base_url``."""
+    out: set[int] = set()
+    for model in models(config):
+        if model.base_path.rstrip("/") == base_url.rstrip("/"):
+            out |= set(model.versions) | set(model.labels.values())
+    return out
