@@ -10,8 +10,11 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
-$(STAMP): pyproject.toml | $(BIN)/uv
+$(STAMP): pyproject.toml Makefile | $(BIN)/uv
 	$(BIN)/uv pip install --python $(BIN)/python -e '.[test]'
+	# TF Serving's protos, test-only ground truth; the wheel declares the full tensorflow, which
+	# tensorflow-cpu already provides, so it goes in without its dependencies.
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps tensorflow-serving-api==2.21.0
 	touch $(STAMP)
 
 venv: $(STAMP)

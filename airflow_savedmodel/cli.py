@@ -188,27 +188,100 @@ def _finish_progress(enabled: bool) -> None:
         print(file=sys.stderr)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    from airflow_savedmodel.storage import publish
+def _version_arg(raw: str) -> int | str:
+    if raw in ("auto", "same"):
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--version must be 'auto', 'same' or a number, not {raw!r}"
+        ) from None
 
-    version: int | str = "auto" if args.version == "auto" else int(args.version)
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import publish
+    from airflow_savedmodel.storage.publish import ServingTarget
+
+    dst_options = _storage_options(args.dst_option)
+    target = None
+    if args.serving_config:
+        if not args.model_name:
+            raise argparse.ArgumentTypeError("--serving-config needs --model-name")
+        target = ServingTarget(
+            resolve(args.serving_config, dst_options),
+            args.model_name,
+            labels=tuple(args.label or ()),
+            keep_served=args.keep_served,
+        )
+    elif args.label:
+        raise argparse.ArgumentTypeError("--label needs --serving-config")
     result = publish(
         args.src,
         args.dst,
-        version=version,
+        version=_version_arg(args.version),
         src_options=_storage_options(args.src_option),
-        base_options=_storage_options(args.dst_option),
+        base_options=dst_options,
         overwrite=args.overwrite,
         concurrency=args.concurrency,
         progress=_progress_printer(args.progress),
+        serving=target,
     )
     _finish_progress(args.progress)
     if args.json:
         _print_json(result.to_json())
-    elif result.created:
+        return 0
+    if result.created:
         print(f"published version {result.version}: {result.url}")
     else:
-        print(f"already published as version {result.version}: {result.url} (nothing written)")
+        print(f"already published as version {result.version}: {result.url} (nothing copied)")
+    if result.served is not None:
+        print(_served_text(result.served))
+    return 0
+
+
+def _served_text(model: dict[str, Any]) -> str:
+    labels = ", ".join(f"{k}={n}" for k, n in model["labels"].items()) or "none"
+    versions = " ".join(str(n) for n in model["versions"]) or f"latest {model['num_versions']}"
+    return f"serving config: {model['name']} serves {versions}; labels: {labels}"
+
+
+def cmd_serving(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import serving
+
+    options = _storage_options(args.storage_option)
+    config = resolve(args.config, options)
+    current = serving.read(config)
+    if args.action == "show":
+        shown = [m.to_json() for m in serving.models(current) if args.model in (None, m.name)]
+        if args.json:
+            _print_json(shown)
+        else:
+            for doc in shown:
+                print(_served_text(doc) + f" (base {doc['base_path']})")
+        return 0
+    if not args.model:
+        raise argparse.ArgumentTypeError(f"serving {args.action} needs --model")
+    found = serving.find(current, args.model)
+    if found is None:
+        raise SavedModelError(f"no model named {args.model!r} in the serving config", config.url)
+    base = resolve(found.base_path, options)
+    if args.action == "set-label":
+        if args.label is None or args.version is None:
+            raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
+        model = serving.set_labels(config, args.model, base, {args.label: args.version})
+    elif args.action == "promote":
+        model = serving.promote(
+            config, args.model, base, from_label=args.source_label, to_label=args.label or "stable"
+        )
+    else:
+        model = serving.rollback(config, args.model, base, label=args.label or "stable", version=args.version)
+    if args.json:
+        _print_json(model.to_json())
+    else:
+        print(_served_text(model.to_json()))
     return 0
 
 
@@ -237,6 +310,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         min_age=args.min_age_hours * 3600,
         keep=args.keep or (),
         dry_run=args.dry_run,
+        serving_config_url=args.serving_config,
         storage_options=_storage_options(args.storage_option),
     )
     if args.json:
@@ -352,9 +426,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
 
     p = add_transform("publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).")
-    p.add_argument("--version", default="auto", help="'auto' (next integer) or a version number")
+    p.add_argument(
+        "--version",
+        default="auto",
+        help="'auto' (next integer), 'same' (the number SRC ends in, for mirrors) or a version number",
+    )
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--serving-config",
+        metavar="URL",
+        help="gate the publish: name the version in this TF Serving model config file once it is complete",
+    )
+    p.add_argument("--model-name", help="the model's name in the serving config")
+    p.add_argument("--label", action="append", metavar="LABEL", help="point LABEL at the new version")
+    p.add_argument(
+        "--keep-served", type=int, default=2, help="newest versions the config keeps listed (default 2)"
+    )
 
     p = add("versions", cmd_versions, "List the versions under a serving base path and their state.")
     p.add_argument("base")
@@ -369,6 +457,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", type=int, action="append", metavar="VERSION", help="a version to keep; repeatable"
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument(
+        "--serving-config", metavar="URL", help="never remove versions this TF Serving model config names"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = add(
+        "serving",
+        cmd_serving,
+        "Show or change TensorFlow Serving's model config file: labels, promote, rollback.",
+    )
+    p.add_argument("action", choices=["show", "set-label", "promote", "rollback"])
+    p.add_argument("config", help="the model config file (TF Serving's --model_config_file)")
+    p.add_argument("--model", help="the model's name in the config")
+    p.add_argument(
+        "--label", help="set-label: the label; promote/rollback: the label to move (default stable)"
+    )
+    p.add_argument(
+        "--version", type=int, help="set-label: the version; rollback: the target (default: previous)"
+    )
+    p.add_argument("--from", dest="source_label", default="canary", help="promote: the label to copy from")
     p.add_argument("--json", action="store_true")
 
     p = add("verify", cmd_verify, "Check a model against its manifest (exit 1 on any difference).")
