@@ -208,10 +208,15 @@ def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     if not is_local(fs):
         fs.pipe_file(path, data)
         return
-    fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
     tmp = sibling(path, "tmp")
     try:
-        with open(tmp, "wb") as handle:
+        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+        try:
+            handle = open(tmp, "wb")  # noqa: SIM115
+        except FileNotFoundError:  # the directory was removed as empty in between: once more
+            fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+            handle = open(tmp, "wb")  # noqa: SIM115
+        with handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

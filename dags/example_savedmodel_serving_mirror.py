@@ -2,8 +2,9 @@
 ### Serving side: mirror each new version, keep the last few
 
 Scheduled on the classifier's Asset: every time the training DAG publishes a version, this
-DAG copies that version (verified, atomically) to a second filesystem and applies retention
-to both base paths.
+DAG copies that version (verified, atomically, keeping its version number) to a second
+filesystem and applies retention to both base paths; versions the serving config names or
+labels are never removed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from savedmodel_demo_settings import CONN_ID, MIRROR_BASE, MIRROR_CONN_ID, SERVING_BASE
+from savedmodel_demo_settings import CONN_ID, MIRROR_BASE, MIRROR_CONN_ID, SERVING_BASE, SERVING_CONFIG
 
 from airflow_savedmodel.assets import savedmodel_asset
 from airflow_savedmodel.operators.savedmodel import SavedModelCopyOperator, SavedModelRetentionOperator
@@ -45,7 +46,7 @@ def example_savedmodel_serving_mirror() -> None:
         task_id="mirror",
         src=new_version(),
         dst=MIRROR_BASE,
-        version="auto",
+        version="same",
         source_conn_id=CONN_ID,
         dest_conn_id=MIRROR_CONN_ID,
     )
@@ -53,7 +54,11 @@ def example_savedmodel_serving_mirror() -> None:
         task_id="retention_mirror", base_path=MIRROR_BASE, keep_last=3, savedmodel_conn_id=MIRROR_CONN_ID
     )
     keep_serving = SavedModelRetentionOperator(
-        task_id="retention_serving", base_path=SERVING_BASE, keep_last=5, savedmodel_conn_id=CONN_ID
+        task_id="retention_serving",
+        base_path=SERVING_BASE,
+        keep_last=5,
+        serving_config=SERVING_CONFIG,
+        savedmodel_conn_id=CONN_ID,
     )
     mirror >> [keep_mirror, keep_serving]
 

@@ -4,9 +4,11 @@
 A small numpy MLP is trained on generated data and exported as a servable SavedModel with the
 provider's format core (no TensorFlow on the worker). The export is validated (deep checksums,
 the clients' signature contract, loadability by the target TensorFlow Serving release),
-stripped of default-valued attrs, and published atomically as the next version under the
-serving base path that TensorFlow Serving watches. A final check reads the newest version back
-and compares its prediction with the trained network's.
+stripped of default-valued attrs, and published as the next version under the serving base
+path, gated through TensorFlow Serving's model config file: the version is named there (with
+the `canary` label) only once it is completely copied and verified. A check reads the version
+this run published back and compares its prediction with the trained network's; only then is
+`stable` promoted to it. Roll back with `example_savedmodel_rollback`.
 
 Paths and connections come from environment variables (see `savedmodel_demo_settings.py`):
 local directories by default, `gs://` or `s3://` when configured.
@@ -18,11 +20,20 @@ import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from savedmodel_demo_settings import CONN_ID, EXPORT_ROOT, SERVING_BASE, SIGNATURE_SPEC, TARGET_TF
+from savedmodel_demo_settings import (
+    CONN_ID,
+    EXPORT_ROOT,
+    MODEL_NAME,
+    SERVING_BASE,
+    SERVING_CONFIG,
+    SIGNATURE_SPEC,
+    TARGET_TF,
+)
 
 from airflow_savedmodel.assets import savedmodel_asset
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelCopyOperator,
+    SavedModelServingLabelOperator,
     SavedModelStripDefaultAttrsOperator,
     SavedModelValidateOperator,
 )
@@ -109,14 +120,18 @@ def example_savedmodel_training_to_serving() -> None:
         src="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
         dst=SERVING_BASE,
         version="auto",
+        serving_config=SERVING_CONFIG,
+        model_name=MODEL_NAME,
+        labels=["canary"],
         source_conn_id=CONN_ID,
         dest_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
+        doc_md="Copy, verify, then name the version in the serving config as `canary`.",
     )
 
     @task
     def check_served(published: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-        """Read the newest version back and compare its prediction with the trained network's."""
+        """Read the version this run published back and compare its prediction with the trained network's."""
         import numpy as np
 
         from airflow_savedmodel.format.model import SavedModel
@@ -124,10 +139,7 @@ def example_savedmodel_training_to_serving() -> None:
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
         hook = SavedModelHook(CONN_ID)
-        newest = hook.newer_version(SERVING_BASE, None)
-        if newest is None or newest["version"] < published["version"]:
-            raise RuntimeError(f"newest complete version is {newest}, expected {published['version']}")
-        fs, path = hook.filesystem(newest["url"])
+        fs, path = hook.filesystem(published["uri"])
         with SavedModel.open(path, fs=fs) as model:
             bundle = model.variables()
             assert bundle is not None
@@ -141,12 +153,23 @@ def example_savedmodel_training_to_serving() -> None:
         if diff > 1e-6:
             raise RuntimeError(f"served model predicts differently (max abs diff {diff})")
         print(
-            f"version {newest['version']} serves {signature.inputs['x'].shape} -> {signature.outputs['y'].shape}"
+            f"version {published['version']} serves {signature.inputs['x'].shape} -> {signature.outputs['y'].shape}"
         )
-        return {"version": newest["version"], "url": newest["url"], "max_abs_diff": diff}
+        return {"version": published["version"], "url": published["uri"], "max_abs_diff": diff}
+
+    promote = SavedModelServingLabelOperator(
+        task_id="promote_to_stable",
+        serving_config=SERVING_CONFIG,
+        model_name=MODEL_NAME,
+        action="promote",
+        from_label="canary",
+        version_label="stable",
+        savedmodel_conn_id=CONN_ID,
+        doc_md="Point `stable` at the version `canary` names, now that it checked out.",
+    )
 
     trained >> validate >> strip >> publish
-    check_served(publish.output, trained)
+    check_served(publish.output, trained) >> promote
 
 
 example_savedmodel_training_to_serving()

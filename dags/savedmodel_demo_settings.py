@@ -3,6 +3,9 @@
 SAVEDMODEL_DEMO_ROOT      local root for everything (default: $AIRFLOW_HOME/savedmodel-demo)
 SAVEDMODEL_EXPORT_ROOT    where training exports models (default: <root>/exports)
 SAVEDMODEL_SERVING_BASE   serving base path TensorFlow Serving watches (default: <root>/serving/classifier)
+SAVEDMODEL_SERVING_CONFIG TensorFlow Serving's model config file (--model_config_file) the DAGs gate
+                          versions and labels through (default: <root>/serving/models.config)
+SAVEDMODEL_MODEL_NAME     the model's name in that file (default: classifier)
 SAVEDMODEL_MIRROR_BASE    second filesystem the serving DAG mirrors to (default: <root>/mirror/classifier)
 SAVEDMODEL_CONN_ID        connection for the export root and serving base (gs://, s3://), optional
 SAVEDMODEL_MIRROR_CONN_ID connection for the mirror, optional
@@ -18,6 +21,8 @@ ROOT = os.environ.get("SAVEDMODEL_DEMO_ROOT") or os.path.join(
 )
 EXPORT_ROOT = os.environ.get("SAVEDMODEL_EXPORT_ROOT") or f"{ROOT}/exports"
 SERVING_BASE = os.environ.get("SAVEDMODEL_SERVING_BASE") or f"{ROOT}/serving/classifier"
+SERVING_CONFIG = os.environ.get("SAVEDMODEL_SERVING_CONFIG") or f"{ROOT}/serving/models.config"
+MODEL_NAME = os.environ.get("SAVEDMODEL_MODEL_NAME") or "classifier"
 MIRROR_BASE = os.environ.get("SAVEDMODEL_MIRROR_BASE") or f"{ROOT}/mirror/classifier"
 CONN_ID = os.environ.get("SAVEDMODEL_CONN_ID") or None
 MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None

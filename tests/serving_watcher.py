@@ -114,6 +114,7 @@ class Load:
     ok: bool
     error: str | None = None
     matches: bool = True
+    missing: tuple[str, ...] = ()  # files of the closest published source the snapshot lacked
 
 
 @dataclass

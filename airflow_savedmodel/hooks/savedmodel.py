@@ -5,7 +5,7 @@ versions, gc, verify). All logic lives in ``airflow_savedmodel.format`` and ``.s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,10 @@ from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+    from airflow_savedmodel.location import Location
+    from airflow_savedmodel.storage.publish import PublishResult
+    from airflow_savedmodel.storage.serving import ServedModel
 
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
@@ -166,6 +170,13 @@ class SavedModelHook(BaseHook):
             **kwargs,
         )
 
+    def location(self, url: str) -> Location:
+        """``url`` resolved with this hook's connection: filesystem, path and a printable URL."""
+        fs, path = self.filesystem(url)
+        from airflow_savedmodel.location import Location
+
+        return Location(fs, path)
+
     def publish(
         self,
         src: str,
@@ -173,28 +184,76 @@ class SavedModelHook(BaseHook):
         *,
         dst_hook: SavedModelHook | None = None,
         progress: Callable[[Any], None] | None = None,
+        serving_config: str | None = None,
+        model_name: str | None = None,
+        labels: Sequence[str] = (),
+        keep_served: int = 2,
         **kwargs: Any,
-    ) -> Any:
+    ) -> PublishResult:
+        """Publish ``src`` as the next version under ``base``; with ``serving_config`` (TF
+        Serving's model config file, on the destination's connection) the version is named there
+        only once it is complete (gated publish)."""
         from airflow_savedmodel.storage import publish
+        from airflow_savedmodel.storage.publish import ServingTarget
 
+        dst = dst_hook or self
+        target = None
+        if serving_config:
+            if not model_name:
+                raise ValueError("serving_config needs model_name")
+            target = ServingTarget(
+                dst.location(serving_config), model_name, labels=tuple(labels), keep_served=keep_served
+            )
         return publish(
-            src,
-            base,
-            src_fs=self.filesystem(src)[0],
-            base_fs=(dst_hook or self).filesystem(base)[0],
+            self.location(src),
+            dst.location(base),
             progress=progress,
+            serving=target,
             **kwargs,
         )
+
+    def serving_labels(
+        self,
+        serving_config: str,
+        model_name: str,
+        *,
+        action: str,
+        label: str = "stable",
+        version: int | None = None,
+        from_label: str = "canary",
+    ) -> ServedModel:
+        """Change TF Serving's model config: ``set`` ``label`` to ``version``, ``promote``
+        ``from_label`` to ``label``, or ``rollback`` ``label`` (to ``version`` or the previous
+        complete one). Versions must be complete under the model's base path."""
+        from airflow_savedmodel.storage import serving
+
+        config = self.location(serving_config)
+        model = serving.find(serving.read(config), model_name)
+        if model is None:
+            from airflow_savedmodel.errors import NotFoundError
+
+            raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
+        base = self.location(model.base_path)
+        if action == "set":
+            if version is None:
+                raise ValueError("action 'set' needs a version")
+            return serving.set_labels(config, model_name, base, {label: int(version)})
+        if action == "promote":
+            return serving.promote(config, model_name, base, from_label=from_label, to_label=label)
+        if action == "rollback":
+            return serving.rollback(config, model_name, base, label=label, version=version)
+        raise ValueError(f"action must be 'set', 'promote' or 'rollback', not {action!r}")
 
     def versions(self, base: str, deep: bool = False) -> list[Any]:
         from airflow_savedmodel.storage import list_versions
 
         return list_versions(base, deep=deep, **self._fs(base))
 
-    def gc(self, base: str, **kwargs: Any) -> Any:
+    def gc(self, base: str, *, serving_config: str | None = None, **kwargs: Any) -> Any:
         from airflow_savedmodel.storage import gc
 
-        return gc(base, **kwargs, **self._fs(base))
+        config = self.location(serving_config) if serving_config else None
+        return gc(self.location(base), serving_config_url=config, **kwargs)
 
     def verify(self, url: str, deep: bool = True) -> Any:
         from airflow_savedmodel.storage import verify

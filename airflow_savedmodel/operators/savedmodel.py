@@ -30,7 +30,7 @@ def _flag(value: bool | str | None) -> bool:
 def _version(value: int | str | None) -> int | str | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int) or str(value) == "auto":
+    if isinstance(value, int) or str(value) in ("auto", "same"):
         return value
     return int(value)
 
@@ -162,11 +162,33 @@ class SavedModelStripDefaultAttrsOperator(BaseOperator):
 class SavedModelCopyOperator(BaseOperator):
     """Copy a whole SavedModel across connections and filesystems, verifying every byte.
 
-    With ``version`` ("auto" or a number) ``dst`` is a serving base path and the model is
+    With ``version`` ("auto", "same" or a number) ``dst`` is a serving base path and the model is
     published atomically as ``dst/<version>``; otherwise it is copied to ``dst`` itself.
+
+    :param src: the SavedModel directory to copy (templated).
+    :param dst: the destination directory, or with ``version`` the serving base path (templated).
+    :param version: None to copy; "auto" (next number), "same" (the number ``src`` ends in, for
+        mirrors that keep version numbers) or a number to publish (templated).
+    :param overwrite: replace an existing destination or version.
+    :param concurrency: files copied at once.
+    :param serving_config: with ``version``, TF Serving's model config file (``--model_config_file``)
+        on the destination's connection: the version is named there once complete (templated).
+    :param model_name: the model's name in ``serving_config`` (templated).
+    :param labels: labels to point at the published version (e.g. ``["canary"]``).
+    :param keep_served: newest versions the serving config keeps listed.
+    :param source_conn_id: connection for ``src``.
+    :param dest_conn_id: connection for ``dst`` and ``serving_config``.
     """
 
-    template_fields: Sequence[str] = ("src", "dst", "version", "source_conn_id", "dest_conn_id")
+    template_fields: Sequence[str] = (
+        "src",
+        "dst",
+        "version",
+        "serving_config",
+        "model_name",
+        "source_conn_id",
+        "dest_conn_id",
+    )
     ui_color = "teal.500"
 
     def __init__(
@@ -177,6 +199,10 @@ class SavedModelCopyOperator(BaseOperator):
         version: int | str | None = None,
         overwrite: bool = False,
         concurrency: int = 8,
+        serving_config: str | None = None,
+        model_name: str | None = None,
+        labels: Sequence[str] = (),
+        keep_served: int = 2,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         **kwargs: Any,
@@ -184,6 +210,8 @@ class SavedModelCopyOperator(BaseOperator):
         super().__init__(**kwargs)
         self.src, self.dst, self.version = src, dst, version
         self.overwrite, self.concurrency = overwrite, concurrency
+        self.serving_config, self.model_name = serving_config or None, model_name
+        self.labels, self.keep_served = tuple(labels), keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -209,7 +237,12 @@ class SavedModelCopyOperator(BaseOperator):
             version=version,
             overwrite=self.overwrite,
             concurrency=self.concurrency,
+            serving_config=self.serving_config,
+            model_name=self.model_name,
+            labels=self.labels,
+            keep_served=self.keep_served,
         )
+        _log_published(self.log, published)
         _record_outlets(context, self.outlets, published)
         return _published_json(published)
 
@@ -220,7 +253,20 @@ def _published_json(result: Any) -> dict[str, Any]:
         "version": result.version,
         "created": result.created,
         "fingerprint": result.manifest.fingerprint,
+        "served": result.served,
     }
+
+
+def _log_published(log: Any, result: Any) -> None:
+    verb = "Published" if result.created else "Already published"
+    log.info("%s version %s at %s", verb, result.version, result.url)
+    if result.served is not None:
+        log.info(
+            "Serving config: %s serves %s; labels %s",
+            result.served["name"],
+            result.served["versions"],
+            result.served["labels"],
+        )
 
 
 def _record_outlets(context: Any, outlets: Any, result: Any) -> None:
@@ -251,6 +297,8 @@ class SavedModelExportOperator(BaseOperator):
         "clear_devices",
         "op_args",
         "op_kwargs",
+        "serving_config",
+        "model_name",
         "savedmodel_conn_id",
         "dest_conn_id",
     )
@@ -273,11 +321,17 @@ class SavedModelExportOperator(BaseOperator):
         required_signatures: Collection[str] = ("serving_default",),
         target_tf: str | None = None,
         expect: str | Mapping[str, Any] | None = None,
+        serving_config: str | None = None,
+        model_name: str | None = None,
+        labels: Sequence[str] = (),
+        keep_served: int = 2,
         savedmodel_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.serving_config, self.model_name = serving_config or None, model_name
+        self.labels, self.keep_served = tuple(labels), keep_served
         if (model_url is None) == (python_callable is None):
             raise ValueError("pass exactly one of model_url and python_callable")
         self.base_path, self.model_url, self.python_callable = base_path, model_url, python_callable
@@ -328,9 +382,12 @@ class SavedModelExportOperator(BaseOperator):
                 dst_hook=_hook(self.dest_conn_id or self.savedmodel_conn_id),
                 version=_version(self.version) or "auto",
                 progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
+                serving_config=self.serving_config,
+                model_name=self.model_name,
+                labels=self.labels,
+                keep_served=self.keep_served,
             )
-        verb = "Published" if result.created else "Already published"
-        self.log.info("%s version %s at %s", verb, result.version, result.url)
+        _log_published(self.log, result)
         _record_outlets(context, self.outlets, result)
         return {**_published_json(result), "validation": summary}
 
@@ -338,7 +395,7 @@ class SavedModelExportOperator(BaseOperator):
 class SavedModelRetentionOperator(BaseOperator):
     """Remove old versions and stale staging areas under a serving base path (see storage.gc)."""
 
-    template_fields: Sequence[str] = ("base_path", "keep_last", "savedmodel_conn_id")
+    template_fields: Sequence[str] = ("base_path", "keep_last", "serving_config", "savedmodel_conn_id")
     ui_color = "teal.500"
 
     def __init__(
@@ -349,10 +406,12 @@ class SavedModelRetentionOperator(BaseOperator):
         min_age_seconds: float = 0,
         keep: Collection[int] = (),
         dry_run: bool = False,
+        serving_config: str | None = None,
         savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.serving_config = serving_config or None
         self.base_path, self.keep_last = base_path, keep_last
         self.min_age_seconds, self.keep, self.report_only = min_age_seconds, tuple(keep), dry_run
         self.savedmodel_conn_id = savedmodel_conn_id
@@ -364,8 +423,76 @@ class SavedModelRetentionOperator(BaseOperator):
             min_age=self.min_age_seconds,
             keep=self.keep,
             dry_run=self.report_only,
+            serving_config=self.serving_config,
         )
         for url in result.removed:
             self.log.info("%s %s", "Would remove" if self.report_only else "Removed", url)
         self.log.info("Kept %d version(s)", len(result.kept))
         return result.to_json()
+
+
+class SavedModelServingLabelOperator(BaseOperator):
+    """Move a label in TensorFlow Serving's model config file: set, promote or roll back.
+
+    Each change is one atomic update of the file that refuses versions that are not complete
+    under the model's base path. TF Serving (without ``--allow_version_labels_for_unavailable_models``)
+    accepts a label only on a version it has loaded.
+
+    :param serving_config: the model config file (TF Serving's ``--model_config_file``) (templated).
+    :param model_name: the model's name in it (templated).
+    :param action: "set" (``version_label`` -> ``version``), "promote" (``version_label`` -> the
+        version ``from_label`` names) or "rollback" (``version_label`` -> ``version``, default the
+        newest complete version below its current one) (templated).
+    :param version_label: the label to move (templated).
+    :param version: the version for "set", the target for "rollback" (templated).
+    :param from_label: the label "promote" copies from (templated).
+    :param savedmodel_conn_id: connection for the config file and the base path.
+    """
+
+    template_fields: Sequence[str] = (
+        "serving_config",
+        "model_name",
+        "action",
+        "version_label",
+        "version",
+        "from_label",
+        "savedmodel_conn_id",
+    )
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        serving_config: str,
+        model_name: str,
+        action: str = "promote",
+        version_label: str = "stable",
+        version: int | str | None = None,
+        from_label: str = "canary",
+        savedmodel_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.serving_config, self.model_name, self.action = serving_config, model_name, action
+        self.version_label, self.version, self.from_label = version_label, version, from_label
+        self.savedmodel_conn_id = savedmodel_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        version = _version(self.version)
+        model = _hook(self.savedmodel_conn_id).serving_labels(
+            self.serving_config,
+            self.model_name,
+            action=str(self.action),
+            label=self.version_label,
+            version=None if version is None else int(version),
+            from_label=self.from_label,
+        )
+        self.log.info(
+            "%s %s: %s now serves %s with labels %s",
+            self.action,
+            self.label,
+            model.name,
+            model.versions,
+            model.labels,
+        )
+        return model.to_json()

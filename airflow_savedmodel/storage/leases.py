@@ -197,6 +197,9 @@ class Lease:
             self._thread.join()
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rm(self.path)
+        if is_local(self.fs):  # leave no empty bookkeeping directory behind (fails if others lease)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.path))
 
     def __enter__(self) -> Lease:
         return self

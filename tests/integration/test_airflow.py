@@ -26,6 +26,7 @@ EXAMPLES = [
     "example_savedmodel_training_to_serving",
     "example_savedmodel_serving_mirror",
     "example_savedmodel_manual_publish",
+    "example_savedmodel_rollback",
 ]
 
 
@@ -105,7 +106,28 @@ def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -
     mirror = run_dag(example_dag("example_savedmodel_serving_mirror"))
     assert str(mirror.state) == "success", states(mirror)
     mirrored = Path(os.environ["SAVEDMODEL_DEMO_ROOT"]) / "mirror" / "classifier"
-    assert any(p.name.isdigit() for p in mirrored.iterdir())
+    assert str(newest) in {p.name for p in mirrored.iterdir()}  # the mirror keeps version numbers
+
+    # gated publish: the config names the version as canary; the check promoted it to stable
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import serving as serving_config
+
+    config = resolve(str(serving.parent / "models.config"))
+    model = serving_config.describe(serving_config.find(serving_config.read(config), "classifier"))  # type: ignore[arg-type]
+    assert model.labels == {"canary": newest, "stable": newest} and newest in model.versions
+    # a second run publishes a new version (new run id, same weights: recognised, not copied)
+    again = run_dag(example_dag("example_savedmodel_training_to_serving"))
+    assert str(again.state) == "success", states(again)
+    assert max(int(p.name) for p in serving.iterdir() if p.name.isdigit()) == newest
+    # the rollback DAG with its form defaults moves stable back to the previous complete version
+    from airflow_savedmodel.storage import publish
+
+    earlier = publish(str(model_dir), str(serving), version=newest + 1)
+    serving_config.set_labels(config, "classifier", resolve(str(serving)), {"stable": earlier.version})
+    rollback = run_dag(example_dag("example_savedmodel_rollback"))
+    assert str(rollback.state) == "success", states(rollback)
+    model = serving_config.describe(serving_config.find(serving_config.read(config), "classifier"))  # type: ignore[arg-type]
+    assert model.labels["stable"] == newest
 
 
 def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_path: Path) -> None:

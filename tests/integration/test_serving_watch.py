@@ -221,3 +221,32 @@ def test_retention_beside_concurrent_gated_publishers(
     assert all(states[n] == "complete" for n in numbers)
     assert watcher.failed == [] and watcher.mismatched == []
     assert watcher.served == numbers
+
+
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_plain_mode_on_object_stores_window_is_failed_loads_only(
+    store: str, loader: TensorFlowLoader, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Without the config file a watcher of the base path aspires a version while it is copied
+    into place. saved_model.pb lands last, so what it sees is a load that fails (and is retried),
+    never a model served with missing variables or other content. The figure goes to the docs."""
+    bucket = request.getfixturevalue("gcs" if store == "gs" else "s3")
+    options = bucket.options
+    base = bucket.bucket() + "/serving/ranker"
+    watcher = watch(loader, base, options, None)
+    with watcher:
+        for i, ticks in enumerate(KILL_MOMENTS):
+            src = make_model(tmp_path, i)
+            watcher.add_source(src)
+            kill_after(src, base, "", options, ticks)
+        watcher.settle()
+    # A kill between saved_model.pb and fingerprint.pb leaves a version TF loads and serves
+    # correctly without its fingerprint; nothing else may differ.
+    assert all(x.missing == ("fingerprint.pb",) for x in watcher.mismatched), watcher.mismatched
+    for load in watcher.failed:
+        assert "saved_model.pb" in (load.error or "") or "SavedModel file does not exist" in (
+            load.error or ""
+        ), load
+    print(
+        f"\n{store} plain mode: {len(watcher.failed)} failed loads of {len(watcher.loads)} over {len(KILL_MOMENTS)} publishes"
+    )

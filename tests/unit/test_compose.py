@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,12 @@ def test_serving_path_is_shared_and_matches_the_dags(
 ) -> None:
     services = compose["services"]
     serving = services["tensorflow-serving"]
-    base = next(a.split("=", 1)[1] for a in serving["command"] if a.startswith("--model_base_path="))
+    flags = dict(a.split("=", 1) for a in serving["command"])
+    assert "--model_base_path" not in flags  # gated: TF Serving loads what the config file names
+    assert int(flags["--model_config_file_poll_wait_seconds"]) > 0
+    config_file = flags["--model_config_file"]
+    init = services["airflow-init"]["command"][-1]
+    base = re.search(r'base_path: \\*"(/[^"\\]+)', init).group(1)  # the initial config's base path
     volume = _mounts(serving)["/models"]
     assert volume in compose["volumes"]
     for name in AIRFLOW_SERVICES:
@@ -64,6 +70,7 @@ def test_serving_path_is_shared_and_matches_the_dags(
         assert _mounts(services[name])["/opt/airflow/dags"] == "./dags", name
     env = services["airflow-worker"]["environment"]
     assert env["SAVEDMODEL_SERVING_BASE"] == base
+    assert env["SAVEDMODEL_SERVING_CONFIG"] == config_file
     for key, value in env.items():
         if key.startswith("SAVEDMODEL_"):
             monkeypatch.setenv(key, value)

@@ -136,7 +136,7 @@ def test_config_errors_are_typed_and_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match=r"models.config: not a TensorFlow Serving model config: .*nme"):
         serving.read(resolve(str(bad)))
     bad.write_bytes(b"\xff\xfe")
-    with pytest.raises(FormatError, match="models.config: model config file is not UTF-8 text"):
+    with pytest.raises(FormatError, match=r"models\.config: model config file is not UTF-8 text"):
         serving.read(resolve(str(bad)))
 
 
