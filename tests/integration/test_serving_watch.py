@@ -248,5 +248,6 @@ def test_plain_mode_on_object_stores_window_is_failed_loads_only(
             load.error or ""
         ), load
     print(
-        f"\n{store} plain mode: {len(watcher.failed)} failed loads of {len(watcher.loads)} over {len(KILL_MOMENTS)} publishes"
+        f"\n{store} plain mode: {len(watcher.failed)} failed loads, {len(watcher.mismatched)} lacking"
+        f" fingerprint.pb, {len(watcher.loads)} loads over {len(KILL_MOMENTS)} SIGKILLed publishes"
     )
