@@ -188,7 +188,8 @@ def test_missing_shard_and_flipped_data(model_copy: Callable[[str], Path]) -> No
 
 def test_missing_and_unsupported_saved_model_files(tmp_path: Path) -> None:
     with pytest.raises(
-        MissingFileError, match=re.escape(f"{tmp_path}: not a SavedModel: no saved_model.pb or saved_model.pbtxt")
+        MissingFileError,
+        match=re.escape(f"{tmp_path}: not a SavedModel: no saved_model.pb or saved_model.pbtxt"),
     ):
         SavedModel.open(str(tmp_path))
     (tmp_path / "saved_model.cpb").write_bytes(b"riegeli")
