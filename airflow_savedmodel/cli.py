@@ -253,9 +253,8 @@ def cmd_serving(args: argparse.Namespace) -> int:
 
     options = _storage_options(args.storage_option)
     config = resolve(args.config, options)
-    current = serving.read(config)
     if args.action == "show":
-        shown = [m.to_json() for m in serving.models(current) if args.model in (None, m.name)]
+        shown = [m.to_json() for m in serving.models(serving.read(config)) if args.model in (None, m.name)]
         if args.json:
             _print_json(shown)
         else:
@@ -264,20 +263,17 @@ def cmd_serving(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise argparse.ArgumentTypeError(f"serving {args.action} needs --model")
-    found = serving.find(current, args.model)
-    if found is None:
-        raise SavedModelError(f"no model named {args.model!r} in the serving config", config.url)
-    base = resolve(found.base_path, options)
-    if args.action == "set-label":
-        if args.label is None or args.version is None:
-            raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
-        model = serving.set_labels(config, args.model, base, {args.label: args.version})
-    elif args.action == "promote":
-        model = serving.promote(
-            config, args.model, base, from_label=args.source_label, to_label=args.label or "stable"
-        )
-    else:
-        model = serving.rollback(config, args.model, base, label=args.label or "stable", version=args.version)
+    if args.action == "set-label" and (args.label is None or args.version is None):
+        raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
+    model = serving.move_label(
+        config,
+        args.model,
+        lambda url: resolve(url, options),
+        action={"set-label": "set"}.get(args.action, args.action),
+        label=args.label or "stable",
+        version=args.version,
+        from_label=args.source_label,
+    )
     if args.json:
         _print_json(model.to_json())
     else:

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
-
     from airflow_savedmodel.location import Location
     from airflow_savedmodel.storage.publish import PublishResult
     from airflow_savedmodel.storage.serving import ServedModel
@@ -78,8 +76,9 @@ class SavedModelHook(BaseHook):
     def connection(self) -> Any | None:
         return self.get_connection(self.savedmodel_conn_id) if self.savedmodel_conn_id else None
 
-    def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
-        """The authenticated fsspec filesystem for ``url`` and the path on it."""
+    def filesystem(self, url: str) -> Location:
+        """``url`` resolved with this hook's connection: the authenticated fsspec filesystem and
+        the path on it (unpacks as ``fs, path``), with a printable URL."""
         from airflow_savedmodel import location
 
         conn = self.connection
@@ -170,13 +169,6 @@ class SavedModelHook(BaseHook):
             **kwargs,
         )
 
-    def location(self, url: str) -> Location:
-        """``url`` resolved with this hook's connection: filesystem, path and a printable URL."""
-        fs, path = self.filesystem(url)
-        from airflow_savedmodel.location import Location
-
-        return Location(fs, path)
-
     def publish(
         self,
         src: str,
@@ -202,11 +194,11 @@ class SavedModelHook(BaseHook):
             if not model_name:
                 raise ValueError("serving_config needs model_name")
             target = ServingTarget(
-                dst.location(serving_config), model_name, labels=tuple(labels), keep_served=keep_served
+                dst.filesystem(serving_config), model_name, labels=tuple(labels), keep_served=keep_served
             )
         return publish(
-            self.location(src),
-            dst.location(base),
+            self.filesystem(src),
+            dst.filesystem(base),
             progress=progress,
             serving=target,
             **kwargs,
@@ -222,27 +214,19 @@ class SavedModelHook(BaseHook):
         version: int | None = None,
         from_label: str = "canary",
     ) -> ServedModel:
-        """Change TF Serving's model config: ``set`` ``label`` to ``version``, ``promote``
-        ``from_label`` to ``label``, or ``rollback`` ``label`` (to ``version`` or the previous
-        complete one). Versions must be complete under the model's base path."""
+        """Change a label in TF Serving's model config (see ``storage.serving.move_label``);
+        the config and the model's base path are read with this hook's connection."""
         from airflow_savedmodel.storage import serving
 
-        config = self.location(serving_config)
-        model = serving.find(serving.read(config), model_name)
-        if model is None:
-            from airflow_savedmodel.errors import NotFoundError
-
-            raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
-        base = self.location(model.base_path)
-        if action == "set":
-            if version is None:
-                raise ValueError("action 'set' needs a version")
-            return serving.set_labels(config, model_name, base, {label: int(version)})
-        if action == "promote":
-            return serving.promote(config, model_name, base, from_label=from_label, to_label=label)
-        if action == "rollback":
-            return serving.rollback(config, model_name, base, label=label, version=version)
-        raise ValueError(f"action must be 'set', 'promote' or 'rollback', not {action!r}")
+        return serving.move_label(
+            self.filesystem(serving_config),
+            model_name,
+            self.filesystem,
+            action=action,
+            label=label,
+            version=version,
+            from_label=from_label,
+        )
 
     def versions(self, base: str, deep: bool = False) -> list[Any]:
         from airflow_savedmodel.storage import list_versions
@@ -252,8 +236,8 @@ class SavedModelHook(BaseHook):
     def gc(self, base: str, *, serving_config: str | None = None, **kwargs: Any) -> Any:
         from airflow_savedmodel.storage import gc
 
-        config = self.location(serving_config) if serving_config else None
-        return gc(self.location(base), serving_config_url=config, **kwargs)
+        config = self.filesystem(serving_config) if serving_config else None
+        return gc(self.filesystem(base), serving_config_url=config, **kwargs)
 
     def verify(self, url: str, deep: bool = True) -> Any:
         from airflow_savedmodel.storage import verify

@@ -228,8 +228,3 @@ def leases(fs: AbstractFileSystem, base: str) -> list[LeaseInfo]:
         except (FileNotFoundError, OSError, ValueError, KeyError, TypeError):
             out.append(LeaseInfo(name[: -len(".json")], 0.0))
     return out
-
-
-def remove_lease(fs: AbstractFileSystem, base: str, token: str) -> None:
-    with contextlib.suppress(FileNotFoundError, OSError):
-        fs.rm(join(base, LEASES_DIR, token + ".json"))

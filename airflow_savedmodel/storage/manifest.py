@@ -46,7 +46,7 @@ class Manifest:
 
     def shape(self) -> frozenset[tuple[str, int]]:
         """Paths and sizes of the identifying files: equal content needs an equal shape."""
-        return frozenset((path, size) for path, size, _ in self.content_key())
+        return shape_of({f.path: f.size for f in self.files})
 
     @property
     def total_bytes(self) -> int:
@@ -76,15 +76,24 @@ class Manifest:
             raise FormatError(f"manifest is malformed: {exc}", where) from None
 
 
-def content_key(files: list[FileEntry]) -> tuple[tuple[str, int, str], ...]:
-    """Path, size and crc32c of every file that defines what a model computes and holds.
+def identifies(path: str) -> bool:
+    """Whether a model file is part of what identifies its content.
 
-    fingerprint.pb is left out: besides hashes of the other files it carries a random uuid, so
-    an unchanged model exported twice would otherwise never be recognised as the same.
+    fingerprint.pb is not: besides hashes of the other files it carries a random uuid, so an
+    unchanged model exported twice would otherwise never be recognised as the same. Nor is the
+    manifest, which describes the others.
     """
-    return tuple(
-        sorted((f.path, f.size, f.crc32c) for f in files if f.path not in (FINGERPRINT_PB, MANIFEST_PATH))
-    )
+    return path not in (FINGERPRINT_PB, MANIFEST_PATH)
+
+
+def content_key(files: list[FileEntry]) -> tuple[tuple[str, int, str], ...]:
+    """Path, size and crc32c of every file that defines what a model computes and holds."""
+    return tuple(sorted((f.path, f.size, f.crc32c) for f in files if identifies(f.path)))
+
+
+def shape_of(sizes: dict[str, int]) -> frozenset[tuple[str, int]]:
+    """Paths and sizes of the identifying files among ``{path: size}``."""
+    return frozenset((path, size) for path, size in sizes.items() if identifies(path))
 
 
 def source_entries(

@@ -217,6 +217,35 @@ def rollback(
     return set_labels(config, name, base, {label: version})
 
 
+LABEL_ACTIONS = ("set", "promote", "rollback")
+
+
+def move_label(
+    config: Location,
+    name: str,
+    resolve_base: Callable[[str], Location],
+    *,
+    action: str,
+    label: str = "stable",
+    version: int | None = None,
+    from_label: str = "canary",
+) -> ServedModel:
+    """One label change on the model ``name``: ``set`` ``label`` to ``version``, ``promote``
+    (``label`` := ``from_label``'s version) or ``rollback`` (``label`` to ``version``, default the
+    newest complete version below its current one). ``resolve_base`` turns the model's base path
+    from the config into a Location (with the caller's credentials)."""
+    if action not in LABEL_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(LABEL_ACTIONS)}, not {action!r}")
+    base = resolve_base(_model(read(config), name, config.url).base_path)
+    if action == "set":
+        if version is None:
+            raise ValueError("setting a label needs a version")
+        return set_labels(config, name, base, {label: int(version)})
+    if action == "promote":
+        return promote(config, name, base, from_label=from_label, to_label=label)
+    return rollback(config, name, base, label=label, version=version)
+
+
 def named_versions(config: pb.ModelServerConfig, base_url: str) -> set[int]:
     """Versions the config serves or labels for any model whose base path is ``base_url``."""
     out: set[int] = set()
