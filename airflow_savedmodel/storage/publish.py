@@ -100,11 +100,7 @@ def _already_published(
 
     Checksums of the source are only taken when some version has the same files and sizes.
     """
-    shape = frozenset(
-        (rel, int(info.get("size") or 0))
-        for rel, info in infos.items()
-        if rel not in (manifests.MANIFEST_PATH, "fingerprint.pb")
-    )
+    shape = manifests.shape_of({rel: int(info.get("size") or 0) for rel, info in infos.items()})
     candidates = [
         info
         for info in reversed(v.versions_of(base.fs, base.path))
@@ -163,16 +159,24 @@ def publish(
             existing.version, existing.url, False, existing.manifest, time.monotonic() - started, served
         )
     copy = CopyOptions(concurrency=concurrency, chunk_size=chunk_size, retries=retries, progress=progress)
+
+    def unchanged(manifest: manifests.Manifest) -> manifests.Manifest:
+        """The copy's manifest, refused if the source changed since its content was compared."""
+        if source_key is not None and manifest.content_key() != source_key:
+            raise StorageError("the source changed while it was being published", src.url)
+        return manifest
+
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
             number, manifest = _copy_direct(
                 src, base, version=version, overwrite=overwrite, lease=lease, copy=copy
             )
+            unchanged(manifest)  # before the config names it
         else:
             staging = v.new_staging(base.path)
             lease.start(staging)
             try:
-                manifest, _ = copy.tree(src.fs, src.path, base.fs, staging, src.url)
+                manifest = unchanged(copy.tree(src.fs, src.path, base.fs, staging, src.url)[0])
                 if is_local(base.fs):
                     number = _rename_into_place(base, staging, version, overwrite, lease)
                 else:
@@ -187,8 +191,6 @@ def publish(
                     )
             finally:
                 location.remove_quietly(base.fs, staging)
-        if source_key is not None and manifest.content_key() != source_key:
-            raise StorageError("the source changed while it was being published", src.url)
         served = _serve(serving, base, number)
     final = base.join(str(number))
     return PublishResult(number, final.url, True, manifest, time.monotonic() - started, served)

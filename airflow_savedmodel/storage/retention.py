@@ -1,6 +1,6 @@
 """Retention: remove old versions and abandoned staging areas, claims and leases under a base path.
 
-Never removed: the newest ``keep_last`` servable versions (the newest one always), versions in
+Never removed: the newest ``keep_last`` servable versions, the newest complete one, versions in
 ``keep``, versions the serving config names or labels, versions younger than ``min_age``,
 anything a live publisher lease names, and anything that is not a numeric version or this
 tool's hidden bookkeeping. Versions are listed before leases are read, and a publisher records
@@ -91,7 +91,11 @@ def gc(
         config = location.resolve(serving_config_url, storage_options)
         named = serving_config.named_versions(serving_config.read(config), base.url)
     servable = [i for i in found if i.servable]
+    # The newest complete version is kept even when newer unverified ones (a plain-mode publish
+    # still copying in, another tool's export) fill the keep_last slots.
+    newest_complete = next((i.version for i in found if i.state == v.COMPLETE), None)
     protected = {i.version for i in servable[:keep_last]} | set(keep) | leased_versions | named
+    protected |= {newest_complete} if newest_complete is not None else set()
     min_age_s = _seconds(min_age)
 
     def remove(target: str) -> None:
