@@ -115,6 +115,7 @@ class Load:
     error: str | None = None
     matches: bool = True
     missing: tuple[str, ...] = ()  # files of the closest published source the snapshot lacked
+    differing: tuple[str, ...] = ()  # files the snapshot holds with other bytes than it, or in excess
 
 
 @dataclass
@@ -250,7 +251,10 @@ class ServingWatcher:
             if result["ok"]:
                 files = tree_crcs(Path(path))
                 matches = any(files == s.files and _close(result["outputs"], s.outputs) for s in self.sources)
-                self.loads.append(Load(number, True, None, matches))
+                closest = min(self.sources, key=lambda s: len(set(s.files.items()) ^ set(files.items())))
+                missing = tuple(sorted(set(closest.files) - set(files)))
+                differing = tuple(sorted(f for f in files if closest.files.get(f) != files[f]))
+                self.loads.append(Load(number, True, None, matches, missing, differing))
                 self._loaded.add(number)
             else:
                 self.loads.append(Load(number, False, result["error"]))

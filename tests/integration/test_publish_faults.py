@@ -6,10 +6,6 @@ partial (never complete), a rerun publishes a complete one and gc removes the le
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +15,7 @@ import pytest
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.storage import gc, list_versions, publish
 
+from integration.children import run_python_killed_after
 from integration.servers import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -52,24 +49,7 @@ def tree(path: Path) -> dict[str, bytes]:
 
 def kill_after(src: Path, base: str, options: dict, ticks: int) -> bool:
     """Run a publish in a child process and SIGKILL it after ``ticks`` progress reports; True if it finished first."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(src), base, json.dumps(options)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert child.stdout is not None
-    finished = False
-    for seen, line in enumerate(child.stdout, start=1):
-        if line.startswith("done"):
-            finished = True
-            break
-        if seen >= ticks:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait(30)
-    child.stdout.close()
-    return finished
+    return run_python_killed_after(CHILD, [str(src), base, json.dumps(options)], ticks)
 
 
 def test_sigkill_never_leaves_an_incomplete_version_locally(tmp_path: Path) -> None:
