@@ -65,11 +65,13 @@ def render(config: pb.ModelServerConfig) -> str:
     return text_format.MessageToString(config)
 
 
-def read(config: Location) -> pb.ModelServerConfig:
-    """The config at ``config``; an empty one when the file does not exist yet."""
+def read(config: Location, missing_ok: bool = True) -> pb.ModelServerConfig:
+    """The config at ``config``; an empty one when the file does not exist yet (if ``missing_ok``)."""
     try:
         raw = config.fs.cat_file(config.path)
     except FileNotFoundError:
+        if not missing_ok:
+            raise NotFoundError("does not exist", config.url) from None
         return pb.ModelServerConfig()
     except IsADirectoryError:
         raise FormatError("is a directory, not a model config file", config.url) from None
@@ -127,6 +129,8 @@ def _model(config: pb.ModelServerConfig, name: str, where: str) -> pb.ModelConfi
 def _require_complete(base: Location, numbers: Iterable[int]) -> None:
     for number in sorted(set(numbers)):
         path = base.join(str(number))
+        if not path.exists():
+            raise NotFoundError(f"version {number} does not exist", path.url)
         state, _, problems = v.state_of(base.fs, path.path)
         if state != v.COMPLETE:
             detail = "; ".join(problems[:3]) if problems else "no manifest from this tool"
@@ -236,7 +240,7 @@ def move_label(
     from the config into a Location (with the caller's credentials)."""
     if action not in LABEL_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(LABEL_ACTIONS)}, not {action!r}")
-    base = resolve_base(_model(read(config), name, config.url).base_path)
+    base = resolve_base(_model(read(config, missing_ok=False), name, config.url).base_path)
     if action == "set":
         if version is None:
             raise ValueError("setting a label needs a version")

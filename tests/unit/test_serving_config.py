@@ -115,7 +115,7 @@ def test_labels_and_rollback_refuse_incomplete_versions(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "ranker" / "4" / "variables")
     with pytest.raises(StorageError, match=r"ranker/4: version 4 is partial, not complete \(variables/"):
         serving.set_labels(config, "ranker", base, {"canary": 4})
-    with pytest.raises(StorageError, match="version 7 is partial"):
+    with pytest.raises(NotFoundError, match=r"ranker/7: version 7 does not exist"):
         serving.rollback(config, "ranker", base, version=7)
     # rollback without a target: the newest complete version below the label's, now served too
     model = serving.rollback(config, "ranker", base, label="stable")
@@ -193,7 +193,9 @@ def test_cli_gated_publish_labels_promote_rollback(tmp_path: Path) -> None:
     out = run("serving", "rollback", config, "--model", "ranker")
     assert out.returncode == 0 and "labels: canary=2, stable=1" in out.stdout
     out = run("serving", "set-label", config, "--model", "ranker", "--label", "stable", "--version", "9")
-    assert out.returncode == 1 and f"{base}/9: version 9 is partial, not complete" in out.stderr
+    assert out.returncode == 1 and f"{base}/9: version 9 does not exist" in out.stderr
+    out = run("serving", "show", str(tmp_path / "missing.config"))
+    assert out.returncode == 1 and "missing.config: does not exist" in out.stderr
     assert "Traceback" not in out.stderr
     out = run("publish", str(make_model(tmp_path, 3)), base, "--label", "canary")
     assert out.returncode == 2 and "--label needs --serving-config" in out.stderr
