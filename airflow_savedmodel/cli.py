@@ -254,7 +254,11 @@ def cmd_serving(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     config = resolve(args.config, options)
     if args.action == "show":
-        shown = [m.to_json() for m in serving.models(serving.read(config, missing_ok=False)) if args.model in (None, m.name)]
+        shown = [
+            m.to_json()
+            for m in serving.models(serving.read(config, missing_ok=False))
+            if args.model in (None, m.name)
+        ]
         if args.json:
             _print_json(shown)
         else:
