@@ -48,10 +48,12 @@ def main() -> int:
         return 1
     sys.path.insert(0, str(ROOT / "dags"))
     os.environ.update(env)
-    from savedmodel_demo_settings import SERVING_BASE
+    from savedmodel_demo_settings import SERVING_BASE, SERVING_CONFIG
 
     print(f"\n==> versions under {SERVING_BASE}", flush=True)
     subprocess.run([str(BIN / "savedmodel"), "versions", SERVING_BASE], env=env, check=True)
+    print(f"\n==> what TensorFlow Serving loads: savedmodel serving show {SERVING_CONFIG}", flush=True)
+    subprocess.run([str(BIN / "savedmodel"), "serving", "show", SERVING_CONFIG], env=env, check=True)
     from airflow_savedmodel.storage import list_versions
 
     newest = max(list_versions(SERVING_BASE), key=lambda v: v.version)
