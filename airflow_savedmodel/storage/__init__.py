@@ -1,10 +1,12 @@
-"""Moving SavedModels between fsspec filesystems safely: verified copy, atomic versioned publish,
-version listing, retention and integrity manifests. No Airflow imports; built on ``format``."""
+"""Moving SavedModels between fsspec filesystems safely: verified copy, atomic versioned publish
+(plain, or gated through TensorFlow Serving's model config file), labels and rollback, version
+listing, retention that never races a publish, and integrity manifests. No Airflow imports;
+built on ``format`` and ``location``."""
 
 from __future__ import annotations
 
 from airflow_savedmodel.storage.manifest import Manifest, verify
-from airflow_savedmodel.storage.publish import PublishResult, publish
+from airflow_savedmodel.storage.publish import PublishResult, ServingTarget, publish
 from airflow_savedmodel.storage.retention import GcResult, gc
 from airflow_savedmodel.storage.transfer import CopyResult, Progress, copy
 from airflow_savedmodel.storage.versions import VersionInfo, list_versions
@@ -15,6 +17,7 @@ __all__ = [
     "Manifest",
     "Progress",
     "PublishResult",
+    "ServingTarget",
     "VersionInfo",
     "copy",
     "gc",
