@@ -488,9 +488,9 @@ class SavedModelServingLabelOperator(BaseOperator):
             from_label=self.from_label,
         )
         self.log.info(
-            "%s %s: %s now serves %s with labels %s",
+            "%s label %r: %s now serves %s with labels %s",
             self.action,
-            self.label,
+            self.version_label,
             model.name,
             model.versions,
             model.labels,
