@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,8 +22,8 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs or ():
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"storage option {pair!r} is not KEY=VALUE")
+        if not sep or not key:  # the text may be a credential: never echo it
+            raise argparse.ArgumentTypeError("a storage option is not KEY=VALUE (its text is not shown)")
         try:
             options[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -486,9 +488,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries whose exceptions mean "the storage request failed" (network, auth, the server).
+_STORAGE_LIBRARIES = ("aiohttp", "aiobotocore", "botocore", "gcsfs", "s3fs", "google", "requests", "urllib3")
+
+
+_URL_USERINFO = re.compile(r"://([^/@\s]+)@")
+
+
+def _storage_failure(exc: Exception) -> bool:
+    return isinstance(exc, OSError | TimeoutError) or type(exc).__module__.split(".")[0] in _STORAGE_LIBRARIES
+
+
+def _given_secrets(args: argparse.Namespace) -> list[str]:
+    """Credential values the user passed, so that no message repeats them."""
+    from airflow_savedmodel.location import secret_values
+
+    found: list[str] = []
+    for value in vars(args).values():  # credentials written into URLs (s3://KEY:SECRET@bucket)
+        if isinstance(value, str) and (match := _URL_USERINFO.search(value)):
+            found += [match.group(1), *match.group(1).split(":")]
+    for name in ("storage_option", "src_option", "dst_option"):
+        try:
+            found += secret_values(_storage_options(getattr(args, name, None)))
+        except argparse.ArgumentTypeError:
+            continue
+    return found
+
+
+class _OneLineLog(logging.Formatter):
+    """Library warnings (gcsfs, s3fs, botocore retries) as one scrubbed line, no traceback: the
+    command reports the failure itself."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        from airflow_savedmodel.location import scrub
+
+        return f"savedmodel: {record.name}: {scrub(record.getMessage(), self.secrets)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineLog(_given_secrets(args)))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     try:
         return int(args.handler(args))
     except SavedModelError as exc:
@@ -498,6 +544,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if not _storage_failure(exc):
+            raise
+        from airflow_savedmodel.location import redact, scrub
+
+        where = ", ".join(
+            redact(getattr(args, n))
+            for n in ("url", "src", "dst", "base", "config")
+            if getattr(args, n, None)
+        )
+        detail = " ".join(scrub(f"{type(exc).__name__}: {exc}", _given_secrets(args)).split())
+        print(f"savedmodel {args.command}: error: {where}: storage request failed: {detail}", file=sys.stderr)
+        return 1
     return 0
 
 

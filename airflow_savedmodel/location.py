@@ -14,6 +14,7 @@ import posixpath
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import fsspec
@@ -23,12 +24,43 @@ from fsspec import AbstractFileSystem
 from airflow_savedmodel.errors import SavedModelError
 
 CHUNK = 8 << 20
+_NO_USERINFO = ("gs", "gcs", "s3", "s3a", "s3n")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+# Option keys whose values are credentials (fsspec's gcsfs/s3fs names and the usual others).
+SENSITIVE_KEYS = ("secret", "token", "password", "private_key", "keyfile", "credentials", "key")
+_USERINFO_ANYWHERE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?<![A-Za-z])((?:access_)?token|secret|password|signature|credential|key)([A-Za-z_-]*=)[^&\s'\"]+",
+    re.IGNORECASE,
+)
 
 
 def redact(url: str) -> str:
     """``url`` without credentials in its authority (``s3://KEY:SECRET@bucket`` -> ``s3://***@bucket``)."""
     return _USERINFO.sub(r"\1***@", url)
+
+
+def secret_values(options: dict[str, Any]) -> list[str]:
+    """The values of credential-looking keys in (nested) storage options."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            found += secret_values(value)
+        elif isinstance(value, str) and value and any(k in key.lower() for k in SENSITIVE_KEYS):
+            found.append(value)
+    return found
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` (an error message from a filesystem library) with credentials taken out: URL
+    userinfo, token/secret/signature query parameters, and each of ``secrets`` verbatim."""
+    for value in sorted(set(secrets), key=len, reverse=True):
+        if len(value) >= 4:  # shorter ones would mangle ordinary words
+            text = text.replace(value, "***")
+    text = _USERINFO_ANYWHERE.sub(r"\1***@", text)
+    return _SECRET_PARAM.sub(r"\1\2***", text)
 
 
 def protocol(fs: AbstractFileSystem) -> str:
@@ -81,6 +113,13 @@ def resolve(
     """The Location of ``url``; a given ``fs`` is used as is with the URL's path."""
     if isinstance(url, Location):
         return url
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in _NO_USERINFO and _USERINFO.match(url):
+        raise SavedModelError(
+            "credentials in a gs:// or s3:// URL are not used by the filesystem; pass them as storage "
+            "options or through an Airflow connection",
+            redact(url),
+        )
     if fs is not None:
         return Location(fs, fs._strip_protocol(url).rstrip("/") or "/")
     try:

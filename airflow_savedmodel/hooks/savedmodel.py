@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
 OBJECT_STORAGE_CONN_TYPES = {"google_cloud_platform": ("gs", "gcs"), "aws": ("s3", "s3a", "s3n")}
-SENSITIVE_KEYS = ("secret", "token", "password", "private_key", "keyfile", "credentials", "key")
 
 
 def storage_options_from_connection(conn: Any) -> dict[str, Any]:
@@ -44,11 +43,10 @@ def mask_sensitive(options: dict[str, Any]) -> None:
     """Register secret-looking option values with Airflow's log masker, recursively."""
     from airflow.sdk.log import mask_secret
 
-    for key, value in options.items():
-        if isinstance(value, dict):
-            mask_sensitive(value)
-        elif isinstance(value, str) and any(s in key.lower() for s in SENSITIVE_KEYS):
-            mask_secret(value)
+    from airflow_savedmodel.location import secret_values
+
+    for value in secret_values(options):
+        mask_secret(value)
 
 
 class SavedModelHook(BaseHook):

@@ -1,14 +1,17 @@
 """Real object-store servers for tests, bound to 127.0.0.1 and stopped by the tests that start them.
 
 GCS: gcp-storage-emulator (a JSON-API server from PyPI) in a subprocess. S3: moto's server mode.
+DenyingServer: answers every request 401, as a store does to bad credentials.
 """
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -96,3 +99,32 @@ class S3Server:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+class DenyingServer:
+    """An HTTP server on 127.0.0.1 that refuses every request with 401 (bad credentials)."""
+
+    def __init__(self) -> None:
+        class Deny(http.server.BaseHTTPRequestHandler):
+            def deny(self) -> None:
+                body = b'{"error": {"code": 401, "message": "Invalid Credentials"}}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = deny
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
