@@ -25,7 +25,8 @@ TF_RELEASES = ["2.12", "2.13", "2.14", "2.15", "2.16", "2.17", "2.18", "2.19", "
     catchup=False,
     tags=["savedmodel", "example"],
     doc_md=__doc__,
-    render_template_as_native_obj=True,
+    # Templates render as text: native rendering would turn the release "2.20" into the float 2.2.
+    # The operators read "True"/"5" back as a flag and a count.
     params={
         "source_url": Param(
             "",
@@ -68,7 +69,7 @@ def example_savedmodel_manual_publish() -> None:
         model_url="{{ params.source_url }}",
         base_path="{{ params.destination }}",
         strip_default_attrs="{{ params.strip }}",
-        target_tf="{{ params.target_tf }}",
+        target_tf="{{ params.target_tf or '' }}",
         savedmodel_conn_id=CONN_ID,
     )
     retention = SavedModelRetentionOperator(

@@ -142,9 +142,19 @@ def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_p
     run = run_dag(dag, run_conf=conf)
     assert str(run.state) == "success", states(run)
     assert [p.name for p in (tmp_path / "base").iterdir()] == ["1"]
+    # The form's defaults as the UI sends them: release "2.20" must stay the string "2.20"
+    run = run_dag(dag, run_conf=dict(conf, target_tf="2.20", keep_last=5, destination=str(tmp_path / "b20")))
+    assert str(run.state) == "success", states(run)
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    report = tis["publish"].xcom_pull(task_ids="publish", key="report")
+    assert "target TensorFlow 2.20 (cpu)" in report["checks"] and report["valid"] is True
     bad = dict(conf, target_tf="2.12", destination=str(tmp_path / "other"))  # debug_name is unknown to 2.12
     run = run_dag(dag, run_conf=bad)
     assert states(run)["publish"] == "failed"
+    (failed,) = [ti for ti in run.get_task_instances() if ti.task_id == "publish"]
+    report = failed.xcom_pull(task_ids="publish", key="report")
+    assert report["valid"] is False
+    assert {f["code"] for f in report["findings"] if f["severity"] == "error"} == {"attr-unknown-in-target"}
     assert not (tmp_path / "other").exists() or not any(
         p.name.isdigit() for p in (tmp_path / "other").iterdir()
     )
