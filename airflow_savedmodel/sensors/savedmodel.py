@@ -50,7 +50,14 @@ class SavedModelSensor(_DeferrableSensor):
 
     Complete means its manifest matches (models published by this provider) or, for models
     written by other tools, that it validates (saved_model.pb parses, variables and assets are
-    intact). Pushes ``{"url", "state", "fingerprint"}``.
+    intact). Pushes ``{"url", "state", "fingerprint"}``; each poke logs what is still missing.
+
+    :param url: the SavedModel directory to wait for (templated).
+    :param savedmodel_conn_id: connection for ``url`` (templated).
+    :param storage_options: extra fsspec options, overriding the connection's.
+    :param deep: also check every file's checksum against the manifest.
+    :param deferrable: wait in the triggerer instead of a worker slot; default
+        ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = ("url", "savedmodel_conn_id")
@@ -79,11 +86,11 @@ class SavedModelSensor(_DeferrableSensor):
         return SavedModelHook(self.savedmodel_conn_id, self.storage_options)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        ready = self._hook().model_ready(self.url, self.deep)
-        if ready is None:
-            self.log.info("No complete SavedModel at %s yet", self.url)
+        ready = self._hook().model_readiness(self.url, self.deep)
+        if not ready.done:
+            self.log.info("No complete SavedModel at %s yet: %s", self.url, ready.waiting_for)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=ready)
+        return PokeReturnValue(is_done=True, xcom_value=ready.found)
 
     def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger
@@ -104,7 +111,15 @@ class SavedModelSensor(_DeferrableSensor):
 class SavedModelVersionSensor(_DeferrableSensor):
     """Wait until ``base_path`` holds a complete version newer than ``newer_than`` (any, if None).
 
-    Pushes the version's summary (``version``, ``url``, ``fingerprint``, ...).
+    Pushes the version's summary (``version``, ``url``, ``fingerprint``, ...); each poke logs
+    the versions it saw and why none is complete yet.
+
+    :param base_path: the serving base path (templated).
+    :param newer_than: only a version above this number counts (templated).
+    :param savedmodel_conn_id: connection for ``base_path`` (templated).
+    :param storage_options: extra fsspec options, overriding the connection's.
+    :param deferrable: wait in the triggerer instead of a worker slot; default
+        ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id")
@@ -133,13 +148,13 @@ class SavedModelVersionSensor(_DeferrableSensor):
     def poke(self, context: Any) -> bool | PokeReturnValue:
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
-        found = SavedModelHook(self.savedmodel_conn_id, self.storage_options).newer_version(
+        found = SavedModelHook(self.savedmodel_conn_id, self.storage_options).version_readiness(
             self.base_path, self._threshold()
         )
-        if found is None:
-            self.log.info("No complete version above %s under %s yet", self._threshold(), self.base_path)
+        if not found.done:
+            self.log.info("Waiting for a complete version under %s: %s", self.base_path, found.waiting_for)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=found)
+        return PokeReturnValue(is_done=True, xcom_value=found.found)
 
     def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelVersionTrigger

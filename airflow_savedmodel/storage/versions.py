@@ -110,3 +110,65 @@ def new_staging(base: str) -> str:
 def claimed_versions(fs: AbstractFileSystem, base: str) -> list[int]:
     root = location.join(base, CLAIMS_DIR)
     return sorted({int(n) for n, _ in location.children(fs, root, refresh=True) if n.isdigit()})
+
+
+# ---- readiness: what sensors and triggers wait for -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """A wait's answer: ``found`` (a JSON summary) once done, else what is still missing."""
+
+    found: dict[str, Any] | None
+    waiting_for: str
+
+    @property
+    def done(self) -> bool:
+        return self.found is not None
+
+
+def model_readiness(fs: AbstractFileSystem, path: str, deep: bool = False) -> Readiness:
+    """Ready when the model's manifest matches or, for a model without one (written by another
+    tool), when it validates; otherwise says what is missing."""
+    from airflow_savedmodel.format.model import missing_model_error
+    from airflow_savedmodel.format.validate import validate
+
+    url = location.url_of(fs, path)
+    if not has_saved_model(fs, path):
+        return Readiness(None, missing_model_error(fs, path).problem)
+    state, manifest, problems = state_of(fs, path, deep)
+    if state == COMPLETE and manifest is not None:
+        return Readiness({"url": url, "state": state, "fingerprint": manifest.fingerprint}, "")
+    if state == UNVERIFIED:
+        report = validate(path, tags=None, required_signatures=(), deep=deep, fs=fs)
+        if report.valid:
+            return Readiness({"url": url, "state": state, "fingerprint": None}, "")
+        errors = [f"{_relative(f.file, url)}{f.message}" for f in report.findings if f.severity == "error"]
+        return Readiness(None, "not valid yet: " + "; ".join(errors[:3]))
+    return Readiness(None, "incomplete: " + "; ".join(problems[:3]))
+
+
+def _relative(file: str | None, url: str) -> str:
+    if not file:
+        return ""
+    return (file[len(url) :].lstrip("/") if file.startswith(url) else file) + ": "
+
+
+def newer_version_readiness(fs: AbstractFileSystem, base: str, newer_than: int | None) -> Readiness:
+    """The newest complete version above ``newer_than`` (any, if None) under ``base``."""
+    found = versions_of(fs, base)
+    candidates = [i for i in found if newer_than is None or i.version > int(newer_than)]
+    complete = [i for i in candidates if i.state == COMPLETE]
+    if complete:
+        return Readiness(max(complete, key=lambda i: i.version).to_json(), "")
+    above = "" if newer_than is None else f" above {newer_than}"
+    if not candidates:
+        newest = max((i.version for i in found), default=None)
+        return Readiness(None, f"no version{above} (newest: {newest if newest is not None else 'none'})")
+    return Readiness(
+        None,
+        "; ".join(
+            f"version {i.version} {i.state}" + (f" ({(i.problems or [''])[0]})" if i.problems else "")
+            for i in candidates
+        ),
+    )

@@ -68,17 +68,20 @@ class SavedModelTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_savedmodel.hooks.savedmodel import model_ready
+        from airflow_savedmodel.storage.versions import model_readiness
 
         try:
             fs, path = await _filesystem(self.url, self.conn_id, self.storage_options)
             while True:
-                ready = await asyncio.to_thread(model_ready, fs, path, self.deep)
-                if ready is not None:
-                    yield TriggerEvent({"status": "success", "model": ready})
+                ready = await asyncio.to_thread(model_readiness, fs, path, self.deep)
+                if ready.done:
+                    yield TriggerEvent({"status": "success", "model": ready.found})
                     return
                 self.log.info(
-                    "No complete SavedModel at %s yet; next check in %ss", self.url, self.poke_interval
+                    "No complete SavedModel at %s yet: %s; next check in %ss",
+                    self.url,
+                    ready.waiting_for,
+                    self.poke_interval,
                 )
                 await asyncio.sleep(self.poke_interval)
         except Exception as exc:
@@ -116,19 +119,19 @@ class SavedModelVersionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_savedmodel.hooks.savedmodel import newer_version
+        from airflow_savedmodel.storage.versions import newer_version_readiness
 
         try:
             fs, path = await _filesystem(self.base_path, self.conn_id, self.storage_options)
             while True:
-                found = await asyncio.to_thread(newer_version, fs, path, self.newer_than)
-                if found is not None:
-                    yield TriggerEvent({"status": "success", "version": found})
+                found = await asyncio.to_thread(newer_version_readiness, fs, path, self.newer_than)
+                if found.done:
+                    yield TriggerEvent({"status": "success", "version": found.found})
                     return
                 self.log.info(
-                    "No complete version above %s under %s yet; next check in %ss",
-                    self.newer_than,
+                    "Waiting for a complete version under %s: %s; next check in %ss",
                     self.base_path,
+                    found.waiting_for,
                     self.poke_interval,
                 )
                 await asyncio.sleep(self.poke_interval)
