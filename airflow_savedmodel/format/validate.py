@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -95,6 +95,17 @@ class Report:
     @property
     def valid(self) -> bool:
         return not any(f.severity == ERROR for f in self.findings)
+
+    def shown_as(self, url: str, rewritten_by: str) -> Report:
+        """This report about a rewritten copy, told in terms of the user's model at ``url``: the
+        copy's location becomes ``url`` and the rewrite is named (e.g. "strip default attrs")."""
+        copy = self.url
+
+        def moved(file: str | None) -> str | None:
+            return url + file[len(copy) :] if file and file.startswith(copy) else file
+
+        findings = [replace(f, file=moved(f.file)) for f in self.findings]
+        return replace(self, url=f"{url} (after {rewritten_by})", findings=findings)
 
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]

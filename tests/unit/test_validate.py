@@ -264,3 +264,24 @@ def test_tf1_asset_collection_is_checked(model_copy: Callable[[str], Path]) -> N
         value = model.meta_graphs[0].proto.collection_def["saved_model_assets"].any_list.value[0]
         assert protoio.unpack_any(value, meta_graph_pb2.AssetFileDef) is not None
     assert attrs.op_nodes is not None
+
+
+def test_a_report_on_a_rewritten_copy_names_the_users_model() -> None:
+    from airflow_savedmodel.format.validate import Finding, Report
+
+    report = Report(
+        "/tmp/savedmodel-export-x/stripped",
+        [
+            Finding(
+                "error",
+                "attr-unknown-in-target",
+                "bad",
+                file="/tmp/savedmodel-export-x/stripped/saved_model.pb",
+            )
+        ],
+    )
+    shown = report.shown_as("gs://b/exports/model", "strip default attrs")
+    assert shown.url == "gs://b/exports/model (after strip default attrs)"
+    assert shown.findings[0].file == "gs://b/exports/model/saved_model.pb"
+    assert "savedmodel-export" not in shown.to_text() and not shown.valid
+    assert report.url == "/tmp/savedmodel-export-x/stripped"  # the original is left as it was
