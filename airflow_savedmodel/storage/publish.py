@@ -149,6 +149,8 @@ def publish(
         )
     if not has_saved_model(src.fs, src.path):
         raise missing_model_error(src.fs, src.path)
+    if serving is not None:  # refused before anything is copied
+        serving_config.check_base(serving.config, serving.model_name, base, serving.base_path)
     base.fs.makedirs(base.path, exist_ok=True)
     infos = location.relative_infos(src.fs, src.path)
     existing, source_key = _already_published(src, base, infos)

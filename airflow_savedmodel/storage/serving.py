@@ -143,6 +143,19 @@ def _set_specific(model: pb.ModelConfig, numbers: Iterable[int]) -> None:
     policy.specific.versions.extend(sorted(set(numbers)))
 
 
+def check_base(config: Location, name: str, base: Location, base_path: str | None = None) -> None:
+    """Refuse to name versions under ``base`` for a model the config serves from another base
+    path: TF Serving would look for them there (and load whatever that number holds)."""
+    model = find(read(config), name)
+    wanted = (base_path or base.url).rstrip("/")
+    if model is not None and model.base_path.rstrip("/") != wanted:
+        raise StorageError(
+            f"model {name!r} is served from {model.base_path}, not {wanted}; publish there "
+            "or name another model",
+            config.url,
+        )
+
+
 def serve_version(
     config: Location,
     name: str,
@@ -162,6 +175,7 @@ def serve_version(
     if keep_served < 1:
         raise ValueError("keep_served must be at least 1")
     _require_complete(base, [version, *(labels or {}).values()])
+    check_base(config, name, base, base_path)
 
     def change(current: pb.ModelServerConfig) -> ServedModel:
         model = find(current, name)

@@ -201,3 +201,17 @@ def test_cli_gated_publish_labels_promote_rollback(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--label needs --serving-config" in out.stderr
     out = run("gc", base, "--keep-last", "1", "--serving-config", config, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["removed"] == []  # 1 and 2 are named
+
+
+def test_a_publish_to_another_base_path_is_refused_before_anything_is_copied(tmp_path: Path) -> None:
+    config = resolve(str(tmp_path / "models.config"))
+    base = str(tmp_path / "serving" / "ranker")
+    publish(str(make_model(tmp_path, 1)), base, serving=ServingTarget(config, "ranker"))
+    before = config.fs.cat_file(config.path)
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(StorageError) as caught:
+        publish(str(make_model(tmp_path, 2)), str(elsewhere), serving=ServingTarget(config, "ranker"))
+    assert caught.value.problem == (
+        f"model 'ranker' is served from {base}, not {elsewhere}; publish there or name another model"
+    )
+    assert not elsewhere.exists() and config.fs.cat_file(config.path) == before
