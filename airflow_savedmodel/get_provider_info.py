@@ -45,6 +45,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_savedmodel.triggers.savedmodel"],
             }
         ],
+        "extra-links": ["airflow_savedmodel.links.SavedModelPublishedLink"],
         "connection-types": [
             {
                 "connection-type": "savedmodel",
@@ -57,10 +58,23 @@ def get_provider_info() -> dict[str, Any]:
                         '{"token": "google_default"} or {"client_kwargs": {"endpoint_url": "..."}}',
                         "schema": {"type": ["object", "null"]},
                     },
+                    "test_url": {
+                        "label": "Test URL",
+                        "description": "A directory this connection can list (e.g. gs://bucket/models); "
+                        "the Test button lists it.",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
-                    "hidden-fields": ["host", "schema", "port", "login"],
-                    "relabeling": {"password": "Secret (exposed to fsspec as 'secret')"},
+                    "hidden-fields": ["host", "schema", "port"],
+                    "relabeling": {
+                        "login": "Key (S3 access key id; exposed to fsspec as 'key')",
+                        "password": "Secret (S3 secret access key; exposed to fsspec as 'secret')",
+                    },
+                    "placeholders": {
+                        "login": "optional: leave empty for token or default credentials",
+                        "password": "optional",
+                    },
                 },
             }
         ],

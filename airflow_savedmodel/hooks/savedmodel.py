@@ -15,20 +15,34 @@ if TYPE_CHECKING:
     from airflow_savedmodel.location import Location
     from airflow_savedmodel.storage.publish import PublishResult
     from airflow_savedmodel.storage.serving import ServedModel
+    from airflow_savedmodel.storage.versions import Readiness
 
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
 OBJECT_STORAGE_CONN_TYPES = {"google_cloud_platform": ("gs", "gcs"), "aws": ("s3", "s3a", "s3n")}
 
 
+# Keys of a connection's extra that are form fields of ours, not fsspec options.
+CONNECTION_FIELDS = ("storage_options", "test_url")
+
+
+def _extra(conn: Any) -> dict[str, Any]:
+    """The connection's extra, with the form's ``extra__savedmodel__`` prefixes removed."""
+    extra = dict(conn.extra_dejson) if conn is not None else {}
+    return {key.removeprefix("extra__savedmodel__"): value for key, value in extra.items()}
+
+
 def storage_options_from_connection(conn: Any) -> dict[str, Any]:
     """fsspec options from a ``savedmodel`` (or any generic) connection.
 
-    The extra's ``storage_options`` object (or, without it, the whole extra) is passed to
+    The extra's ``storage_options`` object (or, without it, the rest of the extra) is passed to
     fsspec; ``login``/``password`` become ``key``/``secret`` (S3-style) when set.
     """
-    extra = conn.extra_dejson if conn is not None else {}
-    options = extra.get("storage_options", extra)
+    extra = _extra(conn)
+    if "storage_options" in extra:
+        options = extra["storage_options"]
+    else:
+        options = {k: v for k, v in extra.items() if k not in CONNECTION_FIELDS}
     if isinstance(options, str):
         options = json.loads(options) if options else {}
     options = dict(options or {})
@@ -92,6 +106,23 @@ class SavedModelHook(BaseHook):
         }
         mask_sensitive(options)
         return location.resolve(url, options)
+
+    def test_connection(self, url: str | None = None) -> tuple[bool, str]:
+        """The UI's Test button: list ``url`` (default: the connection's Test URL) with this
+        connection's credentials. The message names the (redacted) URL and never a secret."""
+        from airflow_savedmodel import location
+
+        url = url or _extra(self.connection).get("test_url")
+        if not url:
+            return False, "set the connection's Test URL (a directory it can list) to test it"
+        try:
+            where = self.filesystem(str(url))
+            entries = where.fs.ls(where.path, detail=False)
+        except Exception as exc:
+            options = storage_options_from_connection(self.connection) | self.extra_options
+            problem = location.scrub(f"{type(exc).__name__}: {exc}", location.secret_values(options))
+            return False, f"{location.redact(str(url))}: {problem}"
+        return True, f"listed {len(entries)} entries at {where.url}"
 
     def _fs(self, url: str) -> dict[str, Any]:
         fs, _ = self.filesystem(url)
@@ -244,45 +275,22 @@ class SavedModelHook(BaseHook):
 
     # ---- readiness (sensors and triggers) ----------------------------------------------------
 
+    def model_readiness(self, url: str, deep: bool = False) -> Readiness:
+        """Whether a complete, valid SavedModel is at ``url``, and if not, what is missing."""
+        from airflow_savedmodel.storage import versions
+
+        return versions.model_readiness(*self.filesystem(url), deep)
+
+    def version_readiness(self, base: str, newer_than: int | None) -> Readiness:
+        """The newest complete version above ``newer_than`` under ``base``, or what is missing."""
+        from airflow_savedmodel.storage import versions
+
+        return versions.newer_version_readiness(*self.filesystem(base), newer_than)
+
     def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:
         """A summary if a complete, valid SavedModel is at ``url``, else None."""
-        fs, path = self.filesystem(url)
-        return model_ready(fs, path, deep)
+        return self.model_readiness(url, deep).found
 
     def newer_version(self, base: str, newer_than: int | None) -> dict[str, Any] | None:
         """The newest complete version above ``newer_than`` under ``base``, or None."""
-        fs, path = self.filesystem(base)
-        return newer_version(fs, path, newer_than)
-
-
-def model_ready(fs: Any, path: str, deep: bool = False) -> dict[str, Any] | None:
-    """Ready when the manifest matches, or, without a manifest, when the model validates."""
-    from airflow_savedmodel import location
-    from airflow_savedmodel.format.validate import validate
-    from airflow_savedmodel.storage import versions
-
-    if not (
-        fs.exists(location.join(path, "saved_model.pb"))
-        or fs.exists(location.join(path, "saved_model.pbtxt"))
-    ):
-        return None
-    state, manifest, _ = versions.state_of(fs, path, deep)
-    url = location.url_of(fs, path)
-    if state == versions.COMPLETE and manifest is not None:
-        return {"url": url, "state": state, "fingerprint": manifest.fingerprint}
-    if state == versions.UNVERIFIED:
-        report = validate(path, tags=None, required_signatures=(), deep=deep, fs=fs)
-        if report.valid:
-            return {"url": url, "state": state, "fingerprint": None}
-    return None
-
-
-def newer_version(fs: Any, base: str, newer_than: int | None) -> dict[str, Any] | None:
-    from airflow_savedmodel.storage import versions
-
-    found = [i for i in versions.versions_of(fs, base) if i.state == versions.COMPLETE]
-    candidates = [i for i in found if newer_than is None or i.version > int(newer_than)]
-    if not candidates:
-        return None
-    newest = max(candidates, key=lambda i: i.version)
-    return newest.to_json()
+        return self.version_readiness(base, newer_than).found

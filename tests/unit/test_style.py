@@ -20,3 +20,28 @@ BIN = Path(sys.executable).parent
 def test_tool_passes(command: list[str]) -> None:
     result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_every_operator_and_sensor_argument_is_documented() -> None:
+    """The providers' convention: a ``:param name:`` line for each constructor argument."""
+    import inspect
+
+    from airflow_savedmodel.operators import savedmodel as operators
+    from airflow_savedmodel.sensors import savedmodel as sensors
+
+    classes = [
+        cls
+        for module in (operators, sensors)
+        for name, cls in vars(module).items()
+        if inspect.isclass(cls) and name.startswith("SavedModel") and cls.__module__ == module.__name__
+    ]
+    assert len(classes) >= 8
+    missing = [
+        f"{cls.__name__}.{name}"
+        for cls in classes
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self"
+        and parameter.kind is not parameter.VAR_KEYWORD
+        and f":param {name}:" not in (cls.__doc__ or "")
+    ]
+    assert missing == []
