@@ -13,12 +13,16 @@ import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from savedmodel_demo_settings import CONN_ID, MIRROR_BASE, MIRROR_CONN_ID, SERVING_BASE, SERVING_CONFIG
+from savedmodel_demo_settings import (
+    CLASSIFIER,
+    CONN_ID,
+    MIRROR_BASE,
+    MIRROR_CONN_ID,
+    SERVING_BASE,
+    SERVING_CONFIG,
+)
 
-from airflow_savedmodel.assets import savedmodel_asset
 from airflow_savedmodel.operators.savedmodel import SavedModelCopyOperator, SavedModelRetentionOperator
-
-CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")
 
 
 @dag(
@@ -31,12 +35,15 @@ CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")
 def example_savedmodel_serving_mirror() -> None:
     @task
     def new_version(triggering_asset_events: Any = None) -> str:
-        """The version the triggering event announced; on a manual run, the newest complete one."""
+        """The version the triggering event announced (a publish elsewhere, e.g. a manual publish to
+        another base path, is not the classifier's); else the newest complete one."""
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
         for event in reversed(list((triggering_asset_events or {}).get(CLASSIFIER, []))):
-            if event.extra.get("uri"):
-                return str(event.extra["uri"])
+            uri = str(event.extra.get("uri") or "")
+            if uri.rstrip("/").rsplit("/", 1)[0] == SERVING_BASE.rstrip("/"):
+                return uri
+            print(f"skipping an event for {uri or 'no version'}: not under {SERVING_BASE}")
         newest = SavedModelHook(CONN_ID).newer_version(SERVING_BASE, None)
         if newest is None:
             raise RuntimeError(f"no complete version under {SERVING_BASE}")
@@ -49,9 +56,14 @@ def example_savedmodel_serving_mirror() -> None:
         version="same",
         source_conn_id=CONN_ID,
         dest_conn_id=MIRROR_CONN_ID,
+        doc_md="Copy the announced version to the mirror, verified, under the same version number.",
     )
     keep_mirror = SavedModelRetentionOperator(
-        task_id="retention_mirror", base_path=MIRROR_BASE, keep_last=3, savedmodel_conn_id=MIRROR_CONN_ID
+        task_id="retention_mirror",
+        base_path=MIRROR_BASE,
+        keep_last=3,
+        savedmodel_conn_id=MIRROR_CONN_ID,
+        doc_md="Keep the mirror's three newest complete versions.",
     )
     keep_serving = SavedModelRetentionOperator(
         task_id="retention_serving",
@@ -59,6 +71,7 @@ def example_savedmodel_serving_mirror() -> None:
         keep_last=5,
         serving_config=SERVING_CONFIG,
         savedmodel_conn_id=CONN_ID,
+        doc_md="Keep the five newest complete versions, and every version the serving config names.",
     )
     mirror >> [keep_mirror, keep_serving]
 

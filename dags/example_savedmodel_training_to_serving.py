@@ -19,8 +19,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from savedmodel_demo_settings import (
+    CLASSIFIER,
     CONN_ID,
     EXPORT_ROOT,
     MODEL_NAME,
@@ -30,7 +31,6 @@ from savedmodel_demo_settings import (
     TARGET_TF,
 )
 
-from airflow_savedmodel.assets import savedmodel_asset
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelCopyOperator,
     SavedModelServingLabelOperator,
@@ -38,7 +38,6 @@ from airflow_savedmodel.operators.savedmodel import (
     SavedModelValidateOperator,
 )
 
-CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")
 CLASSES = ["setosa", "versicolor", "virginica"]
 
 
@@ -49,10 +48,28 @@ CLASSES = ["setosa", "versicolor", "virginica"]
     tags=["savedmodel", "example"],
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=30)},
+    params={
+        "epochs": Param(
+            300,
+            type="integer",
+            minimum=1,
+            maximum=5000,
+            title="Epochs",
+            description="Full-batch gradient steps.",
+        ),
+        "learning_rate": Param(
+            0.5,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=10,
+            title="Learning rate",
+            description="Gradient step size.",
+        ),
+    },
 )
 def example_savedmodel_training_to_serving() -> None:
     @task
-    def train(run_id: str | None = None) -> dict[str, Any]:
+    def train(run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Fit a 4-16-3 MLP with softmax cross-entropy by full-batch gradient descent; export it."""
         import re
 
@@ -70,20 +87,21 @@ def example_savedmodel_training_to_serving() -> None:
         b1 = np.zeros(16, np.float32)
         w2 = rng.normal(0, 0.5, (16, 3)).astype(np.float32)
         b2 = np.zeros(3, np.float32)
-        for _ in range(300):
+        epochs, rate = int((params or {}).get("epochs", 300)), float((params or {}).get("learning_rate", 0.5))
+        for _ in range(epochs):
             hidden = np.maximum(x @ w1 + b1, 0)
             logits = hidden @ w2 + b2
             probs = np.exp(logits - logits.max(1, keepdims=True))
             probs /= probs.sum(1, keepdims=True)
             grad_logits = (probs - onehot) / len(x)
             grad_hidden = (grad_logits @ w2.T) * (hidden > 0)
-            w2 -= 0.5 * hidden.T @ grad_logits
-            b2 -= 0.5 * grad_logits.sum(0)
-            w1 -= 0.5 * x.T @ grad_hidden
-            b1 -= 0.5 * grad_hidden.sum(0)
+            w2 -= rate * hidden.T @ grad_logits
+            b2 -= rate * grad_logits.sum(0)
+            w1 -= rate * x.T @ grad_hidden
+            b1 -= rate * grad_hidden.sum(0)
         layers = [DenseLayer(w1, b1, "relu"), DenseLayer(w2, b2, "softmax")]
         accuracy = float((forward(layers, x).argmax(1) == labels).mean())
-        print(f"training accuracy {accuracy:.3f}")
+        print(f"training accuracy {accuracy:.3f} after {epochs} epochs at learning rate {rate}")
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id or "manual")
         url = f"{EXPORT_ROOT}/{safe}/model"
         fs, path = SavedModelHook(CONN_ID).filesystem(url)
@@ -107,6 +125,7 @@ def example_savedmodel_training_to_serving() -> None:
         target_tf=TARGET_TF,
         expect=SIGNATURE_SPEC,
         savedmodel_conn_id=CONN_ID,
+        doc_md="Deep checksums, the clients' signature contract, and loadability by the target release.",
     )
     strip = SavedModelStripDefaultAttrsOperator(
         task_id="strip_default_attrs",
@@ -114,6 +133,7 @@ def example_savedmodel_training_to_serving() -> None:
         dst="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
         overwrite=True,
         savedmodel_conn_id=CONN_ID,
+        doc_md="Remove default-valued attrs, so older TensorFlow Serving binaries load the model.",
     )
     publish = SavedModelCopyOperator(
         task_id="publish",

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from airflow_savedmodel.assets import savedmodel_asset
+
 ROOT = os.environ.get("SAVEDMODEL_DEMO_ROOT") or os.path.join(
     os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "savedmodel-demo"
 )
@@ -39,3 +41,7 @@ SIGNATURE_SPEC = {
         "classify": {"method_name": "tensorflow/serving/classify"},
     }
 }
+
+# The classifier's serving base path as an Airflow Asset: every publish there emits an event
+# carrying the version, and the mirror DAG is scheduled on it.
+CLASSIFIER = savedmodel_asset(SERVING_BASE, name="savedmodel_classifier")

@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_savedmodel.links import SavedModelPublishedLink
+
 
 def _hook(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> Any:
     from airflow_savedmodel.hooks.savedmodel import SavedModelHook
@@ -69,6 +71,17 @@ class SavedModelValidateOperator(BaseOperator):
     """Validate a SavedModel; fail the task (without retries) when it is invalid.
 
     The full report is pushed to XCom under ``report``; the return value is its summary.
+
+    :param url: the SavedModel directory (templated).
+    :param tag_set: the meta graph TF Serving loads, comma-separated tags (templated).
+    :param required_signatures: signature keys clients call; missing ones are errors.
+    :param deep: also read every variables shard and check its checksums.
+    :param target_tf: a TensorFlow Serving release ("2.12") whose op registry must know every
+        op and attr the model uses; None skips the check (templated).
+    :param target_device: "cpu" or "gpu": the device the target's kernels are checked for.
+    :param expect: a signature spec (dict, or a JSON file URL) the model must match (templated).
+    :param strict: treat warnings as errors.
+    :param savedmodel_conn_id: connection for ``url`` (templated).
     """
 
     template_fields: Sequence[str] = ("url", "tag_set", "target_tf", "expect", "savedmodel_conn_id")
@@ -118,7 +131,16 @@ class SavedModelValidateOperator(BaseOperator):
 
 
 class SavedModelStripDefaultAttrsOperator(BaseOperator):
-    """Copy a model to ``dst`` with default-valued node attrs removed (or, with ``add``, restored)."""
+    """Copy a model to ``dst`` with default-valued node attrs removed (or, with ``add``, restored).
+
+    :param src: the SavedModel directory to read (templated).
+    :param dst: where the rewritten model is written (templated).
+    :param add: restore default-valued attrs instead of removing them.
+    :param clear_devices: also clear every node's device placement.
+    :param overwrite: replace an existing ``dst``.
+    :param savedmodel_conn_id: connection for ``src`` (templated).
+    :param dest_conn_id: connection for ``dst``; default ``savedmodel_conn_id`` (templated).
+    """
 
     template_fields: Sequence[str] = ("src", "dst", "savedmodel_conn_id", "dest_conn_id")
     ui_color = "teal.500"
@@ -186,10 +208,12 @@ class SavedModelCopyOperator(BaseOperator):
         "version",
         "serving_config",
         "model_name",
+        "labels",
         "source_conn_id",
         "dest_conn_id",
     )
     ui_color = "teal.500"
+    operator_extra_links = (SavedModelPublishedLink(),)
 
     def __init__(
         self,
@@ -239,7 +263,7 @@ class SavedModelCopyOperator(BaseOperator):
             concurrency=self.concurrency,
             serving_config=self.serving_config,
             model_name=self.model_name,
-            labels=self.labels,
+            labels=[label for label in self.labels if label],
             keep_served=self.keep_served,
         )
         _log_published(self.log, published)
@@ -285,6 +309,31 @@ class SavedModelExportOperator(BaseOperator):
     The model is a URL (``model_url``) or written by ``python_callable(export_dir, *op_args,
     **op_kwargs)`` into a temporary directory. Every Asset in ``outlets`` gets an event whose
     extra holds the version, URI and fingerprint.
+
+    :param base_path: the serving base path the version is published under (templated).
+    :param model_url: the trained model's directory (templated); or pass ``python_callable``.
+    :param python_callable: writes the SavedModel into the directory it is given (it may return
+        another URL to publish instead).
+    :param op_args: positional arguments for ``python_callable`` (templated).
+    :param op_kwargs: keyword arguments for ``python_callable`` (templated).
+    :param version: "auto" (next number), "same" (the number the model URL ends in) or a number
+        (templated).
+    :param clear_devices: clear device placements before publishing (templated flag).
+    :param strip_default_attrs: remove default-valued attrs before publishing (templated flag).
+    :param validate: validate the rewritten model and fail without publishing when invalid.
+    :param deep: validation reads every variables shard.
+    :param tag_set: the meta graph TF Serving loads.
+    :param required_signatures: signature keys clients call.
+    :param target_tf: the TensorFlow Serving release that must load the model (templated).
+    :param expect: a signature spec the model must match (templated).
+    :param serving_config: TF Serving's model config file: the version is named there once
+        complete (gated publish) (templated).
+    :param model_name: the model's name in ``serving_config`` (templated).
+    :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
+    :param keep_served: newest versions the serving config keeps listed.
+    :param savedmodel_conn_id: connection for ``model_url`` (templated).
+    :param dest_conn_id: connection for ``base_path`` and ``serving_config``; default
+        ``savedmodel_conn_id`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -299,10 +348,12 @@ class SavedModelExportOperator(BaseOperator):
         "op_kwargs",
         "serving_config",
         "model_name",
+        "labels",
         "savedmodel_conn_id",
         "dest_conn_id",
     )
     ui_color = "teal.700"
+    operator_extra_links = (SavedModelPublishedLink(),)
 
     def __init__(
         self,
@@ -353,14 +404,17 @@ class SavedModelExportOperator(BaseOperator):
                 if isinstance(returned, str) and returned:
                     current = returned
             assert current is not None
+            shown, rewrites = current, []
             local = _hook(None)
             if _flag(self.clear_devices):
                 current = src_hook.clear_devices(current, f"{tmp}/cleared", dst_hook=local).dst
                 src_hook = local
+                rewrites.append("clear devices")
             if _flag(self.strip_default_attrs):
                 stripped = src_hook.strip_default_attrs(current, f"{tmp}/stripped", dst_hook=local)
                 self.log.info("Stripped %d default-valued attrs", stripped.changed)
                 current, src_hook = stripped.dst, local
+                rewrites.append("strip default attrs")
             summary = None
             if self.validate:
                 report = src_hook.validate(
@@ -371,6 +425,8 @@ class SavedModelExportOperator(BaseOperator):
                     target_tf=self.target_tf,
                     expect=self.expect,
                 )
+                if rewrites:  # name the user's model, not the temporary rewrite
+                    report = report.shown_as(shown, " + ".join(rewrites))
                 self.log.info("%s", report.to_text())
                 context["ti"].xcom_push(key="report", value=report.to_json())
                 if not report.valid:
@@ -384,7 +440,7 @@ class SavedModelExportOperator(BaseOperator):
                 progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
                 serving_config=self.serving_config,
                 model_name=self.model_name,
-                labels=self.labels,
+                labels=[label for label in self.labels if label],
                 keep_served=self.keep_served,
             )
         _log_published(self.log, result)
@@ -393,7 +449,19 @@ class SavedModelExportOperator(BaseOperator):
 
 
 class SavedModelRetentionOperator(BaseOperator):
-    """Remove old versions and stale staging areas under a serving base path (see storage.gc)."""
+    """Remove old versions and stale staging areas under a serving base path (see storage.gc).
+
+    Never removes a version a live publish holds a lease on, one the serving config names or
+    labels, or the newest complete one.
+
+    :param base_path: the serving base path (templated).
+    :param keep_last: how many of the newest complete versions to keep (templated).
+    :param min_age_seconds: keep versions younger than this.
+    :param keep: version numbers never to remove.
+    :param dry_run: only report what would be removed.
+    :param serving_config: TF Serving's model config file whose named versions stay (templated).
+    :param savedmodel_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
+    """
 
     template_fields: Sequence[str] = ("base_path", "keep_last", "serving_config", "savedmodel_conn_id")
     ui_color = "teal.500"

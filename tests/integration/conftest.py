@@ -38,3 +38,14 @@ def store_base(request: pytest.FixtureRequest, tmp_path) -> tuple[str, dict]:  #
         return f"memory://serving-{uuid.uuid4().hex[:8]}", {}
     store: Store = request.getfixturevalue("gcs" if request.param == "gs" else "s3")
     return store.bucket() + "/models/ranker", store.options
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A screenshot of the browser's page when a test that drives it fails."""
+    outcome = yield
+    report = outcome.get_result()
+    window = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and window is not None:
+        path = window.shot(f"failed {item.name}")
+        report.sections.append(("screenshot", str(path)))

@@ -27,6 +27,7 @@ EXAMPLES = [
     "example_savedmodel_serving_mirror",
     "example_savedmodel_manual_publish",
     "example_savedmodel_rollback",
+    "example_savedmodel_external_export",
 ]
 
 
@@ -69,9 +70,23 @@ def test_dagbag_loads_every_example_without_import_errors(airflow_db: str) -> No
     assert not training.catchup and training.schedule == "@daily"
     manual = bag.get_dag("example_savedmodel_manual_publish")
     params = manual.params.dump()
-    assert set(params) == {"source_url", "destination", "strip", "target_tf", "keep_last"}
-    for name in params:
-        assert manual.params.get_param(name).description, name
+    assert set(params) == {
+        "source_url",
+        "destination",
+        "strip",
+        "target_tf",
+        "serving_config",
+        "model_name",
+        "label",
+        "keep_last",
+    }
+    for dag_id in EXAMPLES:  # every form field explains itself, and every task says what it does
+        dag = bag.get_dag(dag_id)
+        for name in dag.params.dump():
+            assert dag.params.get_param(name).description, (dag_id, name)
+        assert dag.doc_md, dag_id
+        for task in dag.tasks:
+            assert task.doc_md or task.doc, (dag_id, task.task_id)
 
 
 def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -> None:
@@ -138,10 +153,21 @@ def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_p
         "strip": True,
         "target_tf": None,
         "keep_last": 1,
+        "serving_config": str(tmp_path / "models.config"),
+        "model_name": "manual",
+        "label": "canary",
     }
     run = run_dag(dag, run_conf=conf)
     assert str(run.state) == "success", states(run)
-    assert [p.name for p in (tmp_path / "base").iterdir()] == ["1"]
+    assert [p.name for p in (tmp_path / "base").iterdir() if not p.name.startswith(".")] == ["1"]
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import serving
+
+    found = serving.find(serving.read(resolve(str(tmp_path / "models.config"))), "manual")
+    assert found is not None
+    served = serving.describe(found)
+    assert (served.base_path, served.versions, served.labels) == (str(tmp_path / "base"), [1], {"canary": 1})
+    conf = dict(conf, serving_config=None, label=None)  # plain publishes from here on
     # The form's defaults as the UI sends them: release "2.20" must stay the string "2.20"
     run = run_dag(dag, run_conf=dict(conf, target_tf="2.20", keep_last=5, destination=str(tmp_path / "b20")))
     assert str(run.state) == "success", states(run)
@@ -155,6 +181,8 @@ def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_p
     report = failed.xcom_pull(task_ids="publish", key="report")
     assert report["valid"] is False
     assert {f["code"] for f in report["findings"] if f["severity"] == "error"} == {"attr-unknown-in-target"}
+    assert report["url"] == f"{conf['source_url']} (after strip default attrs)"  # not the temporary copy
+    assert all(f["file"] is None or f["file"].startswith(conf["source_url"]) for f in report["findings"])
     assert not (tmp_path / "other").exists() or not any(
         p.name.isdigit() for p in (tmp_path / "other").iterdir()
     )
@@ -280,6 +308,13 @@ def test_every_operator_and_sensor_in_a_real_task_context(
     deferred = tis["wait_deferred"]
     assert deferred.xcom_pull(task_ids="wait_deferred")["url"] == str(late_dir)
     assert (deferred.end_date - deferred.start_date).total_seconds() > 1.0  # it waited in the trigger
+    # The "Published version" extra link: the console page of the version on gs://, none locally.
+    link_key = "_link_SavedModelPublishedLink"
+    bucket_name = bucket.removeprefix("gs://")
+    assert tis["copy_to_gcs"].xcom_pull(task_ids="copy_to_gcs", key=link_key) == (
+        f"https://console.cloud.google.com/storage/browser/{bucket_name}/serving/1"
+    )
+    assert tis["export"].xcom_pull(task_ids="export", key=link_key) == ""
 
 
 def test_validate_operator_fails_the_task_with_the_report(
@@ -465,6 +500,54 @@ def test_connection_secrets_are_masked_and_stay_out_of_xcom(
     value = ti.xcom_pull(task_ids="copy")
     assert str(ti.state) == "success" and set(value) == {"uri", "version", "fingerprint"}
     assert "token" not in json.dumps(value) and "anon" not in json.dumps(value)
+
+
+def test_the_connection_test_button_lists_the_test_url_and_never_shows_the_secret(
+    airflow_db: str, s3: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration.servers import DenyingServer
+
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    bucket = s3.bucket()
+    s3.fs().pipe(f"{bucket}/models/ranker/1/saved_model.pb", b"x")
+    client = s3.options["client_kwargs"]
+    conn = {
+        "conn_type": "savedmodel",
+        "login": "testing",
+        "password": "testing",
+        "extra": {
+            "client_kwargs": client,
+            "test_url": f"{bucket}/models",
+        },  # flat extra, as the form saves it
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SM_S3", json.dumps(conn))
+    assert SavedModelHook("sm_s3").test_connection() == (True, f"listed 1 entries at {bucket}/models")
+
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY-SECRET"
+    denying = DenyingServer()
+    try:
+        refused = {
+            **conn,
+            "password": secret,
+            "extra": {"client_kwargs": {**client, "endpoint_url": denying.endpoint}},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_SM_DENIED", json.dumps(refused))
+        hook = SavedModelHook("sm_denied")
+        assert hook.test_connection() == (
+            False,
+            "set the connection's Test URL (a directory it can list) to test it",
+        )
+        ok, message = hook.test_connection(f"{bucket}/models")
+    finally:
+        denying.stop()
+    assert (
+        not ok
+        and message.startswith(f"{bucket}/models: ")
+        and "(401)" in message
+        and "Unauthorized" in message
+    )
+    assert secret not in message
 
 
 def test_aws_connection_goes_through_airflow_object_storage(

@@ -1,0 +1,219 @@
+"""A real Airflow 3 for end-to-end tests: api-server, scheduler, dag-processor and triggerer as
+separate processes on 127.0.0.1 (LocalExecutor, SQLite), a login through the simple auth
+manager, and a small client for the REST API v2 with a JWT from /auth/token.
+
+Every process runs in its own session and is SIGKILLed with its children by ``stop()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from integration.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+USER = "admin"
+T = TypeVar("T")
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
+    """Poll ``check`` until it returns a value other than None/False; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class AirflowStack:
+    """Airflow's four services, started in ``home`` with the project's example DAGs."""
+
+    SERVICES: ClassVar[dict[str, list[str]]] = {
+        "api-server": ["api-server", "--host", "127.0.0.1"],
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
+
+    def __init__(self, home: Path, demo_root: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password = secrets.token_urlsafe(12)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "passwords.json").write_text(json.dumps({USER: self.password}))
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "SAVEDMODEL_"))}
+        self.env = {
+            **base,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "SAVEDMODEL_DEMO_ROOT": str(demo_root),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._token: str | None = None
+
+    # ---- processes ---------------------------------------------------------------------------
+
+    def start(self) -> AirflowStack:
+        subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, args in self.SERVICES.items():
+            extra = ["--port", str(self.port)] if name == "api-server" else []
+            log = (self.home / f"{name}.log").open("wb")
+            self.processes[name] = subprocess.Popen(
+                [str(BIN / "airflow"), *args, *extra],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(self.port, timeout=120)
+        wait_until("the api-server to answer", self._health, timeout=120)
+        return self
+
+    def _health(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"airflow {name} exited with {process.returncode}:\n{self.log_tail(name)}"
+                )
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.home / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for process in self.processes.values():
+            process.wait(timeout=30)
+
+    # ---- REST API v2 -------------------------------------------------------------------------
+
+    def token(self) -> str:
+        if self._token is None:
+            reply = self._request(
+                "POST", "/auth/token", {"username": USER, "password": self.password}, auth=False
+            )
+            self._token = str(reply["access_token"])
+        return self._token
+
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                raw = reply.read()
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
+        return json.loads(raw) if raw else None
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", "/api/v2" + path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._request("POST", "/api/v2" + path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._request("PATCH", "/api/v2" + path, body)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        def parsed() -> bool:
+            self.check_alive()
+            try:
+                return bool(self.get(f"/dags/{dag_id}"))
+            except AssertionError:
+                return False
+
+        wait_until(f"{dag_id} to be parsed", parsed, timeout)
+
+    def unpause(self, dag_id: str) -> None:
+        self.wait_for_dag(dag_id)
+        self.patch(f"/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        run = self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.get(f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")["state"])
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        ti = self.get(
+            f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances/{task_id}"
+        )
+        return ti.get("state")
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> None:
+        def finished() -> str | None:
+            self.check_alive()
+            state = self.run_state(dag_id, run_id)
+            return state if state in ("success", "failed") else None
+
+        state = wait_until(f"{dag_id} run {run_id} to finish", finished, timeout)
+        if state != "success":
+            tis = self.get(f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances")
+            states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+            raise AssertionError(f"{dag_id} run {run_id} ended {state}: {states}")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        run = urllib.request.quote(run_id, safe="")
+        entry = self.get(
+            f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+        )
+        return entry["value"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        run = urllib.request.quote(run_id, safe="")
+        reply = self.get(
+            f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        )
+        content = reply.get("content", [])
+        return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
