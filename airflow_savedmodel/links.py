@@ -29,7 +29,7 @@ def console_url(uri: str | None) -> str:
 
 
 class SavedModelPublishedLink(BaseOperatorLink):
-    """"Published version": the directory the task published (or copied) the model to."""
+    """ "Published version": the directory the task published (or copied) the model to."""
 
     name = "Published version"
 

@@ -505,9 +505,9 @@ def test_connection_secrets_are_masked_and_stay_out_of_xcom(
 def test_the_connection_test_button_lists_the_test_url_and_never_shows_the_secret(
     airflow_db: str, s3: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from integration.servers import DenyingServer
-
     from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    from integration.servers import DenyingServer
 
     bucket = s3.bucket()
     s3.fs().pipe(f"{bucket}/models/ranker/1/saved_model.pb", b"x")
