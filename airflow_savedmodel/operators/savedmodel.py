@@ -61,13 +61,43 @@ class ProgressLog:
         )
 
 
+class _LineageMixin:
+    """OpenLineage: the models a run read and wrote, recorded by ``execute()`` as
+    (url, facet fields) pairs and turned into datasets when the listener asks."""
+
+    _lineage_inputs: list[tuple[str, dict[str, Any]]]
+    _lineage_outputs: list[tuple[str, dict[str, Any]]]
+
+    def _record_lineage(
+        self, inputs: list[tuple[str, dict[str, Any]]], outputs: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        self._lineage_inputs, self._lineage_outputs = inputs, outputs
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_savedmodel import lineage
+
+        return lineage.lineage(
+            [lineage.dataset(url, **facet) for url, facet in getattr(self, "_lineage_inputs", [])],
+            [lineage.dataset(url, **facet) for url, facet in getattr(self, "_lineage_outputs", [])],
+        )
+
+
+def _version_facet(result: dict[str, Any]) -> dict[str, Any]:
+    return {"version": result.get("version"), "fingerprint": result.get("fingerprint")}
+
+
+def _validation_facet(report: Any) -> dict[str, Any]:
+    summary = report.summary()
+    return {"valid": summary["valid"], "findings": summary["codes"]}
+
+
 def _fail_invalid(report: Any) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     raise AirflowFailException("SavedModel is invalid:\n" + report.to_text())
 
 
-class SavedModelValidateOperator(BaseOperator):
+class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     """Validate a SavedModel; fail the task (without retries) when it is invalid.
 
     The full report is pushed to XCom under ``report``; the return value is its summary.
@@ -125,12 +155,13 @@ class SavedModelValidateOperator(BaseOperator):
         )
         context["ti"].xcom_push(key="report", value=report.to_json())
         self.log.info("%s", report.to_text())
+        self._record_lineage([(self.url, _validation_facet(report))], [])
         if not report.valid:
             _fail_invalid(report)
         return {"uri": report.url, **report.summary()}
 
 
-class SavedModelStripDefaultAttrsOperator(BaseOperator):
+class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
     """Copy a model to ``dst`` with default-valued node attrs removed (or, with ``add``, restored).
 
     :param src: the SavedModel directory to read (templated).
@@ -178,10 +209,11 @@ class SavedModelStripDefaultAttrsOperator(BaseOperator):
                     cleared.dst, self.dst, add=self.add, overwrite=self.overwrite, dst_hook=dst_hook
                 )
         self.log.info("Changed %d attrs; wrote %s", result.changed, result.dst)
+        self._record_lineage([(self.src, {})], [(self.dst, {})])
         return {"uri": result.dst, "changed": result.changed}
 
 
-class SavedModelCopyOperator(BaseOperator):
+class SavedModelCopyOperator(_LineageMixin, BaseOperator):
     """Copy a whole SavedModel across connections and filesystems, verifying every byte.
 
     With ``version`` ("auto", "same" or a number) ``dst`` is a serving base path and the model is
@@ -252,7 +284,9 @@ class SavedModelCopyOperator(BaseOperator):
                 concurrency=self.concurrency,
             )
             self.log.info("Copied %d files (%s bytes) to %s", result.files, f"{result.bytes:,}", result.dst)
-            return {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
+            copied = {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
+            self._record_lineage([(self.src, {})], [(self.dst, _version_facet(copied))])
+            return copied
         published = src_hook.publish(
             self.src,
             self.dst,
@@ -268,7 +302,9 @@ class SavedModelCopyOperator(BaseOperator):
         )
         _log_published(self.log, published)
         _record_outlets(context, self.outlets, published)
-        return _published_json(published)
+        result = _published_json(published)
+        self._record_lineage([(self.src, {})], [(published.url, _version_facet(result))])
+        return result
 
 
 def _published_json(result: Any) -> dict[str, Any]:
@@ -302,7 +338,7 @@ def _record_outlets(context: Any, outlets: Any, result: Any) -> None:
             context["outlet_events"][outlet].extra = _published_json(result)
 
 
-class SavedModelExportOperator(BaseOperator):
+class SavedModelExportOperator(_LineageMixin, BaseOperator):
     """From a trained model to a published version: optional clear devices and strip default
     attrs, validation, then an atomic publish to ``base_path/<version>``.
 
@@ -445,7 +481,11 @@ class SavedModelExportOperator(BaseOperator):
             )
         _log_published(self.log, result)
         _record_outlets(context, self.outlets, result)
-        return {**_published_json(result), "validation": summary}
+        published = {**_published_json(result), "validation": summary}
+        source = {"valid": summary["valid"], "findings": summary["codes"]} if summary else {}
+        inputs = [(self.model_url, source)] if self.model_url else []  # a callable's export is temporary
+        self._record_lineage(inputs, [(result.url, _version_facet(published))])
+        return published
 
 
 class SavedModelRetentionOperator(BaseOperator):

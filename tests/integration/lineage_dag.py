@@ -1,0 +1,44 @@
+"""Run by test_lineage.py in a fresh Airflow (its own AIRFLOW_HOME, the OpenLineage file
+transport from the environment): validate, strip, copy, publish to gs:// and s3://, export.
+
+argv[1]: JSON {"src", "local_base", "gs_base", "s3_base", "stripped"}; connections come from
+AIRFLOW_CONN_* variables.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+
+from airflow.dag_processing.bundles.manager import DagBundlesManager
+from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+from airflow.sdk import DAG
+
+from airflow_savedmodel.operators.savedmodel import (
+    SavedModelCopyOperator,
+    SavedModelExportOperator,
+    SavedModelStripDefaultAttrsOperator,
+    SavedModelValidateOperator,
+)
+
+where = json.loads(sys.argv[1])
+with DAG("lineage", schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)) as dag:
+    validate = SavedModelValidateOperator(task_id="validate", url=where["src"])
+    strip = SavedModelStripDefaultAttrsOperator(task_id="strip", src=where["src"], dst=where["stripped"])
+    to_gcs = SavedModelCopyOperator(
+        task_id="publish_gcs", src=where["stripped"], dst=where["gs_base"], version="auto", dest_conn_id="gcs"
+    )
+    to_s3 = SavedModelCopyOperator(
+        task_id="publish_s3", src=where["stripped"], dst=where["s3_base"], version=7, dest_conn_id="s3"
+    )
+    export = SavedModelExportOperator(task_id="export", model_url=where["src"], base_path=where["local_base"])
+    validate >> strip >> [to_gcs, to_s3] >> export
+
+DagBundlesManager().sync_bundles_to_db()
+bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
+bag.bag_dag(dag)
+sync_bag_to_db(bag, "dags-folder", None)
+run = dag.test()
+print("RUN", run.state)
+sys.exit(0 if str(run.state) == "success" else 1)
