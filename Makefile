@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo runs from the runtime package alone (Airflow, no TensorFlow or test tools).
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
 # The end-to-end UI tests drive Debian's Chromium; apt-get installs it on a fresh machine.
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -41,11 +44,17 @@ typecheck: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
-demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+$(DEMO_STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(DEMO_VENV)/bin/uv pip install --python $(DEMO_VENV)/bin/python -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .cache airflow_home .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) test-artifacts .cache airflow_home .pytest_cache .mypy_cache .ruff_cache

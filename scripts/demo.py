@@ -61,9 +61,13 @@ def main() -> int:
     subprocess.run(
         [str(BIN / "savedmodel"), "inspect", newest.url, "--tag-set", "serve"], env=env, check=True
     )
+    passwords = home / "simple_auth_manager_passwords.json.generated"
     print(
-        f"\nDone. Full DAG log: {log}\nBrowse it in the UI: AIRFLOW_HOME={home} "
-        f"AIRFLOW__CORE__DAGS_FOLDER={ROOT / 'dags'} {BIN / 'airflow'} standalone"
+        f"\nDone. Full DAG log: {log}\n"
+        f"Browse it in the UI:\n"
+        f"  AIRFLOW_HOME={home} AIRFLOW__CORE__DAGS_FOLDER={ROOT / 'dags'} {BIN / 'airflow'} standalone\n"
+        f"  then open http://localhost:8080 and log in as 'admin' with the password standalone prints\n"
+        f"  (kept in {passwords})."
     )
     return 0
 
