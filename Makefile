@@ -10,7 +10,7 @@ DEMO_STAMP := $(DEMO_VENV)/.installed
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv browser test lint typecheck protos demo bench clean
+.PHONY: venv browser test test-fast lint typecheck protos demo bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ browser: $(BROWSER)
 
 test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The everyday tier: no TensorFlow models, no servers, no Airflow services (well under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not tf and not integration" -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ import base64
 import os
 import posixpath
 import re
+import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ import fsspec
 import google_crc32c
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel.errors import SavedModelError
+from airflow_savedmodel.errors import FormatError, SavedModelError
 
 CHUNK = 8 << 20
 _NO_USERINFO = ("gs", "gcs", "s3", "s3a", "s3n")
@@ -145,25 +146,124 @@ def copy_file(
     return copied
 
 
-def relative_files(fs: AbstractFileSystem, root: str) -> list[str]:
-    """Every file below ``root`` as a path relative to it, sorted."""
-    return sorted(relative_sizes(fs, root))
+def relative_files(
+    fs: AbstractFileSystem, root: str, model: str | None = None, skip_irregular: bool = False
+) -> list[str]:
+    """Every file below ``root`` as a path relative to it, sorted (see relative_infos)."""
+    return sorted(relative_infos(fs, root, model, skip_irregular))
 
 
-def relative_sizes(fs: AbstractFileSystem, root: str) -> dict[str, int]:
+def relative_sizes(fs: AbstractFileSystem, root: str, model: str | None = None) -> dict[str, int]:
     """``{relative path: size}`` of every file below ``root`` (empty when it does not exist)."""
-    return {rel: int(info.get("size") or 0) for rel, info in relative_infos(fs, root).items()}
+    return {rel: int(info.get("size") or 0) for rel, info in relative_infos(fs, root, model).items()}
 
 
-def relative_infos(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
-    """``{relative path: fsspec info}`` of every file below ``root`` (empty when it does not exist)."""
+def relative_infos(
+    fs: AbstractFileSystem, root: str, model: str | None = None, skip_irregular: bool = False
+) -> dict[str, dict[str, Any]]:
+    """``{relative path: fsspec info}`` of every file below ``root`` (empty when it does not exist).
+
+    On a local disk a symlink to a regular file inside ``model`` (default ``root``: the model
+    directory the listing is part of) counts as that file (TensorFlow reads through it, so a copy
+    carries its content); any other entry that is not a regular file or a directory (a link
+    leaving the model, a FIFO, a device, a socket) is refused with a FormatError rather than
+    silently left out (or, with ``skip_irregular``, left out: see irregular_files).
+    """
     prefix = fs._strip_protocol(root).rstrip("/") + "/"
     found = fs.find(root, detail=True)
-    return {
-        p[len(prefix) :]: info
-        for p, info in found.items()
-        if p.startswith(prefix) and info.get("type", "file") == "file"
-    }
+    out = {}
+    for p, found_info in found.items():
+        if not p.startswith(prefix):
+            continue
+        info, kind = found_info, found_info.get("type", "file")
+        if kind == "other" and is_local(fs):
+            problem = file_kind_problem(p, model or root)
+            if problem and skip_irregular:
+                continue
+            if problem:
+                raise FormatError(problem, p)
+            info, kind = {**info, "type": "file", "size": os.stat(p).st_size}, "file"
+        if kind == "file":
+            out[p[len(prefix) :]] = info
+    return out
+
+
+def irregular_files(fs: AbstractFileSystem, root: str) -> list[tuple[str, str]]:
+    """``(path, problem)`` of every entry below the local ``root`` that is not read as a model
+    file (see file_kind_problem); object stores hold only objects, so there it is empty."""
+    if not is_local(fs):
+        return []
+    out = []
+    for p, info in fs.find(root, detail=True).items():
+        if info.get("type") == "other":
+            problem = file_kind_problem(p, root)
+            if problem:
+                out.append((p, problem))
+    return sorted(out)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def file_kind_problem(path: str, root: str | None = None) -> str | None:
+    """Why the local ``path`` must not be read as a model file, or None.
+
+    Only regular files are read. A symlink is followed when it leads to a regular file and
+    (given ``root``) stays inside ``root``; a missing path is left to the caller's read.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        target = os.path.realpath(path)
+        if root is not None:
+            inside = os.path.realpath(root)
+            if os.path.commonpath([target, inside]) != inside:
+                return f"a symlink leading out of the model directory (to {target}); refusing to follow it"
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return f"a symlink to {target}, which does not exist"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    kind = _kind(info.st_mode)
+    return f"is {kind}, not a regular file" if kind.startswith("a ") else kind
+
+
+def read_file(
+    fs: AbstractFileSystem, path: str, *, root: str | None = None, limit: int | None = None
+) -> bytes:
+    """The bytes of the model file at ``path``, with typed errors naming it: MissingFileError when
+    absent, FormatError for anything but a regular file (see file_kind_problem) or for a file
+    larger than ``limit`` bytes (checked before reading)."""
+    from airflow_savedmodel.errors import MissingFileError
+
+    where = url_of(fs, path)
+    if is_local(fs):
+        problem = file_kind_problem(path, root)
+        if problem:
+            raise FormatError(problem, where)
+    try:
+        if limit is not None:
+            size = fs.size(path)
+            if size is not None and size > limit:
+                raise FormatError(f"{size:,} bytes, more than the {limit:,} this file may have", where)
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        raise MissingFileError("does not exist", where) from None
+    except IsADirectoryError:
+        raise FormatError("is a directory, not a regular file", where) from None
 
 
 def children(fs: AbstractFileSystem, path: str, refresh: bool = False) -> list[tuple[str, str]]:

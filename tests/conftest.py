@@ -96,3 +96,17 @@ def airflow_db() -> str:
     resetdb()
     DagBundlesManager().sync_bundles_to_db()  # the dags-folder bundle the DAGs under test belong to
     return _AIRFLOW_HOME
+
+
+TF_FIXTURES = {"zoo", "truth", "model_copy"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs TensorFlow-written models (the zoo) or TensorFlow itself
+    ``tf``, so ``make test-fast`` (``-m "not tf and not integration"``) runs without them."""
+    for item in items:
+        uses_tf = bool(TF_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker(
+            "interop"
+        )
+        if uses_tf:
+            item.add_marker(pytest.mark.tf)

@@ -8,6 +8,7 @@ time, and every tensor is checked against its crc32c.
 from __future__ import annotations
 
 import math
+import posixpath
 import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -72,9 +73,10 @@ class BundleReader:
         self.fs = fs
         self.prefix = prefix
         self.index_file = index_path(prefix)
+        self.root = posixpath.dirname(posixpath.dirname(prefix.rstrip("/")))  # the model directory
         try:
-            raw = fs.cat_file(self.index_file)
-        except FileNotFoundError:
+            raw = location.read_file(fs, self.index_file, root=self.root)
+        except MissingFileError:
             raise MissingFileError("variables index does not exist", self.index_file) from None
         self.index_bytes: bytes = raw
         self._entries: dict[str, BundleEntry] = {}
@@ -115,6 +117,10 @@ class BundleReader:
         shape = tuple(d.size for d in proto.shape.dim)
         if proto.shape.unknown_rank or any(d < 0 for d in shape):
             raise FormatError(f"tensor {name!r} has invalid shape {list(shape)}", self.index_file)
+        if math.prod(d for d in shape if d) >= 1 << 62:
+            raise FormatError(
+                f"tensor {name!r} has shape {list(shape)}, larger than any tensor can be", self.index_file
+            )
         if not proto.slices and not 0 <= proto.shard_id < self.header.num_shards:
             raise FormatError(
                 f"tensor {name!r} is in shard {proto.shard_id} of {self.header.num_shards}", self.index_file
@@ -188,6 +194,10 @@ class BundleReader:
     def shard_size(self, shard: int) -> int:
         if shard not in self._shard_sizes:
             path = data_path(self.prefix, shard, self.num_shards)
+            if location.is_local(self.fs):
+                problem = location.file_kind_problem(path, self.root)
+                if problem:
+                    raise FormatError(problem, path)
             try:
                 self._shard_sizes[shard] = int(self.fs.size(path))
             except FileNotFoundError:
@@ -259,8 +269,13 @@ class BundleReader:
             )
         lengths = []
         pos = 0
-        for _ in range(count):
+        for i in range(count):
             length, pos = varint.decode(data, pos, f"{where} (tensor {entry.name!r})")
+            if length > len(data):
+                raise FormatError(
+                    f"tensor {entry.name!r}: string {i} claims {length} bytes; the entry holds {len(data)}",
+                    where,
+                )
             lengths.append(length)
         if pos + 4 > len(data):
             raise FormatError(f"tensor {entry.name!r}: string lengths run past the entry", where)
@@ -307,8 +322,12 @@ class BundleReader:
             raise FormatError(f"tensor {entry.name!r}: {len(data) - pos} bytes after the last variant", where)
         return out.reshape(entry.shape)
 
-    def _assemble(self, entry: BundleEntry) -> np.ndarray:
-        np_dtype = dtypes.to_numpy(entry.dtype) or np.dtype(object)
+    def slice_plan(self, entry: BundleEntry) -> list[tuple[tuple[slice, ...], BundleEntry]]:
+        """Where each stored slice of a partitioned tensor goes, checked against the index alone
+        (nothing is allocated): the slices lie inside the full shape, each stored slice has its
+        region's shape (and, for numbers, its bytes), and together they cover the tensor."""
+        itemsize = (dtypes.to_numpy(entry.dtype) or np.dtype(object)).itemsize
+        numeric = dtypes.to_numpy(entry.dtype) is not None
         covered = 0
         parts = []
         for extents in entry.slices:
@@ -324,20 +343,30 @@ class BundleReader:
                         f"tensor {entry.name!r}: slice {extents} outside {entry.shape}", self.index_file
                     )
                 region.append(slice(start, stop))
-            key = ordered_code.slice_key(entry.name, extents)
-            part = self._slice_entries.get(key)
+            part = self._slice_entries.get(ordered_code.slice_key(entry.name, extents))
             if part is None:
                 raise FormatError(
                     f"tensor {entry.name!r}: slice {extents} has no stored data", self.index_file
                 )
-            covered += math.prod(s.stop - s.start for s in region)
+            extent = tuple(s.stop - s.start for s in region)
+            if part.shape != extent or (numeric and part.size != math.prod(extent) * itemsize):
+                raise FormatError(
+                    f"tensor {entry.name!r}: slice {extents} covers {list(extent)} but its stored data "
+                    f"has shape {list(part.shape)} ({part.size} bytes)",
+                    self.index_file,
+                )
+            covered += math.prod(extent)
             parts.append((tuple(region), part))
         if covered != entry.num_elements:
             raise FormatError(
                 f"tensor {entry.name!r}: slices cover {covered} of {entry.num_elements} elements",
                 self.index_file,
             )
-        out = np.empty(entry.shape, dtype=np_dtype)
+        return parts
+
+    def _assemble(self, entry: BundleEntry) -> np.ndarray:
+        parts = self.slice_plan(entry)  # bounds the allocation by the bytes the slices hold
+        out = np.empty(entry.shape, dtype=dtypes.to_numpy(entry.dtype) or np.dtype(object))
         for bounds, part in parts:
             value = self._read_entry(part)
             if value.shape != tuple(s.stop - s.start for s in bounds):

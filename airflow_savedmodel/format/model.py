@@ -33,6 +33,7 @@ ASSETS_EXTRA_DIR = "assets.extra"
 ASSETS_COLLECTION = "saved_model_assets"
 SCHEMA_VERSION = 1
 MAX_PROTO_BYTES = 2**31 - 1
+MAX_FINGERPRINT_BYTES = 1 << 20
 
 TagsArg = str | Iterable[str] | None
 
@@ -198,7 +199,9 @@ class SavedModel:
     def list_files(self, subdir: str) -> list[str]:
         """Files under ``subdir`` (e.g. ``assets``), relative to it, sorted."""
         root = self.file(subdir)
-        return location.relative_files(self.fs, root) if self.fs.isdir(root) else []
+        if not self.fs.isdir(root):
+            return []
+        return location.relative_files(self.fs, root, self.path, skip_irregular=True)
 
 
 def read_saved_model_proto(fs: AbstractFileSystem, path: str) -> tuple[meta_graph_pb2.SavedModel, str]:
@@ -206,12 +209,9 @@ def read_saved_model_proto(fs: AbstractFileSystem, path: str) -> tuple[meta_grap
     for name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT):
         file = location.join(path, name)
         try:
-            size = fs.size(file)
-        except FileNotFoundError:
+            data = location.read_file(fs, file, root=path, limit=MAX_PROTO_BYTES)
+        except MissingFileError:
             continue
-        if size is not None and size > MAX_PROTO_BYTES:
-            raise FormatError(f"{size} bytes exceeds the 2 GiB protobuf limit", file)
-        data = fs.cat_file(file)
         if name == SAVED_MODEL_PB:
             return protoio.parse_binary(meta_graph_pb2.SavedModel, data, file), name
         try:
@@ -245,8 +245,8 @@ def missing_model_error(fs: AbstractFileSystem, path: str) -> MissingFileError:
 
 def read_fingerprint(fs: AbstractFileSystem, path: str) -> fingerprint_pb2.FingerprintDef | None:
     file = location.join(path, FINGERPRINT_PB)
-    try:
-        data = fs.cat_file(file)
-    except FileNotFoundError:
+    try:  # a FingerprintDef is six integers and a uuid: far below the limit
+        data = location.read_file(fs, file, root=path, limit=MAX_FINGERPRINT_BYTES)
+    except MissingFileError:
         return None
     return protoio.parse_binary(fingerprint_pb2.FingerprintDef, data, file)

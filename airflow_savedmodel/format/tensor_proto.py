@@ -11,6 +11,9 @@ from airflow_savedmodel.format import dtypes
 from airflow_savedmodel.protos import tensor_pb2, types_pb2
 
 MAX_ELEMENTS = 1 << 28
+# A TensorProto may hold fewer values than its shape has elements (TF repeats the last one). The
+# file is then no bound on memory, so filling is capped: 256 MiB of decoded values.
+MAX_FILLED_BYTES = 256 << 20
 
 _INT_VAL: set[int] = {
     types_pb2.DT_INT32,
@@ -51,12 +54,15 @@ def to_numpy(proto: tensor_pb2.TensorProto, max_elements: int = MAX_ELEMENTS) ->
     dims = shape(proto)
     if any(d < 0 for d in dims):
         raise FormatError(f"tensor has invalid shape {list(dims)}")
+    if math.prod(d for d in dims if d) >= 1 << 62:
+        raise FormatError(f"tensor shape {list(dims)} is larger than any tensor can be")
     count = math.prod(dims)
     if count > max_elements:
         raise FormatError(f"tensor of {count} elements exceeds the limit of {max_elements}")
     dtype = dtypes.base(proto.dtype)
     if dtype == types_pb2.DT_STRING:
         values = list(proto.string_val)
+        _check_fill(len(values), count, 8, dims)
         return _filled(values, count, b"", np.dtype(object)).reshape(dims)
     np_dtype = dtypes.to_numpy(dtype)
     if np_dtype is None:
@@ -68,6 +74,10 @@ def to_numpy(proto: tensor_pb2.TensorProto, max_elements: int = MAX_ELEMENTS) ->
             )
         return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(dims)
     raw: np.ndarray
+    field = "int_val" if dtype in _INT_VAL else _TYPED_FIELD.get(dtype, "float8_val")
+    held = len(getattr(proto, field))
+    held = held // 2 if dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128) else held
+    _check_fill(held, count, np_dtype.itemsize, dims)
     if dtype in _INT_VAL:
         raw = np.array(list(proto.int_val), dtype=np.int64)
     elif dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
@@ -81,6 +91,15 @@ def to_numpy(proto: tensor_pb2.TensorProto, max_elements: int = MAX_ELEMENTS) ->
     else:  # float8 and float4 types keep one byte per element
         raw = np.frombuffer(proto.float8_val, dtype=np_dtype)
     return _filled(list(raw), count, np.zeros((), np_dtype).item(), np_dtype).astype(np_dtype).reshape(dims)
+
+
+def _check_fill(held: int, count: int, itemsize: int, dims: tuple[int, ...]) -> None:
+    """Refuse to expand ``held`` values into ``count`` elements beyond MAX_FILLED_BYTES."""
+    if held < count and count * itemsize > MAX_FILLED_BYTES:
+        raise FormatError(
+            f"tensor of shape {list(dims)} holds {held} value(s); filling its {count:,} elements would "
+            f"take {count * itemsize:,} bytes, over the {MAX_FILLED_BYTES:,}-byte limit"
+        )
 
 
 def _filled(values: list, count: int, zero: object, dtype: np.dtype) -> np.ndarray:

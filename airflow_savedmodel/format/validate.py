@@ -16,8 +16,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel import location
-from airflow_savedmodel.errors import NotFoundError, SavedModelError
+from airflow_savedmodel import location, schemas
+from airflow_savedmodel.errors import FormatError, MissingFileError, NotFoundError, SavedModelError
 from airflow_savedmodel.format import attrs, dtypes, opdefs, tensor_proto
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
 from airflow_savedmodel.format.model import (
@@ -39,9 +39,11 @@ WARNING = "warning"
 SCHEMA = "airflow-savedmodel/validate/v1"
 PROTO_LIMIT = 2**31 - 1
 DEFAULT_SIZE_WARNING = 1 << 30
+MAX_SPEC_BYTES = 16 << 20  # a signature spec is a small JSON or YAML document
 
 FINDING_CODES = {
     "saved-model-unreadable": "saved_model.pb/.pbtxt is missing, malformed or in an unsupported variant",
+    "file-not-regular": "an entry in the model is a FIFO, device, socket or a symlink leaving the model",
     "no-meta-graphs": "the SavedModel holds no meta graph",
     "duplicate-tag-set": "two meta graphs have the same tag set; loaders only ever find the first",
     "unknown-schema-version": "saved_model_schema_version is not the one TensorFlow writes",
@@ -55,6 +57,7 @@ FINDING_CODES = {
     "variables-shard-missing": "a data shard the index refers to does not exist",
     "variables-entry-out-of-bounds": "a tensor's bytes lie beyond the end of its shard",
     "variables-checksum-mismatch": "a tensor's bytes do not match their crc32c (deep check)",
+    "variables-slices-inconsistent": "a partitioned variable's slices do not tile its full shape",
     "variable-not-in-bundle": "the graph restores a variable the bundle does not hold",
     "asset-missing": "an asset the meta graph names is not under assets/",
     "asset-path-escapes": "an asset file name is absolute or leaves assets/ ('..', separators)",
@@ -151,11 +154,13 @@ class Report:
 def load_spec(source: str | Mapping[str, Any]) -> dict[str, Any]:
     """An expected-signature spec from a dict or a JSON/YAML file path or URL."""
     if isinstance(source, Mapping):
-        return dict(source)
+        spec = dict(source)
+        _check_spec(spec, None)
+        return spec
     fs, path = location.resolve(source)
     try:
-        text = fs.cat_file(path).decode()
-    except FileNotFoundError:
+        text = location.read_file(fs, path, limit=MAX_SPEC_BYTES).decode("utf-8", errors="replace")
+    except MissingFileError:
         raise NotFoundError("signature spec does not exist", source) from None
     try:
         if path.endswith((".yaml", ".yml")):
@@ -166,9 +171,25 @@ def load_spec(source: str | Mapping[str, Any]) -> dict[str, Any]:
             spec = json.loads(text)
     except Exception as exc:  # yaml and json raise their own hierarchies
         raise SavedModelError(f"signature spec is not valid JSON/YAML: {exc}", source) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("signatures"), dict):
-        raise SavedModelError("signature spec needs a 'signatures' mapping", source)
+    _check_spec(spec, location.redact(source))
     return spec
+
+
+def _check_spec(spec: Any, where: str | None) -> None:
+    """The spec's shape against its JSON Schema, then each dtype against the names we know."""
+    schemas.check(spec, schemas.SIGNATURE_SPEC, "signature spec", where)
+    for key, signature in spec["signatures"].items():
+        for side in ("inputs", "outputs"):
+            for name, tensor in ((signature or {}).get(side) or {}).items():
+                dtype = (tensor or {}).get("dtype")
+                if dtype is None:
+                    continue
+                try:
+                    dtypes.from_name(dtype)
+                except ValueError:
+                    raise FormatError(
+                        f"signature spec: signatures.{key}.{side}.{name}.dtype: unknown dtype {dtype!r}", where
+                    ) from None
 
 
 def validate(
@@ -197,6 +218,8 @@ def validate(
         return report
     with model:
         report.url = model.url
+        for path, problem in location.irregular_files(model.fs, model.path):
+            report.add(ERROR, "file-not-regular", problem, file=path)
         _structure(model, report)
         wanted = parse_tags(spec.get("tag_set", tags) if spec else tags)
         served = next((mg for mg in model.meta_graphs if mg.tag_set == wanted), None)
@@ -255,8 +278,9 @@ def _structure(model: SavedModel, report: Report) -> None:
         _signatures_against_graph(mg, report)
 
 
-def _output_types(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef | None) -> list[int] | None:
-    """The dtypes of a node's outputs, when its OpDef and attrs determine them."""
+def _output_types(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef | None) -> list[tuple[int, int]] | None:
+    """A node's outputs as runs of ``(dtype, count)``, when its OpDef and attrs determine them.
+    Runs, not one dtype per output: a ``num`` attr may claim billions of outputs."""
     if op_def is None:
         return None
     defaults = {a.name: a.default_value for a in op_def.attr if a.HasField("default_value")}
@@ -264,13 +288,13 @@ def _output_types(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef | None) -> li
     def attr(name: str) -> graph_pb2.AttrValue | None:
         return node.attr[name] if name in node.attr else defaults.get(name)
 
-    out: list[int] = []
+    out: list[tuple[int, int]] = []
     for arg in op_def.output_arg:
         if arg.type_list_attr:
             value = attr(arg.type_list_attr)
             if value is None:
                 return None
-            out.extend(value.list.type)
+            out.extend((t, 1) for t in value.list.type)
             continue
         if arg.type:
             dtype = arg.type
@@ -284,9 +308,18 @@ def _output_types(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef | None) -> li
             value = attr(arg.number_attr)
             if value is None:
                 return None
-            count = value.i
-        out.extend([dtype] * count)
+            count = max(0, int(value.i))
+        out.append((dtype, count))
     return out
+
+
+def _output_at(runs: list[tuple[int, int]], index: int) -> int | None:
+    """The dtype of output ``index`` in ``runs``, or None past the last output."""
+    for dtype, count in runs:
+        if index < count:
+            return dtype
+        index -= count
+    return None
 
 
 def _signatures_against_graph(mg: MetaGraph, report: Report) -> None:
@@ -333,16 +366,18 @@ def _check_tensor(
     index = int(index_text) if index_text.isdigit() else 0
     if types is None:
         return
-    if index >= len(types):
+    produced = _output_at(types, index)
+    if produced is None:
+        outputs = sum(count for _, count in types)
         report.add(
-            ERROR, "signature-output-index", f"{where}: {node.op} node has {len(types)} outputs", tags=tags
+            ERROR, "signature-output-index", f"{where}: {node.op} node has {outputs} outputs", tags=tags
         )
         return
-    if dtype != types_pb2.DT_INVALID and dtypes.base(types[index]) != dtypes.base(dtype):
+    if dtype != types_pb2.DT_INVALID and dtypes.base(produced) != dtypes.base(dtype):
         report.add(
             ERROR,
             "signature-dtype-mismatch",
-            f"{where}: signature says {dtypes.name(dtype)}, the {node.op} node outputs {dtypes.name(types[index])}",
+            f"{where}: signature says {dtypes.name(dtype)}, the {node.op} node outputs {dtypes.name(produced)}",
             tags=tags,
         )
 
@@ -398,6 +433,12 @@ def _variables(model: SavedModel, report: Report, deep: bool) -> None:
             except SavedModelError as exc:
                 missing_shards.add(shard)
                 report.add(ERROR, "variables-shard-missing", exc.problem, file=exc.path)
+        for entry in reader.entries():
+            if entry.partitioned:
+                try:
+                    reader.slice_plan(entry)
+                except SavedModelError as exc:
+                    report.add(ERROR, "variables-slices-inconsistent", exc.problem, file=exc.path)
         for entry in [*reader.entries(), *reader._slice_entries.values()]:
             if entry.partitioned or entry.shard_id in missing_shards:
                 continue
@@ -591,7 +632,8 @@ def _size(model: SavedModel, report: Report, threshold: int) -> None:
     report.checks.append("size")
     file = model.file(model.saved_model_file)
     size = int(model.fs.size(file))
-    total = sum(int(model.fs.size(model.file(rel))) for rel in location.relative_files(model.fs, model.path))
+    files = location.relative_infos(model.fs, model.path, skip_irregular=True)
+    total = sum(int(info.get("size") or 0) for info in files.values())
     report.stats.update({"saved_model_bytes": size, "total_bytes": total})
     if size > PROTO_LIMIT - (1 << 20):
         report.add(ERROR, "saved-model-too-large", f"{size} bytes is at the 2 GiB protobuf limit", file=file)

@@ -14,10 +14,12 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel import __version__, location
+from airflow_savedmodel import __version__, location, schemas
 from airflow_savedmodel.errors import FormatError, MissingFileError
 from airflow_savedmodel.format.model import FINGERPRINT_PB
 from airflow_savedmodel.location import file_crc32c, to_hex
+
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists files: tens of bytes each
 
 MANIFEST_PATH = "assets.extra/airflow_savedmodel_manifest.json"
 SCHEMA = "airflow-savedmodel/manifest/v1"
@@ -117,15 +119,20 @@ def source_entries(
 def read(fs: AbstractFileSystem, model_path: str) -> Manifest | None:
     path = location.join(model_path, MANIFEST_PATH)
     try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError:
+        raw = location.read_file(fs, path, root=model_path, limit=MAX_MANIFEST_BYTES)
+    except MissingFileError:
         return None
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FormatError(f"manifest is not JSON: {exc}", path) from None
-    if not isinstance(doc, dict):
-        raise FormatError("manifest is not a JSON object", path)
+    schemas.check(doc, schemas.MANIFEST, "manifest", location.url_of(fs, path))
+    for entry in doc["files"]:
+        name = entry["path"]
+        if name.startswith("/") or ".." in name.split("/") or "\\" in name or "\x00" in name:
+            raise FormatError(
+                f"manifest: file path {name!r} leaves the model directory", location.url_of(fs, path)
+            )
     return Manifest.from_json(doc, path)
 
 

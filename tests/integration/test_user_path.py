@@ -9,6 +9,7 @@ training DAG through the REST API with a conf. Screenshots: test-artifacts/scree
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +187,41 @@ def test_training_triggered_through_the_rest_api_with_a_conf(stack: AirflowStack
     browser.open(f"{stack.url}/dags/{TRAINING}/runs/{run_id}")
     browser.wait_for_text("promote_to_stable")
     browser.shot("training run")
+
+
+def test_the_connection_form_and_its_test_button(
+    stack: AirflowStack, browser: Browser, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    # What the connection form renders from: Login shown with our label, our extra fields.
+    (ours,) = [m for m in stack.ui("/connections/hook_meta") if m["connection_type"] == "savedmodel"]
+    assert ours["hook_name"] == "TensorFlow SavedModel storage"
+    standard = ours["standard_fields"]
+    assert standard["login"]["hidden"] is False
+    assert standard["login"]["title"] == "Key (S3 access key id; exposed to fsspec as 'key')"
+    assert standard["password"]["title"] == "Secret (S3 secret access key; exposed to fsspec as 'secret')"
+    assert all(standard[name]["hidden"] for name in ("host", "port", "url_schema"))
+    assert set(ours["extra_fields"]) == {"storage_options", "test_url"}
+
+    # The Test button: the API call the form makes, run by our hook in the api-server.
+    (tmp_path / "models" / "ranker").mkdir(parents=True)
+    body = {
+        "connection_id": "savedmodel_probe",
+        "conn_type": "savedmodel",
+        "extra": json.dumps({"test_url": str(tmp_path / "models")}),
+    }
+    assert stack.post("/connections/test", body) == {
+        "status": True,
+        "message": f"listed 1 entries at {tmp_path / 'models'}",
+    }
+    refused = stack.post("/connections/test", {**body, "extra": "{}"})
+    assert refused == {
+        "status": False,
+        "message": "set the connection's Test URL (a directory it can list) to test it",
+    }
+
+    browser.open(f"{stack.url}/connections")
+    browser.find(By.XPATH, "//button[contains(., 'Add Connection')]").click()
+    browser.wait_for_text("Connection Type")
+    browser.shot("connection form")

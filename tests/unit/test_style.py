@@ -45,3 +45,10 @@ def test_every_operator_and_sensor_argument_is_documented() -> None:
         and f":param {name}:" not in (cls.__doc__ or "")
     ]
     assert missing == []
+
+
+def test_every_finding_code_is_documented_in_the_reference() -> None:
+    from airflow_savedmodel.format.validate import FINDING_CODES
+
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert [code for code in FINDING_CODES if code not in reference] == []
