@@ -488,15 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Libraries whose exceptions mean "the storage request failed" (network, auth, the server).
-_STORAGE_LIBRARIES = ("aiohttp", "aiobotocore", "botocore", "gcsfs", "s3fs", "google", "requests", "urllib3")
-
-
 _URL_USERINFO = re.compile(r"://([^/@\s]+)@")
-
-
-def _storage_failure(exc: Exception) -> bool:
-    return isinstance(exc, OSError | TimeoutError) or type(exc).__module__.split(".")[0] in _STORAGE_LIBRARIES
 
 
 def _given_secrets(args: argparse.Namespace) -> list[str]:
@@ -545,17 +537,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
-        if not _storage_failure(exc):
-            raise
-        from airflow_savedmodel.location import redact, scrub
+        from airflow_savedmodel.location import is_storage_failure, redact, storage_error
 
-        where = ", ".join(
-            redact(getattr(args, n))
-            for n in ("url", "src", "dst", "base", "config")
-            if getattr(args, n, None)
+        if not is_storage_failure(exc):
+            raise
+        names = ("url", "src", "dst", "base", "config")
+        where = ", ".join(redact(getattr(args, n)) for n in names if getattr(args, n, None))
+        print(
+            f"savedmodel {args.command}: error: {storage_error(exc, where, _given_secrets(args))}",
+            file=sys.stderr,
         )
-        detail = " ".join(scrub(f"{type(exc).__name__}: {exc}", _given_secrets(args)).split())
-        print(f"savedmodel {args.command}: error: {where}: storage request failed: {detail}", file=sys.stderr)
         return 1
     return 0
 

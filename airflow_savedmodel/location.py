@@ -241,6 +241,23 @@ def file_kind_problem(path: str, root: str | None = None) -> str | None:
     return f"is {kind}, not a regular file" if kind.startswith("a ") else kind
 
 
+# Libraries whose exceptions mean "the storage request failed" (network, auth, the server).
+STORAGE_LIBRARIES = ("aiohttp", "aiobotocore", "botocore", "gcsfs", "s3fs", "google", "requests", "urllib3")
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a filesystem library's network, auth or server failure."""
+    return isinstance(exc, OSError | TimeoutError) or type(exc).__module__.split(".")[0] in STORAGE_LIBRARIES
+
+
+def storage_error(exc: BaseException, where: str, secrets: Iterable[str] = ()) -> SavedModelError:
+    """``exc`` as a StorageError naming ``where`` (redacted), on one line, credentials scrubbed."""
+    from airflow_savedmodel.errors import StorageError
+
+    detail = " ".join(scrub(f"{type(exc).__name__}: {exc}", secrets).split())
+    return StorageError(f"storage request failed: {detail}", redact(where))
+
+
 def read_file(
     fs: AbstractFileSystem, path: str, *, root: str | None = None, limit: int | None = None
 ) -> bytes:

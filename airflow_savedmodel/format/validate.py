@@ -188,7 +188,8 @@ def _check_spec(spec: Any, where: str | None) -> None:
                     dtypes.from_name(dtype)
                 except ValueError:
                     raise FormatError(
-                        f"signature spec: signatures.{key}.{side}.{name}.dtype: unknown dtype {dtype!r}", where
+                        f"signature spec: signatures.{key}.{side}.{name}.dtype: unknown dtype {dtype!r}",
+                        where,
                     ) from None
 
 

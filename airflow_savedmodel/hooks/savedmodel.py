@@ -4,10 +4,11 @@ versions, gc, verify). All logic lives in ``airflow_savedmodel.format`` and ``.s
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from airflow_savedmodel.storage.publish import PublishResult
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
@@ -53,6 +56,30 @@ def storage_options_from_connection(conn: Any) -> dict[str, Any]:
     return options
 
 
+def _typed_storage_errors(method: F) -> F:
+    """A storage library's network or auth failure (gcsfs, s3fs, aiohttp, botocore) leaves the
+    hook as a StorageError naming the URL it was about, on one line without credentials and
+    without the library's traceback, which can carry tokens (``tokeninfo?access_token=...``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SavedModelHook, *args: Any, **kwargs: Any) -> Any:
+        from airflow_savedmodel.errors import SavedModelError
+
+        try:
+            return method(self, *args, **kwargs)
+        except SavedModelError:
+            raise
+        except Exception as exc:
+            from airflow_savedmodel import location
+
+            if not location.is_storage_failure(exc):
+                raise
+            urls = [location.redact(a) for a in args[:2] if isinstance(a, str)]
+            raise location.storage_error(exc, ", ".join(urls), self.secrets()) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def mask_sensitive(options: dict[str, Any]) -> None:
     """Register secret-looking option values with Airflow's log masker, recursively."""
     from airflow.sdk.log import mask_secret
@@ -87,6 +114,12 @@ class SavedModelHook(BaseHook):
     @cached_property
     def connection(self) -> Any | None:
         return self.get_connection(self.savedmodel_conn_id) if self.savedmodel_conn_id else None
+
+    def secrets(self) -> list[str]:
+        """Credential values of this hook's options, which no message may repeat."""
+        from airflow_savedmodel.location import secret_values
+
+        return secret_values({**storage_options_from_connection(self.connection), **self.extra_options})
 
     def filesystem(self, url: str) -> Location:
         """``url`` resolved with this hook's connection: the authenticated fsspec filesystem and
@@ -130,6 +163,7 @@ class SavedModelHook(BaseHook):
 
     # ---- format ------------------------------------------------------------------------------
 
+    @_typed_storage_errors
     def inspect(self, url: str, tag_set: str | None = None) -> dict[str, Any]:
         from airflow_savedmodel.format import describe
         from airflow_savedmodel.format.model import SavedModel
@@ -138,11 +172,13 @@ class SavedModelHook(BaseHook):
         with SavedModel.open(path, fs=fs) as model:
             return describe.describe(model, tag_set)
 
+    @_typed_storage_errors
     def validate(self, url: str, **kwargs: Any) -> Any:
         from airflow_savedmodel.format.validate import validate
 
         return validate(url, **kwargs, **self._fs(url))
 
+    @_typed_storage_errors
     def strip_default_attrs(
         self,
         src: str,
@@ -163,6 +199,7 @@ class SavedModelHook(BaseHook):
             dst_fs=(dst_hook or self).filesystem(dst)[0],
         )
 
+    @_typed_storage_errors
     def clear_devices(
         self, src: str, dst: str, *, overwrite: bool = False, dst_hook: SavedModelHook | None = None
     ) -> Any:
@@ -178,6 +215,7 @@ class SavedModelHook(BaseHook):
 
     # ---- storage -----------------------------------------------------------------------------
 
+    @_typed_storage_errors
     def copy(
         self,
         src: str,
@@ -198,6 +236,7 @@ class SavedModelHook(BaseHook):
             **kwargs,
         )
 
+    @_typed_storage_errors
     def publish(
         self,
         src: str,
@@ -233,6 +272,7 @@ class SavedModelHook(BaseHook):
             **kwargs,
         )
 
+    @_typed_storage_errors
     def serving_labels(
         self,
         serving_config: str,
@@ -257,17 +297,20 @@ class SavedModelHook(BaseHook):
             from_label=from_label,
         )
 
+    @_typed_storage_errors
     def versions(self, base: str, deep: bool = False) -> list[Any]:
         from airflow_savedmodel.storage import list_versions
 
         return list_versions(base, deep=deep, **self._fs(base))
 
+    @_typed_storage_errors
     def gc(self, base: str, *, serving_config: str | None = None, **kwargs: Any) -> Any:
         from airflow_savedmodel.storage import gc
 
         config = self.filesystem(serving_config) if serving_config else None
         return gc(self.filesystem(base), serving_config_url=config, **kwargs)
 
+    @_typed_storage_errors
     def verify(self, url: str, deep: bool = True) -> Any:
         from airflow_savedmodel.storage import verify
 
@@ -275,12 +318,14 @@ class SavedModelHook(BaseHook):
 
     # ---- readiness (sensors and triggers) ----------------------------------------------------
 
+    @_typed_storage_errors
     def model_readiness(self, url: str, deep: bool = False) -> Readiness:
         """Whether a complete, valid SavedModel is at ``url``, and if not, what is missing."""
         from airflow_savedmodel.storage import versions
 
         return versions.model_readiness(*self.filesystem(url), deep)
 
+    @_typed_storage_errors
     def version_readiness(self, base: str, newer_than: int | None) -> Readiness:
         """The newest complete version above ``newer_than`` under ``base``, or what is missing."""
         from airflow_savedmodel.storage import versions

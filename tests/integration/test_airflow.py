@@ -539,6 +539,19 @@ def test_the_connection_test_button_lists_the_test_url_and_never_shows_the_secre
             "set the connection's Test URL (a directory it can list) to test it",
         )
         ok, message = hook.test_connection(f"{bucket}/models")
+        # Every hook operation turns the refusal into a typed error naming the URL, no secret in it.
+        from airflow_savedmodel.errors import StorageError
+
+        for operation in (
+            lambda: hook.inspect(f"{bucket}/models/ranker/1"),
+            lambda: hook.versions(f"{bucket}/models/ranker"),
+            lambda: hook.model_readiness(f"{bucket}/models/ranker/1"),
+        ):
+            with pytest.raises(StorageError) as caught:
+                operation()
+            assert str(caught.value).startswith(f"{bucket}/models/ranker")
+            assert "storage request failed: " in str(caught.value) and "(401)" in str(caught.value)
+            assert secret not in str(caught.value) and caught.value.__suppress_context__
     finally:
         denying.stop()
     assert (

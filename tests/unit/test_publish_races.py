@@ -4,6 +4,7 @@ and retention beside a newer version that is not (yet) complete."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,14 @@ def test_a_source_changed_during_the_publish_is_refused_before_it_becomes_a_vers
     # Same files and sizes, other bytes: the content is compared by checksum before copying...
     flip_last_byte(src / "variables" / "variables.data-00000-of-00001")
     changed = False
+    lock = threading.Lock()  # progress arrives from the copy's worker threads
 
     def change_source_midway(progress: object) -> None:
         nonlocal changed
-        if not changed:  # ...and saved_model.pb, copied last, changes after that comparison
-            flip_last_byte(src / "saved_model.pb")
-            changed = True
+        with lock:
+            if not changed:  # ...and saved_model.pb, copied last, changes after that comparison
+                flip_last_byte(src / "saved_model.pb")
+                changed = True
 
     with pytest.raises(StorageError, match=r"model-1: the source changed while it was being published"):
         publish(str(src), str(base), progress=change_source_midway)
