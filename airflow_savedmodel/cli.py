@@ -121,6 +121,24 @@ def cmd_clear_devices(args: argparse.Namespace) -> int:
     return _transform(args, "clear_devices")
 
 
+def _op_policy(text: str | None) -> Any:
+    """--op-policy: "off", a JSON object, or a JSON file holding one."""
+    if text is None or text == "off":
+        return text
+    from airflow_savedmodel.errors import FormatError
+
+    source = text
+    if not text.lstrip().startswith("{"):
+        from airflow_savedmodel import location
+
+        fs, path = location.resolve(text)
+        source = location.read_file(fs, path, limit=1 << 20).decode("utf-8", errors="replace")
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"op policy is not JSON: {exc}", None if source is text else text) from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from airflow_savedmodel.format.validate import validate
 
@@ -134,6 +152,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         expect=args.expect,
         strict=args.strict,
         size_warning_bytes=args.size_warning_mb << 20,
+        op_policy=_op_policy(args.op_policy),
         storage_options=_storage_options(args.storage_option),
     )
     if args.json:
@@ -400,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
     )
     p.add_argument("--size-warning-mb", type=int, default=1024, help="warn above this saved_model.pb size")
+    p.add_argument(
+        "--op-policy",
+        metavar="POLICY",
+        help='ops that read/write files, run Python, reach the network or debug: "off", or JSON '
+        '(text or file) like {"warning": ["file-read"], "allow": ["PrintV2"]}; default: all are errors',
+    )
     p.add_argument("--json", action="store_true")
 
     def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from fsspec import AbstractFileSystem
 from airflow_savedmodel import location, schemas
 from airflow_savedmodel.errors import FormatError, MissingFileError, NotFoundError, SavedModelError
 from airflow_savedmodel.format import attrs, dtypes, opdefs, tensor_proto
+from airflow_savedmodel.format import op_policy as op_policy_module
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
 from airflow_savedmodel.format.model import (
     ASSETS_DIR,
@@ -75,6 +76,11 @@ FINDING_CODES = {
     "device-pinned-accelerator": "a node is pinned to a GPU or TPU while the target serves on CPU",
     "saved-model-too-large": "saved_model.pb exceeds the 2 GiB protobuf limit",
     "saved-model-large": "saved_model.pb is over the size threshold (large constants in the graph?)",
+    "op-reads-files": "an op reads files (ReadFile, readers, file datasets, restores outside the saver)",
+    "op-writes-files": "an op writes files (WriteFile, saves outside the saver, summaries, PrintV2 to a file)",
+    "op-runs-python": "an op calls back into Python (PyFunc, EagerPyFunc): TF Serving cannot run it",
+    "op-reaches-network": "an op connects to other servers (RPC, tf.data service, collectives)",
+    "op-debug-output": "an op sends tensors to debug URLs (DebugIdentity and the like)",
 }
 
 
@@ -204,12 +210,16 @@ def validate(
     expect: str | Mapping[str, Any] | None = None,
     strict: bool = False,
     size_warning_bytes: int = DEFAULT_SIZE_WARNING,
+    op_policy: Mapping[str, Any] | str | None = None,
     storage_options: dict[str, Any] | None = None,
     fs: AbstractFileSystem | None = None,
 ) -> Report:
     """Validate the model at ``url``; ``tags`` selects the meta graph served (signature checks apply to
-    it); ``tags=None`` checks every meta graph's structure without requiring a served one."""
+    it); ``tags=None`` checks every meta graph's structure without requiring a served one.
+    ``op_policy`` (see op_policy.parse): None flags every op family that reads or writes files,
+    runs Python, reaches the network or emits debug data; "off" skips the scan."""
     report = Report(url)
+    policy = op_policy_module.parse(op_policy)
     spec = load_spec(expect) if expect is not None else None
     try:
         model = SavedModel.open(url, storage_options, fs)
@@ -252,6 +262,8 @@ def validate(
         if target_tf is not None:
             report.checks.append(f"target TensorFlow {opdefs.normalize(target_tf)} ({target_device})")
             _target(model, opdefs.normalize(target_tf), target_device, report)
+        if policy is not None:
+            _op_policy(model, policy, report)
         _size(model, report, size_warning_bytes)
     return report
 
@@ -575,6 +587,15 @@ def _contract(mg: MetaGraph, spec: Mapping[str, Any], strict: bool, report: Repo
                         f"signature {key!r} {kind} {name!r} has shape {spec_tensor.shape_text()}, expected {details['shape']}",
                         tags=tags,
                     )
+
+
+def _op_policy(model: SavedModel, policy: op_policy_module.Policy, report: Report) -> None:
+    report.checks.append("op policy")
+    for mg in model.meta_graphs:
+        for use in op_policy_module.scan(mg.proto):
+            severity = policy.severity(use.family, use.op)
+            if severity != "allow":
+                report.add(severity, use.code, use.message(), tags=sorted(mg.tags))
 
 
 def _target(model: SavedModel, release: str, device: str, report: Report) -> None:

@@ -111,6 +111,9 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     :param target_device: "cpu" or "gpu": the device the target's kernels are checked for.
     :param expect: a signature spec (dict, or a JSON file URL) the model must match (templated).
     :param strict: treat warnings as errors.
+    :param op_policy: which op families (file-read, file-write, python, network, debug) or ops
+        are errors, warnings or allowed, e.g. ``{"warning": ["file-read"]}``; None: all are
+        errors; "off": no scan.
     :param savedmodel_conn_id: connection for ``url`` (templated).
     """
 
@@ -128,10 +131,12 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         target_device: str = "cpu",
         expect: str | Mapping[str, Any] | None = None,
         strict: bool = False,
+        op_policy: Mapping[str, Any] | str | None = None,
         savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.op_policy = op_policy
         self.url = url
         self.tag_set = tag_set
         self.required_signatures = tuple(required_signatures)
@@ -152,6 +157,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
             target_device=self.target_device,
             expect=self.expect or None,
             strict=self.strict,
+            op_policy=self.op_policy,
         )
         context["ti"].xcom_push(key="report", value=report.to_json())
         self.log.info("%s", report.to_text())
@@ -362,6 +368,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param required_signatures: signature keys clients call.
     :param target_tf: the TensorFlow Serving release that must load the model (templated).
     :param expect: a signature spec the model must match (templated).
+    :param op_policy: the op scan's policy (see SavedModelValidateOperator); a model that
+        breaks it is not published.
     :param serving_config: TF Serving's model config file: the version is named there once
         complete (gated publish) (templated).
     :param model_name: the model's name in ``serving_config`` (templated).
@@ -408,6 +416,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         required_signatures: Collection[str] = ("serving_default",),
         target_tf: str | None = None,
         expect: str | Mapping[str, Any] | None = None,
+        op_policy: Mapping[str, Any] | str | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
         labels: Sequence[str] = (),
@@ -428,6 +437,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         self.validate, self.deep, self.tag_set = validate, deep, tag_set
         self.required_signatures = tuple(required_signatures)
         self.target_tf, self.expect = target_tf or None, expect or None
+        self.op_policy = op_policy
         self.savedmodel_conn_id, self.dest_conn_id = savedmodel_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -460,6 +470,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                     deep=self.deep,
                     target_tf=self.target_tf,
                     expect=self.expect,
+                    op_policy=self.op_policy,
                 )
                 if rewrites:  # name the user's model, not the temporary rewrite
                     report = report.shown_as(shown, " + ".join(rewrites))

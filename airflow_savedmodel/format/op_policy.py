@@ -1,0 +1,268 @@
+"""Which ops a served model may run: a scan for ops that read or write files, run Python, reach
+the network or dump debug data, in the graph and every function, against an allow/deny policy.
+
+saved_model_cli refuses three ops (ReadFile, WriteFile, PrintV2) before ``run``; a model server
+loading untrusted models needs the families those stand for. The checkpoint ops of the model's
+own saver (the main graph's ``save/`` scope in TF1, the functions its saver_def calls in TF2)
+are how variables are restored and are not flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_savedmodel.errors import FormatError
+from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2
+
+# family -> (finding code, what it means, ops)
+FAMILIES: dict[str, tuple[str, str, frozenset[str]]] = {
+    "file-read": (
+        "op-reads-files",
+        "reads files named by the graph or its inputs",
+        frozenset(
+            {
+                "ReadFile",
+                "MatchingFiles",
+                "ImmutableConst",
+                "WholeFileReader",
+                "WholeFileReaderV2",
+                "TextLineReader",
+                "TextLineReaderV2",
+                "TFRecordReader",
+                "TFRecordReaderV2",
+                "FixedLengthRecordReader",
+                "FixedLengthRecordReaderV2",
+                "LMDBReader",
+                "TFRecordDataset",
+                "TFRecordDatasetV2",
+                "TextLineDataset",
+                "FixedLengthRecordDataset",
+                "FixedLengthRecordDatasetV2",
+                "MatchingFilesDataset",
+                "ExperimentalMatchingFilesDataset",
+                "LoadDataset",
+                "ExperimentalLMDBDataset",
+                "LMDBDataset",
+                "Restore",
+                "RestoreV2",
+                "RestoreSlice",
+                "ImportEvent",
+            }
+        ),
+    ),
+    "file-write": (
+        "op-writes-files",
+        "writes files",
+        frozenset(
+            {
+                "WriteFile",
+                "Save",
+                "SaveV2",
+                "SaveSlices",
+                "MergeV2Checkpoints",
+                "SaveDataset",
+                "SaveDatasetV2",
+                "SnapshotDataset",
+                "SnapshotDatasetV2",
+                "ExperimentalSnapshotDataset",
+                "CacheDatasetV2",
+                "DistributedSave",
+                "CreateSummaryFileWriter",
+                "CreateSummaryDbWriter",
+                "WriteSummary",
+                "WriteRawProtoSummary",
+                "WriteScalarSummary",
+                "WriteHistogramSummary",
+                "WriteImageSummary",
+                "WriteAudioSummary",
+                "WriteGraphSummary",
+                "FlushSummaryWriter",
+                "CloseSummaryWriter",
+            }
+        ),
+    ),
+    "python": (
+        "op-runs-python",
+        "calls back into Python (TensorFlow Serving has no Python to call)",
+        frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"}),
+    ),
+    "network": (
+        "op-reaches-network",
+        "connects to other servers",
+        frozenset(
+            {
+                "Rpc",
+                "TryRpc",
+                "RpcClient",
+                "RpcCall",
+                "RpcServer",
+                "RpcServerStart",
+                "RpcServerRegister",
+                "RpcCheckStatus",
+                "RpcGetValue",
+                "DataServiceDataset",
+                "DataServiceDatasetV2",
+                "DataServiceDatasetV3",
+                "DataServiceDatasetV4",
+                "RegisterDataset",
+                "RegisterDatasetV2",
+                "BigQueryReader",
+                "CollectiveReduce",
+                "CollectiveReduceV2",
+                "CollectiveGather",
+                "CollectiveGatherV2",
+                "CollectiveBcastSend",
+                "CollectiveBcastRecv",
+            }
+        ),
+    ),
+    "debug": (
+        "op-debug-output",
+        "sends tensors to debug URLs (files or gRPC)",
+        frozenset(
+            {
+                "DebugIdentity",
+                "DebugIdentityV2",
+                "DebugIdentityV3",
+                "DebugNanCount",
+                "DebugNumericSummary",
+                "DebugNumericSummaryV2",
+                "CopyHost",
+                "Copy",
+            }
+        ),
+    ),
+}
+# PrintV2 belongs to "file-write" only when its output_stream is a file (``file://...``).
+PRINT_TO_FILE = "PrintV2"
+_SAVER_OPS = frozenset(
+    {"Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints", "Restore", "RestoreV2", "RestoreSlice"}
+)
+SEVERITIES = ("error", "warning", "allow")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Severity per family, with per-op overrides (op names win over families)."""
+
+    families: Mapping[str, str] = field(default_factory=lambda: dict.fromkeys(FAMILIES, "error"))
+    ops: Mapping[str, str] = field(default_factory=dict)
+
+    def severity(self, family: str, op: str) -> str:
+        return self.ops.get(op, self.families.get(family, "error"))
+
+
+DEFAULT = Policy()
+
+
+def parse(spec: Mapping[str, Any] | str | None, where: str | None = None) -> Policy | None:
+    """A Policy from ``{"error": [...], "warning": [...], "allow": [...]}`` (family or op names),
+    "off" (no scan) or None (every family is an error)."""
+    if spec is None:
+        return DEFAULT
+    if spec == "off":
+        return None
+    if not isinstance(spec, Mapping):
+        raise FormatError(f"op policy: expected an object or 'off', not {spec!r}", where)
+    families = dict(DEFAULT.families)
+    ops: dict[str, str] = {}
+    for severity, names in spec.items():
+        if severity not in SEVERITIES:
+            raise FormatError(f"op policy: {severity!r} is not one of {', '.join(SEVERITIES)}", where)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise FormatError(f"op policy: {severity}: expected a list of family or op names", where)
+        for name in names:
+            (families if name in FAMILIES else ops)[name] = severity
+    return Policy(families, ops)
+
+
+@dataclass(frozen=True)
+class OpUse:
+    family: str
+    op: str
+    nodes: tuple[str, ...]  # "node" in the graph, "function/node" in a function
+
+    @property
+    def code(self) -> str:
+        return FAMILIES[self.family][0]
+
+    def message(self) -> str:
+        shown = ", ".join(self.nodes[:3]) + (
+            f" and {len(self.nodes) - 3} more" if len(self.nodes) > 3 else ""
+        )
+        return f"{self.op} {FAMILIES[self.family][1]}: {shown}"
+
+
+def _called(node: graph_pb2.NodeDef) -> Iterable[str]:
+    for value in node.attr.values():
+        if value.HasField("func"):
+            yield value.func.name
+        for func in value.list.func:
+            yield func.name
+
+
+def _saver_functions(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:
+    """Functions the saver_def's save and restore ops call, transitively (TF2 restore path)."""
+    functions = {f.signature.name: f for f in mg.graph_def.library.function}
+    nodes = {n.name: n for n in mg.graph_def.node}
+    roots = [mg.saver_def.restore_op_name, mg.saver_def.save_tensor_name.split(":", 1)[0]]
+    pending = [name for root in roots if root in nodes for name in _called(nodes[root])]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in functions[name].node_def:
+            pending.extend(_called(node))
+    return seen
+
+
+def _saver_scope(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
+    """The main-graph name scope of a TF1 saver (``save/``), from its restore op."""
+    name = mg.saver_def.restore_op_name
+    return name.rsplit("/", 1)[0] + "/" if "/" in name else None
+
+
+_TF1_SAVER_SCOPE = re.compile(r"^(save(?:_\d+)?/)")
+
+
+def _in_a_saver_scope(node: graph_pb2.NodeDef, scope: str | None) -> bool:
+    """A TF1 saver's checkpoint op: under the saver_def's scope, or under another saver's
+    ``save_N/`` scope (a TF1 program that built several meta graphs leaves one per graph),
+    reading or writing the checkpoint path that scope's own filename tensor holds."""
+    if scope is not None and node.name.startswith(scope):
+        return True
+    match = _TF1_SAVER_SCOPE.match(node.name)
+    return bool(match and node.input and node.input[0].lstrip("^").startswith(match.group(1)))
+
+
+def scan(mg: meta_graph_pb2.MetaGraphDef) -> list[OpUse]:
+    """Every flagged op of the meta graph (graph and functions), grouped by family and op."""
+    family_of = {op: family for family, (_, _, ops) in FAMILIES.items() for op in ops}
+    scope = _saver_scope(mg)
+    saver_functions = _saver_functions(mg)
+    found: dict[tuple[str, str], list[str]] = {}
+
+    def visit(node: graph_pb2.NodeDef, function: str | None) -> None:
+        family = family_of.get(node.op)
+        if node.op == PRINT_TO_FILE and node.attr["output_stream"].s.startswith(b"file://"):
+            family = "file-write"
+        if family is None:
+            return
+        if node.op in _SAVER_OPS and (
+            (function is None and _in_a_saver_scope(node, scope))
+            or (function is not None and function in saver_functions)
+        ):
+            return
+        found.setdefault((family, node.op), []).append(f"{function}/{node.name}" if function else node.name)
+
+    for node in mg.graph_def.node:
+        visit(node, None)
+    for function in mg.graph_def.library.function:
+        for node in function.node_def:
+            visit(node, function.signature.name)
+    return [OpUse(family, op, tuple(nodes)) for (family, op), nodes in sorted(found.items())]
