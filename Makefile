@@ -10,7 +10,7 @@ DEMO_STAMP := $(DEMO_VENV)/.installed
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv browser test test-fast lint typecheck protos demo bench clean
+.PHONY: venv browser test test-fast fuzz lint typecheck protos demo bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ $(DEMO_STAMP): pyproject.toml Makefile
 
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python scripts/demo.py
+
+# Mutated TensorFlow-written models for 10 minutes (SEED, FUZZ_SECONDS to change); figures go to
+# benchmarks/RESULTS.md and defects, with their models, to test-artifacts/fuzz/.
+SEED ?= 1
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS) --seed $(SEED)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -6,7 +6,6 @@ CI starts from a clean checkout and builds it once.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -36,28 +35,12 @@ for _name in [n for n in os.environ if n.startswith("SAVEDMODEL_") and n != "SAV
     del os.environ[_name]
 
 
-def _zoo_dir() -> Path:
-    from importlib.metadata import version
-
-    digest = hashlib.sha256(
-        (TESTS / "tf_zoo.py").read_bytes() + version("tensorflow-cpu").encode()
-    ).hexdigest()[:12]
-    return ROOT / ".cache" / f"zoo-{digest}"
-
-
 @pytest.fixture(scope="session")
 def zoo() -> dict[str, Path]:
     """name -> path of each TensorFlow-written SavedModel (read-only: copy before modifying)."""
-    import tf_zoo
+    from zoo_cache import built_zoo
 
-    root = _zoo_dir()
-    done = root / ".complete"
-    if not done.exists():
-        for stale in root.parent.glob("zoo-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tf_zoo.build_all(root)
-        done.touch()
-    return {name: root / name / "model" for name in tf_zoo.BUILDERS}
+    return built_zoo()
 
 
 @pytest.fixture(scope="session")
