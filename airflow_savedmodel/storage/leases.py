@@ -50,7 +50,12 @@ def claim(fs: AbstractFileSystem, path: str, token: str) -> bool:
         # listings are strongly consistent, so the lowest generation is the first and only winner.
         fs.pipe_file(join(path, token), token.encode())
         fs.invalidate_cache(path)
-        entries = fs.ls(path, detail=True)
+        try:
+            entries = fs.ls(path, detail=True)
+        except FileNotFoundError:  # retention removed the claim: its version exists by now
+            return False
+        if not any(str(e["name"]).rstrip("/").endswith("/" + token) for e in entries):
+            return False
         winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
         return str(winner["name"]).rstrip("/").endswith("/" + token)
     if proto == "memory":

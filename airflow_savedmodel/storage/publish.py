@@ -259,7 +259,13 @@ def _claim_number(
             if version != "auto":
                 raise StorageError("version exists (pass overwrite to replace it)", target.url)
             continue
-        won = leases.claim(fs, location.join(base.path, leases.CLAIMS_DIR, str(number)), lease.token)
+        claim = location.join(base.path, leases.CLAIMS_DIR, str(number))
+        won = leases.claim(fs, claim, lease.token)
+        if won and not replace and location.children(fs, target.path, refresh=True):
+            # Retention removes a claim once its version exists; a claimant that came after
+            # that removal wins an empty claim for a number already in use.
+            leases.release(fs, claim, lease.token)
+            won = False
         if not won and not replace:
             if version != "auto":
                 raise StorageError("another publisher claimed this version", target.url)

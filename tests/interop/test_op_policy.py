@@ -142,36 +142,16 @@ def test_network_and_debug_ops_and_restores_outside_the_saver(models: Path, tmp_
     ]
 
 
+def savedmodel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "airflow_savedmodel", *args], capture_output=True, text=True)
+
+
 def test_the_cli_refuses_a_model_that_breaks_the_policy_and_reads_a_policy_file(
     models: Path, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_savedmodel",
-            "validate",
-            str(models / "python"),
-            "--require-signature",
-            "serving_default",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = savedmodel("validate", str(models / "python"), "--require-signature", "serving_default")
     assert done.returncode == 1 and "ERROR   op-runs-python" in done.stdout
     policy = tmp_path / "policy.json"
     policy.write_text('{"allow": ["python"]}')
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_savedmodel",
-            "validate",
-            str(models / "python"),
-            "--op-policy",
-            str(policy),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = savedmodel("validate", str(models / "python"), "--op-policy", str(policy))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -60,3 +60,38 @@ def test_retention_keeps_the_newest_complete_version_behind_newer_unverified_one
     result = gc(str(base), keep_last=1)
     assert [i.version for i in list_versions(str(base))] == [2, 3]
     assert result.removed == [str(base / "1")]
+
+
+def test_a_claim_won_after_retention_removed_it_is_not_used_for_an_existing_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publisher A finds version 2 free; before A claims it, B publishes 2 and retention removes
+    B's claim. A then wins an empty claim for 2: it must move on to 3, not write into 2."""
+    import importlib
+    import uuid
+
+    from airflow_savedmodel.storage import leases
+
+    publishing = importlib.import_module("airflow_savedmodel.storage.publish")
+    base = f"memory://races-{uuid.uuid4().hex[:8]}/ranker"
+    publish(str(make_model(tmp_path, 1)), base)
+    real_claim = leases.claim
+    raced = []
+
+    def claim_after_b(fs, path, token):  # type: ignore[no-untyped-def]
+        if not raced:
+            raced.append(True)
+            monkeypatch.setattr(publishing.leases, "claim", real_claim)
+            b = publish(str(make_model(tmp_path, 2)), base)  # B, start to finish
+            assert b.version == 2
+            gc(base, keep_last=10)  # retention: version 2 exists, so its claim goes
+            monkeypatch.setattr(publishing.leases, "claim", claim_after_b)
+        return real_claim(fs, path, token)
+
+    monkeypatch.setattr(publishing.leases, "claim", claim_after_b)
+    a = publish(str(make_model(tmp_path, 3)), base)
+    versions = {i.version: i for i in list_versions(base)}
+    b_content = versions[2].manifest.source if versions[2].manifest else None
+    assert raced and a.version == 3 and set(versions) == {1, 2, 3}
+    assert all(i.state == "complete" for i in versions.values())
+    assert b_content is not None and b_content.endswith("model-2")
