@@ -37,6 +37,7 @@ def _enums(descriptor: Any, out: dict[str, Any]) -> None:
 
 
 @pytest.mark.interop
+@pytest.mark.tf
 def test_wire_compatible_with_tensorflow() -> None:
     """Every message TensorFlow defines for these files has the same fields, numbers, types and labels here."""
     from tensorflow.core.framework import variable_pb2 as tf_variable
@@ -102,6 +103,7 @@ def test_tensorflow_parses_what_we_serialize_and_vice_versa(zoo: dict[str, Path]
         assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
 
 
+@pytest.mark.tf
 def test_our_protos_and_tensorflows_load_in_one_process() -> None:
     code = (
         "import airflow_savedmodel.protos.meta_graph_pb2 as ours\n"
