@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
-from airflow.sdk.execution_time.xcom import XCom
 
 
 def console_url(uri: str | None) -> str:
@@ -34,5 +33,7 @@ class SavedModelPublishedLink(BaseOperatorLink):
     name = "Published version"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom  # the worker's XCom, only when resolving
+
         value = XCom.get_value(key="return_value", ti_key=ti_key)
         return console_url(value.get("uri")) if isinstance(value, dict) else ""
