@@ -221,7 +221,18 @@ def test_the_connection_form_and_its_test_button(
         "message": "set the connection's Test URL (a directory it can list) to test it",
     }
 
+    # The form itself: pick our type, see Login relabeled and the Test URL field.
+    from selenium.webdriver.common.keys import Keys
+
     browser.open(f"{stack.url}/connections")
     browser.find(By.XPATH, "//button[contains(., 'Add Connection')]").click()
     browser.wait_for_text("Connection Type")
+    kind = browser.find(By.CSS_SELECTOR, "[role=dialog] input[role=combobox]")
+    kind.send_keys("TensorFlow SavedModel")
+    kind.send_keys(Keys.ENTER)
+    browser.wait_for_text("Key (S3 access key id; exposed to fsspec as 'key')")
+    browser.find(
+        By.XPATH, "//*[@role='dialog']//button[contains(., 'Extra Fields') and not(contains(., 'JSON'))]"
+    ).click()
+    browser.wait_for_text("Test URL")
     browser.shot("connection form")
