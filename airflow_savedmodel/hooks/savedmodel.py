@@ -152,8 +152,7 @@ class SavedModelHook(BaseHook):
             where = self.filesystem(str(url))
             entries = where.fs.ls(where.path, detail=False)
         except Exception as exc:
-            options = storage_options_from_connection(self.connection) | self.extra_options
-            problem = location.scrub(f"{type(exc).__name__}: {exc}", location.secret_values(options))
+            problem = location.scrub(f"{type(exc).__name__}: {exc}", self.secrets())
             return False, f"{location.redact(str(url))}: {problem}"
         return True, f"listed {len(entries)} entries at {where.url}"
 
