@@ -8,6 +8,7 @@ names, replacing directories, streamed copies and crc32c checksums.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import posixpath
@@ -137,7 +138,11 @@ def join(base: str, *parts: str) -> str:
 def copy_file(
     src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str, chunk: int = CHUNK
 ) -> int:
-    """Stream one file between filesystems in bounded memory; return the bytes copied."""
+    """Copy one file between filesystems in bounded memory; return the bytes copied. Within one
+    object store the server copies it (no byte passes through this process)."""
+    if src_fs is dst_fs and not is_local(src_fs):
+        src_fs.copy(src, dst)
+        return int(src_fs.info(dst).get("size") or 0)
     copied = 0
     with src_fs.open(src, "rb") as reader, dst_fs.open(dst, "wb") as writer:
         while block := reader.read(chunk):
@@ -281,6 +286,44 @@ def read_file(
         raise MissingFileError("does not exist", where) from None
     except IsADirectoryError:
         raise FormatError("is a directory, not a regular file", where) from None
+
+
+_CHANGE_KEYS = ("crc32c", "ETag", "etag", "generation", "mtime", "updated", "LastModified")
+
+
+def _listing_key(infos: dict[str, dict[str, Any]]) -> frozenset[tuple[str, int, str]]:
+    def changed(info: dict[str, Any]) -> str:
+        return next((str(info[k]) for k in _CHANGE_KEYS if info.get(k) is not None), "")
+
+    return frozenset((name, int(info.get("size") or 0), changed(info)) for name, info in infos.items())
+
+
+def _find_fresh(fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
+    fs.invalidate_cache(path)
+    try:
+        found = fs.find(path, detail=True)
+    except FileNotFoundError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+async def alisting(fs: AbstractFileSystem, path: str) -> frozenset[tuple[str, int, str]]:
+    """What changes whenever a file under ``path`` is written: each file's name, size and
+    checksum (or generation, ETag, mtime); empty when nothing is there.
+
+    On async filesystems (gcsfs, s3fs) the listing runs as their native coroutine on their own
+    event loop and the caller only awaits it, so a triggerer's loop never blocks and no thread
+    is used; other filesystems list in a worker thread.
+    """
+    loop = getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
+    if loop is None or getattr(fs, "asynchronous", False):
+        return _listing_key(await asyncio.to_thread(_find_fresh, fs, path))
+    fs.invalidate_cache(path)
+    try:
+        found = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fs._find(path, detail=True), loop))
+    except FileNotFoundError:
+        return frozenset()
+    return _listing_key(found if isinstance(found, dict) else {})
 
 
 def children(fs: AbstractFileSystem, path: str, refresh: bool = False) -> list[tuple[str, str]]:

@@ -26,6 +26,8 @@ SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 SAVED_MODEL_CPB = "saved_model.cpb"
 FINGERPRINT_PB = "fingerprint.pb"
+# The files a rewrite of the meta graphs replaces; every other file of a model carries over.
+PROTO_FILES = frozenset({SAVED_MODEL_PB, SAVED_MODEL_PBTXT, FINGERPRINT_PB})
 VARIABLES_DIR = "variables"
 VARIABLES_PREFIX = "variables/variables"
 ASSETS_DIR = "assets"
@@ -124,8 +126,13 @@ class SavedModel:
         proto: meta_graph_pb2.SavedModel,
         saved_model_file: str,
         fingerprint: fingerprint_pb2.FingerprintDef | None,
+        *,
+        in_memory: dict[str, bytes] | None = None,
     ) -> None:
         self.fs = fs
+        # Files whose content is held here rather than read from ``path`` (a rewrite's new
+        # saved_model.pb and fingerprint.pb, see transforms.plan).
+        self.in_memory = dict(in_memory or {})
         self.path = path
         self.proto = proto
         self.saved_model_file = saved_model_file
@@ -158,6 +165,12 @@ class SavedModel:
 
     def file(self, *parts: str) -> str:
         return location.join(self.path, *parts)
+
+    def file_sizes(self) -> dict[str, int]:
+        """``{relative path: bytes}`` of the model's regular files, in-memory ones included."""
+        infos = location.relative_infos(self.fs, self.path, skip_irregular=True)
+        sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
+        return {**sizes, **{rel: len(data) for rel, data in self.in_memory.items()}}
 
     @property
     def schema_version(self) -> int:

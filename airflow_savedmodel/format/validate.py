@@ -8,10 +8,11 @@ device pinning and size. Every finding has a stable ``code`` (listed in FINDING_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -157,6 +158,26 @@ class Report:
         self.findings.append(Finding(severity, code, message, **kw))
 
 
+@dataclass(frozen=True)
+class Checks:
+    """What :func:`validate` checks, as one value the operators, the hook and the CLI pass down
+    (the keyword arguments of :func:`validate` other than the model)."""
+
+    tags: TagsArg = "serve"
+    required_signatures: Sequence[str] = (DEFAULT_SERVING_KEY,)
+    deep: bool = False
+    target_tf: str | None = None
+    target_device: str = "cpu"
+    expect: str | Mapping[str, Any] | None = None
+    strict: bool = False
+    size_warning_bytes: int = DEFAULT_SIZE_WARNING
+    op_policy: Mapping[str, Any] | str | None = None
+
+    def run(self, model: str | location.Location | SavedModel, **where: Any) -> Report:
+        """Validate ``model`` with these checks (``where``: storage_options or fs for a URL)."""
+        return validate(model, **{f.name: getattr(self, f.name) for f in fields(self)}, **where)
+
+
 def load_spec(source: str | Mapping[str, Any]) -> dict[str, Any]:
     """An expected-signature spec from a dict or a JSON/YAML file path or URL."""
     if isinstance(source, Mapping):
@@ -200,7 +221,7 @@ def _check_spec(spec: Any, where: str | None) -> None:
 
 
 def validate(
-    url: str,
+    url: str | location.Location | SavedModel,
     *,
     tags: TagsArg = "serve",
     required_signatures: Sequence[str] = (DEFAULT_SERVING_KEY,),
@@ -217,17 +238,28 @@ def validate(
     """Validate the model at ``url``; ``tags`` selects the meta graph served (signature checks apply to
     it); ``tags=None`` checks every meta graph's structure without requiring a served one.
     ``op_policy`` (see op_policy.parse): None flags every op family that reads or writes files,
-    runs Python, reaches the network or emits debug data; "off" skips the scan."""
-    report = Report(url)
+    runs Python, reaches the network or emits debug data; "off" skips the scan.
+
+    ``url`` may be an open SavedModel (e.g. a rewrite plan's model, checked before it is written);
+    it is left open."""
     policy = op_policy_module.parse(op_policy)
     spec = load_spec(expect) if expect is not None else None
-    try:
-        model = SavedModel.open(url, storage_options, fs)
-    except SavedModelError as exc:
-        report.add(ERROR, "saved-model-unreadable", exc.problem, file=exc.path)
-        report.checks.append("structure")
-        return report
-    with model:
+    if isinstance(url, SavedModel):
+        report = Report(url.url)
+        model = url
+    else:
+        report = Report(url if isinstance(url, str) else url.url)
+        try:
+            model = (
+                SavedModel.open(url, storage_options, fs)
+                if isinstance(url, str)
+                else SavedModel.open(url.path, fs=url.fs)
+            )
+        except SavedModelError as exc:
+            report.add(ERROR, "saved-model-unreadable", exc.problem, file=exc.path)
+            report.checks.append("structure")
+            return report
+    with contextlib.nullcontext(model) if isinstance(url, SavedModel) else model:
         report.url = model.url
         for path, problem in location.irregular_files(model.fs, model.path):
             report.add(ERROR, "file-not-regular", problem, file=path)
@@ -653,9 +685,8 @@ def _target(model: SavedModel, release: str, device: str, report: Report) -> Non
 def _size(model: SavedModel, report: Report, threshold: int) -> None:
     report.checks.append("size")
     file = model.file(model.saved_model_file)
-    size = int(model.fs.size(file))
-    files = location.relative_infos(model.fs, model.path, skip_irregular=True)
-    total = sum(int(info.get("size") or 0) for info in files.values())
+    sizes = model.file_sizes()
+    size, total = sizes[model.saved_model_file], sum(sizes.values())
     report.stats.update({"saved_model_bytes": size, "total_bytes": total})
     if size > PROTO_LIMIT - (1 << 20):
         report.add(ERROR, "saved-model-too-large", f"{size} bytes is at the 2 GiB protobuf limit", file=file)
