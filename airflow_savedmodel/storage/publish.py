@@ -27,13 +27,15 @@ import errno
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_savedmodel import location
 from airflow_savedmodel.errors import StorageError
-from airflow_savedmodel.format.model import has_saved_model, missing_model_error
-from airflow_savedmodel.location import CHUNK, Location, is_local
+from airflow_savedmodel.format.crc import crc32c
+from airflow_savedmodel.format.model import PROTO_FILES, has_saved_model, missing_model_error
+from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
 from airflow_savedmodel.storage import leases
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import serving as serving_config
@@ -94,13 +96,16 @@ def version_of_url(url: str) -> int:
 
 
 def _already_published(
-    src: Location, base: Location, infos: dict[str, dict[str, Any]]
+    src: Location, base: Location, infos: dict[str, dict[str, Any]], replaced: Mapping[str, bytes]
 ) -> tuple[v.VersionInfo | None, tuple[tuple[str, int, str], ...] | None]:
-    """The newest complete version holding the source's content, decided before copying.
+    """The newest complete version holding the source's content (with ``replaced`` files in
+    place of the source's protos), decided before copying.
 
     Checksums of the source are only taken when some version has the same files and sizes.
     """
-    shape = manifests.shape_of({rel: int(info.get("size") or 0) for rel, info in infos.items()})
+    sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
+    sizes.update({rel: len(data) for rel, data in replaced.items()})
+    shape = manifests.shape_of(sizes)
     candidates = [
         info
         for info in reversed(v.versions_of(base.fs, base.path))
@@ -108,7 +113,8 @@ def _already_published(
     ]
     if not candidates:
         return None, None
-    key = manifests.content_key(manifests.source_entries(src.fs, src.path, infos))
+    new = [manifests.FileEntry(rel, len(data), to_hex(crc32c(data))) for rel, data in replaced.items()]
+    key = manifests.content_key(manifests.source_entries(src.fs, src.path, infos) + new)
     for info in candidates:
         assert info.manifest is not None
         if info.manifest.content_key() == key:
@@ -132,12 +138,15 @@ def publish(
     base_fs: Any = None,
     serving: ServingTarget | None = None,
     lease_seconds: float = leases.DEFAULT_LEASE_SECONDS,
+    replaced: Mapping[str, bytes] | None = None,
 ) -> PublishResult:
     """Publish the model at ``src_url`` as ``base_url/<version>``.
 
     ``version`` is "auto" (one above every existing or claimed version), "same" (the number the
-    source URL ends in, for mirrors) or a number.
+    source URL ends in, for mirrors) or a number. ``replaced`` publishes a rewrite: new bytes
+    for saved_model.pb (or .pbtxt) and fingerprint.pb, with every other file from the source.
     """
+    replaced = dict(replaced or {})
     started = time.monotonic()
     src = location.resolve(src_url, src_options, src_fs)
     base = location.resolve(base_url, base_options, base_fs)
@@ -151,9 +160,11 @@ def publish(
         raise missing_model_error(src.fs, src.path)
     if serving is not None:  # refused before anything is copied
         serving_config.check_base(serving.config, serving.model_name, base, serving.base_path)
+    infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
+    if replaced:
+        infos = {rel: info for rel, info in infos.items() if rel not in PROTO_FILES}
     base.fs.makedirs(base.path, exist_ok=True)
-    infos = location.relative_infos(src.fs, src.path)
-    existing, source_key = _already_published(src, base, infos)
+    existing, source_key = _already_published(src, base, infos, replaced)
     if existing is not None and version in ("auto", existing.version):
         assert existing.manifest is not None
         served = _serve(serving, base, existing.version)
@@ -171,14 +182,16 @@ def publish(
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
             number, manifest = _copy_direct(
-                src, base, version=version, overwrite=overwrite, lease=lease, copy=copy
+                src, base, version=version, overwrite=overwrite, lease=lease, copy=copy, replaced=replaced
             )
             unchanged(manifest)  # before the config names it
         else:
             staging = v.new_staging(base.path)
             lease.start(staging)
             try:
-                manifest = unchanged(copy.tree(src.fs, src.path, base.fs, staging, src.url)[0])
+                manifest = unchanged(
+                    copy.tree(src.fs, src.path, base.fs, staging, src.url, replaced=replaced)[0]
+                )
                 if is_local(base.fs):
                     number = _rename_into_place(base, staging, version, overwrite, lease)
                 else:
@@ -313,6 +326,7 @@ def _copy_direct(
     overwrite: bool,
     lease: leases.Lease,
     copy: CopyOptions,
+    replaced: Mapping[str, bytes],
 ) -> tuple[int, manifests.Manifest]:
     """Gated mode on an object store: nothing serves ``base/<N>`` until the config names it,
     so the model is copied straight into place and verified there."""
@@ -321,6 +335,6 @@ def _copy_direct(
     target = base.join(str(number))
     if exists:
         base.fs.rm(target.path, recursive=True)
-    manifest, _ = copy.tree(src.fs, src.path, base.fs, target.path, src.url)
+    manifest, _ = copy.tree(src.fs, src.path, base.fs, target.path, src.url, replaced=replaced)
     _check_final(target, manifest)
     return number, manifest

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ from airflow_savedmodel.errors import ChecksumError, MissingFileError, SavedMode
 from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import (
     FINGERPRINT_PB,
+    PROTO_FILES,
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
     has_saved_model,
@@ -70,7 +71,14 @@ class CopyOptions:
     progress: ProgressCallback | None = None
 
     def tree(
-        self, src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str, source_url: str
+        self,
+        src_fs: AbstractFileSystem,
+        src: str,
+        dst_fs: AbstractFileSystem,
+        dst: str,
+        source_url: str,
+        *,
+        replaced: Mapping[str, bytes] | None = None,
     ) -> tuple[manifests.Manifest, bool]:
         """:func:`copy_tree` with these options."""
         return copy_tree(
@@ -78,6 +86,7 @@ class CopyOptions:
             src,
             dst_fs,
             dst,
+            replaced=replaced,
             concurrency=self.concurrency,
             chunk_size=self.chunk_size,
             retries=self.retries,
@@ -110,7 +119,11 @@ class CopyResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying could help: network and server errors yes; missing files, permissions and bugs no."""
+    """Whether retrying could help: network and server errors yes; missing files, permissions and bugs no.
+
+    gcsfs's own errors are classified by gcsfs (the same rule its request retries use); a 403,
+    which gcsfs raises as a plain ``OSError("Forbidden: ...")``, is permanent.
+    """
     if isinstance(
         exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError
     ):
@@ -119,11 +132,17 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, SavedModelError):
         return False
+    if type(exc).__module__.startswith("gcsfs"):
+        from gcsfs.retry import is_retriable
+
+        return bool(is_retriable(exc))
     code = getattr(exc, "code", None) or getattr(exc, "status", None)
     if isinstance(code, int):
         return code in TRANSIENT_HTTP
+    if type(exc) is OSError and str(exc).startswith(("Forbidden", "Bad Request")):
+        return False
     return isinstance(exc, OSError | TimeoutError | ConnectionError) or type(exc).__module__.startswith(
-        "aiohttp"
+        ("aiohttp", "requests")
     )
 
 
@@ -199,6 +218,25 @@ class _Copier:
                             f"copying to {dst} failed: {type(exc).__name__}: {exc}", src
                         ) from exc
                     raise
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+    def write(self, data: bytes, dst: str) -> manifests.FileEntry:
+        """Write new bytes (a rewrite's proto) to ``dst`` and verify them like a copied file."""
+        attempt = 0
+        while True:
+            try:
+                crc = crc32c(data)
+                self.dst_fs.pipe_file(dst, data)
+                md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
+                self._verify(dst, crc, len(data), md5)
+                self._advance(len(data), file_done=True)
+                return manifests.FileEntry("", len(data), to_hex(crc))
+            except Exception as exc:
+                attempt += 1
+                if attempt > self.retries or not is_transient(exc):
+                    if isinstance(exc, SavedModelError):
+                        raise
+                    raise StorageError(f"writing failed: {type(exc).__name__}: {exc}", dst) from exc
                 time.sleep(self.backoff * 2 ** (attempt - 1))
 
     def _stream(self, src: str, dst: str) -> tuple[int, int, int]:
@@ -291,11 +329,21 @@ def copy_tree(
     backoff: float = 0.5,
     progress: ProgressCallback | None = None,
     source_url: str = "",
+    replaced: Mapping[str, bytes] | None = None,
 ) -> tuple[manifests.Manifest, bool]:
-    """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last."""
+    """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last.
+
+    ``replaced`` gives new content for some files (a rewrite's saved_model.pb and fingerprint.pb):
+    they are written from memory instead of copied, and the source's saved_model.pb, .pbtxt and
+    fingerprint.pb are not carried over beside them.
+    """
     if not has_saved_model(src_fs, src):
         raise missing_model_error(src_fs, src)
+    replaced = dict(replaced or {})
     sizes = location.relative_sizes(src_fs, src)
+    if replaced:
+        sizes = {rel: n for rel, n in sizes.items() if rel not in PROTO_FILES}
+        sizes.update({rel: len(data) for rel, data in replaced.items()})
     bulk, last = _order(sizes)
     copier = _Copier(
         src_fs,
@@ -314,7 +362,10 @@ def copy_tree(
     entries: dict[str, manifests.FileEntry] = {}
 
     def one(rel: str) -> None:
-        entry = copier.copy(location.join(src, rel), location.join(dst, rel))
+        if rel in replaced:
+            entry = copier.write(replaced[rel], location.join(dst, rel))
+        else:
+            entry = copier.copy(location.join(src, rel), location.join(dst, rel))
         entries[rel] = manifests.FileEntry(rel, entry.size, entry.crc32c)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

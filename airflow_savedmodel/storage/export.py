@@ -1,0 +1,78 @@
+"""Export: a trained model to a published version in one pass (rewrite, validate, publish).
+
+The rewrites (clear devices, strip default attrs) change only saved_model.pb and fingerprint.pb,
+so they are planned in memory (format/transforms.plan) and validated there, before anything is
+written; the publish then writes those two files from memory and copies every other file from
+the source as a publish copies: server-side within one object store, so a gs:// -> gs:// export
+of a large model moves only its protos through the worker and needs no worker disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_savedmodel.format import transforms
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.validate import Checks, Report
+from airflow_savedmodel.location import Location
+from airflow_savedmodel.storage.publish import PublishResult, ServingTarget, publish
+from airflow_savedmodel.storage.transfer import ProgressCallback
+
+
+@dataclass
+class ExportResult:
+    """The validation report (None when not validated) and the published version (None when
+    the report refused the model); ``changed`` counts the attrs and devices the rewrites changed."""
+
+    report: Report | None
+    published: PublishResult | None
+    rewrites: tuple[str, ...]
+    changed: int
+
+
+def describe_rewrites(names: Sequence[str]) -> str:
+    """``("clear_devices", "strip_default_attrs")`` -> ``"clear devices + strip default attrs"``."""
+    return " + ".join(name.replace("_", " ") for name in names)
+
+
+def export(
+    src: Location,
+    base: Location,
+    *,
+    rewrites: Sequence[str] = (),
+    checks: Checks | None = None,
+    version: int | str = "auto",
+    serving: ServingTarget | None = None,
+    progress: ProgressCallback | None = None,
+    **publish_options: Any,
+) -> ExportResult:
+    """Rewrite the model at ``src`` with ``rewrites`` (names in transforms.REWRITES, applied in
+    that order), validate the result with ``checks`` and, when valid, publish it under ``base``.
+    The source is only read; nothing is written when the report has errors."""
+    unknown = [name for name in rewrites if name not in transforms.REWRITES]
+    if unknown:
+        raise ValueError(f"unknown rewrites {unknown}; choose from {sorted(transforms.REWRITES)}")
+    with SavedModel.open(src.path, fs=src.fs) as model:
+        candidate, replaced, changed = model, None, 0
+        if rewrites:
+            plan = transforms.plan(model, rewrites)
+            candidate, replaced, changed = plan.model, plan.files, plan.changed
+        report = None
+        if checks is not None:
+            report = checks.run(candidate)
+            if rewrites:  # the report is about the user's model as it will be published
+                report = report.shown_as(src.url, describe_rewrites(rewrites))
+            if not report.valid:
+                return ExportResult(report, None, tuple(rewrites), changed)
+        published = publish(
+            src,
+            base,
+            version=version,
+            serving=serving,
+            progress=progress,
+            replaced=replaced,
+            **publish_options,
+        )
+    return ExportResult(report, published, tuple(rewrites), changed)
