@@ -64,7 +64,7 @@ def example_savedmodel_external_export() -> None:
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
         labels=["canary"],
-        savedmodel_conn_id=CONN_ID,
+        source_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
         doc_md="Validate, strip, copy and verify; then name the version in the serving config as `canary`.",
     )

@@ -93,7 +93,7 @@ def example_savedmodel_manual_publish() -> None:
         serving_config="{{ params.serving_config or '' }}",
         model_name="{{ params.model_name }}",
         labels=["{{ params.label or '' }}"],
-        savedmodel_conn_id=CONN_ID,
+        source_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
         doc_md="Validate (after stripping), copy and verify, then name the version in the serving config.",
     )

@@ -22,7 +22,7 @@ from savedmodel_demo_settings import (
     SERVING_CONFIG,
 )
 
-from airflow_savedmodel.operators.savedmodel import SavedModelCopyOperator, SavedModelRetentionOperator
+from airflow_savedmodel.operators.savedmodel import SavedModelPublishOperator, SavedModelRetentionOperator
 
 
 @dag(
@@ -49,10 +49,10 @@ def example_savedmodel_serving_mirror() -> None:
             raise RuntimeError(f"no complete version under {SERVING_BASE}")
         return str(newest["url"])
 
-    mirror = SavedModelCopyOperator(
+    mirror = SavedModelPublishOperator(
         task_id="mirror",
         src=new_version(),
-        dst=MIRROR_BASE,
+        base_path=MIRROR_BASE,
         version="same",
         source_conn_id=CONN_ID,
         dest_conn_id=MIRROR_CONN_ID,

@@ -2,11 +2,11 @@
 ### Training to serving, nightly
 
 A small numpy MLP is trained on generated data and exported as a servable SavedModel with the
-provider's format core (no TensorFlow on the worker). The export is validated (deep checksums,
-the clients' signature contract, loadability by the target TensorFlow Serving release),
-stripped of default-valued attrs, and published as the next version under the serving base
-path, gated through TensorFlow Serving's model config file: the version is named there (with
-the `canary` label) only once it is completely copied and verified. A check reads the version
+provider's format core (no TensorFlow on the worker). One export task strips default-valued
+attrs (in memory), validates the result (deep checksums, the clients' signature contract,
+loadability by the target TensorFlow Serving release) and publishes it as the next version under
+the serving base path, gated through TensorFlow Serving's model config file: the version is
+named there (with the `canary` label) only once it is completely copied and verified. A check reads the version
 this run published back and compares its prediction with the trained network's; only then is
 `stable` promoted to it. Roll back with `example_savedmodel_rollback`.
 
@@ -32,10 +32,8 @@ from savedmodel_demo_settings import (
 )
 
 from airflow_savedmodel.operators.savedmodel import (
-    SavedModelCopyOperator,
+    SavedModelExportOperator,
     SavedModelServingLabelOperator,
-    SavedModelStripDefaultAttrsOperator,
-    SavedModelValidateOperator,
 )
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -111,42 +109,30 @@ def example_savedmodel_training_to_serving() -> None:
         probe = x[:5]
         return {
             "model_url": url,
-            "stripped_url": f"{EXPORT_ROOT}/{safe}/stripped",
             "accuracy": accuracy,
             "probe": probe.tolist(),
             "expected": forward(layers, probe).tolist(),
         }
 
     trained = train()
-    validate = SavedModelValidateOperator(
-        task_id="validate",
-        url="{{ ti.xcom_pull(task_ids='train')['model_url'] }}",
+    publish = SavedModelExportOperator(
+        task_id="publish",
+        model_url="{{ ti.xcom_pull(task_ids='train')['model_url'] }}",
+        base_path=SERVING_BASE,
+        strip_default_attrs=True,
         deep=True,
         target_tf=TARGET_TF,
         expect=SIGNATURE_SPEC,
-        savedmodel_conn_id=CONN_ID,
-        doc_md="Deep checksums, the clients' signature contract, and loadability by the target release.",
-    )
-    strip = SavedModelStripDefaultAttrsOperator(
-        task_id="strip_default_attrs",
-        src="{{ ti.xcom_pull(task_ids='train')['model_url'] }}",
-        dst="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
-        overwrite=True,
-        savedmodel_conn_id=CONN_ID,
-        doc_md="Remove default-valued attrs, so older TensorFlow Serving binaries load the model.",
-    )
-    publish = SavedModelCopyOperator(
-        task_id="publish",
-        src="{{ ti.xcom_pull(task_ids='train')['stripped_url'] }}",
-        dst=SERVING_BASE,
-        version="auto",
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
         labels=["canary"],
         source_conn_id=CONN_ID,
         dest_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
-        doc_md="Copy, verify, then name the version in the serving config as `canary`.",
+        doc_md=(
+            "Strip default attrs, validate what will be served (deep checksums, the clients' signature "
+            "contract, the target release), publish and verify; then name the version `canary`."
+        ),
     )
 
     @task
@@ -188,7 +174,7 @@ def example_savedmodel_training_to_serving() -> None:
         doc_md="Point `stable` at the version `canary` names, now that it checked out.",
     )
 
-    trained >> validate >> strip >> publish
+    trained >> publish
     check_served(publish.output, trained) >> promote
 
 

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from airflow_savedmodel.format.transforms import TransformResult
+    from airflow_savedmodel.format.validate import Checks
     from airflow_savedmodel.location import Location
-    from airflow_savedmodel.storage.publish import PublishResult
+    from airflow_savedmodel.storage.export import ExportResult
+    from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
 
@@ -140,6 +143,15 @@ class SavedModelHook(BaseHook):
         mask_sensitive(options)
         return location.resolve(url, options)
 
+    async def afilesystem(self, url: str) -> Location:
+        """:meth:`filesystem` for triggers: the connection is fetched with Airflow's async API,
+        the rest (which may build clients) runs in a worker thread."""
+        import asyncio
+
+        if self.savedmodel_conn_id and "connection" not in self.__dict__:
+            self.__dict__["connection"] = await self.aget_connection(self.savedmodel_conn_id)
+        return await asyncio.to_thread(self.filesystem, url)
+
     def test_connection(self, url: str | None = None) -> tuple[bool, str]:
         """The UI's Test button: list ``url`` (default: the connection's Test URL) with this
         connection's credentials. The message names the (redacted) URL and never a secret."""
@@ -178,6 +190,28 @@ class SavedModelHook(BaseHook):
         return validate(url, **kwargs, **self._fs(url))
 
     @_typed_storage_errors
+    def rewrite(
+        self,
+        src: str,
+        dst: str,
+        rewrites: Sequence[str],
+        *,
+        overwrite: bool = False,
+        dst_hook: SavedModelHook | None = None,
+    ) -> TransformResult:
+        """Write ``src`` to ``dst`` with ``rewrites`` ("clear_devices", "strip_default_attrs",
+        "add_default_attrs") applied in one pass; ``dst`` is on ``dst_hook``'s connection."""
+        from airflow_savedmodel.format import transforms
+
+        return transforms.rewrite(
+            src,
+            dst,
+            list(rewrites),
+            overwrite=overwrite,
+            src_fs=self.filesystem(src).fs,
+            dst_fs=(dst_hook or self).filesystem(dst).fs,
+        )
+
     def strip_default_attrs(
         self,
         src: str,
@@ -186,31 +220,16 @@ class SavedModelHook(BaseHook):
         add: bool = False,
         overwrite: bool = False,
         dst_hook: SavedModelHook | None = None,
-    ) -> Any:
-        from airflow_savedmodel.format import transforms
+    ) -> TransformResult:
+        """``src`` written to ``dst`` without default-valued attrs (with ``add``: all filled in)."""
+        change = "add_default_attrs" if add else "strip_default_attrs"
+        return self.rewrite(src, dst, [change], overwrite=overwrite, dst_hook=dst_hook)
 
-        change = transforms.add_default_attrs if add else transforms.strip_default_attrs
-        return change(
-            src,
-            dst,
-            overwrite=overwrite,
-            src_fs=self.filesystem(src)[0],
-            dst_fs=(dst_hook or self).filesystem(dst)[0],
-        )
-
-    @_typed_storage_errors
     def clear_devices(
         self, src: str, dst: str, *, overwrite: bool = False, dst_hook: SavedModelHook | None = None
-    ) -> Any:
-        from airflow_savedmodel.format import transforms
-
-        return transforms.clear_devices(
-            src,
-            dst,
-            overwrite=overwrite,
-            src_fs=self.filesystem(src)[0],
-            dst_fs=(dst_hook or self).filesystem(dst)[0],
-        )
+    ) -> TransformResult:
+        """``src`` written to ``dst`` with every node's device placement cleared."""
+        return self.rewrite(src, dst, ["clear_devices"], overwrite=overwrite, dst_hook=dst_hook)
 
     # ---- storage -----------------------------------------------------------------------------
 
@@ -253,22 +272,64 @@ class SavedModelHook(BaseHook):
         Serving's model config file, on the destination's connection) the version is named there
         only once it is complete (gated publish)."""
         from airflow_savedmodel.storage import publish
-        from airflow_savedmodel.storage.publish import ServingTarget
 
         dst = dst_hook or self
-        target = None
-        if serving_config:
-            if not model_name:
-                raise ValueError("serving_config needs model_name")
-            target = ServingTarget(
-                dst.filesystem(serving_config), model_name, labels=tuple(labels), keep_served=keep_served
-            )
         return publish(
             self.filesystem(src),
             dst.filesystem(base),
             progress=progress,
-            serving=target,
+            serving=dst._serving_target(serving_config, model_name, labels, keep_served),
             **kwargs,
+        )
+
+    @_typed_storage_errors
+    def export(
+        self,
+        src: str,
+        base: str,
+        *,
+        rewrites: Sequence[str] = (),
+        checks: Checks | None = None,
+        version: int | str = "auto",
+        dst_hook: SavedModelHook | None = None,
+        progress: Callable[[Any], None] | None = None,
+        serving_config: str | None = None,
+        model_name: str | None = None,
+        labels: Sequence[str] = (),
+        keep_served: int = 2,
+    ) -> ExportResult:
+        """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
+        validate the result with ``checks`` and publish it under ``base`` when valid, in one
+        pass: only the rewritten protos pass through this worker when ``src`` and ``base`` are
+        in the same object store (see storage/export.py)."""
+        from airflow_savedmodel.storage.export import export
+
+        dst = dst_hook or self
+        return export(
+            self.filesystem(src),
+            dst.filesystem(base),
+            rewrites=rewrites,
+            checks=checks,
+            version=version,
+            progress=progress,
+            serving=dst._serving_target(serving_config, model_name, labels, keep_served),
+        )
+
+    def _serving_target(
+        self, serving_config: str | None, model_name: str | None, labels: Sequence[str], keep_served: int
+    ) -> ServingTarget | None:
+        """TF Serving's model config file on this hook's connection, for a gated publish."""
+        if not serving_config:
+            return None
+        if not model_name:
+            raise ValueError("serving_config needs model_name")
+        from airflow_savedmodel.storage.publish import ServingTarget
+
+        return ServingTarget(
+            self.filesystem(serving_config),
+            model_name,
+            labels=tuple(label for label in labels if label),
+            keep_served=keep_served,
         )
 
     @_typed_storage_errors

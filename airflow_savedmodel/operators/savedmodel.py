@@ -1,4 +1,5 @@
-"""Operators: export (publish a trained model), validate, strip default attrs, copy, retention.
+"""Operators: export (a trained model to a served version), validate, strip default attrs,
+copy, publish, retention and serving labels.
 
 Each ``execute()`` resolves hooks and calls one format or storage function; return values are
 small JSON documents (uri, version, fingerprint, findings summary) pushed to XCom.
@@ -27,6 +28,23 @@ def _flag(value: bool | str | None) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _renamed_conn_id(source_conn_id: str | None, savedmodel_conn_id: str | None, operator: str) -> str | None:
+    """``source_conn_id``, taking the deprecated ``savedmodel_conn_id`` (the name before the
+    common-io convention of ``source_conn_id``/``dest_conn_id``) with a warning."""
+    if savedmodel_conn_id is None:
+        return source_conn_id
+    import warnings
+
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    warnings.warn(
+        f"{operator}: savedmodel_conn_id is deprecated; pass source_conn_id (and dest_conn_id)",
+        AirflowProviderDeprecationWarning,
+        stacklevel=3,
+    )
+    return source_conn_id or savedmodel_conn_id
 
 
 def _version(value: int | str | None) -> int | str | None:
@@ -175,11 +193,12 @@ class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
     :param add: restore default-valued attrs instead of removing them.
     :param clear_devices: also clear every node's device placement.
     :param overwrite: replace an existing ``dst``.
-    :param savedmodel_conn_id: connection for ``src`` (templated).
-    :param dest_conn_id: connection for ``dst``; default ``savedmodel_conn_id`` (templated).
+    :param source_conn_id: connection for ``src`` (templated).
+    :param dest_conn_id: connection for ``dst``; default ``source_conn_id`` (templated).
+    :param savedmodel_conn_id: deprecated name of ``source_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("src", "dst", "savedmodel_conn_id", "dest_conn_id")
+    template_fields: Sequence[str] = ("src", "dst", "source_conn_id", "dest_conn_id")
     ui_color = "teal.500"
 
     def __init__(
@@ -190,54 +209,50 @@ class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
         add: bool = False,
         clear_devices: bool = False,
         overwrite: bool = False,
-        savedmodel_conn_id: str | None = None,
+        source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
+        savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.src, self.dst = src, dst
         self.add, self.clear_devices, self.overwrite = add, clear_devices, overwrite
-        self.savedmodel_conn_id, self.dest_conn_id = savedmodel_conn_id, dest_conn_id
+        self.source_conn_id = _renamed_conn_id(source_conn_id, savedmodel_conn_id, type(self).__name__)
+        self.dest_conn_id = dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        hook = _hook(self.savedmodel_conn_id)
-        dst_hook = _hook(self.dest_conn_id or self.savedmodel_conn_id)
-        if not self.clear_devices:
-            result = hook.strip_default_attrs(
-                self.src, self.dst, add=self.add, overwrite=self.overwrite, dst_hook=dst_hook
-            )
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = _hook(None)
-                cleared = hook.clear_devices(self.src, f"{tmp}/cleared", dst_hook=local)
-                self.log.info("Cleared %d device placements", cleared.changed)
-                result = local.strip_default_attrs(
-                    cleared.dst, self.dst, add=self.add, overwrite=self.overwrite, dst_hook=dst_hook
-                )
-        self.log.info("Changed %d attrs; wrote %s", result.changed, result.dst)
+        rewrites = ["clear_devices"] if self.clear_devices else []
+        rewrites.append("add_default_attrs" if self.add else "strip_default_attrs")
+        result = _hook(self.source_conn_id).rewrite(
+            self.src,
+            self.dst,
+            rewrites,
+            overwrite=self.overwrite,
+            dst_hook=_hook(self.dest_conn_id or self.source_conn_id),
+        )
+        self.log.info(
+            "Changed %d attrs and devices (%s); wrote %s", result.changed, " + ".join(rewrites), result.dst
+        )
         self._record_lineage([(self.src, {})], [(self.dst, {})])
         return {"uri": result.dst, "changed": result.changed}
 
 
 class SavedModelCopyOperator(_LineageMixin, BaseOperator):
-    """Copy a whole SavedModel across connections and filesystems, verifying every byte.
-
-    With ``version`` ("auto", "same" or a number) ``dst`` is a serving base path and the model is
-    published atomically as ``dst/<version>``; otherwise it is copied to ``dst`` itself.
+    """Copy a whole SavedModel to ``dst`` across connections and filesystems, verifying every
+    byte; a failed copy leaves ``dst`` as it was. To ship a version to a serving base path, use
+    :class:`SavedModelPublishOperator`.
 
     :param src: the SavedModel directory to copy (templated).
-    :param dst: the destination directory, or with ``version`` the serving base path (templated).
-    :param version: None to copy; "auto" (next number), "same" (the number ``src`` ends in, for
-        mirrors that keep version numbers) or a number to publish (templated).
-    :param overwrite: replace an existing destination or version.
+    :param dst: the destination directory (templated).
+    :param overwrite: replace an existing destination.
     :param concurrency: files copied at once.
-    :param serving_config: with ``version``, TF Serving's model config file (``--model_config_file``)
-        on the destination's connection: the version is named there once complete (templated).
-    :param model_name: the model's name in ``serving_config`` (templated).
-    :param labels: labels to point at the published version (e.g. ``["canary"]``).
-    :param keep_served: newest versions the serving config keeps listed.
-    :param source_conn_id: connection for ``src``.
-    :param dest_conn_id: connection for ``dst`` and ``serving_config``.
+    :param source_conn_id: connection for ``src`` (templated).
+    :param dest_conn_id: connection for ``dst`` (templated).
+    :param version: deprecated: publishes ``dst/<version>``; use SavedModelPublishOperator.
+    :param serving_config: deprecated, with ``version``.
+    :param model_name: deprecated, with ``version``.
+    :param labels: deprecated, with ``version``.
+    :param keep_served: deprecated, with ``version``.
     """
 
     template_fields: Sequence[str] = (
@@ -258,7 +273,92 @@ class SavedModelCopyOperator(_LineageMixin, BaseOperator):
         *,
         src: str,
         dst: str,
+        overwrite: bool = False,
+        concurrency: int = 8,
+        source_conn_id: str | None = None,
+        dest_conn_id: str | None = None,
         version: int | str | None = None,
+        serving_config: str | None = None,
+        model_name: str | None = None,
+        labels: Sequence[str] = (),
+        keep_served: int = 2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.src, self.dst, self.version = src, dst, version
+        self.overwrite, self.concurrency = overwrite, concurrency
+        self.serving_config, self.model_name = serving_config or None, model_name
+        self.labels, self.keep_served = tuple(labels), keep_served
+        self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
+        if version is not None:
+            import warnings
+
+            from airflow.exceptions import AirflowProviderDeprecationWarning
+
+            warnings.warn(
+                "SavedModelCopyOperator(version=...) publishes to dst/<version>; "
+                "use SavedModelPublishOperator(src=..., base_path=...) instead",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        version = _version(self.version)
+        if version is not None:
+            return _publish(self, context, self.dst, version)
+        result = _hook(self.source_conn_id).copy(
+            self.src,
+            self.dst,
+            dst_hook=_hook(self.dest_conn_id),
+            progress=ProgressLog(self.log, f"copying {self.src}"),
+            overwrite=self.overwrite,
+            concurrency=self.concurrency,
+        )
+        self.log.info("Copied %d files (%s bytes) to %s", result.files, f"{result.bytes:,}", result.dst)
+        copied = {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
+        self._record_lineage([(self.src, {})], [(self.dst, _version_facet(copied))])
+        return copied
+
+
+class SavedModelPublishOperator(_LineageMixin, BaseOperator):
+    """Publish a SavedModel as a new version under a serving base path, complete or not at all
+    (TF Serving watching ``base_path`` never loads a half-copied version), verified byte for byte.
+    An unchanged model returns the version that already holds it.
+
+    :param src: the SavedModel directory to publish (templated).
+    :param base_path: the serving base path; the version lands at ``base_path/<version>`` (templated).
+    :param version: "auto" (next number), "same" (the number ``src`` ends in, for mirrors that
+        keep version numbers) or a number (templated).
+    :param overwrite: replace an existing version (with a numbered ``version``).
+    :param concurrency: files copied at once.
+    :param serving_config: TF Serving's model config file (``--model_config_file``) on the
+        destination's connection: the version is named there only once complete (templated).
+    :param model_name: the model's name in ``serving_config`` (templated).
+    :param labels: labels to point at the published version, e.g. ``["canary"]`` (templated).
+    :param keep_served: newest versions the serving config keeps listed.
+    :param source_conn_id: connection for ``src`` (templated).
+    :param dest_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "src",
+        "base_path",
+        "version",
+        "serving_config",
+        "model_name",
+        "labels",
+        "source_conn_id",
+        "dest_conn_id",
+    )
+    ui_color = "teal.600"
+    operator_extra_links = (SavedModelPublishedLink(),)
+
+    def __init__(
+        self,
+        *,
+        src: str,
+        base_path: str,
+        version: int | str = "auto",
         overwrite: bool = False,
         concurrency: int = 8,
         serving_config: str | None = None,
@@ -270,47 +370,36 @@ class SavedModelCopyOperator(_LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.src, self.dst, self.version = src, dst, version
+        self.src, self.base_path, self.version = src, base_path, version
         self.overwrite, self.concurrency = overwrite, concurrency
         self.serving_config, self.model_name = serving_config or None, model_name
         self.labels, self.keep_served = tuple(labels), keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        src_hook, dst_hook = _hook(self.source_conn_id), _hook(self.dest_conn_id)
-        version = _version(self.version)
-        progress = ProgressLog(self.log, f"copying {self.src}")
-        if version is None:
-            result = src_hook.copy(
-                self.src,
-                self.dst,
-                dst_hook=dst_hook,
-                progress=progress,
-                overwrite=self.overwrite,
-                concurrency=self.concurrency,
-            )
-            self.log.info("Copied %d files (%s bytes) to %s", result.files, f"{result.bytes:,}", result.dst)
-            copied = {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
-            self._record_lineage([(self.src, {})], [(self.dst, _version_facet(copied))])
-            return copied
-        published = src_hook.publish(
-            self.src,
-            self.dst,
-            dst_hook=dst_hook,
-            progress=progress,
-            version=version,
-            overwrite=self.overwrite,
-            concurrency=self.concurrency,
-            serving_config=self.serving_config,
-            model_name=self.model_name,
-            labels=[label for label in self.labels if label],
-            keep_served=self.keep_served,
-        )
-        _log_published(self.log, published)
-        _record_outlets(context, self.outlets, published)
-        result = _published_json(published)
-        self._record_lineage([(self.src, {})], [(published.url, _version_facet(result))])
-        return result
+        return _publish(self, context, self.base_path, _version(self.version) or "auto")
+
+
+def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dict[str, Any]:
+    """The publish both SavedModelPublishOperator and the deprecated Copy(version=...) run."""
+    published = _hook(task.source_conn_id).publish(
+        task.src,
+        base_path,
+        dst_hook=_hook(task.dest_conn_id),
+        progress=ProgressLog(task.log, f"publishing {task.src}"),
+        version=version,
+        overwrite=task.overwrite,
+        concurrency=task.concurrency,
+        serving_config=task.serving_config,
+        model_name=task.model_name,
+        labels=task.labels,
+        keep_served=task.keep_served,
+    )
+    _log_published(task.log, published)
+    _record_outlets(context, task.outlets, published)
+    result = _published_json(published)
+    task._record_lineage([(task.src, {})], [(published.url, _version_facet(result))])
+    return result
 
 
 def _published_json(result: Any) -> dict[str, Any]:
@@ -375,9 +464,10 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param model_name: the model's name in ``serving_config`` (templated).
     :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
-    :param savedmodel_conn_id: connection for ``model_url`` (templated).
+    :param source_conn_id: connection for ``model_url`` (templated).
     :param dest_conn_id: connection for ``base_path`` and ``serving_config``; default
-        ``savedmodel_conn_id`` (templated).
+        ``source_conn_id`` (templated).
+    :param savedmodel_conn_id: deprecated name of ``source_conn_id``.
     """
 
     template_fields: Sequence[str] = (
@@ -393,7 +483,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "serving_config",
         "model_name",
         "labels",
-        "savedmodel_conn_id",
+        "source_conn_id",
         "dest_conn_id",
     )
     ui_color = "teal.700"
@@ -421,8 +511,9 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
-        savedmodel_conn_id: str | None = None,
+        source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
+        savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -438,58 +529,63 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         self.required_signatures = tuple(required_signatures)
         self.target_tf, self.expect = target_tf or None, expect or None
         self.op_policy = op_policy
-        self.savedmodel_conn_id, self.dest_conn_id = savedmodel_conn_id, dest_conn_id
+        self.source_conn_id = _renamed_conn_id(source_conn_id, savedmodel_conn_id, type(self).__name__)
+        self.dest_conn_id = dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_savedmodel.format.validate import Checks
+
+        rewrites = [
+            name
+            for name, wanted in (
+                ("clear_devices", self.clear_devices),
+                ("strip_default_attrs", self.strip_default_attrs),
+            )
+            if _flag(wanted)
+        ]
+        checks = None
+        if self.validate:
+            checks = Checks(
+                tags=self.tag_set,
+                required_signatures=self.required_signatures,
+                deep=self.deep,
+                target_tf=self.target_tf,
+                expect=self.expect,
+                op_policy=self.op_policy,
+            )
         with tempfile.TemporaryDirectory(prefix="savedmodel-export-") as tmp:
-            src_hook = _hook(self.savedmodel_conn_id)
-            current = self.model_url
+            src_hook = _hook(self.source_conn_id)
+            model_url = self.model_url
             if self.python_callable is not None:
-                src_hook, current = _hook(None), f"{tmp}/exported"
-                returned = self.python_callable(current, *self.op_args, **self.op_kwargs)
+                src_hook, model_url = _hook(None), f"{tmp}/exported"
+                returned = self.python_callable(model_url, *self.op_args, **self.op_kwargs)
                 if isinstance(returned, str) and returned:
-                    current = returned
-            assert current is not None
-            shown, rewrites = current, []
-            local = _hook(None)
-            if _flag(self.clear_devices):
-                current = src_hook.clear_devices(current, f"{tmp}/cleared", dst_hook=local).dst
-                src_hook = local
-                rewrites.append("clear devices")
-            if _flag(self.strip_default_attrs):
-                stripped = src_hook.strip_default_attrs(current, f"{tmp}/stripped", dst_hook=local)
-                self.log.info("Stripped %d default-valued attrs", stripped.changed)
-                current, src_hook = stripped.dst, local
-                rewrites.append("strip default attrs")
-            summary = None
-            if self.validate:
-                report = src_hook.validate(
-                    current,
-                    tags=self.tag_set,
-                    required_signatures=self.required_signatures,
-                    deep=self.deep,
-                    target_tf=self.target_tf,
-                    expect=self.expect,
-                    op_policy=self.op_policy,
-                )
-                if rewrites:  # name the user's model, not the temporary rewrite
-                    report = report.shown_as(shown, " + ".join(rewrites))
-                self.log.info("%s", report.to_text())
-                context["ti"].xcom_push(key="report", value=report.to_json())
-                if not report.valid:
-                    _fail_invalid(report)
-                summary = report.summary()
-            result = src_hook.publish(
-                current,
+                    model_url = returned
+            assert model_url is not None
+            exported = src_hook.export(
+                model_url,
                 self.base_path,
-                dst_hook=_hook(self.dest_conn_id or self.savedmodel_conn_id),
+                rewrites=rewrites,
+                checks=checks,
                 version=_version(self.version) or "auto",
+                dst_hook=_hook(self.dest_conn_id or self.source_conn_id),
                 progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
                 serving_config=self.serving_config,
                 model_name=self.model_name,
-                labels=[label for label in self.labels if label],
+                labels=self.labels,
                 keep_served=self.keep_served,
             )
+        if "strip_default_attrs" in rewrites:
+            self.log.info("Stripped or cleared %d attrs and devices", exported.changed)
+        summary = None
+        if exported.report is not None:
+            self.log.info("%s", exported.report.to_text())
+            context["ti"].xcom_push(key="report", value=exported.report.to_json())
+            if not exported.report.valid:
+                _fail_invalid(exported.report)
+            summary = exported.report.summary()
+        result = exported.published
+        assert result is not None
         _log_published(self.log, result)
         _record_outlets(context, self.outlets, result)
         published = {**_published_json(result), "validation": summary}

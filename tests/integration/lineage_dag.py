@@ -16,8 +16,8 @@ from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG
 
 from airflow_savedmodel.operators.savedmodel import (
-    SavedModelCopyOperator,
     SavedModelExportOperator,
+    SavedModelPublishOperator,
     SavedModelStripDefaultAttrsOperator,
     SavedModelValidateOperator,
 )
@@ -26,11 +26,11 @@ where = json.loads(sys.argv[1])
 with DAG("lineage", schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)) as dag:
     validate = SavedModelValidateOperator(task_id="validate", url=where["src"])
     strip = SavedModelStripDefaultAttrsOperator(task_id="strip", src=where["src"], dst=where["stripped"])
-    to_gcs = SavedModelCopyOperator(
-        task_id="publish_gcs", src=where["stripped"], dst=where["gs_base"], version="auto", dest_conn_id="gcs"
+    to_gcs = SavedModelPublishOperator(
+        task_id="publish_gcs", src=where["stripped"], base_path=where["gs_base"], dest_conn_id="gcs"
     )
-    to_s3 = SavedModelCopyOperator(
-        task_id="publish_s3", src=where["stripped"], dst=where["s3_base"], version=7, dest_conn_id="s3"
+    to_s3 = SavedModelPublishOperator(
+        task_id="publish_s3", src=where["stripped"], base_path=where["s3_base"], version=7, dest_conn_id="s3"
     )
     export = SavedModelExportOperator(task_id="export", model_url=where["src"], base_path=where["local_base"])
     validate >> strip >> [to_gcs, to_s3] >> export

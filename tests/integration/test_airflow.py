@@ -201,6 +201,7 @@ def test_every_operator_and_sensor_in_a_real_task_context(
     from airflow_savedmodel.operators.savedmodel import (
         SavedModelCopyOperator,
         SavedModelExportOperator,
+        SavedModelPublishOperator,
         SavedModelRetentionOperator,
         SavedModelStripDefaultAttrsOperator,
         SavedModelValidateOperator,
@@ -244,11 +245,10 @@ def test_every_operator_and_sensor_in_a_real_task_context(
         strip = SavedModelStripDefaultAttrsOperator(
             task_id="strip", src=src, dst=f"{bucket}/stripped", dest_conn_id="sm_gcs", clear_devices=True
         )
-        to_gcs = SavedModelCopyOperator(
+        to_gcs = SavedModelPublishOperator(
             task_id="copy_to_gcs",
             src=f"{bucket}/stripped",
-            dst=f"{bucket}/serving",
-            version="auto",
+            base_path=f"{bucket}/serving",
             source_conn_id="sm_gcs",
             dest_conn_id="sm_gcs",
         )

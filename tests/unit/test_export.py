@@ -1,0 +1,169 @@
+"""Export in one pass: rewrites planned in memory, validated there, then published with every
+other file copied as a publish copies; and the operators' names for it (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format import transforms
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.format.validate import Checks
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.protos import fingerprint_pb2
+from airflow_savedmodel.storage import verify
+from airflow_savedmodel.storage.export import export
+from airflow_savedmodel.storage.manifest import MANIFEST_PATH
+
+
+def unstripped_model(root: Path) -> Path:
+    rng = np.random.default_rng(3)
+    layers = [
+        DenseLayer(rng.standard_normal((4, 5)).astype(np.float32), np.zeros(5, np.float32), "relu"),
+        DenseLayer(rng.standard_normal((5, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax"),
+    ]
+    lean = export_dense_model(str(root / "lean"), layers)
+    path = Path(transforms.add_default_attrs(lean, str(root / "trained")).dst)  # as TF writes it
+    with SavedModel.open(str(path)) as model:  # pin a node, so clear_devices has work too
+        proto = model.proto
+    proto.meta_graphs[0].graph_def.node[0].device = "/device:GPU:0"
+    (path / "saved_model.pb").write_bytes(proto.SerializeToString(deterministic=True))
+    return path
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def fingerprint_fields(path: Path) -> dict[str, int]:
+    fp = fingerprint_pb2.FingerprintDef.FromString((path / "fingerprint.pb").read_bytes())
+    return {
+        name: getattr(fp, name)
+        for name in (
+            "saved_model_checksum",
+            "graph_def_program_hash",
+            "signature_def_hash",
+            "checkpoint_hash",
+        )
+    }
+
+
+def test_one_pass_export_publishes_what_the_two_step_rewrite_writes(tmp_path: Path) -> None:
+    src = unstripped_model(tmp_path)
+    before = digest(src)
+    steps = ["clear_devices", "strip_default_attrs"]
+    reference = Path(transforms.rewrite(str(src), str(tmp_path / "reference"), steps).dst)
+
+    result = export(
+        resolve(str(src)), resolve(str(tmp_path / "base")), rewrites=steps, checks=Checks(deep=True)
+    )
+
+    assert result.published is not None and result.published.version == 1 and result.changed > 10
+    assert result.report is not None and result.report.valid
+    assert result.report.url == f"{src} (after clear devices + strip default attrs)"
+    version = tmp_path / "base" / "1"
+    got = digest(version)
+    got.pop(MANIFEST_PATH)
+    want = digest(reference)
+    assert got.pop("fingerprint.pb") != want.pop("fingerprint.pb")  # a fresh uuid each time ...
+    assert fingerprint_fields(version) == fingerprint_fields(reference)  # ... the same hashes
+    assert got == want  # saved_model.pb byte for byte, variables unchanged
+    with SavedModel.open(str(version)) as model:
+        mg = model.meta_graphs[0].proto
+        assert mg.meta_info_def.stripped_default_attrs and not any(n.device for n in mg.graph_def.node)
+    assert verify(str(version)).ok
+    assert digest(src) == before  # the source is only read
+
+    again = export(resolve(str(src)), resolve(str(tmp_path / "base")), rewrites=steps, checks=Checks())
+    assert again.published is not None and (again.published.version, again.published.created) == (1, False)
+
+
+def test_an_invalid_rewrite_is_reported_and_nothing_is_written(tmp_path: Path) -> None:
+    src = unstripped_model(tmp_path)
+    base = tmp_path / "base"
+    result = export(
+        resolve(str(src)),
+        resolve(str(base)),
+        rewrites=["strip_default_attrs"],
+        checks=Checks(required_signatures=("predict_v2",)),
+    )
+    assert result.published is None and result.report is not None
+    assert result.report.codes() == ["required-signature-missing"]
+    assert "signature 'predict_v2' is missing" in result.report.to_text()
+    assert not base.exists()
+
+
+def test_validate_checks_the_planned_model_not_the_source(tmp_path: Path) -> None:
+    src = unstripped_model(tmp_path)
+    checks = Checks(target_tf="2.21", target_device="cpu")
+    assert "device-pinned-accelerator" in checks.run(str(src)).codes()
+    with SavedModel.open(str(src)) as model:
+        plan = transforms.plan(model, ["clear_devices"])
+        report = checks.run(plan.model)
+        assert "device-pinned-accelerator" not in report.codes() and report.valid
+        assert report.stats["saved_model_bytes"] == len(plan.files["saved_model.pb"])
+        assert model.meta_graphs[0].proto.graph_def.node[0].device == "/device:GPU:0"  # untouched
+
+
+def test_unknown_rewrites_are_refused_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown rewrites \['strip'\]"):
+        export(resolve(str(tmp_path / "nothing")), resolve(str(tmp_path / "base")), rewrites=["strip"])
+
+
+def test_the_operators_follow_the_source_and_dest_conn_id_convention() -> None:
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    from airflow_savedmodel.operators.savedmodel import (
+        SavedModelCopyOperator,
+        SavedModelExportOperator,
+        SavedModelPublishOperator,
+        SavedModelStripDefaultAttrsOperator,
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        publish = SavedModelPublishOperator(
+            task_id="p", src="a", base_path="b", source_conn_id="s", dest_conn_id="d"
+        )
+        SavedModelCopyOperator(task_id="c", src="a", dst="b", source_conn_id="s")
+        SavedModelExportOperator(task_id="e", model_url="a", base_path="b", source_conn_id="s")
+    assert (publish.source_conn_id, publish.dest_conn_id, publish.version) == ("s", "d", "auto")
+    assert {"src", "base_path", "source_conn_id", "dest_conn_id"} <= set(publish.template_fields)
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match="use SavedModelPublishOperator"):
+        SavedModelCopyOperator(task_id="c2", src="a", dst="b", version="auto")
+    for operator, kwargs in (
+        (SavedModelExportOperator, {"model_url": "a", "base_path": "b"}),
+        (SavedModelStripDefaultAttrsOperator, {"src": "a", "dst": "b"}),
+    ):
+        with pytest.warns(AirflowProviderDeprecationWarning, match="savedmodel_conn_id is deprecated"):
+            task = operator(task_id=f"old_{operator.__name__}", savedmodel_conn_id="old", **kwargs)
+        assert task.source_conn_id == "old"
+
+
+def test_the_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_savedmodel.cli import main
+
+    src = unstripped_model(tmp_path)
+    base = tmp_path / "base"
+    assert main(["export", str(src), str(base), "--clear-devices", "--target-tf", "2.21", "--deep"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"published version 1: {base / '1'}"
+    with SavedModel.open(str(base / "1")) as model:
+        assert model.meta_graphs[0].proto.meta_info_def.stripped_default_attrs
+
+    assert main(["export", str(src), str(base), "--keep-default-attrs", "--require-signature", "v2"]) == 1
+    captured = capsys.readouterr()
+    assert f"INVALID: {src}\n" in captured.out  # nothing was rewritten: the report names the source
+    assert "required-signature-missing {serve}: signature 'v2' is missing" in captured.out
+    assert "not published: the model is invalid" in captured.err
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
