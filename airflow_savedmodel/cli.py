@@ -139,11 +139,11 @@ def _op_policy(text: str | None) -> Any:
         raise FormatError(f"op policy is not JSON: {exc}", None if source is text else text) from None
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from airflow_savedmodel.format.validate import validate
+def _checks(args: argparse.Namespace) -> Any:
+    """The validate options (see _add_check_args) as one Checks value."""
+    from airflow_savedmodel.format.validate import Checks
 
-    report = validate(
-        args.url,
+    return Checks(
         tags=args.tag_set,
         required_signatures=args.require_signature or ["serving_default"],
         deep=args.deep,
@@ -153,8 +153,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         strict=args.strict,
         size_warning_bytes=args.size_warning_mb << 20,
         op_policy=_op_policy(args.op_policy),
-        storage_options=_storage_options(args.storage_option),
     )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    report = _checks(args).run(args.url, storage_options=_storage_options(args.storage_option))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -220,24 +223,37 @@ def _version_arg(raw: str) -> int | str:
         ) from None
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def _serving_target(args: argparse.Namespace, dst_options: dict[str, Any]) -> Any:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import publish
     from airflow_savedmodel.storage.publish import ServingTarget
 
-    dst_options = _storage_options(args.dst_option)
-    target = None
     if args.serving_config:
         if not args.model_name:
             raise argparse.ArgumentTypeError("--serving-config needs --model-name")
-        target = ServingTarget(
+        return ServingTarget(
             resolve(args.serving_config, dst_options),
             args.model_name,
             labels=tuple(args.label or ()),
             keep_served=args.keep_served,
         )
-    elif args.label:
+    if args.label:
         raise argparse.ArgumentTypeError("--label needs --serving-config")
+    return None
+
+
+def _print_published(args: argparse.Namespace, result: Any) -> None:
+    if result.created:
+        print(f"published version {result.version}: {result.url}")
+    else:
+        print(f"already published as version {result.version}: {result.url} (nothing copied)")
+    if result.served is not None:
+        print(_served_text(result.served))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import publish
+
+    dst_options = _storage_options(args.dst_option)
     result = publish(
         args.src,
         args.dst,
@@ -247,19 +263,53 @@ def cmd_publish(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         concurrency=args.concurrency,
         progress=_progress_printer(args.progress),
-        serving=target,
+        serving=_serving_target(args, dst_options),
     )
     _finish_progress(args.progress)
     if args.json:
         _print_json(result.to_json())
-        return 0
-    if result.created:
-        print(f"published version {result.version}: {result.url}")
     else:
-        print(f"already published as version {result.version}: {result.url} (nothing copied)")
-    if result.served is not None:
-        print(_served_text(result.served))
+        _print_published(args, result)
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage.export import export
+
+    dst_options = _storage_options(args.dst_option)
+    rewrites = (["clear_devices"] if args.clear_devices else []) + (
+        [] if args.keep_default_attrs else ["strip_default_attrs"]
+    )
+    result = export(
+        resolve(args.src, _storage_options(args.src_option)),
+        resolve(args.dst, dst_options),
+        rewrites=rewrites,
+        checks=None if args.no_validate else _checks(args),
+        version=_version_arg(args.version),
+        overwrite=args.overwrite,
+        concurrency=args.concurrency,
+        progress=_progress_printer(args.progress),
+        serving=_serving_target(args, dst_options),
+    )
+    _finish_progress(args.progress)
+    if args.json:
+        _print_json(
+            {
+                "rewrites": list(result.rewrites),
+                "changed": result.changed,
+                "report": result.report.to_json() if result.report else None,
+                "published": result.published.to_json() if result.published else None,
+            }
+        )
+    else:
+        if result.report is not None and (args.verbose or not result.report.valid):
+            print(result.report.to_text())
+        if result.published is not None:
+            _print_published(args, result.published)
+        else:
+            print("not published: the model is invalid", file=sys.stderr)
+    return 0 if result.published is not None else 1
 
 
 def _served_text(model: dict[str, Any]) -> str:
@@ -370,6 +420,52 @@ def _value_text(name: str, value: Any, bundle: Any) -> str:
     return np.array2string(np.asarray(value), separator=", ")
 
 
+def _add_check_args(p: argparse.ArgumentParser) -> None:
+    """validate's options, shared by validate and export."""
+    p.add_argument("--tag-set", default="serve", help="meta graph that is served (default: serve)")
+    p.add_argument(
+        "--require-signature",
+        action="append",
+        metavar="KEY",
+        help="signature that must exist (default: serving_default)",
+    )
+    p.add_argument("--deep", action="store_true", help="verify every tensor's crc32c (reads all variables)")
+    p.add_argument("--target-tf", metavar="X.Y", help="TensorFlow (Serving) release that will load the model")
+    p.add_argument("--target-device", choices=["cpu", "gpu", "tpu"], default="cpu")
+    p.add_argument("--expect", metavar="SPEC", help="expected signatures, a JSON or YAML file")
+    p.add_argument(
+        "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
+    )
+    p.add_argument("--size-warning-mb", type=int, default=1024, help="warn above this saved_model.pb size")
+    p.add_argument(
+        "--op-policy",
+        metavar="POLICY",
+        help='ops that read/write files, run Python, reach the network or debug: "off", or JSON '
+        '(text or file) like {"warning": ["file-read"], "allow": ["PrintV2"]}; default: all are errors',
+    )
+
+
+def _add_publish_args(p: argparse.ArgumentParser) -> None:
+    """publish's options, shared by publish and export."""
+    p.add_argument(
+        "--version",
+        default="auto",
+        help="'auto' (next integer), 'same' (the number SRC ends in, for mirrors) or a version number",
+    )
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--serving-config",
+        metavar="URL",
+        help="gate the publish: name the version in this TF Serving model config file once it is complete",
+    )
+    p.add_argument("--model-name", help="the model's name in the serving config")
+    p.add_argument("--label", action="append", metavar="LABEL", help="point LABEL at the new version")
+    p.add_argument(
+        "--keep-served", type=int, default=2, help="newest versions the config keeps listed (default 2)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="savedmodel", description="Inspect, validate, transform and ship TensorFlow SavedModels."
@@ -404,27 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("validate", cmd_validate, "Check a model before it ships; exit 0 when valid, 1 when not.")
     p.add_argument("url")
-    p.add_argument("--tag-set", default="serve", help="meta graph that is served (default: serve)")
-    p.add_argument(
-        "--require-signature",
-        action="append",
-        metavar="KEY",
-        help="signature that must exist (default: serving_default)",
-    )
-    p.add_argument("--deep", action="store_true", help="verify every tensor's crc32c (reads all variables)")
-    p.add_argument("--target-tf", metavar="X.Y", help="TensorFlow (Serving) release that will load the model")
-    p.add_argument("--target-device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--expect", metavar="SPEC", help="expected signatures, a JSON or YAML file")
-    p.add_argument(
-        "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
-    )
-    p.add_argument("--size-warning-mb", type=int, default=1024, help="warn above this saved_model.pb size")
-    p.add_argument(
-        "--op-policy",
-        metavar="POLICY",
-        help='ops that read/write files, run Python, reach the network or debug: "off", or JSON '
-        '(text or file) like {"warning": ["file-read"], "allow": ["PrintV2"]}; default: all are errors',
-    )
+    _add_check_args(p)
     p.add_argument("--json", action="store_true")
 
     def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -453,23 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
 
     p = add_transform("publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).")
-    p.add_argument(
-        "--version",
-        default="auto",
-        help="'auto' (next integer), 'same' (the number SRC ends in, for mirrors) or a version number",
+    _add_publish_args(p)
+
+    p = add_transform(
+        "export",
+        cmd_export,
+        "Strip default attrs (and optionally clear devices) in memory, validate the result and publish it "
+        "as DST/<version> in one pass; within one object store the variables are copied server-side. "
+        "Exit 1 when invalid (nothing is published).",
     )
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--progress", action="store_true")
-    p.add_argument(
-        "--serving-config",
-        metavar="URL",
-        help="gate the publish: name the version in this TF Serving model config file once it is complete",
-    )
-    p.add_argument("--model-name", help="the model's name in the serving config")
-    p.add_argument("--label", action="append", metavar="LABEL", help="point LABEL at the new version")
-    p.add_argument(
-        "--keep-served", type=int, default=2, help="newest versions the config keeps listed (default 2)"
-    )
+    _add_publish_args(p)
+    p.add_argument("--clear-devices", action="store_true", help="clear every node's device placement")
+    p.add_argument("--keep-default-attrs", action="store_true", help="do not strip default-valued attrs")
+    p.add_argument("--no-validate", action="store_true", help="publish without validating")
+    p.add_argument("--verbose", action="store_true", help="print the validation report when valid too")
+    _add_check_args(p)
 
     p = add("versions", cmd_versions, "List the versions under a serving base path and their state.")
     p.add_argument("base")
