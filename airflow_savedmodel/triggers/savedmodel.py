@@ -1,43 +1,111 @@
 """Triggers for the deferrable SavedModel sensors: poll storage from the triggerer's event loop.
 
-Each check runs in a worker thread (fsspec calls block), so the loop never stalls. Connection
-details are fetched with the async API before polling; errors end the wait as an event the
-sensor turns into a task failure.
+One base class holds the polling loop. Each poll first lists the watched prefix with the
+filesystem's native async call (gcsfs and s3fs run it on their own event loop; the trigger only
+awaits it), so a waiting sensor costs one list request and no thread per poll. Only when the
+listing changed is the readiness check run, in a worker thread (it reads small files through
+fsspec's blocking API). Transient storage errors (timeouts, 5xx, 429, dropped connections) are
+retried with jittered exponential backoff; permanent ones (bad credentials, no such bucket) end
+the wait as an error event the sensor turns into a task failure. Connections are resolved by
+the hook, so their secrets are masked in the triggerer's log like in a task's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-
-async def _filesystem(
-    url: str, conn_id: str | None, storage_options: dict[str, Any] | None
-) -> tuple[Any, str]:
-    from airflow_savedmodel.hooks.savedmodel import (
-        OBJECT_STORAGE_CONN_TYPES,
-        SavedModelHook,
-        storage_options_from_connection,
-    )
-
-    conn = await SavedModelHook.aget_connection(conn_id) if conn_id else None
-    scheme = url.split("://", 1)[0] if "://" in url else "file"
-    if conn is not None and scheme in OBJECT_STORAGE_CONN_TYPES.get(conn.conn_type or "", ()):
-        hook = SavedModelHook(conn_id, storage_options)
-        return await asyncio.to_thread(hook.filesystem, url)
-    from airflow_savedmodel import location
-
-    options = {
-        **(storage_options_from_connection(conn) if conn is not None else {}),
-        **(storage_options or {}),
-    }
-    return await asyncio.to_thread(location.resolve, url, options)
+MAX_BACKOFF_SECONDS = 600.0
 
 
-class SavedModelTrigger(BaseTrigger):
+def backoff_seconds(failures: int, poke_interval: float) -> float:
+    """Full-jitter exponential backoff after ``failures`` transient errors in a row."""
+    ceiling = min(MAX_BACKOFF_SECONDS, max(1.0, poke_interval) * 2 ** min(failures, 16))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class SavedModelPollingTrigger(BaseTrigger):
+    """Poll one storage location until :meth:`check` says it is ready.
+
+    Subclasses name the location (:meth:`watched`), the blocking readiness check and the event.
+    """
+
+    def __init__(
+        self, conn_id: str | None, storage_options: dict[str, Any] | None, poke_interval: float
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.storage_options = storage_options
+        self.poke_interval = poke_interval
+
+    def watched(self) -> str:
+        raise NotImplementedError
+
+    def check(self, fs: Any, path: str) -> Any:
+        """The Readiness (storage/versions.py) of the watched location; blocking."""
+        raise NotImplementedError
+
+    def success(self, found: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def waiting(self, reason: str) -> str:
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_savedmodel import location
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+        from airflow_savedmodel.storage.transfer import is_transient
+
+        hook = SavedModelHook(self.conn_id, self.storage_options)
+        try:
+            where = await hook.afilesystem(self.watched())
+        except Exception as exc:
+            yield TriggerEvent({"status": "error", "message": self._message(exc, hook)})
+            return
+        seen: Any = None
+        ready: Any = None
+        failures = 0
+        while True:
+            try:
+                listing = await location.alisting(where.fs, where.path)
+                if ready is None or listing != seen:
+                    ready = await asyncio.to_thread(self.check, where.fs, where.path)
+                    seen = listing
+                failures = 0
+            except Exception as exc:
+                if not is_transient(exc):
+                    yield TriggerEvent({"status": "error", "message": self._message(exc, hook)})
+                    return
+                failures += 1
+                delay = backoff_seconds(failures, self.poke_interval)
+                self.log.warning(
+                    "Transient storage error %d in a row (%s); next check in %.0fs",
+                    failures,
+                    self._message(exc, hook),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if ready.done:
+                yield TriggerEvent({"status": "success", **self.success(ready.found)})
+                return
+            self.log.info("%s; next check in %ss", self.waiting(ready.waiting_for), self.poke_interval)
+            await asyncio.sleep(self.poke_interval)
+
+    def _message(self, exc: BaseException, hook: Any) -> str:
+        from airflow_savedmodel import location
+        from airflow_savedmodel.errors import SavedModelError
+
+        if isinstance(exc, SavedModelError):
+            return f"{type(exc).__name__}: {exc}"
+        return location.scrub(f"{type(exc).__name__}: {exc}", hook.secrets())
+
+
+class SavedModelTrigger(SavedModelPollingTrigger):
     """Fires when a complete, valid SavedModel exists at ``url``."""
 
     def __init__(
@@ -48,12 +116,9 @@ class SavedModelTrigger(BaseTrigger):
         deep: bool = False,
         poke_interval: float = 60.0,
     ) -> None:
-        super().__init__()
+        super().__init__(conn_id, storage_options, poke_interval)
         self.url = url
-        self.conn_id = conn_id
-        self.storage_options = storage_options
         self.deep = deep
-        self.poke_interval = poke_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -67,28 +132,22 @@ class SavedModelTrigger(BaseTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def watched(self) -> str:
+        return self.url
+
+    def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import model_readiness
 
-        try:
-            fs, path = await _filesystem(self.url, self.conn_id, self.storage_options)
-            while True:
-                ready = await asyncio.to_thread(model_readiness, fs, path, self.deep)
-                if ready.done:
-                    yield TriggerEvent({"status": "success", "model": ready.found})
-                    return
-                self.log.info(
-                    "No complete SavedModel at %s yet: %s; next check in %ss",
-                    self.url,
-                    ready.waiting_for,
-                    self.poke_interval,
-                )
-                await asyncio.sleep(self.poke_interval)
-        except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return model_readiness(fs, path, self.deep)
+
+    def success(self, found: dict[str, Any]) -> dict[str, Any]:
+        return {"model": found}
+
+    def waiting(self, reason: str) -> str:
+        return f"No complete SavedModel at {self.url} yet: {reason}"
 
 
-class SavedModelVersionTrigger(BaseTrigger):
+class SavedModelVersionTrigger(SavedModelPollingTrigger):
     """Fires when ``base_path`` holds a complete version newer than ``newer_than``."""
 
     def __init__(
@@ -99,12 +158,9 @@ class SavedModelVersionTrigger(BaseTrigger):
         storage_options: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
     ) -> None:
-        super().__init__()
+        super().__init__(conn_id, storage_options, poke_interval)
         self.base_path = base_path
         self.newer_than = newer_than
-        self.conn_id = conn_id
-        self.storage_options = storage_options
-        self.poke_interval = poke_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -118,22 +174,16 @@ class SavedModelVersionTrigger(BaseTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def watched(self) -> str:
+        return self.base_path
+
+    def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import newer_version_readiness
 
-        try:
-            fs, path = await _filesystem(self.base_path, self.conn_id, self.storage_options)
-            while True:
-                found = await asyncio.to_thread(newer_version_readiness, fs, path, self.newer_than)
-                if found.done:
-                    yield TriggerEvent({"status": "success", "version": found.found})
-                    return
-                self.log.info(
-                    "Waiting for a complete version under %s: %s; next check in %ss",
-                    self.base_path,
-                    found.waiting_for,
-                    self.poke_interval,
-                )
-                await asyncio.sleep(self.poke_interval)
-        except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return newer_version_readiness(fs, path, self.newer_than)
+
+    def success(self, found: dict[str, Any]) -> dict[str, Any]:
+        return {"version": found}
+
+    def waiting(self, reason: str) -> str:
+        return f"Waiting for a complete version under {self.base_path}: {reason}"

@@ -2,11 +2,13 @@
 
 GCS: gcp-storage-emulator (a JSON-API server from PyPI) in a subprocess. S3: moto's server mode.
 DenyingServer: answers every request 401, as a store does to bad credentials.
+FaultProxy: forwards to a real server, adding latency or answering chosen requests with errors.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -121,6 +123,73 @@ class DenyingServer:
                 return
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a real server (the GCS server): every request is
+    forwarded after ``delay`` seconds, unless ``fault(method, path)`` returns a status code,
+    which is answered instead with a JSON error body, as GCS answers it."""
+
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
+        import http.client
+        import urllib.parse
+
+        target = urllib.parse.urlsplit(upstream)
+        proxy = self
+        self.delay = delay
+        self.fault: Any = lambda method, path: None
+        self.requests: list[tuple[str, str, int]] = []
+
+        class Forward(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if proxy.delay:
+                    time.sleep(proxy.delay)
+                status = proxy.fault(self.command, self.path)
+                if status is not None:
+                    proxy.requests.append((self.command, self.path, status))
+                    payload = json.dumps(
+                        {"error": {"code": status, "message": "injected by the test proxy"}}
+                    ).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                proxy.requests.append((self.command, self.path, answer.status))
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = forward
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -205,3 +205,55 @@ def test_verify_detects_changes(store_base: tuple[str, dict], tmp_path: Path) ->
     assert verify(url, options, deep=False).ok
     fs.rm(path + "/fingerprint.pb")
     assert list_versions(base, options)[0].state == "partial"
+
+
+def test_export_within_gcs_moves_only_the_protos_through_the_worker(gcs: Store, tmp_path: Path) -> None:
+    """gs:// -> gs:// export with clear devices + strip: variables are copied by the server (the
+    worker downloads no variables data and writes no temporary files), and TensorFlow loads the
+    published version with the trained network's outputs."""
+    from airflow_savedmodel.format import transforms
+    from airflow_savedmodel.format.servable import forward
+    from airflow_savedmodel.format.validate import Checks
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage.export import export
+
+    rng = np.random.default_rng(11)
+    layers = [
+        DenseLayer(rng.standard_normal((4, 64)).astype(np.float32), np.zeros(64, np.float32), "relu"),
+        DenseLayer(rng.standard_normal((64, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax"),
+    ]
+    lean = export_dense_model(str(tmp_path / "lean"), layers)
+    full = transforms.add_default_attrs(lean, str(tmp_path / "full")).dst  # defaults written out, as TF does
+    bucket = gcs.bucket()
+    copy(full, f"{bucket}/exports/model", dst_options=gcs.options)
+    src, base = resolve(f"{bucket}/exports/model", gcs.options), resolve(f"{bucket}/serving", gcs.options)
+    assert src.fs is base.fs
+
+    downloads: list[str] = []
+    original = src.fs._call
+
+    async def spy(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if "alt=media" in path:
+            downloads.append(path)
+        return await original(method, path, *args, **kwargs)
+
+    src.fs._call = spy
+    try:
+        result = export(src, base, rewrites=["clear_devices", "strip_default_attrs"], checks=Checks())
+    finally:
+        del src.fs._call
+    assert result.published is not None and result.published.created and result.changed > 0
+    assert result.report is not None and result.report.valid
+    assert downloads and not [d for d in downloads if "variables.data" in d], downloads
+    assert any("saved_model.pb" in d for d in downloads)
+    assert verify(result.published.url, gcs.options).ok
+
+    back = tmp_path / "back"
+    copy(result.published.url, str(back), src_options=gcs.options)
+    with SavedModel.open(str(back)) as model:
+        assert model.meta_graphs[0].proto.meta_info_def.stripped_default_attrs
+    from interop import tf_oracle
+
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    served = tf_oracle.run_tf1(back, ["serve"], "serving_default", {"x": x})["y"]
+    np.testing.assert_allclose(served, forward(layers, x), atol=1e-5)
