@@ -26,6 +26,7 @@ from fsspec import AbstractFileSystem
 from airflow_savedmodel.errors import FormatError, SavedModelError
 
 CHUNK = 8 << 20
+LOCAL_CHUNK = 1 << 20
 _NO_USERINFO = ("gs", "gcs", "s3", "s3a", "s3n")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
@@ -374,7 +375,10 @@ def remove_quietly(fs: AbstractFileSystem, path: str) -> None:
 
 
 def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[int, int]:
-    """``(crc32c, size)`` of a file, read in bounded chunks."""
+    """``(crc32c, size)`` of a file, read in bounded chunks (at most 1 MB on a local disk: small
+    blocks stay in the CPU cache, large fresh ones cost page faults, measured ~2x slower)."""
+    if is_local(fs):
+        chunk = min(chunk, LOCAL_CHUNK)
     crc = size = 0
     with fs.open(path, "rb") as f:
         while block := f.read(chunk):

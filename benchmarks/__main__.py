@@ -9,7 +9,15 @@ import sys
 
 from benchmarks.common import ROOT, Row, machine
 
-BENCHMARKS = ["bench_inspect", "bench_strip", "bench_validate", "bench_copy", "bench_import"]
+BENCHMARKS = [
+    "bench_inspect",
+    "bench_strip",
+    "bench_validate",
+    "bench_copy",
+    "bench_export",
+    "bench_triggers",
+    "bench_import",
+]
 
 
 def table(rows: list[Row]) -> list[str]:

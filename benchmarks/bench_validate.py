@@ -22,11 +22,11 @@ def _model(root: Path, width: int = 4096) -> Path:
     return Path(export_dense_model(str(root / "model"), layers))
 
 
-def _read_all(path: Path) -> int:
+def _read_all(path: Path, chunk: int = 8 << 20) -> int:
     total = 0
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         with file.open("rb") as f:
-            while block := f.read(8 << 20):
+            while block := f.read(chunk):
                 total += len(block)
     return total
 
@@ -38,13 +38,14 @@ def run() -> list[Row]:
         model = _model(Path(tmp))
         size_mb = _read_all(model) / 2**20  # also warms the page cache for both contenders
         ours = median_time(lambda: validate(str(model), deep=True))
-        theirs = median_time(lambda: _read_all(model))
+        # the plain read at its faster block size (small blocks stay in cache; large ones fault pages)
+        theirs = min(median_time(lambda c=c: _read_all(model, c)) for c in (1 << 20, 8 << 20))
     return [
         Row(
             f"deep validate, {size_mb:.0f} MB model (throughput)",
             size_mb / ours,
             size_mb / theirs,
             "MB/s",
-            "sequential read of the same files (the physical limit)",
+            "sequential read of the same files, 1 or 8 MB blocks, whichever is faster (the physical limit)",
         )
     ]

@@ -22,14 +22,14 @@ class Row:
     name: str
     ours: float
     theirs: float
-    unit: str  # "s" (lower is better) or "MB/s" (higher is better)
+    unit: str  # "s", "ms", "MB" (lower is better) or "MB/s" (higher is better)
     alternative: str
     note: str = ""
 
     @property
     def ratio(self) -> float:
         """How many times better we are (>1 means faster or higher throughput)."""
-        if self.unit in ("s", "MB"):
+        if self.unit in ("s", "ms", "MB"):
             return self.theirs / self.ours if self.ours else float("inf")
         return self.ours / self.theirs if self.theirs else float("inf")
 
@@ -41,6 +41,20 @@ def median_time(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(
+    ours: Callable[[], object], theirs: Callable[[], object], repeat: int = 5
+) -> tuple[float, float]:
+    """Median times of two contenders run alternately, so disk writeback and caches that build up
+    during one contender's runs weigh on both alike."""
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, times in ((ours, a), (theirs, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
 
 
 def run_process(args: list[str]) -> None:

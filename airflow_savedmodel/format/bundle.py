@@ -526,7 +526,7 @@ def write_bundle(url: str, tensors: dict[str, Any], storage_options: dict[str, A
             writer.add(name, value)
 
 
-def verify_entries(reader: BundleReader, chunk: int = 8 << 20) -> list[tuple[BundleEntry, str]]:
+def verify_entries(reader: BundleReader, chunk: int = 1 << 20) -> list[tuple[BundleEntry, str]]:
     """Check every stored tensor's crc32c, streaming each shard in offset order with bounded memory.
 
     Returns ``(entry, problem)`` for each entry that fails; layout problems (missing shard, data

@@ -14,9 +14,11 @@ from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
     from airflow_savedmodel.format.transforms import TransformResult
-    from airflow_savedmodel.format.validate import Checks
+    from airflow_savedmodel.format.validate import Checks, Report
     from airflow_savedmodel.location import Location
+    from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
     from airflow_savedmodel.storage.export import ExportResult
+    from airflow_savedmodel.storage.manifest import VerifyResult
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
@@ -168,10 +170,6 @@ class SavedModelHook(BaseHook):
             return False, f"{location.redact(str(url))}: {problem}"
         return True, f"listed {len(entries)} entries at {where.url}"
 
-    def _fs(self, url: str) -> dict[str, Any]:
-        fs, _ = self.filesystem(url)
-        return {"fs": fs}
-
     # ---- format ------------------------------------------------------------------------------
 
     @_typed_storage_errors
@@ -184,10 +182,11 @@ class SavedModelHook(BaseHook):
             return describe.describe(model, tag_set)
 
     @_typed_storage_errors
-    def validate(self, url: str, **kwargs: Any) -> Any:
-        from airflow_savedmodel.format.validate import validate
+    def validate(self, url: str, checks: Checks | None = None, **options: Any) -> Report:
+        """Validate the model at ``url`` with ``checks`` (or validate's keyword ``options``)."""
+        from airflow_savedmodel.format.validate import Checks
 
-        return validate(url, **kwargs, **self._fs(url))
+        return (checks or Checks(**options)).run(self.filesystem(url))
 
     @_typed_storage_errors
     def rewrite(
@@ -241,17 +240,18 @@ class SavedModelHook(BaseHook):
         *,
         dst_hook: SavedModelHook | None = None,
         progress: Callable[[Any], None] | None = None,
-        **kwargs: Any,
-    ) -> Any:
+        overwrite: bool = False,
+        concurrency: int = 8,
+    ) -> CopyResult:
+        """Copy the whole model at ``src`` to ``dst`` (on ``dst_hook``'s connection), verified."""
         from airflow_savedmodel.storage import copy
 
         return copy(
-            src,
-            dst,
-            src_fs=self.filesystem(src)[0],
-            dst_fs=(dst_hook or self).filesystem(dst)[0],
+            self.filesystem(src),
+            (dst_hook or self).filesystem(dst),
             progress=progress,
-            **kwargs,
+            overwrite=overwrite,
+            concurrency=concurrency,
         )
 
     @_typed_storage_errors
@@ -260,13 +260,15 @@ class SavedModelHook(BaseHook):
         src: str,
         base: str,
         *,
+        version: int | str = "auto",
+        overwrite: bool = False,
+        concurrency: int = 8,
         dst_hook: SavedModelHook | None = None,
         progress: Callable[[Any], None] | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
-        **kwargs: Any,
     ) -> PublishResult:
         """Publish ``src`` as the next version under ``base``; with ``serving_config`` (TF
         Serving's model config file, on the destination's connection) the version is named there
@@ -277,9 +279,11 @@ class SavedModelHook(BaseHook):
         return publish(
             self.filesystem(src),
             dst.filesystem(base),
+            version=version,
+            overwrite=overwrite,
+            concurrency=concurrency,
             progress=progress,
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
-            **kwargs,
         )
 
     @_typed_storage_errors
@@ -358,23 +362,42 @@ class SavedModelHook(BaseHook):
         )
 
     @_typed_storage_errors
-    def versions(self, base: str, deep: bool = False) -> list[Any]:
+    def versions(self, base: str, deep: bool = False) -> list[VersionInfo]:
+        """Every numeric version under ``base``, oldest first, with its state."""
         from airflow_savedmodel.storage import list_versions
 
-        return list_versions(base, deep=deep, **self._fs(base))
+        return list_versions(self.filesystem(base), deep=deep)
 
     @_typed_storage_errors
-    def gc(self, base: str, *, serving_config: str | None = None, **kwargs: Any) -> Any:
+    def gc(
+        self,
+        base: str,
+        *,
+        keep_last: int = 5,
+        min_age: float = 0,
+        keep: Sequence[int] = (),
+        dry_run: bool = False,
+        serving_config: str | None = None,
+    ) -> GcResult:
+        """Retention under ``base``: keep the newest ``keep_last`` servable versions, ``keep``,
+        and every version ``serving_config`` names; remove the rest (see storage/retention.py)."""
         from airflow_savedmodel.storage import gc
 
-        config = self.filesystem(serving_config) if serving_config else None
-        return gc(self.filesystem(base), serving_config_url=config, **kwargs)
+        return gc(
+            self.filesystem(base),
+            keep_last=keep_last,
+            min_age=min_age,
+            keep=keep,
+            dry_run=dry_run,
+            serving_config_url=self.filesystem(serving_config) if serving_config else None,
+        )
 
     @_typed_storage_errors
-    def verify(self, url: str, deep: bool = True) -> Any:
+    def verify(self, url: str, deep: bool = True) -> VerifyResult:
+        """Check the model at ``url`` against its manifest (every checksum when ``deep``)."""
         from airflow_savedmodel.storage import verify
 
-        return verify(url, deep=deep, **self._fs(url))
+        return verify(self.filesystem(url), deep=deep)
 
     # ---- readiness (sensors and triggers) ----------------------------------------------------
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_savedmodel.links import SavedModelPublishedLink
 
+if TYPE_CHECKING:
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
-def _hook(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> Any:
+
+def _hook(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> SavedModelHook:
     from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
     return SavedModelHook(conn_id, storage_options)
@@ -166,8 +169,9 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         self.savedmodel_conn_id = savedmodel_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        report = _hook(self.savedmodel_conn_id).validate(
-            self.url,
+        from airflow_savedmodel.format.validate import Checks
+
+        checks = Checks(
             tags=self.tag_set,
             required_signatures=self.required_signatures,
             deep=self.deep,
@@ -177,6 +181,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
             strict=self.strict,
             op_policy=self.op_policy,
         )
+        report = _hook(self.savedmodel_conn_id).validate(self.url, checks)
         context["ti"].xcom_push(key="report", value=report.to_json())
         self.log.info("%s", report.to_text())
         self._record_lineage([(self.url, _validation_facet(report))], [])

@@ -200,7 +200,7 @@ def check(fs: AbstractFileSystem, model_path: str, manifest: Manifest, deep: boo
 
 
 def verify(
-    url: str,
+    url: str | location.Location,
     storage_options: dict[str, Any] | None = None,
     deep: bool = True,
     fs: AbstractFileSystem | None = None,

@@ -10,6 +10,7 @@ saved_model.pb never sees a model without its variables.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
 from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location
@@ -41,6 +43,15 @@ from airflow_savedmodel.location import (
 )
 from airflow_savedmodel.storage import manifest as manifests
 
+MAX_BACKOFF_SECONDS = 30.0
+_BROKEN_STREAM_AIOHTTP = {
+    "ClientPayloadError",
+    "ServerDisconnectedError",
+    "ClientOSError",
+    "ServerTimeoutError",
+    "ConnectionTimeoutError",
+    "SocketTimeoutError",
+}
 SERVER_SIDE_PROTOCOLS = {"gs", "gcs", "s3", "s3a", "memory"}
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
@@ -146,6 +157,21 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def worth_recopying(exc: BaseException) -> bool:
+    """Whether a whole file is worth copying again: its bytes arrived wrong (checksum) or its
+    stream broke (connection reset or dropped, timeout, truncated body). HTTP error statuses are
+    not: gcsfs and s3fs (botocore) already retried the request with their own backoff."""
+    if isinstance(exc, ChecksumError):
+        return True
+    if isinstance(exc, SavedModelError):
+        return False
+    if isinstance(getattr(exc, "code", None) or getattr(exc, "status", None), int):
+        return False
+    if type(exc).__module__.startswith("aiohttp"):
+        return type(exc).__name__ in _BROKEN_STREAM_AIOHTTP
+    return isinstance(exc, ConnectionError | TimeoutError | http.client.IncompleteRead)
+
+
 def _order(files: dict[str, int]) -> tuple[list[str], list[str]]:
     """(bulk files, biggest first) and (files that must land last, in order)."""
     last = [n for n in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT, FINGERPRINT_PB) if n in files]
@@ -173,6 +199,11 @@ class _Copier:
         self.callback = progress
         self.server_side = src_fs is dst_fs and protocol(src_fs) in SERVER_SIDE_PROTOCOLS
         self.want_md5 = protocol(dst_fs) in ("s3", "s3a")
+        # Object stores whose listings carry each object's checksum: bulk files are verified
+        # from one listing after they are all written (verify_listed).
+        self.listing_verifies = protocol(dst_fs) in ("gs", "gcs", "s3", "s3a")
+        self.deferring = threading.local()
+        self.pending: dict[str, tuple[int, int, str | None]] = {}
         self.local = is_local(src_fs) and is_local(dst_fs)
         self.lock = threading.Lock()
         self.done = 0
@@ -180,66 +211,105 @@ class _Copier:
         self.total = total
         self.files_total = files_total
 
-    def _advance(self, nbytes: int, file_done: bool = False) -> None:
+    def _advance(self, nbytes: int, file_done: bool = False, sent: list[int] | None = None) -> None:
         with self.lock:
             self.done += nbytes
             self.files_done += int(file_done)
             snapshot = Progress(self.done, self.total, self.files_done, self.files_total)
+            if sent is not None:
+                sent[0] += nbytes
         if self.callback is not None:
             self.callback(snapshot)
 
-    def copy(self, src: str, dst: str) -> manifests.FileEntry:
-        """Copy one file with retries; return its manifest entry (path filled in by the caller)."""
-        attempt = 0
-        while True:
-            counted = 0
+    def _again(self, attempt: Callable[[list[int]], manifests.FileEntry]) -> manifests.FileEntry:
+        """Run ``attempt`` until it succeeds, again only after a checksum mismatch or a broken
+        stream (with jittered backoff); progress an attempt reported is taken back if it fails."""
+
+        def once() -> manifests.FileEntry:
+            sent = [0]
             try:
-                if self.server_side:
-                    crc, size = self._server_side(src, dst)
-                elif self.local:
-                    crc, size, counted = self._kernel_copy(src, dst)
-                else:
-                    crc, size, counted = self._stream(src, dst)
-                self._advance(size - counted, file_done=True)
-                return manifests.FileEntry("", size, to_hex(crc))
-            except BaseException as exc:
+                return attempt(sent)
+            except BaseException:
                 with self.lock:
-                    self.done -= counted
-                attempt += 1
-                if attempt > self.retries or not is_transient(exc):
-                    if isinstance(exc, SavedModelError):
-                        raise
-                    if isinstance(exc, FileNotFoundError):
-                        if self.src_fs.exists(src):
-                            raise StorageError("destination disappeared during the copy", dst) from exc
-                        raise MissingFileError("source file disappeared during the copy", src) from exc
-                    if isinstance(exc, Exception):
-                        raise StorageError(
-                            f"copying to {dst} failed: {type(exc).__name__}: {exc}", src
-                        ) from exc
-                    raise
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                    self.done -= sent[0]
+                raise
+
+        for retrying in tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_random_exponential(multiplier=self.backoff, max=MAX_BACKOFF_SECONDS),
+            retry=tenacity.retry_if_exception(worth_recopying),
+            reraise=True,
+        ):
+            with retrying:
+                return once()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def copy(
+        self, src: str, dst: str, size: int | None = None, listed: dict[str, Any] | None = None
+    ) -> manifests.FileEntry:
+        """Copy one file; return its manifest entry (path filled in by the caller). ``size``
+        (from the listing) lets a small file go up in one request instead of a resumable upload."""
+
+        small = size is not None and size <= self.chunk_size
+
+        def attempt(sent: list[int]) -> manifests.FileEntry:
+            if self.server_side:
+                crc, copied = self._server_side(src, dst, listed)
+                self._advance(copied, file_done=True, sent=sent)
+                return manifests.FileEntry("", copied, to_hex(crc))
+            if self.local:
+                crc, copied = self._kernel_copy(src, dst, sent)
+            else:
+                whole = self._small(src, dst, sent) if small else None
+                crc, copied = whole if whole is not None else self._stream(src, dst, sent)
+            self._advance(0, file_done=True)
+            return manifests.FileEntry("", copied, to_hex(crc))
+
+        try:
+            return self._again(attempt)
+        except SavedModelError:
+            raise
+        except FileNotFoundError as exc:
+            if self.src_fs.exists(src):
+                raise StorageError("destination disappeared during the copy", dst) from exc
+            raise MissingFileError("source file disappeared during the copy", src) from exc
+        except Exception as exc:
+            raise StorageError(f"copying to {dst} failed: {type(exc).__name__}: {exc}", src) from exc
 
     def write(self, data: bytes, dst: str) -> manifests.FileEntry:
         """Write new bytes (a rewrite's proto) to ``dst`` and verify them like a copied file."""
-        attempt = 0
-        while True:
-            try:
-                crc = crc32c(data)
-                self.dst_fs.pipe_file(dst, data)
-                md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
-                self._verify(dst, crc, len(data), md5)
-                self._advance(len(data), file_done=True)
-                return manifests.FileEntry("", len(data), to_hex(crc))
-            except Exception as exc:
-                attempt += 1
-                if attempt > self.retries or not is_transient(exc):
-                    if isinstance(exc, SavedModelError):
-                        raise
-                    raise StorageError(f"writing failed: {type(exc).__name__}: {exc}", dst) from exc
-                time.sleep(self.backoff * 2 ** (attempt - 1))
 
-    def _stream(self, src: str, dst: str) -> tuple[int, int, int]:
+        def attempt(sent: list[int]) -> manifests.FileEntry:
+            crc = crc32c(data)
+            self.dst_fs.pipe_file(dst, data)
+            md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
+            self._verify(dst, crc, len(data), md5)
+            self._advance(len(data), file_done=True, sent=sent)
+            return manifests.FileEntry("", len(data), to_hex(crc))
+
+        try:
+            return self._again(attempt)
+        except SavedModelError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"writing failed: {type(exc).__name__}: {exc}", dst) from exc
+
+    def _small(self, src: str, dst: str, sent: list[int]) -> tuple[int, int] | None:
+        """A file up to one chunk: read whole and written with one request (GCS: a single
+        upload instead of starting a resumable one and sending to it: one round trip, not
+        two); None when it has grown past a chunk since it was listed."""
+        with self.src_fs.open(src, "rb") as reader:
+            data = reader.read(self.chunk_size + 1)
+        if len(data) > self.chunk_size:
+            return None
+        crc = crc32c(data)
+        self.dst_fs.pipe_file(dst, data)
+        self._advance(len(data), sent=sent)
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
+        self._verify(dst, crc, len(data), md5)
+        return crc, len(data)
+
+    def _stream(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         crc = size = 0
         md5 = hashlib.md5(usedforsecurity=False) if self.want_md5 else None
         with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
@@ -249,11 +319,11 @@ class _Copier:
                 if md5 is not None:
                     md5.update(block)
                 size += len(block)
-                self._advance(len(block))
+                self._advance(len(block), sent=sent)
         self._verify(dst, crc, size, md5.hexdigest() if md5 else None)
-        return crc, size, size
+        return crc, size
 
-    def _kernel_copy(self, src: str, dst: str) -> tuple[int, int, int]:
+    def _kernel_copy(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         """Local to local: let the kernel copy (copy_file_range, reflinks where the filesystem
         has them), then compare checksums of both files read back."""
         done = 0
@@ -265,22 +335,46 @@ class _Copier:
                     if n == 0:
                         break
                     done += n
-                    self._advance(n)
+                    self._advance(n, sent=sent)
             except OSError:  # no copy_file_range across these filesystems: plain streaming
                 reader.seek(done)
                 writer.seek(done)
                 while block := reader.read(self.chunk_size):
                     writer.write(block)
                     done += len(block)
-                    self._advance(len(block))
+                    self._advance(len(block), sent=sent)
         crc, read = file_crc32c(self.src_fs, src, self.chunk_size)
         copied, written = file_crc32c(self.dst_fs, dst, self.chunk_size)
         if (copied, written) != (crc, read) or written != done:
             raise ChecksumError("destination content differs from the source after the copy", dst)
-        return crc, done, done
+        return crc, done
 
     def _verify(self, dst: str, crc: int, size: int, md5: str | None) -> None:
-        info = self.dst_fs.info(dst)
+        """Check what landed at ``dst``: now, or (bulk files on an object store whose listing
+        reports checksums) later, all together from one listing (see verify_listed)."""
+        if self.listing_verifies and getattr(self.deferring, "on", False):
+            with self.lock:
+                self.pending[dst] = (crc, size, md5)
+            return
+        self._check(dst, self.dst_fs.info(dst), crc, size, md5)
+
+    def verify_listed(self, root: str, sources: dict[str, str]) -> None:
+        """Check every deferred file against one recursive listing of ``root`` (GCS lists each
+        object's crc32c, S3 its ETag), instead of one metadata request per file; a file that
+        does not match is copied again, verified on its own. ``sources``: dst path -> src path."""
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        if not pending:
+            return
+        self.dst_fs.invalidate_cache(root)
+        listed = self.dst_fs.find(root, detail=True)
+        for dst, (crc, size, md5) in sorted(pending.items()):
+            try:
+                self._check(dst, listed.get(dst) or self.dst_fs.info(dst), crc, size, md5)
+            except ChecksumError:
+                self.copy(sources[dst], dst, size)
+
+    def _check(self, dst: str, info: dict[str, Any], crc: int, size: int, md5: str | None) -> None:
         if int(info.get("size") or 0) != size:
             raise ChecksumError(f"destination has {info.get('size')} bytes, {size} were written", dst)
         reported = reported_crc32c(info)
@@ -297,12 +391,19 @@ class _Copier:
         if actual != crc:
             raise ChecksumError("destination content differs from the bytes sent (re-read)", dst)
 
-    def _server_side(self, src: str, dst: str) -> tuple[int, int]:
+    def _server_side(self, src: str, dst: str, listed: dict[str, Any] | None = None) -> tuple[int, int]:
+        """The server copies; its crc32c of the copy must equal the source's (from the listing
+        the copy was planned from, when it has one)."""
         fs = self.dst_fs
-        src_info = fs.info(src)
+        src_info = listed if listed is not None and reported_crc32c(listed) is not None else fs.info(src)
         fs.copy(src, dst)
-        dst_info = fs.info(dst)
         size = int(src_info.get("size") or 0)
+        src_crc = reported_crc32c(src_info)
+        if src_crc is not None and self.listing_verifies and getattr(self.deferring, "on", False):
+            with self.lock:
+                self.pending[dst] = (src_crc, size, None)
+            return src_crc, size
+        dst_info = fs.info(dst)
         if int(dst_info.get("size") or 0) != size:
             raise ChecksumError(f"server-side copy has {dst_info.get('size')} bytes, source {size}", dst)
         src_crc, dst_crc = reported_crc32c(src_info), reported_crc32c(dst_info)
@@ -340,7 +441,8 @@ def copy_tree(
     if not has_saved_model(src_fs, src):
         raise missing_model_error(src_fs, src)
     replaced = dict(replaced or {})
-    sizes = location.relative_sizes(src_fs, src)
+    infos = location.relative_infos(src_fs, src)
+    sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
     if replaced:
         sizes = {rel: n for rel, n in sizes.items() if rel not in PROTO_FILES}
         sizes.update({rel: len(data) for rel, data in replaced.items()})
@@ -361,16 +463,18 @@ def copy_tree(
         dst_fs.makedirs(dst, exist_ok=True)
     entries: dict[str, manifests.FileEntry] = {}
 
-    def one(rel: str) -> None:
+    def one(rel: str, defer: bool = False) -> None:
+        copier.deferring.on = defer
         if rel in replaced:
             entry = copier.write(replaced[rel], location.join(dst, rel))
         else:
-            entry = copier.copy(location.join(src, rel), location.join(dst, rel))
+            entry = copier.copy(location.join(src, rel), location.join(dst, rel), sizes[rel], infos.get(rel))
         entries[rel] = manifests.FileEntry(rel, entry.size, entry.crc32c)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for future in [pool.submit(one, rel) for rel in bulk]:
+        for future in [pool.submit(one, rel, True) for rel in bulk]:
             future.result()
+    copier.verify_listed(dst, {location.join(dst, rel): location.join(src, rel) for rel in bulk})
     for rel in last:
         one(rel)
     manifest = manifests.Manifest(
@@ -383,8 +487,8 @@ def copy_tree(
 
 
 def copy(
-    src_url: str,
-    dst_url: str,
+    src_url: str | location.Location,
+    dst_url: str | location.Location,
     *,
     src_options: dict[str, Any] | None = None,
     dst_options: dict[str, Any] | None = None,

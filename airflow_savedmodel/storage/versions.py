@@ -74,7 +74,7 @@ def state_of(
 
 
 def list_versions(
-    base_url: str,
+    base_url: str | location.Location,
     storage_options: dict[str, Any] | None = None,
     deep: bool = False,
     fs: AbstractFileSystem | None = None,

@@ -145,14 +145,29 @@ class FaultProxy:
         proxy = self
         self.delay = delay
         self.fault: Any = lambda method, path: None
+        self.mangle: Any = lambda method, path, body: body  # may change a request body in flight
         self.requests: list[tuple[str, str, int]] = []
+        self.uploaded = self.downloaded = 0  # object bytes sent (uploads) and received (media downloads)
+        lock = threading.Lock()
 
         class Forward(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def forward(self) -> None:
+                if self.path == "/__bytes__":  # the counters, for a proxy in another process
+                    total = f"{proxy.uploaded} {proxy.downloaded}".encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(total)))
+                    self.end_headers()
+                    self.wfile.write(total)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if body is not None:
+                    body = proxy.mangle(self.command, self.path, body)
+                if "/upload/" in self.path:
+                    with lock:
+                        proxy.uploaded += length
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 status = proxy.fault(self.command, self.path)
@@ -169,21 +184,33 @@ class FaultProxy:
                     return
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                if body is not None:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 answer = conn.getresponse()
                 data = answer.read()
+                if "alt=media" in self.path:
+                    with lock:
+                        proxy.downloaded += len(data)
                 proxy.requests.append((self.command, self.path, answer.status))
                 self.send_response(answer.status)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
+                        # resumable uploads continue through the proxy, not around it
+                        self.send_header(key, value.replace(upstream.rstrip("/"), proxy.endpoint))
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = forward
+            def forward_quietly(self) -> None:
+                try:
+                    self.forward()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up on this request (a test's timeout, a retry)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = forward_quietly
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -197,3 +224,18 @@ class FaultProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def serve_proxy_main() -> None:
+    """``python -m integration.servers UPSTREAM DELAY``: a FaultProxy in its own process (so its
+    Python work does not compete with the client's for one interpreter); prints its endpoint."""
+    proxy = FaultProxy(sys.argv[1], delay=float(sys.argv[2]))
+    print(proxy.endpoint, flush=True)
+    try:
+        proxy.thread.join()
+    except KeyboardInterrupt:
+        proxy.stop()
+
+
+if __name__ == "__main__":
+    serve_proxy_main()

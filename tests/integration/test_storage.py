@@ -257,3 +257,47 @@ def test_export_within_gcs_moves_only_the_protos_through_the_worker(gcs: Store, 
     x = rng.standard_normal((5, 4)).astype(np.float32)
     served = tf_oracle.run_tf1(back, ["serve"], "serving_default", {"x": x})["y"]
     np.testing.assert_allclose(served, forward(layers, x), atol=1e-5)
+
+
+def test_an_upload_corrupted_in_flight_is_caught_by_the_listing_check_and_sent_again(
+    gcs: Store, tmp_path: Path
+) -> None:
+    """Bulk files are verified from one listing of the destination (the crc32c GCS computed),
+    not one metadata request each; a file whose stored bytes differ is copied again."""
+    from integration.servers import FaultProxy
+
+    model = Path(small_model(tmp_path, 5))
+    shard = model / "variables" / "variables.data-00000-of-00001"
+    proxy = FaultProxy(gcs.options["endpoint_url"])
+    flipped: list[str] = []
+
+    data = shard.read_bytes()
+
+    def mangle(method: str, path: str, body: bytes) -> bytes:
+        at = body.find(data)  # a simple upload's body is multipart: metadata, then the bytes
+        if at < 0 or flipped:
+            return body
+        flipped.append(path)
+        at += len(data) // 2
+        return body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1 :]
+
+    proxy.mangle = mangle
+    options = {"token": "anon", "endpoint_url": proxy.endpoint}
+    try:
+        bucket = gcs.bucket()
+        result = copy(str(model), f"{bucket}/m", dst_options=options, concurrency=4)
+    finally:
+        proxy.stop()
+    assert len(flipped) == 1
+    uploads = [p for m, p, _ in proxy.requests if m == "POST" and "/upload/" in p]
+    object_gets = [p for m, p, _ in proxy.requests if m == "GET" and "/o/" in p and "alt=media" not in p]
+    files = sum(1 for p in model.rglob("*") if p.is_file())
+    assert len(uploads) == files + 2  # every file once, the corrupted one twice, the manifest
+    checked_alone = [p.rsplit("%2F", 1)[-1] for p in object_gets]
+    assert "variables.index" not in checked_alone  # a bulk file: checked from the listing
+    assert "variables.data-00000-of-00001" in checked_alone  # the re-sent copy, checked by itself
+    listings = [p for m, p, _ in proxy.requests if m == "GET" and "delimiter=&prefix=m/&" in p]
+    assert len(listings) == 1  # all bulk files from one recursive listing
+    fs = gcs.fs()
+    assert fs.cat_file(f"{bucket.split('://')[1]}/m/variables/variables.data-00000-of-00001") == data
+    assert verify(result.dst, gcs.options).ok

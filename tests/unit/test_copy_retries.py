@@ -10,7 +10,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.storage import copy
-from airflow_savedmodel.storage.transfer import is_transient
+from airflow_savedmodel.storage.transfer import is_transient, worth_recopying
 
 
 class FlakyWrites(LocalFileSystem):
@@ -71,3 +71,36 @@ def test_permanent_errors_are_not_retried(zoo: dict[str, Path], tmp_path: Path) 
 )
 def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+HttpError = type("HttpError", (Exception,), {"code": 503})
+
+
+def test_http_errors_are_left_to_the_storage_librarys_own_retries(
+    zoo: dict[str, Path], tmp_path: Path
+) -> None:
+    """gcsfs and s3fs retried the request already; a whole-file re-copy on top would multiply
+    the attempts (6 per request x our retries). Only broken streams and checksum mismatches are."""
+    flaky = FlakyWrites(10, HttpError("service unavailable"))
+    with pytest.raises(StorageError, match="HttpError: service unavailable"):
+        copy(str(zoo["tf2_module"]), str(tmp_path / "dst"), dst_fs=flaky, retries=5, backoff=0.01)
+    assert flaky.attempts == 1
+    assert not (tmp_path / "dst").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "recopy"),
+    [
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (TimeoutError(), True),
+        (__import__("http.client").client.IncompleteRead(b"partial", 10), True),
+        (__import__("aiohttp").ClientPayloadError("Response payload is not completed"), True),
+        (__import__("airflow_savedmodel.errors").errors.ChecksumError("crc differs", "f"), True),
+        (HttpError(), False),
+        (OSError(5, "I/O error"), False),
+        (PermissionError(), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_worth_recopying(error: BaseException, recopy: bool) -> None:
+    assert worth_recopying(error) is recopy

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,20 @@ def test_mirror_keeps_version_numbers(tmp_path: Path) -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_savedmodel", *args], capture_output=True, text=True)
+    """The command line in this process (the entry point itself is run from a fresh process by
+    test_cli_read and test_cli_transforms)."""
+    import contextlib
+    import io
+
+    from airflow_savedmodel.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+    return subprocess.CompletedProcess(["savedmodel", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_cli_gated_publish_labels_promote_rollback(tmp_path: Path) -> None:
