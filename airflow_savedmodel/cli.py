@@ -273,6 +273,45 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warmup(args: argparse.Namespace) -> int:
+    from airflow_savedmodel import location
+    from airflow_savedmodel.errors import WriteError
+    from airflow_savedmodel.format import warmup
+    from airflow_savedmodel.format.model import SavedModel
+
+    options = _storage_options(args.storage_option)
+    inputs = warmup.load_inputs(*location.resolve(args.inputs, options))
+    where = location.resolve(args.url, options)
+    with SavedModel.open(where.path, fs=where.fs) as model:
+        signature = model.meta_graph(args.tag_set).signature(args.signature)
+        data = warmup.requests(signature, inputs, count=args.count, model_name=args.model_name)
+    target = where.join(warmup.WARMUP_FILE)
+    if target.exists() and not args.overwrite:
+        raise WriteError("a warmup file exists (pass --overwrite to replace it)", target.url)
+    where.fs.makedirs(target.parent.path, exist_ok=True)
+    location.write_atomic(where.fs, target.path, data)
+    print(f"wrote {args.count} warmup request(s) for {args.signature!r} to {target.url}")
+    return 0
+
+
+def _warmup_arg(args: argparse.Namespace) -> Any:
+    """export --warmup-inputs: the Warmup to add, inputs read with the source's options."""
+    if not args.warmup_inputs:
+        return None
+    from airflow_savedmodel import location
+    from airflow_savedmodel.format import warmup
+    from airflow_savedmodel.storage.export import Warmup
+
+    inputs = warmup.load_inputs(*location.resolve(args.warmup_inputs, _storage_options(args.src_option)))
+    return Warmup(
+        inputs,
+        signature=args.warmup_signature,
+        count=args.warmup_count,
+        tags=args.tag_set,
+        model_name=args.model_name or "",
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
     from airflow_savedmodel.storage.export import export
@@ -291,6 +330,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=_progress_printer(args.progress),
         serving=_serving_target(args, dst_options),
+        warmup=_warmup_arg(args),
     )
     _finish_progress(args.progress)
     if args.json:
@@ -543,7 +583,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-default-attrs", action="store_true", help="do not strip default-valued attrs")
     p.add_argument("--no-validate", action="store_true", help="publish without validating")
     p.add_argument("--verbose", action="store_true", help="print the validation report when valid too")
+    p.add_argument(
+        "--warmup-inputs",
+        metavar="NPZ",
+        help="add TF Serving warmup requests built from these inputs (a numpy .npz file)",
+    )
+    p.add_argument("--warmup-signature", default="serving_default", metavar="KEY")
+    p.add_argument("--warmup-count", type=int, default=1, metavar="N", help="warmup records (at most 1000)")
     _add_check_args(p)
+
+    p = add(
+        "warmup",
+        cmd_warmup,
+        "Write TF Serving warmup requests (assets.extra/tf_serving_warmup_requests) into a model, "
+        "built from inputs in a numpy .npz file and checked against the signature first.",
+    )
+    p.add_argument("url", help="the SavedModel directory")
+    p.add_argument(
+        "--inputs",
+        required=True,
+        metavar="NPZ",
+        help="numpy .npz: one array per input (predict) or feature (classify, regress)",
+    )
+    p.add_argument("--signature", default="serving_default", metavar="KEY")
+    p.add_argument("--count", type=int, default=1, metavar="N", help="records to write (at most 1000)")
+    p.add_argument("--tag-set", default="serve")
+    p.add_argument("--model-name", default="", help="the model name the requests carry")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing warmup file")
 
     p = add("versions", cmd_versions, "List the versions under a serving base path and their state.")
     p.add_argument("base")

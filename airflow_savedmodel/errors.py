@@ -54,3 +54,7 @@ class WriteError(SavedModelError):
 
 class StorageError(SavedModelError):
     """Copying, publishing or removing model files failed."""
+
+
+class InputMismatchError(SavedModelError):
+    """Inputs given for a signature (warmup requests) do not fit its keys, dtypes or shapes."""

@@ -4,7 +4,8 @@
 A small numpy MLP is trained on generated data and exported as a servable SavedModel with the
 provider's format core (no TensorFlow on the worker). One export task strips default-valued
 attrs (in memory), validates the result (deep checksums, the clients' signature contract,
-loadability by the target TensorFlow Serving release) and publishes it as the next version under
+loadability by the target TensorFlow Serving release, the warmup requests built from the
+probe inputs) and publishes it as the next version under
 the serving base path, gated through TensorFlow Serving's model config file: the version is
 named there (with the `canary` label) only once it is completely copied and verified. A check reads the version
 this run published back and compares its prediction with the trained network's; only then is
@@ -69,6 +70,7 @@ def example_savedmodel_training_to_serving() -> None:
     @task
     def train(run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Fit a 4-16-3 MLP with softmax cross-entropy by full-batch gradient descent; export it."""
+        import io
         import re
 
         import numpy as np
@@ -107,8 +109,12 @@ def example_savedmodel_training_to_serving() -> None:
             fs.rm(path, recursive=True)
         export_dense_model(path, layers, classify=True, class_labels=CLASSES, fs=fs)
         probe = x[:5]
+        buffer = io.BytesIO()
+        np.savez(buffer, x=probe)  # TF Serving replays these as warmup requests when it loads the version
+        fs.pipe_file(f"{path.rstrip('/')}-warmup.npz", buffer.getvalue())
         return {
             "model_url": url,
+            "warmup_url": f"{url.rstrip('/')}-warmup.npz",
             "accuracy": accuracy,
             "probe": probe.tolist(),
             "expected": forward(layers, probe).tolist(),
@@ -126,11 +132,13 @@ def example_savedmodel_training_to_serving() -> None:
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
         labels=["canary"],
+        warmup_inputs="{{ ti.xcom_pull(task_ids='train')['warmup_url'] }}",
+        warmup_count=10,
         source_conn_id=CONN_ID,
         dest_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
         doc_md=(
-            "Strip default attrs, validate what will be served (deep checksums, the clients' signature "
+            "Add TF Serving warmup requests from the probe inputs, strip default attrs, validate what will be served (deep checksums, the clients' signature "
             "contract, the target release), publish and verify; then name the version `canary`."
         ),
     )

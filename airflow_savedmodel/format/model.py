@@ -166,6 +166,17 @@ class SavedModel:
     def file(self, *parts: str) -> str:
         return location.join(self.path, *parts)
 
+    def with_files(self, files: dict[str, bytes]) -> SavedModel:
+        """This model with ``files`` (relative path -> bytes) in memory, added or replacing."""
+        return SavedModel(
+            self.fs,
+            self.path,
+            self.proto,
+            self.saved_model_file,
+            self.fingerprint,
+            in_memory={**self.in_memory, **files},
+        )
+
     def file_sizes(self) -> dict[str, int]:
         """``{relative path: bytes}`` of the model's regular files, in-memory ones included."""
         infos = location.relative_infos(self.fs, self.path, skip_irregular=True)

@@ -9,6 +9,7 @@ device pinning and size. Every finding has a stable ``code`` (listed in FINDING_
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,6 +83,15 @@ FINDING_CODES = {
     "op-runs-python": "an op calls back into Python (PyFunc, EagerPyFunc): TF Serving cannot run it",
     "op-reaches-network": "an op connects to other servers (RPC, tf.data service, collectives)",
     "op-debug-output": "an op sends tensors to debug URLs (DebugIdentity and the like)",
+    "warmup-corrupt": "a warmup record's framing or crc32c is wrong (TF Serving: 'corrupted record')",
+    "warmup-too-many-records": "the warmup file holds more than the 1000 records TF Serving accepts",
+    "warmup-record-unparseable": "a warmup record is not a PredictionLog",
+    "warmup-log-type-unsupported": "a warmup record's log type is one TF Serving does not replay (session run, streamed)",
+    "warmup-signature-missing": "a warmup request names a signature the served meta graph lacks",
+    "warmup-method-mismatch": "a warmup request's kind (predict, classify, regress) differs from the signature's method",
+    "warmup-input-mismatch": "a warmup predict request's input keys differ from the signature's",
+    "warmup-dtype-mismatch": "a warmup input's dtype differs from the signature's",
+    "warmup-shape-mismatch": "a warmup input's shape does not fit the signature's",
 }
 
 
@@ -287,6 +297,8 @@ def validate(
                     )
         _variables(model, report, deep)
         _assets(model, report)
+        if served is not None:
+            _warmup(model, served, report)
         if spec is not None:
             report.checks.append("signature contract")
             if served is not None:
@@ -680,6 +692,25 @@ def _target(model: SavedModel, release: str, device: str, report: Report) -> Non
                     f"{op}.{name} ({count} nodes) is set to a non-default value and TensorFlow {release} does not know the attr",
                     tags=tags,
                 )
+
+
+def _warmup(model: SavedModel, served: MetaGraph, report: Report) -> None:
+    """assets.extra/tf_serving_warmup_requests, replayed as TF Serving does when it loads the
+    version: any problem there fails the load."""
+    from airflow_savedmodel.format import warmup
+
+    path = model.file(warmup.WARMUP_FILE)
+    held = model.in_memory.get(warmup.WARMUP_FILE)
+    if held is None and (
+        not model.fs.isfile(path)
+        or (location.is_local(model.fs) and location.file_kind_problem(path, model.path) is not None)
+    ):
+        return  # absent; a file of the wrong kind is reported as file-not-regular
+    report.checks.append("warmup requests")
+    with io.BytesIO(held) if held is not None else model.fs.open(path, "rb") as handle:
+        size = len(held) if held is not None else int(model.fs.size(path))
+        for problem in warmup.check(handle, size, served.signatures):
+            report.add(ERROR, problem.code, problem.message, file=path, tags=sorted(served.tags))
 
 
 def _size(model: SavedModel, report: Report, threshold: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.format.validate import Checks, Report
     from airflow_savedmodel.location import Location
     from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
-    from airflow_savedmodel.storage.export import ExportResult
+    from airflow_savedmodel.storage.export import ExportResult, Warmup
     from airflow_savedmodel.storage.manifest import VerifyResult
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
@@ -301,11 +301,12 @@ class SavedModelHook(BaseHook):
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
+        warmup: Warmup | None = None,
     ) -> ExportResult:
         """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
-        validate the result with ``checks`` and publish it under ``base`` when valid, in one
-        pass: only the rewritten protos pass through this worker when ``src`` and ``base`` are
-        in the same object store (see storage/export.py)."""
+        add ``warmup`` requests, validate the result with ``checks`` and publish it under
+        ``base`` when valid, in one pass: only the rewritten protos pass through this worker
+        when ``src`` and ``base`` are in the same object store (see storage/export.py)."""
         from airflow_savedmodel.storage.export import export
 
         dst = dst_hook or self
@@ -317,7 +318,46 @@ class SavedModelHook(BaseHook):
             version=version,
             progress=progress,
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
+            warmup=warmup,
         )
+
+    @_typed_storage_errors
+    def warmup_inputs(self, url: str) -> dict[str, Any]:
+        """The arrays of the .npz file at ``url`` (warmup request inputs)."""
+        from airflow_savedmodel.format import warmup
+
+        return warmup.load_inputs(*self.filesystem(url))
+
+    @_typed_storage_errors
+    def write_warmup(
+        self,
+        url: str,
+        inputs: Mapping[str, Any],
+        *,
+        signature: str = "serving_default",
+        count: int = 1,
+        tags: str = "serve",
+        model_name: str = "",
+        overwrite: bool = False,
+    ) -> str:
+        """Write warmup requests into the model at ``url`` (assets.extra/tf_serving_warmup_requests,
+        one atomic write) after checking ``inputs`` against the signature; return the file's URL."""
+        from airflow_savedmodel import location
+        from airflow_savedmodel.errors import WriteError
+        from airflow_savedmodel.format import warmup as requests
+        from airflow_savedmodel.format.model import SavedModel
+
+        where = self.filesystem(url)
+        with SavedModel.open(where.path, fs=where.fs) as model:
+            data = requests.requests(
+                model.meta_graph(tags).signature(signature), inputs, count=count, model_name=model_name
+            )
+        target = where.join(requests.WARMUP_FILE)
+        if target.exists() and not overwrite:
+            raise WriteError("a warmup file exists (pass overwrite to replace it)", target.url)
+        where.fs.makedirs(target.parent.path, exist_ok=True)
+        location.write_atomic(where.fs, target.path, data)
+        return target.url
 
     def _serving_target(
         self, serving_config: str | None, model_name: str | None, labels: Sequence[str], keep_served: int

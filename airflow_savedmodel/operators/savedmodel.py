@@ -469,6 +469,11 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param model_name: the model's name in ``serving_config`` (templated).
     :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
+    :param warmup_inputs: an .npz file (``numpy.savez``) of inputs for ``warmup_signature``: the
+        version is published with TF Serving warmup requests built from them
+        (``assets.extra/tf_serving_warmup_requests``), checked against the signature (templated).
+    :param warmup_signature: the signature the warmup requests call.
+    :param warmup_count: how many warmup records (TF Serving replays each; at most 1000).
     :param source_conn_id: connection for ``model_url`` (templated).
     :param dest_conn_id: connection for ``base_path`` and ``serving_config``; default
         ``source_conn_id`` (templated).
@@ -488,6 +493,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "serving_config",
         "model_name",
         "labels",
+        "warmup_inputs",
         "source_conn_id",
         "dest_conn_id",
     )
@@ -516,12 +522,20 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
+        warmup_inputs: str | None = None,
+        warmup_signature: str = "serving_default",
+        warmup_count: int = 1,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.warmup_inputs, self.warmup_signature, self.warmup_count = (
+            warmup_inputs,
+            warmup_signature,
+            warmup_count,
+        )
         self.serving_config, self.model_name = serving_config or None, model_name
         self.labels, self.keep_served = tuple(labels), keep_served
         if (model_url is None) == (python_callable is None):
@@ -567,6 +581,17 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 if isinstance(returned, str) and returned:
                     model_url = returned
             assert model_url is not None
+            warmup = None
+            if self.warmup_inputs:
+                from airflow_savedmodel.storage.export import Warmup
+
+                warmup = Warmup(
+                    _hook(self.source_conn_id).warmup_inputs(self.warmup_inputs),
+                    signature=self.warmup_signature,
+                    count=int(self.warmup_count),
+                    tags=self.tag_set,
+                    model_name=self.model_name or "",
+                )
             exported = src_hook.export(
                 model_url,
                 self.base_path,
@@ -579,6 +604,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 model_name=self.model_name,
                 labels=self.labels,
                 keep_served=self.keep_served,
+                warmup=warmup,
             )
         if "strip_default_attrs" in rewrites:
             self.log.info("Stripped or cleared %d attrs and devices", exported.changed)

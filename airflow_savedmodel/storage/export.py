@@ -9,16 +9,31 @@ of a large model moves only its protos through the worker and needs no worker di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from airflow_savedmodel.format import transforms
+from airflow_savedmodel.format import warmup as warmup_requests
 from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.validate import Checks, Report
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.storage.publish import PublishResult, ServingTarget, publish
 from airflow_savedmodel.storage.transfer import ProgressCallback
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Warmup requests to add to the published version (assets.extra/tf_serving_warmup_requests):
+    ``count`` copies of one request for ``signature`` with ``inputs`` (see format/warmup.py)."""
+
+    inputs: Mapping[str, np.ndarray]
+    signature: str = "serving_default"
+    count: int = 1
+    tags: str = "serve"
+    model_name: str = ""
 
 
 @dataclass
@@ -46,19 +61,28 @@ def export(
     version: int | str = "auto",
     serving: ServingTarget | None = None,
     progress: ProgressCallback | None = None,
+    warmup: Warmup | None = None,
     **publish_options: Any,
 ) -> ExportResult:
     """Rewrite the model at ``src`` with ``rewrites`` (names in transforms.REWRITES, applied in
-    that order), validate the result with ``checks`` and, when valid, publish it under ``base``.
-    The source is only read; nothing is written when the report has errors."""
+    that order), add ``warmup`` requests, validate the result with ``checks`` and, when valid,
+    publish it under ``base``. The source is only read; nothing is written when the report has
+    errors (or the warmup inputs do not fit the signature)."""
     unknown = [name for name in rewrites if name not in transforms.REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrites {unknown}; choose from {sorted(transforms.REWRITES)}")
     with SavedModel.open(src.path, fs=src.fs) as model:
-        candidate, replaced, changed = model, None, 0
+        candidate, replaced, changed = model, {}, 0
         if rewrites:
             plan = transforms.plan(model, rewrites)
-            candidate, replaced, changed = plan.model, plan.files, plan.changed
+            candidate, replaced, changed = plan.model, dict(plan.files), plan.changed
+        if warmup is not None:
+            signature = candidate.meta_graph(warmup.tags).signature(warmup.signature)
+            data = warmup_requests.requests(
+                signature, warmup.inputs, count=warmup.count, model_name=warmup.model_name
+            )
+            replaced[warmup_requests.WARMUP_FILE] = data
+            candidate = candidate.with_files({warmup_requests.WARMUP_FILE: data})
         report = None
         if checks is not None:
             report = checks.run(candidate)

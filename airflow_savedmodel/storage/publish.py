@@ -34,13 +34,13 @@ from typing import Any
 from airflow_savedmodel import location
 from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.format.crc import crc32c
-from airflow_savedmodel.format.model import PROTO_FILES, has_saved_model, missing_model_error
+from airflow_savedmodel.format.model import has_saved_model, missing_model_error
 from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
 from airflow_savedmodel.storage import leases
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
-from airflow_savedmodel.storage.transfer import CopyOptions, ProgressCallback
+from airflow_savedmodel.storage.transfer import CopyOptions, ProgressCallback, superseded
 
 MAX_CLAIM_ATTEMPTS = 100
 _TRAILING_NUMBER = re.compile(r"/(\d+)/?$")
@@ -143,8 +143,9 @@ def publish(
     """Publish the model at ``src_url`` as ``base_url/<version>``.
 
     ``version`` is "auto" (one above every existing or claimed version), "same" (the number the
-    source URL ends in, for mirrors) or a number. ``replaced`` publishes a rewrite: new bytes
-    for saved_model.pb (or .pbtxt) and fingerprint.pb, with every other file from the source.
+    source URL ends in, for mirrors) or a number. ``replaced`` publishes files from memory in
+    place of (or beside) the source's: a rewrite's saved_model.pb and fingerprint.pb, warmup
+    requests; every other file comes from the source.
     """
     replaced = dict(replaced or {})
     started = time.monotonic()
@@ -162,7 +163,7 @@ def publish(
         serving_config.check_base(serving.config, serving.model_name, base, serving.base_path)
     infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
     if replaced:
-        infos = {rel: info for rel, info in infos.items() if rel not in PROTO_FILES}
+        infos = {rel: info for rel, info in infos.items() if rel not in superseded(replaced)}
     base.fs.makedirs(base.path, exist_ok=True)
     existing, source_key = _already_published(src, base, infos, replaced)
     if existing is not None and version in ("auto", existing.version):

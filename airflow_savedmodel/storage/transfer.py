@@ -157,6 +157,12 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def superseded(replaced: Mapping[str, bytes]) -> set[str]:
+    """Source files not carried over beside ``replaced``: those files themselves, and when a
+    rewrite replaces the proto, every variant of it (a .pbtxt beside a new .pb) and fingerprint.pb."""
+    return set(replaced) | (set(PROTO_FILES) if PROTO_FILES & replaced.keys() else set())
+
+
 def worth_recopying(exc: BaseException) -> bool:
     """Whether a whole file is worth copying again: its bytes arrived wrong (checksum) or its
     stream broke (connection reset or dropped, timeout, truncated body). HTTP error statuses are
@@ -434,9 +440,8 @@ def copy_tree(
 ) -> tuple[manifests.Manifest, bool]:
     """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last.
 
-    ``replaced`` gives new content for some files (a rewrite's saved_model.pb and fingerprint.pb):
-    they are written from memory instead of copied, and the source's saved_model.pb, .pbtxt and
-    fingerprint.pb are not carried over beside them.
+    ``replaced`` gives content for some files from memory (a rewrite's saved_model.pb and
+    fingerprint.pb, added warmup requests): they are written instead of copied (see superseded).
     """
     if not has_saved_model(src_fs, src):
         raise missing_model_error(src_fs, src)
@@ -444,7 +449,7 @@ def copy_tree(
     infos = location.relative_infos(src_fs, src)
     sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
     if replaced:
-        sizes = {rel: n for rel, n in sizes.items() if rel not in PROTO_FILES}
+        sizes = {rel: n for rel, n in sizes.items() if rel not in superseded(replaced)}
         sizes.update({rel: len(data) for rel, data in replaced.items()})
     bulk, last = _order(sizes)
     copier = _Copier(
@@ -464,7 +469,7 @@ def copy_tree(
     entries: dict[str, manifests.FileEntry] = {}
 
     def one(rel: str, defer: bool = False) -> None:
-        copier.deferring.on = defer
+        copier.deferring.on = defer and rel not in replaced  # new bytes are checked as written
         if rel in replaced:
             entry = copier.write(replaced[rel], location.join(dst, rel))
         else:

@@ -98,6 +98,18 @@ def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -
     from airflow_savedmodel.storage import verify
 
     assert verify(str(model_dir)).ok
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from interop.test_warmup import tf_records
+
+    warmup_logs = [
+        prediction_log_pb2.PredictionLog.FromString(r)
+        for r in tf_records(model_dir / "assets.extra" / "tf_serving_warmup_requests")
+    ]
+    assert (
+        len(warmup_logs) == 10
+        and warmup_logs[0].predict_log.request.inputs["x"].tensor_shape.dim[0].size == 5
+    )
     with SavedModel.open(str(model_dir)) as model:
         bundle = model.variables()
         assert bundle is not None

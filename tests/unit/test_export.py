@@ -167,3 +167,71 @@ def test_the_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "required-signature-missing {serve}: signature 'v2' is missing" in captured.out
     assert "not published: the model is invalid" in captured.err
     assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
+
+
+def test_export_adds_warmup_requests_checked_with_the_model(tmp_path: Path) -> None:
+    from airflow_savedmodel.format import warmup
+    from airflow_savedmodel.storage.export import Warmup
+
+    src = unstripped_model(tmp_path)
+    inputs = {"x": np.ones((2, 4), np.float32)}
+    result = export(
+        resolve(str(src)),
+        resolve(str(tmp_path / "base")),
+        rewrites=["strip_default_attrs"],
+        checks=Checks(),
+        warmup=Warmup(inputs, count=3),
+    )
+    assert result.report is not None and "warmup requests" in result.report.checks
+    published = tmp_path / "base" / "1" / warmup.WARMUP_FILE
+    data = published.read_bytes()
+    assert len([r for _, r in warmup.records(__import__("io").BytesIO(data), len(data))]) == 3
+    assert not (src / "assets.extra").exists()  # the source is only read
+    assert verify(str(tmp_path / "base" / "1")).ok and "saved_model.pb" in {
+        p.name for p in (tmp_path / "base" / "1").iterdir()
+    }
+
+    with pytest.raises(__import__("airflow_savedmodel.errors").errors.InputMismatchError, match="DT_FLOAT"):
+        export(
+            resolve(str(src)),
+            resolve(str(tmp_path / "other")),
+            checks=Checks(),
+            warmup=Warmup({"x": np.ones((2, 4), np.int64)}),
+        )
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_savedmodel.cli import main
+    from airflow_savedmodel.format import warmup
+
+    src = unstripped_model(tmp_path)
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, x=np.ones((3, 4), np.float32))
+    assert main(["warmup", str(src), "--inputs", str(npz), "--count", "2"]) == 0
+    assert (
+        f"wrote 2 warmup request(s) for 'serving_default' to {src / warmup.WARMUP_FILE}"
+        in capsys.readouterr().out
+    )
+    assert main(["warmup", str(src), "--inputs", str(npz)]) == 1
+    assert "a warmup file exists (pass --overwrite to replace it)" in capsys.readouterr().err
+    assert validate_clean(src)
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.ones((3, 5), np.float32))
+    base = tmp_path / "base"
+    assert main(["export", str(src), str(base), "--warmup-inputs", str(bad)]) == 1
+    assert "input 'x' has shape [3, 5]; the signature takes (-1, 4)" in capsys.readouterr().err
+    assert main(["export", str(src), str(base), "--warmup-inputs", str(npz), "--warmup-count", "5"]) == 0
+    data = (base / "1" / warmup.WARMUP_FILE).read_bytes()
+    assert len(list(warmup.records(__import__("io").BytesIO(data), len(data)))) == 5
+    (tmp_path / "pickled.npz").write_bytes(b"PK\x03\x04 not really")
+    assert main(["warmup", str(src), "--inputs", str(tmp_path / "pickled.npz"), "--overwrite"]) == 1
+    assert "not a numpy .npz file of arrays" in capsys.readouterr().err
+
+
+def validate_clean(model: Path) -> bool:
+    from airflow_savedmodel.format.validate import validate
+
+    report = validate(str(model))
+    return report.valid and "warmup requests" in report.checks

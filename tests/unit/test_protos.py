@@ -125,3 +125,43 @@ def _quiet_env() -> dict[str, str]:
     import os
 
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.mark.interop
+@pytest.mark.tf
+def test_warmup_protos_are_wire_compatible_with_tensorflow_serving() -> None:
+    """Every field we declare for TF Serving's request logs and tf.Example has TF Serving's (and
+    TensorFlow's) number, type and label; we may leave fields out, never change one."""
+    from tensorflow.core.example import example_pb2 as tf_example
+    from tensorflow_serving.apis import prediction_log_pb2 as tfs_log
+
+    from airflow_savedmodel.protos import example_pb2, prediction_log_pb2
+
+    def fields(descriptor: Any, seen: dict[str, dict[str, tuple[int, int, bool]]]) -> None:
+        name = (
+            descriptor.name
+            if not descriptor.containing_type
+            else f"{descriptor.containing_type.name}.{descriptor.name}"
+        )
+        if name in seen:
+            return
+        seen[name] = {f.name: (f.number, f.type, f.is_repeated) for f in descriptor.fields}
+        for f in descriptor.fields:
+            if (
+                f.message_type is not None
+                and not f.message_type.full_name.startswith(("google.", "tensorflow.Tensor"))
+                and not f.message_type.full_name.startswith("airflow_savedmodel.tf.Tensor")
+            ):
+                fields(f.message_type, seen)
+
+    ours: dict[str, dict[str, tuple[int, int, bool]]] = {}
+    theirs: dict[str, dict[str, tuple[int, int, bool]]] = {}
+    fields(prediction_log_pb2.PredictionLog.DESCRIPTOR, ours)
+    fields(example_pb2.Example.DESCRIPTOR, ours)
+    fields(tfs_log.PredictionLog.DESCRIPTOR, theirs)
+    fields(tf_example.Example.DESCRIPTOR, theirs)
+    assert len(ours) > 25
+    for message, declared in ours.items():
+        assert message in theirs, message
+        for field, spec in declared.items():
+            assert theirs[message].get(field) == spec, (message, field)
