@@ -153,7 +153,50 @@ def _checks(args: argparse.Namespace) -> Any:
         strict=args.strict,
         size_warning_bytes=args.size_warning_mb << 20,
         op_policy=_op_policy(args.op_policy),
+        compatible_with=args.compatible_with
+        if args.command == "validate"
+        else None,  # export resolves its own
     )
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from airflow_savedmodel import location
+    from airflow_savedmodel.errors import NotFoundError
+    from airflow_savedmodel.format import compat
+    from airflow_savedmodel.format.model import SavedModel, has_saved_model
+    from airflow_savedmodel.storage.serving import served_version
+
+    options = _storage_options(args.storage_option)
+    old = location.resolve(args.old, options)
+    if not has_saved_model(old.fs, old.path):  # a serving base path: the version served today
+        config = location.resolve(args.serving_config, options) if args.serving_config else None
+        served = served_version(old, config, args.model)
+        if served is None:
+            raise NotFoundError("neither a SavedModel nor a base path with a complete version", old.url)
+        old = served
+    with SavedModel.open(old.path, fs=old.fs) as before, SavedModel.open(args.new, options) as after:
+        changes = compat.diff(
+            before.meta_graph(args.tag_set).signatures, after.meta_graph(args.tag_set).signatures
+        )
+        names = before.url, after.url
+    broken = compat.breaking(changes)
+    if args.json:
+        _print_json(
+            {
+                "old": names[0],
+                "new": names[1],
+                "breaking": bool(broken),
+                "changes": [c.to_json() for c in changes],
+            }
+        )
+    else:
+        print(f"{names[0]} -> {names[1]}")
+        for change in changes:
+            print(f"  {change.text()}")
+        if not changes:
+            print("  no signature changes")
+        print(f"{len(broken)} breaking, {len(changes) - len(broken)} compatible")
+    return 1 if broken else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -331,6 +374,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         progress=_progress_printer(args.progress),
         serving=_serving_target(args, dst_options),
         warmup=_warmup_arg(args),
+        compatible_with=(
+            args.compatible_with
+            if args.compatible_with in (None, "served")
+            else resolve(args.compatible_with, dst_options)
+        ),
     )
     _finish_progress(args.progress)
     if args.json:
@@ -541,6 +589,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "Check a model before it ships; exit 0 when valid, 1 when not.")
     p.add_argument("url")
     _add_check_args(p)
+    p.add_argument(
+        "--compatible-with", metavar="URL", help="a model whose clients must keep working (signature changes)"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = add(
+        "diff",
+        cmd_diff,
+        "Compare two models' signatures: what changed, and what breaks clients of OLD. Exit 1 when "
+        "something breaks.",
+    )
+    p.add_argument("old", help="the model clients use today, or a serving base path (its served version)")
+    p.add_argument("new", help="the candidate model")
+    p.add_argument("--tag-set", default="serve")
+    p.add_argument(
+        "--serving-config",
+        metavar="URL",
+        help="with a base path: the served version is the one labelled stable here",
+    )
+    p.add_argument("--model", help="the model's name in --serving-config")
     p.add_argument("--json", action="store_true")
 
     def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -590,6 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup-signature", default="serving_default", metavar="KEY")
     p.add_argument("--warmup-count", type=int, default=1, metavar="N", help="warmup records (at most 1000)")
+    p.add_argument(
+        "--compatible-with",
+        metavar="served|URL",
+        help="refuse signature changes that break clients of the served version (or of URL)",
+    )
     _add_check_args(p)
 
     p = add(

@@ -83,6 +83,8 @@ FINDING_CODES = {
     "op-runs-python": "an op calls back into Python (PyFunc, EagerPyFunc): TF Serving cannot run it",
     "op-reaches-network": "an op connects to other servers (RPC, tf.data service, collectives)",
     "op-debug-output": "an op sends tensors to debug URLs (DebugIdentity and the like)",
+    "signature-breaking-change": "a signature change breaks clients of the model compared with (compatible_with)",
+    "compatible-with-unreadable": "the model to compare signatures with (compatible_with) cannot be read",
     "warmup-corrupt": "a warmup record's framing or crc32c is wrong (TF Serving: 'corrupted record')",
     "warmup-too-many-records": "the warmup file holds more than the 1000 records TF Serving accepts",
     "warmup-record-unparseable": "a warmup record is not a PredictionLog",
@@ -182,6 +184,7 @@ class Checks:
     strict: bool = False
     size_warning_bytes: int = DEFAULT_SIZE_WARNING
     op_policy: Mapping[str, Any] | str | None = None
+    compatible_with: str | location.Location | SavedModel | None = None
 
     def run(self, model: str | location.Location | SavedModel, **where: Any) -> Report:
         """Validate ``model`` with these checks (``where``: storage_options or fs for a URL)."""
@@ -242,6 +245,7 @@ def validate(
     strict: bool = False,
     size_warning_bytes: int = DEFAULT_SIZE_WARNING,
     op_policy: Mapping[str, Any] | str | None = None,
+    compatible_with: str | location.Location | SavedModel | None = None,
     storage_options: dict[str, Any] | None = None,
     fs: AbstractFileSystem | None = None,
 ) -> Report:
@@ -251,7 +255,8 @@ def validate(
     runs Python, reaches the network or emits debug data; "off" skips the scan.
 
     ``url`` may be an open SavedModel (e.g. a rewrite plan's model, checked before it is written);
-    it is left open."""
+    it is left open. ``compatible_with`` (a model: URL, Location or open) makes every change to
+    the served meta graph's signatures that breaks that model's clients an error (format/compat.py)."""
     policy = op_policy_module.parse(op_policy)
     spec = load_spec(expect) if expect is not None else None
     if isinstance(url, SavedModel):
@@ -299,6 +304,8 @@ def validate(
         _assets(model, report)
         if served is not None:
             _warmup(model, served, report)
+        if served is not None and compatible_with is not None:
+            _compatibility(served, compatible_with, storage_options, report)
         if spec is not None:
             report.checks.append("signature contract")
             if served is not None:
@@ -692,6 +699,38 @@ def _target(model: SavedModel, release: str, device: str, report: Report) -> Non
                     f"{op}.{name} ({count} nodes) is set to a non-default value and TensorFlow {release} does not know the attr",
                     tags=tags,
                 )
+
+
+def _compatibility(
+    served: MetaGraph,
+    baseline: str | location.Location | SavedModel,
+    storage_options: dict[str, Any] | None,
+    report: Report,
+) -> None:
+    from airflow_savedmodel.format import compat
+
+    try:
+        old = (
+            baseline
+            if isinstance(baseline, SavedModel)
+            else SavedModel.open(
+                *(
+                    (baseline, storage_options)
+                    if isinstance(baseline, str)
+                    else (baseline.path, None, baseline.fs)
+                )
+            )
+        )
+    except SavedModelError as exc:
+        report.add(ERROR, "compatible-with-unreadable", exc.problem, file=exc.path)
+        return
+    with contextlib.nullcontext(old) if old is baseline else old:
+        report.checks.append(f"signatures compatible with {old.url}")
+        before = next((mg for mg in old.meta_graphs if mg.tag_set == served.tag_set), None)
+        changes = compat.diff(before.signatures if before is not None else {}, served.signatures)
+    report.stats["signature_changes"] = [c.to_json() for c in changes]
+    for change in compat.breaking(changes):
+        report.add(ERROR, "signature-breaking-change", change.text(), tags=sorted(served.tags))
 
 
 def _warmup(model: SavedModel, served: MetaGraph, report: Report) -> None:

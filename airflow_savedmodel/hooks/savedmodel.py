@@ -302,6 +302,7 @@ class SavedModelHook(BaseHook):
         labels: Sequence[str] = (),
         keep_served: int = 2,
         warmup: Warmup | None = None,
+        compatible_with: str | None = None,
     ) -> ExportResult:
         """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
@@ -319,6 +320,12 @@ class SavedModelHook(BaseHook):
             progress=progress,
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
             warmup=warmup,
+            compatible_with=(
+                compatible_with
+                if compatible_with in (None, "", "served")
+                else dst.filesystem(str(compatible_with))
+            )
+            or None,
         )
 
     @_typed_storage_errors

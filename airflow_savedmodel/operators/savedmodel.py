@@ -469,6 +469,10 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param model_name: the model's name in ``serving_config`` (templated).
     :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
+    :param compatible_with: "served" (the version clients are served today: the serving
+        config's ``stable`` label, else the newest complete version) or a model URL (on the
+        destination's connection): a signature change that breaks its clients fails the task
+        before anything is published (templated).
     :param warmup_inputs: an .npz file (``numpy.savez``) of inputs for ``warmup_signature``: the
         version is published with TF Serving warmup requests built from them
         (``assets.extra/tf_serving_warmup_requests``), checked against the signature (templated).
@@ -494,6 +498,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "model_name",
         "labels",
         "warmup_inputs",
+        "compatible_with",
         "source_conn_id",
         "dest_conn_id",
     )
@@ -522,6 +527,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
+        compatible_with: str | None = None,
         warmup_inputs: str | None = None,
         warmup_signature: str = "serving_default",
         warmup_count: int = 1,
@@ -531,11 +537,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.warmup_inputs, self.warmup_signature, self.warmup_count = (
-            warmup_inputs,
-            warmup_signature,
-            warmup_count,
-        )
+        self.warmup_inputs, self.warmup_signature = warmup_inputs, warmup_signature
+        self.warmup_count, self.compatible_with = warmup_count, compatible_with
         self.serving_config, self.model_name = serving_config or None, model_name
         self.labels, self.keep_served = tuple(labels), keep_served
         if (model_url is None) == (python_callable is None):
@@ -605,6 +608,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 labels=self.labels,
                 keep_served=self.keep_served,
                 warmup=warmup,
+                compatible_with=self.compatible_with or None,
             )
         if "strip_default_attrs" in rewrites:
             self.log.info("Stripped or cleared %d attrs and devices", exported.changed)

@@ -10,7 +10,7 @@ of a large model moves only its protos through the worker and needs no worker di
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.validate import Checks, Report
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.storage.publish import PublishResult, ServingTarget, publish
+from airflow_savedmodel.storage.serving import served_version
 from airflow_savedmodel.storage.transfer import ProgressCallback
 
 
@@ -62,12 +63,15 @@ def export(
     serving: ServingTarget | None = None,
     progress: ProgressCallback | None = None,
     warmup: Warmup | None = None,
+    compatible_with: str | Location | None = None,
     **publish_options: Any,
 ) -> ExportResult:
     """Rewrite the model at ``src`` with ``rewrites`` (names in transforms.REWRITES, applied in
     that order), add ``warmup`` requests, validate the result with ``checks`` and, when valid,
     publish it under ``base``. The source is only read; nothing is written when the report has
-    errors (or the warmup inputs do not fit the signature)."""
+    errors (or the warmup inputs do not fit the signature). ``compatible_with``: "served" (the
+    version clients are served today, see serving.served_version; nothing to compare on a first
+    publish) or a model whose clients must keep working."""
     unknown = [name for name in rewrites if name not in transforms.REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrites {unknown}; choose from {sorted(transforms.REWRITES)}")
@@ -84,6 +88,16 @@ def export(
             replaced[warmup_requests.WARMUP_FILE] = data
             candidate = candidate.with_files({warmup_requests.WARMUP_FILE: data})
         report = None
+        if checks is not None and compatible_with is not None:
+            baseline = (
+                served_version(
+                    base, serving.config if serving else None, serving.model_name if serving else None
+                )
+                if compatible_with == "served"
+                else compatible_with
+            )
+            if baseline is not None:
+                checks = replace(checks, compatible_with=baseline)
         if checks is not None:
             report = checks.run(candidate)
             if rewrites:  # the report is about the user's model as it will be published

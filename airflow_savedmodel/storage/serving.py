@@ -271,3 +271,22 @@ def named_versions(config: pb.ModelServerConfig, base_url: str) -> set[int]:
         if model.base_path.rstrip("/") == base_url.rstrip("/"):
             out |= set(model.versions) | set(model.labels.values())
     return out
+
+
+def served_version(
+    base: Location, config: Location | None = None, name: str | None = None
+) -> Location | None:
+    """The version clients are served today: with TF Serving's model config, the version its
+    ``stable`` label names, else the newest it lists; without, the newest complete version under
+    ``base`` (what the default ``latest`` policy serves). None when there is none yet."""
+    from airflow_savedmodel.storage import versions
+
+    if config is not None and name:
+        model = find(read(config), name)
+        if model is not None:
+            served = describe(model)
+            number = served.labels.get("stable") or max(served.versions, default=None)
+            if number is not None:
+                return base.join(str(number))
+    complete = [v for v in versions.versions_of(base.fs, base.path) if v.state == versions.COMPLETE]
+    return base.join(str(complete[-1].version)) if complete else None

@@ -235,3 +235,32 @@ def validate_clean(model: Path) -> bool:
 
     report = validate(str(model))
     return report.valid and "warmup requests" in report.checks
+
+
+def test_export_refuses_a_change_that_breaks_clients_of_the_served_version(tmp_path: Path) -> None:
+    layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
+    first = export_dense_model(str(tmp_path / "v1"), [layer])
+    renamed = export_dense_model(str(tmp_path / "v2"), [layer], input_key="features")
+    more = export_dense_model(
+        str(tmp_path / "v3"),
+        [layer, layer.__class__(np.ones((3, 3), np.float32), np.ones(3, np.float32), "softmax")],
+    )
+    base = resolve(str(tmp_path / "base"))
+    checks = Checks()
+    assert (
+        export(resolve(first), base, checks=checks, compatible_with="served").published is not None
+    )  # nothing to compare yet
+
+    refused = export(resolve(renamed), base, checks=checks, compatible_with="served")
+    assert refused.published is None and refused.report is not None
+    assert refused.report.codes() == ["signature-breaking-change", "signature-breaking-change"]
+    text = refused.report.to_text()
+    assert (
+        "input 'features' of 'serving_default' added" in text
+        and "input 'x' of 'serving_default' removed" in text
+    )
+    assert f"signatures compatible with {tmp_path / 'base' / '1'}" in refused.report.checks
+    assert sorted(p.name for p in (tmp_path / "base").iterdir() if p.name.isdigit()) == ["1"]
+
+    accepted = export(resolve(more), base, checks=checks, compatible_with="served")
+    assert accepted.published is not None and accepted.published.version == 2
