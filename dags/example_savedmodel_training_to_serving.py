@@ -8,8 +8,9 @@ loadability by the target TensorFlow Serving release, the warmup requests built 
 probe inputs) and publishes it as the next version under
 the serving base path, gated through TensorFlow Serving's model config file: the version is
 named there (with the `canary` label) only once it is completely copied and verified. A check reads the version
-this run published back and compares its prediction with the trained network's; only then is
-`stable` promoted to it. Roll back with `example_savedmodel_rollback`.
+this run published back and compares its prediction with the trained network's (with
+`SAVEDMODEL_TF_SERVING_URL` set, only once TF Serving reports that version AVAILABLE); only then
+is `stable` promoted to it. Roll back with `example_savedmodel_rollback`.
 
 Paths and connections come from environment variables (see `savedmodel_demo_settings.py`):
 local directories by default, `gs://` or `s3://` when configured.
@@ -30,12 +31,14 @@ from savedmodel_demo_settings import (
     SERVING_CONFIG,
     SIGNATURE_SPEC,
     TARGET_TF,
+    TF_SERVING_URL,
 )
 
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelExportOperator,
     SavedModelServingLabelOperator,
 )
+from airflow_savedmodel.sensors.savedmodel import SavedModelServedSensor
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 
@@ -183,7 +186,20 @@ def example_savedmodel_training_to_serving() -> None:
     )
 
     trained >> publish
-    check_served(publish.output, trained) >> promote
+    checked = check_served(publish.output, trained)
+    checked >> promote
+    if TF_SERVING_URL:  # a running TF Serving: wait until it has loaded this run's own version
+        wait_served = SavedModelServedSensor(
+            task_id="wait_until_served",
+            server_url=TF_SERVING_URL,
+            model_name=MODEL_NAME,
+            version="{{ ti.xcom_pull(task_ids='publish')['version'] }}",
+            deferrable=True,
+            poke_interval=5,
+            timeout=1800,
+            doc_md="Deferred until TF Serving reports this run's version AVAILABLE; fails with its error if the load fails.",
+        )
+        publish >> wait_served >> checked
 
 
 example_savedmodel_training_to_serving()

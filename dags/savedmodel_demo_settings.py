@@ -10,6 +10,9 @@ SAVEDMODEL_MIRROR_BASE    second filesystem the serving DAG mirrors to (default:
 SAVEDMODEL_CONN_ID        connection for the export root and serving base (gs://, s3://), optional
 SAVEDMODEL_MIRROR_CONN_ID connection for the mirror, optional
 SAVEDMODEL_TARGET_TF      TensorFlow Serving release the models must load in (default: 2.12)
+SAVEDMODEL_TF_SERVING_URL TensorFlow Serving's REST endpoint (e.g. http://tf-serving:8501): when set,
+                          the training DAG waits until the server reports its own version
+                          AVAILABLE before checking and promoting it
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ MIRROR_BASE = os.environ.get("SAVEDMODEL_MIRROR_BASE") or f"{ROOT}/mirror/classi
 CONN_ID = os.environ.get("SAVEDMODEL_CONN_ID") or None
 MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None
 TARGET_TF = os.environ.get("SAVEDMODEL_TARGET_TF") or "2.12"
+TF_SERVING_URL = os.environ.get("SAVEDMODEL_TF_SERVING_URL") or None
 
 # The contract clients of the classifier rely on; a renamed input fails validation.
 SIGNATURE_SPEC = {

@@ -170,3 +170,81 @@ class SavedModelVersionSensor(_DeferrableSensor):
     def _on_event(self, event: dict[str, Any]) -> Any:
         self.log.info("Version %s is complete at %s", event["version"]["version"], event["version"]["url"])
         return event["version"]
+
+
+class SavedModelServedSensor(_DeferrableSensor):
+    """Wait until a running TensorFlow Serving reports a version AVAILABLE (REST
+    ``GET /v1/models/{name}/versions/{N}``), so a pipeline knows its own version is served, not
+    just published. Fails with TF Serving's own error when the version ends in an error state
+    (e.g. the loader refused it); a version the server does not know yet is waited for.
+
+    Pushes ``{"version", "state", "error_code", "error_message"}``.
+
+    :param server_url: TF Serving's REST endpoint, e.g. ``http://tf-serving:8501`` (templated).
+    :param model_name: the model's name on the server (templated).
+    :param version: the version to wait for, e.g. the publish task's XCom (templated); None with
+        ``version_label`` waits for what the label names.
+    :param version_label: a version label (``stable``, ``canary``) instead of a number (templated).
+    :param deferrable: wait in the triggerer instead of a worker slot; default
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("server_url", "model_name", "version", "version_label")
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        model_name: str,
+        version: int | str | None = None,
+        version_label: str | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.server_url, self.model_name = server_url, model_name
+        self.version, self.version_label = version, version_label
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _version(self) -> int | None:
+        return None if self.version in (None, "", "None") else int(str(self.version))
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        from airflow_savedmodel.tfserving import fetch_status
+
+        status = fetch_status(self.server_url, self.model_name, self._version(), self.version_label or None)
+        return self._judge(status.to_json())
+
+    def _judge(self, status: dict[str, Any]) -> bool | PokeReturnValue:
+        from airflow_savedmodel.tfserving import VersionStatus
+
+        found = VersionStatus(**status)
+        if found.available:
+            return PokeReturnValue(is_done=True, xcom_value=status)
+        if found.failed:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"TF Serving at {self.server_url} reports {self.model_name} version {found.version} "
+                f"{found.state}: {found.error_code}: {found.error_message}"
+            )
+        self.log.info("Waiting for %s on TF Serving: %s", self.model_name, found.waiting_for())
+        return False
+
+    def _trigger(self) -> Any:
+        from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
+
+        return SavedModelServedTrigger(
+            server_url=self.server_url,
+            model_name=self.model_name,
+            version=self._version(),
+            version_label=self.version_label or None,
+            poke_interval=self.poke_interval,
+        )
+
+    def _on_event(self, event: dict[str, Any]) -> Any:
+        done = self._judge(event["served"])
+        assert isinstance(done, PokeReturnValue)
+        self.log.info("%s version %s is AVAILABLE", self.model_name, event["served"]["version"])
+        return done.xcom_value

@@ -187,3 +187,64 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
 
     def waiting(self, reason: str) -> str:
         return f"Waiting for a complete version under {self.base_path}: {reason}"
+
+
+class SavedModelServedTrigger(BaseTrigger):
+    """Fires when TF Serving reports the version AVAILABLE, or ended in an error state (the
+    event then carries TF Serving's error). Polls the REST API with aiohttp on the triggerer's
+    loop; connection failures (the server restarting) are retried with backoff."""
+
+    def __init__(
+        self,
+        server_url: str,
+        model_name: str,
+        version: int | None = None,
+        version_label: str | None = None,
+        poke_interval: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.server_url, self.model_name = server_url, model_name
+        self.version, self.version_label = version, version_label
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airflow_savedmodel.triggers.savedmodel.SavedModelServedTrigger",
+            {
+                "server_url": self.server_url,
+                "model_name": self.model_name,
+                "version": self.version,
+                "version_label": self.version_label,
+                "poke_interval": self.poke_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import aiohttp
+
+        from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.tfserving import afetch_status
+
+        failures = 0
+        while True:
+            try:
+                status = await afetch_status(
+                    self.server_url, self.model_name, self.version, self.version_label
+                )
+                failures = 0
+            except SavedModelError as exc:
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:  # the server restarting, the network
+                failures += 1
+                delay = backoff_seconds(failures, self.poke_interval)
+                self.log.warning(
+                    "TF Serving unreachable (%s: %s); next check in %.0fs", type(exc).__name__, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            if status.available or status.failed:
+                yield TriggerEvent({"status": "success", "served": status.to_json()})
+                return
+            self.log.info("Waiting for %s on TF Serving: %s", self.model_name, status.waiting_for())
+            await asyncio.sleep(self.poke_interval)

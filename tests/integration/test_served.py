@@ -1,0 +1,140 @@
+"""SavedModelServedSensor against a TF Serving stand-in that loads versions with TensorFlow's
+real loader (tests/integration/tf_serving_standin.py says what it is and is not)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.storage import publish
+from airflow_savedmodel.storage.publish import ServingTarget
+
+from integration.tf_serving_standin import StandInServing
+
+pytestmark = [pytest.mark.integration, pytest.mark.tf]
+
+
+def model(root: Path, name: str, broken: bool = False) -> str:
+    layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
+    path = export_dense_model(str(root / name), [layer])
+    if broken:  # an op no TensorFlow registers: the loader refuses the graph
+        with SavedModel.open(path) as opened:
+            proto = opened.proto
+        proto.meta_graphs[0].graph_def.node[-1].op = "NoSuchOp"
+        (Path(path) / "saved_model.pb").write_bytes(proto.SerializeToString(deterministic=True))
+    return path
+
+
+def poke_until(sensor: Any, seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done = sensor.poke({})
+        if done:
+            return done
+        time.sleep(0.1)
+    raise AssertionError("the sensor never finished")
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Any:
+    server = StandInServing(tmp_path / "models.config", poll=0.1)
+    yield server
+    server.stop()
+
+
+def test_the_served_sensor_waits_for_its_own_version_and_fails_with_tf_servings_error(
+    standin: StandInServing, tmp_path: Path
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_savedmodel.sensors.savedmodel import SavedModelServedSensor
+    from airflow_savedmodel.tfserving import fetch_status
+    from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
+
+    target = ServingTarget(resolve(str(standin.config)), "classifier", labels=("canary",))
+    base = str(tmp_path / "classifier")
+    assert fetch_status(standin.url, "classifier", 1).waiting_for() == "not known to the server yet"
+    first = publish(model(tmp_path, "good"), base, serving=target)
+    sensor = SavedModelServedSensor(
+        task_id="served", server_url=standin.url, model_name="classifier", version=str(first.version)
+    )
+    done = poke_until(sensor)
+    assert done.xcom_value == {"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}
+    with urllib.request.urlopen(f"{standin.url}/v1/models/classifier/versions/1/metadata") as answer:
+        signatures = json.loads(answer.read())["metadata"]["signature_def"]["signature_def"]
+    assert signatures["serving_default"]["inputs"]["x"]["dtype"] == "DT_FLOAT"
+    assert (
+        fetch_status(standin.url, "classifier", version_label := None, "canary").version == 1
+        and not version_label
+    )
+
+    second = publish(model(tmp_path, "broken", broken=True), base, serving=target)
+    trigger = SavedModelServedTrigger(standin.url, "classifier", version=second.version, poke_interval=0.1)
+    path, kwargs = trigger.serialize()
+    assert path.endswith("SavedModelServedTrigger") and kwargs["version"] == 2
+    event = asyncio.run(asyncio.wait_for(trigger.run().__anext__(), 60))
+    assert event.payload["status"] == "success" and event.payload["served"]["state"] == "END"
+    deferred = SavedModelServedSensor(
+        task_id="served2", server_url=standin.url, model_name="classifier", version=2
+    )
+    with pytest.raises(AirflowFailException) as failed:
+        deferred.execute_complete({}, event.payload)
+    message = str(failed.value)
+    assert message.startswith(f"TF Serving at {standin.url} reports classifier version 2 END: NOT_FOUND: ")
+    assert "Op type not registered 'NoSuchOp'" in message
+
+
+def test_an_unreachable_server_is_waited_for_not_failed(tmp_path: Path) -> None:
+    from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
+
+    async def scenario() -> bool:
+        trigger = SavedModelServedTrigger("http://127.0.0.1:9", "classifier", version=1, poke_interval=0.05)
+        waiting = asyncio.create_task(trigger.run().__anext__())
+        await asyncio.sleep(1.5)
+        finished = waiting.done()
+        waiting.cancel()
+        return finished
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_the_training_dag_waits_until_tf_serving_serves_its_own_version(
+    airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sys
+
+    from integration.test_airflow import example_dag, run_dag, states
+
+    root = Path(os.environ["SAVEDMODEL_DEMO_ROOT"])
+    (root / "serving").mkdir(parents=True, exist_ok=True)
+    server = StandInServing(root / "serving" / "models.config", poll=0.1)
+    try:
+        monkeypatch.setenv("SAVEDMODEL_TF_SERVING_URL", server.url)
+        sys.modules.pop("savedmodel_demo_settings", None)  # the DAG reads its settings at parse time
+        dag = example_dag("example_savedmodel_training_to_serving")
+        assert "wait_until_served" in dag.task_ids
+        run = run_dag(dag)
+        assert str(run.state) == "success", states(run)
+        tis = {ti.task_id: ti for ti in run.get_task_instances()}
+        published = tis["publish"].xcom_pull(task_ids="publish")
+        served = tis["wait_until_served"].xcom_pull(task_ids="wait_until_served")
+        assert served == {
+            "version": published["version"],
+            "state": "AVAILABLE",
+            "error_code": "OK",
+            "error_message": "",
+        }
+    finally:
+        server.stop()
+        sys.modules.pop("savedmodel_demo_settings", None)
