@@ -160,13 +160,22 @@ def _checks(args: argparse.Namespace) -> Any:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from airflow_savedmodel import location
+    from airflow_savedmodel import location, tfserving
     from airflow_savedmodel.errors import NotFoundError
     from airflow_savedmodel.format import compat
     from airflow_savedmodel.format.model import SavedModel, has_saved_model
     from airflow_savedmodel.storage.serving import served_version
 
     options = _storage_options(args.storage_option)
+    if tfserving.is_model_url(args.old):  # what a running TF Serving serves
+        baseline = tfserving.fetch_signatures(args.old)
+        with SavedModel.open(args.new, options) as after:
+            return _print_diff(
+                args,
+                baseline.source,
+                after.url,
+                compat.diff(baseline.signatures, after.meta_graph(args.tag_set).signatures),
+            )
     old = location.resolve(args.old, options)
     if not has_saved_model(old.fs, old.path):  # a serving base path: the version served today
         config = location.resolve(args.serving_config, options) if args.serving_config else None
@@ -178,19 +187,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
         changes = compat.diff(
             before.meta_graph(args.tag_set).signatures, after.meta_graph(args.tag_set).signatures
         )
-        names = before.url, after.url
+        return _print_diff(args, before.url, after.url, changes)
+
+
+def _print_diff(args: argparse.Namespace, old: str, new: str, changes: list[Any]) -> int:
+    from airflow_savedmodel.format import compat
+
     broken = compat.breaking(changes)
     if args.json:
-        _print_json(
-            {
-                "old": names[0],
-                "new": names[1],
-                "breaking": bool(broken),
-                "changes": [c.to_json() for c in changes],
-            }
-        )
+        doc = {"old": old, "new": new, "breaking": bool(broken), "changes": [c.to_json() for c in changes]}
+        _print_json(doc)
     else:
-        print(f"{names[0]} -> {names[1]}")
+        print(f"{old} -> {new}")
         for change in changes:
             print(f"  {change.text()}")
         if not changes:
@@ -355,6 +363,19 @@ def _warmup_arg(args: argparse.Namespace) -> Any:
     )
 
 
+def _compatible_with(value: str | None, options: dict[str, Any]) -> Any:
+    """export --compatible-with: "served", a TF Serving REST model URL, or a model URL."""
+    if value in (None, "served"):
+        return value
+    from airflow_savedmodel import location, tfserving
+
+    return (
+        tfserving.fetch_signatures(value)
+        if tfserving.is_model_url(value)
+        else location.resolve(value, options)
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
     from airflow_savedmodel.storage.export import export
@@ -374,11 +395,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         progress=_progress_printer(args.progress),
         serving=_serving_target(args, dst_options),
         warmup=_warmup_arg(args),
-        compatible_with=(
-            args.compatible_with
-            if args.compatible_with in (None, "served")
-            else resolve(args.compatible_with, dst_options)
-        ),
+        compatible_with=_compatible_with(args.compatible_with, dst_options),
     )
     _finish_progress(args.progress)
     if args.json:
@@ -600,7 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Compare two models' signatures: what changed, and what breaks clients of OLD. Exit 1 when "
         "something breaks.",
     )
-    p.add_argument("old", help="the model clients use today, or a serving base path (its served version)")
+    p.add_argument(
+        "old",
+        help="the model clients use today: a model URL, a serving base path (its served version) or a "
+        "running TF Serving's model URL (http://host:8501/v1/models/NAME[/versions/N|/labels/L])",
+    )
     p.add_argument("new", help="the candidate model")
     p.add_argument("--tag-set", default="serve")
     p.add_argument(

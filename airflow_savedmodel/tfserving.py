@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_savedmodel.errors import SavedModelError
+from airflow_savedmodel.format.compat import Baseline
 from airflow_savedmodel.location import redact
 
 TIMEOUT_SECONDS = 30.0
@@ -118,3 +119,38 @@ async def afetch_status(
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
         return parse_status(answer.status, await answer.read(), url, version)
+
+
+def is_model_url(url: str) -> bool:
+    """Whether ``url`` is a TF Serving REST model URL (``http://host:8501/v1/models/NAME[...]``)."""
+    return url.startswith(("http://", "https://")) and "/v1/models/" in url
+
+
+def fetch_signatures(url: str) -> Baseline:
+    """The signatures a running TF Serving exposes for a model (REST ``.../metadata``; ``url``:
+    ``http://host:8501/v1/models/NAME`` optionally with ``/versions/N`` or ``/labels/L``)."""
+    from google.protobuf import json_format
+
+    from airflow_savedmodel.format.signatures import signature
+    from airflow_savedmodel.protos import meta_graph_pb2
+
+    target = url.rstrip("/") + "/metadata"
+    try:
+        with urllib.request.urlopen(target, timeout=TIMEOUT_SECONDS) as answer:  # an http(s) URL
+            doc = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        raise ServingError(f"HTTP {exc.code}: {exc.read()[:300]!r}", redact(target)) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ServingError(f"{type(exc).__name__}: {exc}", redact(target)) from None
+    found = (
+        (((doc.get("metadata") or {}).get("signature_def") or {}).get("signature_def"))
+        if isinstance(doc, dict)
+        else None
+    )
+    if not isinstance(found, dict):
+        raise ServingError("the metadata answer has no signature_def map", redact(target))
+    signatures = {}
+    for key, value in found.items():
+        proto = json_format.ParseDict(value, meta_graph_pb2.SignatureDef(), ignore_unknown_fields=True)
+        signatures[key] = signature(key, proto)
+    return Baseline(redact(url), signatures)

@@ -137,5 +137,13 @@ def diff(old: Mapping[str, Signature], new: Mapping[str, Signature]) -> list[Cha
     return changes
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """Signatures clients use today, from wherever they were read (a running server's metadata)."""
+
+    source: str
+    signatures: Mapping[str, Signature]
+
+
 def breaking(changes: list[Change]) -> list[Change]:
     return [c for c in changes if c.breaking]

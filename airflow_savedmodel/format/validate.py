@@ -20,7 +20,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location, schemas
 from airflow_savedmodel.errors import FormatError, MissingFileError, NotFoundError, SavedModelError
-from airflow_savedmodel.format import attrs, dtypes, opdefs, tensor_proto
+from airflow_savedmodel.format import attrs, compat, dtypes, opdefs, tensor_proto
 from airflow_savedmodel.format import op_policy as op_policy_module
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
 from airflow_savedmodel.format.model import (
@@ -184,7 +184,7 @@ class Checks:
     strict: bool = False
     size_warning_bytes: int = DEFAULT_SIZE_WARNING
     op_policy: Mapping[str, Any] | str | None = None
-    compatible_with: str | location.Location | SavedModel | None = None
+    compatible_with: str | location.Location | SavedModel | compat.Baseline | None = None
 
     def run(self, model: str | location.Location | SavedModel, **where: Any) -> Report:
         """Validate ``model`` with these checks (``where``: storage_options or fs for a URL)."""
@@ -245,7 +245,7 @@ def validate(
     strict: bool = False,
     size_warning_bytes: int = DEFAULT_SIZE_WARNING,
     op_policy: Mapping[str, Any] | str | None = None,
-    compatible_with: str | location.Location | SavedModel | None = None,
+    compatible_with: str | location.Location | SavedModel | compat.Baseline | None = None,
     storage_options: dict[str, Any] | None = None,
     fs: AbstractFileSystem | None = None,
 ) -> Report:
@@ -703,12 +703,14 @@ def _target(model: SavedModel, release: str, device: str, report: Report) -> Non
 
 def _compatibility(
     served: MetaGraph,
-    baseline: str | location.Location | SavedModel,
+    baseline: str | location.Location | SavedModel | compat.Baseline,
     storage_options: dict[str, Any] | None,
     report: Report,
 ) -> None:
-    from airflow_savedmodel.format import compat
-
+    if isinstance(baseline, compat.Baseline):
+        report.checks.append(f"signatures compatible with {baseline.source}")
+        _record_changes(compat.diff(baseline.signatures, served.signatures), served, report)
+        return
     try:
         old = (
             baseline
@@ -728,6 +730,10 @@ def _compatibility(
         report.checks.append(f"signatures compatible with {old.url}")
         before = next((mg for mg in old.meta_graphs if mg.tag_set == served.tag_set), None)
         changes = compat.diff(before.signatures if before is not None else {}, served.signatures)
+    _record_changes(changes, served, report)
+
+
+def _record_changes(changes: list[compat.Change], served: MetaGraph, report: Report) -> None:
     report.stats["signature_changes"] = [c.to_json() for c in changes]
     for change in compat.breaking(changes):
         report.add(ERROR, "signature-breaking-change", change.text(), tags=sorted(served.tags))

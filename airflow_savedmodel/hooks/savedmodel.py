@@ -85,6 +85,20 @@ def _typed_storage_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _baseline(compatible_with: str | None, hook: SavedModelHook) -> Any:
+    """What export compares signatures with: "served" (resolved by storage), a running TF
+    Serving's REST model URL (its metadata), or a model URL on ``hook``'s connection."""
+    if not compatible_with:
+        return None
+    if compatible_with == "served":
+        return "served"
+    from airflow_savedmodel import tfserving
+
+    if tfserving.is_model_url(compatible_with):
+        return tfserving.fetch_signatures(compatible_with)
+    return hook.filesystem(compatible_with)
+
+
 def mask_sensitive(options: dict[str, Any]) -> None:
     """Register secret-looking option values with Airflow's log masker, recursively."""
     from airflow.sdk.log import mask_secret
@@ -320,12 +334,7 @@ class SavedModelHook(BaseHook):
             progress=progress,
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
             warmup=warmup,
-            compatible_with=(
-                compatible_with
-                if compatible_with in (None, "", "served")
-                else dst.filesystem(str(compatible_with))
-            )
-            or None,
+            compatible_with=_baseline(compatible_with, dst),
         )
 
     @_typed_storage_errors

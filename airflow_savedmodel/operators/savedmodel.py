@@ -470,9 +470,10 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
     :param compatible_with: "served" (the version clients are served today: the serving
-        config's ``stable`` label, else the newest complete version) or a model URL (on the
-        destination's connection): a signature change that breaks its clients fails the task
-        before anything is published (templated).
+        config's ``stable`` label, else the newest complete version), a running TF Serving's
+        model URL (``http://tf-serving:8501/v1/models/NAME``: the signatures it serves) or a
+        model URL (on the destination's connection): a signature change that breaks its clients
+        fails the task before anything is published (templated).
     :param warmup_inputs: an .npz file (``numpy.savez``) of inputs for ``warmup_signature``: the
         version is published with TF Serving warmup requests built from them
         (``assets.extra/tf_serving_warmup_requests``), checked against the signature (templated).

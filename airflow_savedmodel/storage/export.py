@@ -17,6 +17,7 @@ import numpy as np
 
 from airflow_savedmodel.format import transforms
 from airflow_savedmodel.format import warmup as warmup_requests
+from airflow_savedmodel.format.compat import Baseline
 from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.validate import Checks, Report
 from airflow_savedmodel.location import Location
@@ -63,7 +64,7 @@ def export(
     serving: ServingTarget | None = None,
     progress: ProgressCallback | None = None,
     warmup: Warmup | None = None,
-    compatible_with: str | Location | None = None,
+    compatible_with: str | Location | Baseline | None = None,
     **publish_options: Any,
 ) -> ExportResult:
     """Rewrite the model at ``src`` with ``rewrites`` (names in transforms.REWRITES, applied in
@@ -71,7 +72,8 @@ def export(
     publish it under ``base``. The source is only read; nothing is written when the report has
     errors (or the warmup inputs do not fit the signature). ``compatible_with``: "served" (the
     version clients are served today, see serving.served_version; nothing to compare on a first
-    publish) or a model whose clients must keep working."""
+    publish), a model whose clients must keep working, or a Baseline (the signatures a running
+    TF Serving exposes, see tfserving.fetch_signatures)."""
     unknown = [name for name in rewrites if name not in transforms.REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrites {unknown}; choose from {sorted(transforms.REWRITES)}")

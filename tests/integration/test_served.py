@@ -138,3 +138,37 @@ def test_the_training_dag_waits_until_tf_serving_serves_its_own_version(
     finally:
         server.stop()
         sys.modules.pop("savedmodel_demo_settings", None)
+
+
+def test_signatures_compared_with_what_a_running_server_serves(
+    standin: StandInServing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_savedmodel.cli import main
+    from airflow_savedmodel.format.validate import Checks
+    from airflow_savedmodel.sensors.savedmodel import SavedModelServedSensor
+    from airflow_savedmodel.storage.export import export
+    from airflow_savedmodel.tfserving import fetch_signatures
+
+    target = ServingTarget(resolve(str(standin.config)), "classifier", labels=("stable",))
+    publish(model(tmp_path, "good"), str(tmp_path / "classifier"), serving=target)
+    poke_until(
+        SavedModelServedSensor(
+            task_id="s", server_url=standin.url, model_name="classifier", version_label="stable"
+        )
+    )
+    served = f"{standin.url}/v1/models/classifier/labels/stable"
+    baseline = fetch_signatures(served)
+    assert baseline.signatures["serving_default"].inputs["x"].dtype == "DT_FLOAT"
+    assert baseline.signatures["serving_default"].inputs["x"].shape == (-1, 4)
+
+    layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
+    renamed = export_dense_model(str(tmp_path / "renamed"), [layer], input_key="features")
+    assert main(["diff", served, renamed]) == 1
+    out = capsys.readouterr().out
+    assert f"{served} -> {renamed}\n" in out and "BREAKING: input 'x' of 'serving_default' removed" in out
+    refused = export(
+        resolve(renamed), resolve(str(tmp_path / "classifier")), checks=Checks(), compatible_with=baseline
+    )
+    assert refused.published is None and refused.report is not None
+    assert f"signatures compatible with {served}" in refused.report.checks
+    assert set(refused.report.codes()) == {"signature-breaking-change"}
