@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
+    from airflow_savedmodel.tfserving import VersionStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -470,6 +471,16 @@ class SavedModelHook(BaseHook):
         from airflow_savedmodel.storage import versions
 
         return versions.newer_version_readiness(*self.filesystem(base), newer_than)
+
+    @staticmethod
+    def served_status(
+        server_url: str, model_name: str, version: int | None = None, version_label: str | None = None
+    ) -> VersionStatus:
+        """What a running TF Serving reports for a version (REST status API): its state
+        (AVAILABLE, LOADING, END...) and error; ``state`` None when it does not know it yet."""
+        from airflow_savedmodel.tfserving import fetch_status
+
+        return fetch_status(server_url, model_name, version, version_label)
 
     def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:
         """A summary if a complete, valid SavedModel is at ``url``, else None."""

@@ -211,9 +211,11 @@ class SavedModelServedSensor(_DeferrableSensor):
         return None if self.version in (None, "", "None") else int(str(self.version))
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        from airflow_savedmodel.tfserving import fetch_status
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
-        status = fetch_status(self.server_url, self.model_name, self._version(), self.version_label or None)
+        status = SavedModelHook.served_status(
+            self.server_url, self.model_name, self._version(), self.version_label or None
+        )
         return self._judge(status.to_json())
 
     def _judge(self, status: dict[str, Any]) -> bool | PokeReturnValue:

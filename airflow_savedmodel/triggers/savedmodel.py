@@ -1,4 +1,5 @@
-"""Triggers for the deferrable SavedModel sensors: poll storage from the triggerer's event loop.
+"""Triggers for the deferrable SavedModel sensors: poll storage (or TF Serving's REST status)
+from the triggerer's event loop.
 
 One base class holds the polling loop. Each poll first lists the watched prefix with the
 filesystem's native async call (gcsfs and s3fs run it on their own event loop; the trigger only
