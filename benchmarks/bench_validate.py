@@ -38,14 +38,20 @@ def run() -> list[Row]:
         model = _model(Path(tmp))
         size_mb = _read_all(model) / 2**20  # also warms the page cache for both contenders
         ours = median_time(lambda: validate(str(model), deep=True))
-        # the plain read at its faster block size (small blocks stay in cache; large ones fault pages)
-        theirs = min(median_time(lambda c=c: _read_all(model, c)) for c in (1 << 20, 8 << 20))
+        # A plain read in 8 MB blocks (the baseline the target was set against), and at
+        # its fastest block size: small blocks stay in the CPU cache, large fresh ones fault pages.
+        eight = median_time(lambda: _read_all(model, 8 << 20))
+        best = min(eight, median_time(lambda: _read_all(model, 1 << 20)))
+    what = f"deep validate, {size_mb:.0f} MB model (throughput)"
     return [
         Row(
-            f"deep validate, {size_mb:.0f} MB model (throughput)",
+            what, size_mb / ours, size_mb / eight, "MB/s", "sequential read of the same files in 8 MB blocks"
+        ),
+        Row(
+            what,
             size_mb / ours,
-            size_mb / theirs,
+            size_mb / best,
             "MB/s",
-            "sequential read of the same files, 1 or 8 MB blocks, whichever is faster (the physical limit)",
-        )
+            "sequential read at its fastest block size (the physical limit; crc32c needs a copy and the GIL)",
+        ),
     ]

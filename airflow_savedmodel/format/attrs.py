@@ -127,7 +127,11 @@ def strip_default_attrs(
     defaults = _Defaults(registry if registry is not None else registry_for(meta_graph))
 
     def strip(node: graph_pb2.NodeDef, table: dict[str, tuple[graph_pb2.AttrValue, bytes]]) -> int:
-        names = [n for n, value in node.attr.items() if n in table and _equals_default(value, table[n])]
+        if not table:
+            return 0
+        attr = node.attr
+        # an op declares few defaults: look those up rather than walk every attr of the node
+        names = [n for n, default in table.items() if n in attr and _equals_default(attr[n], default)]
         for name in names:
             del node.attr[name]
         return len(names)

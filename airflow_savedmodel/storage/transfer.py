@@ -333,7 +333,7 @@ class _Copier:
         """Local to local: let the kernel copy (copy_file_range, reflinks where the filesystem
         has them), then compare checksums of both files read back."""
         done = 0
-        with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
+        with open(src, "rb") as reader, open(dst, "wb") as writer:  # local paths: no fsspec wrapper needed
             size = os.fstat(reader.fileno()).st_size
             try:
                 while done < size:
@@ -476,9 +476,13 @@ def copy_tree(
             entry = copier.copy(location.join(src, rel), location.join(dst, rel), sizes[rel], infos.get(rel))
         entries[rel] = manifests.FileEntry(rel, entry.size, entry.crc32c)
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for future in [pool.submit(one, rel, True) for rel in bulk]:
-            future.result()
+    if concurrency <= 1 or len(bulk) <= 2:  # threads cost more than they give for a file or two
+        for rel in bulk:
+            one(rel, True)
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for future in [pool.submit(one, rel, True) for rel in bulk]:
+                future.result()
     copier.verify_listed(dst, {location.join(dst, rel): location.join(src, rel) for rel in bulk})
     for rel in last:
         one(rel)
