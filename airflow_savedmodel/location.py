@@ -377,11 +377,10 @@ def remove_quietly(fs: AbstractFileSystem, path: str) -> None:
 def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[int, int]:
     """``(crc32c, size)`` of a file, read in bounded chunks (at most 1 MB on a local disk: small
     blocks stay in the CPU cache, large fresh ones cost page faults, measured ~2x slower)."""
-    local = is_local(fs)
-    if local:
+    if is_local(fs):
         chunk = min(chunk, LOCAL_CHUNK)
     crc = size = 0
-    with open(fs._strip_protocol(path), "rb") if local else fs.open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         while block := f.read(chunk):
             crc = int(google_crc32c.extend(crc, block))
             size += len(block)

@@ -333,7 +333,7 @@ class _Copier:
         """Local to local: let the kernel copy (copy_file_range, reflinks where the filesystem
         has them), then compare checksums of both files read back."""
         done = 0
-        with open(src, "rb") as reader, open(dst, "wb") as writer:  # local paths: no fsspec wrapper needed
+        with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
             size = os.fstat(reader.fileno()).st_size
             try:
                 while done < size:
@@ -370,6 +370,7 @@ class _Copier:
         does not match is copied again, verified on its own. ``sources``: dst path -> src path."""
         with self.lock:
             pending, self.pending = self.pending, {}
+        self.deferring.on = False  # what is copied again below is checked on its own
         if not pending:
             return
         self.dst_fs.invalidate_cache(root)
