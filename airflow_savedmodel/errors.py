@@ -58,3 +58,7 @@ class StorageError(SavedModelError):
 
 class InputMismatchError(SavedModelError):
     """Inputs given for a signature (warmup requests) do not fit its keys, dtypes or shapes."""
+
+
+class ServingError(SavedModelError):
+    """A running TF Serving answered something unreadable, or an error, through its REST API."""

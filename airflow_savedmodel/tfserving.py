@@ -17,15 +17,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_savedmodel.errors import SavedModelError
+from airflow_savedmodel.errors import ServingError
 from airflow_savedmodel.format.compat import Baseline
 from airflow_savedmodel.location import redact
 
 TIMEOUT_SECONDS = 30.0
-
-
-class ServingError(SavedModelError):
-    """TF Serving answered that a version failed to load, or answered something unreadable."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ a sequential fsspec put, and peak memory while copying a 1 GB model against read
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import QUIET, Row, interleaved_medians
+from benchmarks.common import QUIET, Row, gcs_behind_proxy, interleaved_medians
 
 SIZES_MB = (10, 100, 1024)
 LATENCY_SECONDS = 0.03
@@ -136,11 +135,7 @@ def _republish_row(tmp: Path, model: Path, size_mb: int) -> Row:
 
 
 def _gcs_row(tmp: Path) -> Row:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     from airflow_savedmodel.storage import copy
-
-    from integration.servers import GcsServer, Store
 
     model = _model(tmp / "gcs", 10)
     assets = model / "assets"
@@ -148,17 +143,10 @@ def _gcs_row(tmp: Path) -> Row:
     rng = np.random.default_rng(1)
     for i in range(200):
         (assets / f"vocab-{i:03d}.txt").write_bytes(rng.bytes(32 * 1024))
-    server = GcsServer()
-    # a proxy in its own process adds 30 ms to every request, as a real store's round trip does
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "integration.servers", server.endpoint, str(LATENCY_SECONDS)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent / "tests",
-    )
-    try:
-        assert proxy.stdout is not None
-        store = Store("gs", {"token": "anon", "endpoint_url": proxy.stdout.readline().strip()})
+    with gcs_behind_proxy(LATENCY_SECONDS) as (_, options):
+        from integration.servers import Store
+
+        store = Store("gs", options)
         fs = store.fs()
         counter = iter(range(10**6))
 
@@ -174,9 +162,6 @@ def _gcs_row(tmp: Path) -> Row:
                     fs.put_file(str(p), f"{target}/{p.relative_to(model)}")
 
         t_ours, t_theirs = interleaved_medians(ours, theirs, repeat=3)
-    finally:
-        proxy.kill()
-        server.stop()
     files = sum(1 for p in model.rglob("*") if p.is_file())
     return Row(
         f"{files}-file model to the GCS server, {LATENCY_SECONDS * 1000:.0f} ms per request (verified, 16 at a time)",

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Row
+from benchmarks.common import Row, gcs_behind_proxy
 
 TRIGGERS = 200
 POKE_SECONDS = 2.0
@@ -104,37 +101,20 @@ def _warm_up(model: str, bucket: str, options: dict[str, Any]) -> None:
 
 
 def run() -> list[Row]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     import tempfile
 
     import numpy as np
 
     from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 
-    from integration.servers import GcsServer
-
     logging.getLogger("bench.quiet").setLevel(logging.WARNING)
-    server = GcsServer()
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "integration.servers", server.endpoint, "0.03"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT / "tests",
-    )
-    try:
-        assert proxy.stdout is not None
-        options = {"token": "anon", "endpoint_url": proxy.stdout.readline().strip()}
-        with tempfile.TemporaryDirectory() as tmp:
-            layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
-            model = export_dense_model(f"{tmp}/model", [layer])
-            bucket = server.store.bucket()
-            _warm_up(model, bucket, options)
-            ours = _measure("ours", model, bucket, options)
-            theirs = _measure("previous", model, bucket, options)
-    finally:
-        proxy.kill()
-        server.stop()
+    with gcs_behind_proxy(0.03) as (server, options), tempfile.TemporaryDirectory() as tmp:
+        layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
+        model = export_dense_model(f"{tmp}/model", [layer])
+        bucket = server.store.bucket()
+        _warm_up(model, bucket, options)
+        ours = _measure("ours", model, bucket, options)
+        theirs = _measure("previous", model, bucket, options)
     what = f"{TRIGGERS} deferred version sensors, {POKE_SECONDS:.0f} s polls, 30 ms per request"
     alternative = "each poll's readiness check in a worker thread (before)"
     return [

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,6 +57,31 @@ def interleaved_medians(
             fn()
             times.append(time.perf_counter() - start)
     return statistics.median(a), statistics.median(b)
+
+
+@contextlib.contextmanager
+def gcs_behind_proxy(delay: float) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The GCS test server, and fsspec options that reach it through a proxy in its own process
+    (tests/integration/servers.py) adding ``delay`` seconds to every request, as a real store's
+    round trip does, and counting object bytes (``GET /__bytes__``)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    from integration.servers import GcsServer
+
+    server = GcsServer()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "integration.servers", server.endpoint, str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT / "tests",
+    )
+    try:
+        assert proxy.stdout is not None
+        yield server, {"token": "anon", "endpoint_url": proxy.stdout.readline().strip()}
+    finally:
+        proxy.kill()
+        proxy.wait()
+        server.stop()
 
 
 def run_process(args: list[str]) -> None:
