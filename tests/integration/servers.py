@@ -151,7 +151,8 @@ class FaultProxy:
         lock = threading.Lock()
 
         class Forward(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive, as real stores do
+            timeout = 10  # an idle connection is closed (the client reconnects), never held forever
 
             def forward(self) -> None:
                 if self.path == "/__bytes__":  # the counters, for a proxy in another process
