@@ -326,22 +326,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_warmup(args: argparse.Namespace) -> int:
     from airflow_savedmodel import location
-    from airflow_savedmodel.errors import WriteError
     from airflow_savedmodel.format import warmup
-    from airflow_savedmodel.format.model import SavedModel
 
     options = _storage_options(args.storage_option)
-    inputs = warmup.load_inputs(*location.resolve(args.inputs, options))
-    where = location.resolve(args.url, options)
-    with SavedModel.open(where.path, fs=where.fs) as model:
-        signature = model.meta_graph(args.tag_set).signature(args.signature)
-        data = warmup.requests(signature, inputs, count=args.count, model_name=args.model_name)
-    target = where.join(warmup.WARMUP_FILE)
-    if target.exists() and not args.overwrite:
-        raise WriteError("a warmup file exists (pass --overwrite to replace it)", target.url)
-    where.fs.makedirs(target.parent.path, exist_ok=True)
-    location.write_atomic(where.fs, target.path, data)
-    print(f"wrote {args.count} warmup request(s) for {args.signature!r} to {target.url}")
+    written = warmup.write_into(
+        location.resolve(args.url, options),
+        warmup.load_inputs(*location.resolve(args.inputs, options)),
+        signature=args.signature,
+        count=args.count,
+        tags=args.tag_set,
+        model_name=args.model_name,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.count} warmup request(s) for {args.signature!r} to {written}")
     return 0
 
 

@@ -211,6 +211,34 @@ def _fits(spec: TensorSpec, dtype: str, shape: tuple[int, ...]) -> tuple[str, st
 MAX_INPUTS_BYTES = 1 << 30
 
 
+def write_into(
+    where: Any,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    signature: str = "serving_default",
+    count: int = 1,
+    tags: str = "serve",
+    model_name: str = "",
+    overwrite: bool = False,
+) -> str:
+    """Write warmup requests into the model at ``where`` (a Location) with one atomic write,
+    after checking ``inputs`` against the signature; return the file's URL."""
+    from airflow_savedmodel import location
+    from airflow_savedmodel.errors import WriteError
+    from airflow_savedmodel.format.model import SavedModel
+
+    with SavedModel.open(where.path, fs=where.fs) as model:
+        data = requests(
+            model.meta_graph(tags).signature(signature), inputs, count=count, model_name=model_name
+        )
+    target = where.join(WARMUP_FILE)
+    if target.exists() and not overwrite:
+        raise WriteError("a warmup file exists (pass overwrite, --overwrite, to replace it)", target.url)
+    where.fs.makedirs(target.parent.path, exist_ok=True)
+    location.write_atomic(where.fs, target.path, data)
+    return str(target.url)
+
+
 def load_inputs(fs: Any, path: str) -> dict[str, np.ndarray]:
     """The arrays of an .npz file (``numpy.savez``) at ``path``; pickled objects are refused."""
     from airflow_savedmodel import location

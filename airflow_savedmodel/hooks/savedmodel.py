@@ -359,22 +359,17 @@ class SavedModelHook(BaseHook):
     ) -> str:
         """Write warmup requests into the model at ``url`` (assets.extra/tf_serving_warmup_requests,
         one atomic write) after checking ``inputs`` against the signature; return the file's URL."""
-        from airflow_savedmodel import location
-        from airflow_savedmodel.errors import WriteError
-        from airflow_savedmodel.format import warmup as requests
-        from airflow_savedmodel.format.model import SavedModel
+        from airflow_savedmodel.format import warmup
 
-        where = self.filesystem(url)
-        with SavedModel.open(where.path, fs=where.fs) as model:
-            data = requests.requests(
-                model.meta_graph(tags).signature(signature), inputs, count=count, model_name=model_name
-            )
-        target = where.join(requests.WARMUP_FILE)
-        if target.exists() and not overwrite:
-            raise WriteError("a warmup file exists (pass overwrite to replace it)", target.url)
-        where.fs.makedirs(target.parent.path, exist_ok=True)
-        location.write_atomic(where.fs, target.path, data)
-        return target.url
+        return warmup.write_into(
+            self.filesystem(url),
+            inputs,
+            signature=signature,
+            count=count,
+            tags=tags,
+            model_name=model_name,
+            overwrite=overwrite,
+        )
 
     def _serving_target(
         self, serving_config: str | None, model_name: str | None, labels: Sequence[str], keep_served: int
