@@ -40,8 +40,8 @@ class Change:
     new: str | None
     breaking: bool
 
-    def text(self) -> str:
-        """``BREAKING: input 'x' of 'serving_default' dtype DT_FLOAT -> DT_INT32`` and the like."""
+    def describe(self) -> str:
+        """``input 'x' of 'serving_default' dtype DT_FLOAT -> DT_INT32`` and the like."""
         side, action = self.what.split("-", 1)
         subject = (
             f"signature {self.signature!r}"
@@ -49,7 +49,11 @@ class Change:
             else f"{side} {self.key!r} of {self.signature!r}"
         )
         detail = action if action in ("added", "removed") else f"{action} {self.old} -> {self.new}"
-        return f"{'BREAKING' if self.breaking else 'compatible'}: {subject} {detail}"
+        return f"{subject} {detail}"
+
+    def text(self) -> str:
+        """The description with its verdict: ``BREAKING: input 'x' of 'serving_default' removed``."""
+        return f"{'BREAKING' if self.breaking else 'compatible'}: {self.describe()}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -736,7 +736,7 @@ def _compatibility(
 def _record_changes(changes: list[compat.Change], served: MetaGraph, report: Report) -> None:
     report.stats["signature_changes"] = [c.to_json() for c in changes]
     for change in compat.breaking(changes):
-        report.add(ERROR, "signature-breaking-change", change.text(), tags=sorted(served.tags))
+        report.add(ERROR, "signature-breaking-change", change.describe(), tags=sorted(served.tags))
 
 
 def _warmup(model: SavedModel, served: MetaGraph, report: Report) -> None:

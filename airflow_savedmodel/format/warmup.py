@@ -245,6 +245,10 @@ def load_inputs(fs: Any, path: str) -> dict[str, np.ndarray]:
     from airflow_savedmodel.errors import FormatError
 
     data = location.read_file(fs, path, limit=MAX_INPUTS_BYTES)
+    if not data.startswith(b"PK"):  # numpy would take anything else for a pickle and say so
+        raise FormatError(
+            "not a numpy .npz file (numpy.savez writes a zip archive)", location.url_of(fs, path)
+        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}

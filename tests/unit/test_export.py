@@ -228,6 +228,12 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "pickled.npz").write_bytes(b"PK\x03\x04 not really")
     assert main(["warmup", str(src), "--inputs", str(tmp_path / "pickled.npz"), "--overwrite"]) == 1
     assert "not a numpy .npz file of arrays" in capsys.readouterr().err
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    assert main(["warmup", str(src), "--inputs", str(tmp_path / "text.npz"), "--overwrite"]) == 1
+    assert (
+        f"{tmp_path / 'text.npz'}: not a numpy .npz file (numpy.savez writes a zip archive)"
+        in capsys.readouterr().err
+    )
 
 
 def validate_clean(model: Path) -> bool:
