@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import google_crc32c
+from airflow_savedmodel.location import crc32c
+
+__all__ = ["crc32c", "mask", "unmask"]
 
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
-
-
-def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """Extend ``crc`` (0 to start) over ``data``."""
-    return int(google_crc32c.extend(crc, bytes(data) if isinstance(data, memoryview) else data))
 
 
 def mask(crc: int) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -330,30 +329,17 @@ class _Copier:
         return crc, size
 
     def _kernel_copy(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
-        """Local to local: let the kernel copy (copy_file_range, reflinks where the filesystem
-        has them), then compare checksums of both files read back."""
-        done = 0
-        with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
-            size = os.fstat(reader.fileno()).st_size
-            try:
-                while done < size:
-                    n = os.copy_file_range(reader.fileno(), writer.fileno(), min(size - done, 1 << 30))
-                    if n == 0:
-                        break
-                    done += n
-                    self._advance(n, sent=sent)
-            except OSError:  # no copy_file_range across these filesystems: plain streaming
-                reader.seek(done)
-                writer.seek(done)
-                while block := reader.read(self.chunk_size):
-                    writer.write(block)
-                    done += len(block)
-                    self._advance(len(block), sent=sent)
-        crc, read = file_crc32c(self.src_fs, src, self.chunk_size)
-        copied, written = file_crc32c(self.dst_fs, dst, self.chunk_size)
-        if (copied, written) != (crc, read) or written != done:
+        """Local to local: the kernel copies, and both files are read back for their crc32c."""
+        result = location.copy_local_checked(
+            self.src_fs._strip_protocol(src),
+            self.dst_fs._strip_protocol(dst),
+            lambda n: self._advance(n, sent=sent),
+        )
+        if (result.dst_crc, result.dst_size) != (result.src_crc, result.src_size) or (
+            result.dst_size != result.copied
+        ):
             raise ChecksumError("destination content differs from the source after the copy", dst)
-        return crc, done
+        return result.src_crc, result.copied
 
     def _verify(self, dst: str, crc: int, size: int, md5: str | None) -> None:
         """Check what landed at ``dst``: now, or (bulk files on an object store whose listing
@@ -465,7 +451,7 @@ def copy_tree(
     )
     for directory in sorted({p.rpartition("/")[0] for p in bulk + last if "/" in p}):
         dst_fs.makedirs(location.join(dst, directory), exist_ok=True)
-    if is_local(dst_fs) or not bulk:
+    if (is_local(dst_fs) or not bulk) and not any("/" in p for p in bulk + last):
         dst_fs.makedirs(dst, exist_ok=True)
     entries: dict[str, manifests.FileEntry] = {}
 

@@ -14,9 +14,12 @@ from airflow_savedmodel.storage.transfer import is_transient, worth_recopying
 
 
 class FlakyWrites(LocalFileSystem):
-    """A real local filesystem whose first ``failures`` writes of matching files fail."""
+    """A real local disk behind a filesystem that is not the local one (so files are streamed
+    through ``open`` as to an object store, not copied by the kernel), whose first ``failures``
+    writes of matching files fail."""
 
     cachable = False
+    protocol = ("flaky",)
 
     def __init__(self, failures: int, error: BaseException, match: str = "variables.data") -> None:
         super().__init__()

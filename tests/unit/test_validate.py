@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from airflow_savedmodel import location
 from airflow_savedmodel.format import attrs, protoio
 from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
@@ -285,3 +286,37 @@ def test_a_report_on_a_rewritten_copy_names_the_users_model() -> None:
     assert shown.findings[0].file == "gs://b/exports/model/saved_model.pb"
     assert "savedmodel-export" not in shown.to_text() and not shown.valid
     assert report.url == "/tmp/savedmodel-export-x/stripped"  # the original is left as it was
+
+
+def test_deep_checks_run_concurrently_and_name_each_corrupted_tensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs of a few KB, so the shard is checked as many runs on several threads: the two
+    tensors corrupted (in different runs) are each named, the others are not."""
+    from airflow_savedmodel.format import bundle
+
+    rng = np.random.default_rng(0)
+    layers = [
+        DenseLayer(
+            rng.standard_normal((64, 64), np.float32), rng.standard_normal(64).astype(np.float32), "relu"
+        )
+        for _ in range(6)
+    ]
+    path = Path(export_dense_model(str(tmp_path / "model"), layers))
+    monkeypatch.setattr(bundle, "_VERIFY_TASK_BYTES", 4096)
+    monkeypatch.setattr(bundle, "_VERIFY_WORKERS", 3)
+    with bundle.BundleReader(*location.resolve(str(path / "variables" / "variables"))) as reader:
+        entries = {e.name: e for e in reader.entries()}
+        assert len(bundle._runs(sorted(entries.values(), key=lambda e: e.offset), 4096)) >= 6
+    shard = next((path / "variables").glob("variables.data-*"))
+    data = bytearray(shard.read_bytes())
+    for name in ("dense_1/kernel", "dense_4/bias"):
+        data[entries[name].offset + entries[name].size // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    report = validate(str(path), deep=True)
+    assert report.codes() == ["variables-checksum-mismatch"] * 2, report.to_text()
+    assert [f.message for f in report.findings] == [
+        f"tensor {name!r}: data checksum mismatch"
+        for name in sorted(("dense_1/kernel", "dense_4/bias"), key=lambda n: entries[n].offset)
+    ]
+    assert all(f.file and f.file.endswith(shard.name) for f in report.findings)
