@@ -40,12 +40,19 @@ def _enums(descriptor: Any, out: dict[str, Any]) -> None:
 @pytest.mark.tf
 def test_wire_compatible_with_tensorflow() -> None:
     """Every message TensorFlow defines for these files has the same fields, numbers, types and labels here."""
+    from tensorflow.core.framework import kernel_def_pb2 as tf_kernel_def
     from tensorflow.core.framework import variable_pb2 as tf_variable
     from tensorflow.core.protobuf import fingerprint_pb2 as tf_fingerprint
     from tensorflow.core.protobuf import saved_model_pb2 as tf_saved_model
     from tensorflow.core.protobuf import tensor_bundle_pb2 as tf_bundle
 
-    from airflow_savedmodel.protos import fingerprint_pb2, meta_graph_pb2, tensor_bundle_pb2, variable_pb2
+    from airflow_savedmodel.protos import (
+        fingerprint_pb2,
+        kernel_def_pb2,
+        meta_graph_pb2,
+        tensor_bundle_pb2,
+        variable_pb2,
+    )
 
     def collect(roots: list[Any], package: str) -> tuple[dict[str, Any], dict[str, Any]]:
         messages: dict[str, Any] = {}
@@ -73,9 +80,12 @@ def test_wire_compatible_with_tensorflow() -> None:
             walk(root.DESCRIPTOR)
         return messages, enums
 
-    theirs, their_enums = collect([tf_saved_model, tf_fingerprint, tf_bundle, tf_variable], "tensorflow")
+    theirs, their_enums = collect(
+        [tf_saved_model, tf_fingerprint, tf_bundle, tf_variable, tf_kernel_def], "tensorflow"
+    )
     ours, our_enums = collect(
-        [meta_graph_pb2, fingerprint_pb2, tensor_bundle_pb2, variable_pb2], "airflow_savedmodel.tf"
+        [meta_graph_pb2, fingerprint_pb2, tensor_bundle_pb2, variable_pb2, kernel_def_pb2],
+        "airflow_savedmodel.tf",
     )
     assert len(theirs) > 80
     missing = sorted(set(theirs) - set(ours))
