@@ -91,7 +91,7 @@ def cmd_variables(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transform(args: argparse.Namespace, name: str) -> int:
+def _transform(args: argparse.Namespace, name: str, **extra: Any) -> int:
     from airflow_savedmodel.format import transforms
 
     result = getattr(transforms, name)(
@@ -100,6 +100,7 @@ def _transform(args: argparse.Namespace, name: str) -> int:
         src_options=_storage_options(args.src_option),
         dst_options=_storage_options(args.dst_option),
         overwrite=args.overwrite,
+        **extra,
     )
     if args.json:
         _print_json(result.to_json())
@@ -114,7 +115,9 @@ def _transform(args: argparse.Namespace, name: str) -> int:
 
 
 def cmd_strip_default_attrs(args: argparse.Namespace) -> int:
-    return _transform(args, "add_default_attrs" if args.add else "strip_default_attrs")
+    if args.add:
+        return _transform(args, "add_default_attrs", release=args.target_tf)
+    return _transform(args, "strip_default_attrs")
 
 
 def cmd_clear_devices(args: argparse.Namespace) -> int:
@@ -156,6 +159,8 @@ def _checks(args: argparse.Namespace) -> Any:
         compatible_with=args.compatible_with
         if args.command == "validate"
         else None,  # export resolves its own
+        releases=args.releases,
+        require_releases=args.require_releases,
     )
 
 
@@ -532,8 +537,27 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
         help="signature that must exist (default: serving_default)",
     )
     p.add_argument("--deep", action="store_true", help="verify every tensor's crc32c (reads all variables)")
-    p.add_argument("--target-tf", metavar="X.Y", help="TensorFlow (Serving) release that will load the model")
-    p.add_argument("--target-device", choices=["cpu", "gpu", "tpu"], default="cpu")
+    p.add_argument(
+        "--target-tf",
+        metavar="X.Y",
+        help="TensorFlow (Serving) release that will load the model (default: the newest shipped)",
+    )
+    p.add_argument(
+        "--target-device",
+        choices=["cpu", "gpu", "tpu"],
+        default="cpu",
+        help="the server's device (default: cpu)",
+    )
+    p.add_argument(
+        "--releases",
+        action="store_true",
+        help="also list, for every shipped TensorFlow release, whether it serves the model on CPU and GPU and why not",
+    )
+    p.add_argument(
+        "--require-releases",
+        metavar="RANGE",
+        help='releases that must serve the model on --target-device: "2.15-2.21", "2.15+" or "2.15"',
+    )
     p.add_argument("--expect", metavar="SPEC", help="expected signatures, a JSON or YAML file")
     p.add_argument(
         "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
@@ -645,7 +669,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_strip_default_attrs,
         "Copy a model with default-valued node attrs removed, so older TensorFlow Serving binaries load it.",
     )
-    p.add_argument("--add", action="store_true", help="do the inverse: add every missing default back")
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="do the inverse: add every missing default back, as --target-tf's importer does on load",
+    )
+    p.add_argument(
+        "--target-tf",
+        metavar="X.Y",
+        help="with --add: the release whose defaults to add (default: the newest shipped)",
+    )
     add_transform(
         "clear-devices", cmd_clear_devices, "Copy a model with every node's device placement removed."
     )

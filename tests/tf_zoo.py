@@ -124,7 +124,7 @@ def _tf1_graph(workdir: Path) -> tuple[tf.Graph, dict[str, Any]]:
         utils = v1.saved_model.utils
         sigs = v1.saved_model.signature_def_utils
         consts = v1.saved_model.signature_constants
-        predict = sigs.predict_signature_def({"x": x}, {"scores": scores, "ids": ids})
+        predict = sigs.predict_signature_def({"x": x, "words": words}, {"scores": scores, "ids": ids})
         classify = sigs.build_signature_def(
             {consts.CLASSIFY_INPUTS: utils.build_tensor_info(x)},
             {

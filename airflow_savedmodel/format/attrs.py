@@ -141,11 +141,22 @@ def strip_default_attrs(
     return stats
 
 
+def target_registry(
+    meta_graph: meta_graph_pb2.MetaGraphDef, release: str | None = None
+) -> dict[str, graph_pb2.OpDef]:
+    """OpDefs as the release that loads the graph sees them: the shipped registry of ``release``
+    (default: the newest) first, then the meta graph's stripped_op_list for ops it lacks."""
+    ops = {op.name: op for op in meta_graph.meta_info_def.stripped_op_list.op}
+    ops.update(opdefs.registry(release))
+    return ops
+
+
 def add_default_attrs(
-    meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None
+    meta_graph: meta_graph_pb2.MetaGraphDef, registry: OpRegistry | None = None, release: str | None = None
 ) -> RewriteStats:
-    """Add, in place, every attr default a node lacks (what TensorFlow's importer does on load)."""
-    ops = registry if registry is not None else registry_for(meta_graph)
+    """Add, in place, every attr default a node lacks, as TensorFlow ``release``'s importer does on
+    load (default: the newest shipped): its own OpDefs' defaults, not the producer's."""
+    ops = registry if registry is not None else target_registry(meta_graph, release)
 
     def add(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef) -> int:
         added = 0

@@ -10,11 +10,12 @@ are how variables are restored and are not flagged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_savedmodel.errors import FormatError
+from airflow_savedmodel.format import reach
 from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2
 
 # family -> (finding code, what it means, ops)
@@ -196,31 +197,6 @@ class OpUse:
         return f"{self.op} {FAMILIES[self.family][1]}: {shown}"
 
 
-def _called(node: graph_pb2.NodeDef) -> Iterable[str]:
-    for value in node.attr.values():
-        if value.HasField("func"):
-            yield value.func.name
-        for func in value.list.func:
-            yield func.name
-
-
-def _saver_functions(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:
-    """Functions the saver_def's save and restore ops call, transitively (TF2 restore path)."""
-    functions = {f.signature.name: f for f in mg.graph_def.library.function}
-    nodes = {n.name: n for n in mg.graph_def.node}
-    roots = [mg.saver_def.restore_op_name, mg.saver_def.save_tensor_name.split(":", 1)[0]]
-    pending = [name for root in roots if root in nodes for name in _called(nodes[root])]
-    seen: set[str] = set()
-    while pending:
-        name = pending.pop()
-        if name in seen or name not in functions:
-            continue
-        seen.add(name)
-        for node in functions[name].node_def:
-            pending.extend(_called(node))
-    return seen
-
-
 def _saver_scope(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
     """The main-graph name scope of a TF1 saver (``save/``), from its restore op."""
     name = mg.saver_def.restore_op_name
@@ -244,7 +220,7 @@ def scan(mg: meta_graph_pb2.MetaGraphDef) -> list[OpUse]:
     """Every flagged op of the meta graph (graph and functions), grouped by family and op."""
     family_of = {op: family for family, (_, _, ops) in FAMILIES.items() for op in ops}
     scope = _saver_scope(mg)
-    saver_functions = _saver_functions(mg)
+    saver_functions = reach.saver_functions(mg)
     found: dict[tuple[str, str], list[str]] = {}
 
     def visit(node: graph_pb2.NodeDef, function: str | None) -> None:

@@ -153,9 +153,16 @@ def strip_default_attrs(src_url: str, dst_url: str, **kwargs: Any) -> TransformR
     return rewrite(src_url, dst_url, attrs.strip_default_attrs, **kwargs)
 
 
-def add_default_attrs(src_url: str, dst_url: str, **kwargs: Any) -> TransformResult:
-    """Copy a model with every missing attr default filled in (the inverse of stripping)."""
-    return rewrite(src_url, dst_url, attrs.add_default_attrs, **kwargs)
+def add_default_attrs(
+    src_url: str, dst_url: str, *, release: str | None = None, **kwargs: Any
+) -> TransformResult:
+    """Copy a model with every missing attr default filled in, as TensorFlow ``release`` (default:
+    the newest shipped) fills them in on load: the inverse of stripping."""
+
+    def add_default_attrs(meta_graph: meta_graph_pb2.MetaGraphDef) -> attrs.RewriteStats:
+        return attrs.add_default_attrs(meta_graph, release=release)
+
+    return rewrite(src_url, dst_url, add_default_attrs, **kwargs)
 
 
 def clear_devices(src_url: str, dst_url: str, **kwargs: Any) -> TransformResult:

@@ -20,7 +20,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location, schemas
 from airflow_savedmodel.errors import FormatError, MissingFileError, NotFoundError, SavedModelError
-from airflow_savedmodel.format import attrs, compat, dtypes, opdefs, tensor_proto
+from airflow_savedmodel.format import attrs, compat, dtypes, loadability, opdefs, reach, tensor_proto
 from airflow_savedmodel.format import op_policy as op_policy_module
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
 from airflow_savedmodel.format.model import (
@@ -35,7 +35,7 @@ from airflow_savedmodel.format.model import (
     parse_tags,
 )
 from airflow_savedmodel.format.signatures import DEFAULT_SERVING_KEY, RESERVED_KEYS
-from airflow_savedmodel.protos import graph_pb2, types_pb2
+from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2, types_pb2
 
 ERROR = "error"
 WARNING = "warning"
@@ -54,6 +54,7 @@ FINDING_CODES = {
     "required-signature-missing": "a signature the caller requires is not in the meta graph",
     "signature-tensor-missing": "a signature names a tensor whose node is not in the graph",
     "signature-output-index": "a signature names an output index the node does not have",
+    "signature-input-unfed": "a signature output depends on a placeholder that is not one of its inputs (every request fails)",
     "signature-dtype-mismatch": "a signature's dtype differs from what the producing node outputs",
     "variables-missing": "the graph restores variables but the model has no variables (half-copied?)",
     "variables-index-unreadable": "variables.index is missing, truncated or corrupt",
@@ -62,7 +63,8 @@ FINDING_CODES = {
     "variables-checksum-mismatch": "a tensor's bytes do not match their crc32c (deep check)",
     "variables-slices-inconsistent": "a partitioned variable's slices do not tile its full shape",
     "variable-not-in-bundle": "the graph restores a variable the bundle does not hold",
-    "asset-missing": "an asset the meta graph names is not under assets/",
+    "asset-missing": "an asset an op reads is not under assets/ (the loader's init op fails)",
+    "asset-missing-unread": "an asset the meta graph names is not under assets/, but no op reads it",
     "asset-path-escapes": "an asset file name is absolute or leaves assets/ ('..', separators)",
     "expect-signature-missing": "the expected signature is not in the model",
     "expect-method-mismatch": "the signature's method name differs from the expected one",
@@ -75,7 +77,10 @@ FINDING_CODES = {
     "op-unknown-in-target": "an op the target TensorFlow release does not register",
     "attr-default-unknown-in-target": "a default-valued attr the target release does not know (fix: strip_default_attrs)",
     "attr-unknown-in-target": "an attr with a non-default value the target release does not know",
-    "device-pinned-accelerator": "a node is pinned to a GPU or TPU while the target serves on CPU",
+    "device-pinned-accelerator": "a node is pinned to a device the target server lacks (a GPU or TPU on a CPU server)",
+    "op-no-kernel": "an op the target release registers but cannot run on the target device (no kernel for the node's types)",
+    "release-range-unmet": "a release in the required range cannot serve the model on the target device",
+    "graph-version-unsupported": "the GraphDef's version stamp is outside the range the target release loads",
     "saved-model-too-large": "saved_model.pb exceeds the 2 GiB protobuf limit",
     "saved-model-large": "saved_model.pb is over the size threshold (large constants in the graph?)",
     "op-reads-files": "an op reads files (ReadFile, readers, file datasets, restores outside the saver)",
@@ -113,6 +118,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # With releases=True: {"2.21": {"cpu": [reasons], "gpu": [reasons]}, ...}, no reasons = it serves.
+    releases: dict[str, dict[str, list[str]]] | None = None
 
     @property
     def valid(self) -> bool:
@@ -151,6 +158,21 @@ class Report:
             "checks": self.checks,
             "stats": self.stats,
             "findings": [asdict(f) for f in self.findings],
+            **({"releases": self.release_table()} if self.releases is not None else {}),
+        }
+
+    def serves_on(self, device: str) -> str:
+        """The shipped releases that can serve the model on ``device``, as ranges ("2.15-2.21")."""
+        return loadability.serving_range((r, not by[device]) for r, by in (self.releases or {}).items())
+
+    def release_table(self) -> dict[str, Any]:
+        """The release range for JSON: per device the ranges, and per release why not."""
+        return {
+            "serves_on": {device: self.serves_on(device) for device in loadability.DEVICES},
+            "by_release": {
+                release: {device: {"serves": not why, "why_not": why} for device, why in by.items()}
+                for release, by in (self.releases or {}).items()
+            },
         }
 
     def to_text(self) -> str:
@@ -163,6 +185,14 @@ class Report:
         if not self.findings:
             lines.append("  no findings")
         lines.append("checked: " + ", ".join(self.checks))
+        if self.releases is not None:
+            lines.append(
+                "serves on: " + "; ".join(f"{d.upper()} {self.serves_on(d)}" for d in loadability.DEVICES)
+            )
+            for release, by in self.releases.items():
+                for device, why in by.items():
+                    if why:
+                        lines.append(f"  {release} {device.upper()}: " + "; ".join(why))
         return "\n".join(lines)
 
     def add(self, severity: str, code: str, message: str, **kw: Any) -> None:
@@ -185,6 +215,8 @@ class Checks:
     size_warning_bytes: int = DEFAULT_SIZE_WARNING
     op_policy: Mapping[str, Any] | str | None = None
     compatible_with: str | location.Location | SavedModel | compat.Baseline | None = None
+    releases: bool = False
+    require_releases: str | None = None
 
     def run(self, model: str | location.Location | SavedModel, **where: Any) -> Report:
         """Validate ``model`` with these checks (``where``: storage_options or fs for a URL)."""
@@ -246,6 +278,8 @@ def validate(
     size_warning_bytes: int = DEFAULT_SIZE_WARNING,
     op_policy: Mapping[str, Any] | str | None = None,
     compatible_with: str | location.Location | SavedModel | compat.Baseline | None = None,
+    releases: bool = False,
+    require_releases: str | None = None,
     storage_options: dict[str, Any] | None = None,
     fs: AbstractFileSystem | None = None,
 ) -> Report:
@@ -256,7 +290,13 @@ def validate(
 
     ``url`` may be an open SavedModel (e.g. a rewrite plan's model, checked before it is written);
     it is left open. ``compatible_with`` (a model: URL, Location or open) makes every change to
-    the served meta graph's signatures that breaks that model's clients an error (format/compat.py)."""
+    the served meta graph's signatures that breaks that model's clients an error (format/compat.py).
+
+    The target is TensorFlow ``target_tf`` on ``target_device`` (default: the newest release the
+    package ships, on CPU): what a current CPU TF Serving does, device pinning included.
+    ``releases`` adds, for every shipped release and device, whether it can serve the model and
+    why not (``report.releases``); ``require_releases`` ("2.15-2.21", "2.15+" or "2.15") makes each
+    release in that range that cannot serve it on ``target_device`` an error."""
     policy = op_policy_module.parse(op_policy)
     spec = load_spec(expect) if expect is not None else None
     if isinstance(url, SavedModel):
@@ -310,9 +350,11 @@ def validate(
             report.checks.append("signature contract")
             if served is not None:
                 _contract(served, spec, strict, report)
-        if target_tf is not None:
-            report.checks.append(f"target TensorFlow {opdefs.normalize(target_tf)} ({target_device})")
-            _target(model, opdefs.normalize(target_tf), target_device, report)
+        release = opdefs.normalize(target_tf) if target_tf else opdefs.latest()
+        report.checks.append(f"target TensorFlow {release} ({target_device})")
+        _target(model, release, target_device, report)
+        if releases or require_releases:
+            _releases(model, served, report, require_releases, target_device)
         if policy is not None:
             _op_policy(model, policy, report)
         _size(model, report, size_warning_bytes)
@@ -403,6 +445,40 @@ def _signatures_against_graph(mg: MetaGraph, report: Report) -> None:
                     _check_tensor(
                         mg, nodes, registry, report, key=key, where=where, tensor=tensor, dtype=dtype
                     )
+        if key not in RESERVED_KEYS:  # the init op's asset placeholders are the loader's to feed
+            _unfed_placeholders(mg, key, sig, report)
+
+
+def _tensor_names(info: meta_graph_pb2.TensorInfo) -> list[str]:
+    """Every graph tensor a signature entry names (dense, sparse parts, composite components)."""
+    encoding = info.WhichOneof("encoding")
+    if encoding == "name":
+        return [info.name]
+    if encoding == "coo_sparse":
+        coo = info.coo_sparse
+        return [coo.values_tensor_name, coo.indices_tensor_name, coo.dense_shape_tensor_name]
+    if encoding == "composite_tensor":
+        return [n for component in info.composite_tensor.components for n in _tensor_names(component)]
+    return []
+
+
+def _unfed_placeholders(mg: MetaGraph, key: str, sig: meta_graph_pb2.SignatureDef, report: Report) -> None:
+    """A request feeds only the signature's inputs: an output that needs another placeholder
+    fails every request ("You must feed a value for placeholder tensor")."""
+    fed = {reach.node_name(t) for info in sig.inputs.values() for t in _tensor_names(info)}
+    for name, info in sorted(sig.outputs.items()):
+        needed = reach.upstream(mg.proto.graph_def, _tensor_names(info), fed)
+        unfed = sorted(n.name for n in needed if n.op == "Placeholder" and n.name not in fed)
+        if unfed:
+            report.add(
+                ERROR,
+                "signature-input-unfed",
+                f"signature {key!r} output {name!r} needs placeholder {unfed[0]!r}"
+                + (f" (and {len(unfed) - 1} more)" if len(unfed) > 1 else "")
+                + ", which is not among the signature's inputs: every request fails "
+                '("You must feed a value for placeholder tensor")',
+                tags=sorted(mg.tags),
+            )
 
 
 def _check_tensor(
@@ -447,16 +523,22 @@ def _check_tensor(
 
 
 def restored_variables(mg: MetaGraph) -> set[str]:
-    """Checkpoint keys the graph's restore ops read (TF1 saver graphs and TF2 restore functions)."""
+    """Checkpoint keys the serving loader reads: those of the restore ops on the saver's restore
+    path (format/reach.py), in the main graph and in the functions it calls. Restore functions
+    nothing calls (an orphan ``__inference__traced_restore``) are not consulted."""
     keys: set[str] = set()
-    scopes: list[Iterable[graph_pb2.NodeDef]] = [mg.proto.graph_def.node]
-    scopes += [f.node_def for f in mg.proto.graph_def.library.function]
-    for scope in scopes:
-        by_name = {n.name: n for n in scope}
-        for node in by_name.values():
+    path, functions = reach.restore_path(mg.proto)
+    graph = mg.proto.graph_def
+    main = {n.name: n for n in graph.node}
+    scopes: list[tuple[Iterable[graph_pb2.NodeDef], dict[str, graph_pb2.NodeDef]]] = [(path, main)]
+    for function in graph.library.function:
+        if function.signature.name in functions:
+            scopes.append((function.node_def, {n.name: n for n in function.node_def}))
+    for nodes, by_name in scopes:
+        for node in nodes:
             if node.op not in ("RestoreV2", "Restore", "RestoreSlice") or len(node.input) < 2:
                 continue
-            const = by_name.get(node.input[1].split(":", 1)[0])
+            const = by_name.get(reach.node_name(node.input[1]))
             if const is None or const.op != "Const" or "value" not in const.attr:
                 continue
             try:
@@ -542,6 +624,7 @@ def _assets(model: SavedModel, report: Report) -> None:
     present = set(model.list_files(ASSETS_DIR))
     for mg in model.meta_graphs:
         unique = {a.filename: a for a in reversed(mg.assets())}  # TF1 collections may repeat an asset
+        read = _read_asset_tensors(mg)
         for asset in reversed(unique.values()):
             name = asset.filename
             escapes = (
@@ -561,7 +644,7 @@ def _assets(model: SavedModel, report: Report) -> None:
                     f"asset file name {name!r} does not stay inside assets/",
                     tags=sorted(mg.tags),
                 )
-            elif name not in present:
+            elif name not in present and asset.tensor_name in read:
                 report.add(
                     ERROR,
                     "asset-missing",
@@ -569,6 +652,31 @@ def _assets(model: SavedModel, report: Report) -> None:
                     tags=sorted(mg.tags),
                     file=model.file(ASSETS_DIR, name),
                 )
+            elif name not in present:
+                report.add(
+                    WARNING,
+                    "asset-missing-unread",
+                    f"asset {name!r} (fed to {asset.tensor_name}) is not under assets/; no op reads it, "
+                    "so TensorFlow loads the model",
+                    tags=sorted(mg.tags),
+                    file=model.file(ASSETS_DIR, name),
+                )
+
+
+def _read_asset_tensors(mg: MetaGraph) -> set[str]:
+    """Tensor names of the assets some op reads: the asset's tensor feeds a node of the main graph
+    (a TF1 table initializer, a TF2 init call), or its SavedAsset is bound to a TF2 function."""
+    graph = mg.proto.graph_def
+    consumed = {reach.node_name(i) for node in graph.node for i in node.input}
+    read = {a.tensor_name for a in mg.assets() if reach.node_name(a.tensor_name) in consumed}
+    objects = mg.proto.object_graph_def
+    bound = {i for f in objects.concrete_functions.values() for i in f.bound_inputs}
+    for node_id in bound:
+        if 0 <= node_id < len(objects.nodes) and objects.nodes[node_id].HasField("asset"):
+            index = objects.nodes[node_id].asset.asset_file_def_index
+            if 0 <= index < len(mg.proto.asset_file_def):
+                read.add(mg.proto.asset_file_def[index].tensor_info.name)
+    return read
 
 
 def _shape_matches(expected: Any, actual: tuple[int, ...] | None) -> bool:
@@ -650,55 +758,63 @@ def _op_policy(model: SavedModel, policy: op_policy_module.Policy, report: Repor
 
 
 def _target(model: SavedModel, release: str, device: str, report: Report) -> None:
-    target = opdefs.registry(release)
     for mg in model.meta_graphs:
-        tags = sorted(mg.tags)
-        producer = attrs.registry_for(mg.proto)
-        unknown_ops: dict[str, int] = {}
-        unknown_attrs: dict[tuple[str, str, bool], int] = {}
-        for node in attrs.op_nodes(mg.proto.graph_def):
-            if device == "cpu" and any(x in node.device.upper() for x in ("GPU", "TPU")):
-                report.add(
-                    WARNING,
-                    "device-pinned-accelerator",
-                    f"node {node.name!r} is pinned to {node.device}",
-                    tags=tags,
-                    fix="clear_devices",
-                )
-            op_def = target.get(node.op)
-            if op_def is None:
-                unknown_ops[node.op] = unknown_ops.get(node.op, 0) + 1
-                continue
-            known = {a.name for a in op_def.attr}
-            for name, value in node.attr.items():
-                if name.startswith("_") or name in known:
-                    continue
-                default = attrs.default_value(producer[node.op], name) if node.op in producer else None
-                fixable = default is not None and attrs.attr_equal(value, default)
-                unknown_attrs[(node.op, name, fixable)] = unknown_attrs.get((node.op, name, fixable), 0) + 1
-        for op, count in sorted(unknown_ops.items()):
-            report.add(
-                ERROR,
-                "op-unknown-in-target",
-                f"op {op} ({count} nodes) is not registered in TensorFlow {release}",
-                tags=tags,
-            )
-        for (op, name, fixable), count in sorted(unknown_attrs.items()):
-            if fixable:
-                report.add(
-                    ERROR,
-                    "attr-default-unknown-in-target",
-                    f"{op}.{name} ({count} nodes) carries its default value but TensorFlow {release} does not know the attr",
-                    tags=tags,
-                    fix="strip_default_attrs",
-                )
-            else:
-                report.add(
-                    ERROR,
-                    "attr-unknown-in-target",
-                    f"{op}.{name} ({count} nodes) is set to a non-default value and TensorFlow {release} does not know the attr",
-                    tags=tags,
-                )
+        for problem in loadability.problems(mg.proto, release, device):
+            report.add(ERROR, problem.code, problem.message, tags=sorted(mg.tags), fix=problem.fix)
+
+
+def parse_release_range(text: str) -> list[str]:
+    """Shipped releases in ``"2.15-2.21"``, ``"2.15+"`` (and newer) or ``"2.15"`` (that one)."""
+    shipped = opdefs.releases()
+
+    def key(release: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in opdefs.normalize(release).split("."))
+
+    text = text.strip()
+    try:
+        if text.endswith("+"):
+            low, high = key(text[:-1]), key(shipped[-1])
+        elif "-" in text:
+            first, last = text.split("-", 1)
+            low, high = key(first), key(last)
+        else:
+            low = high = key(text)
+    except ValueError:
+        raise FormatError(f"release range {text!r} is not like 2.15-2.21, 2.15+ or 2.15") from None
+    wanted = [r for r in shipped if low <= key(r) <= high]
+    if not wanted:
+        raise NotFoundError(f"no shipped release in {text!r}; shipped: {', '.join(shipped)}")
+    return wanted
+
+
+def _releases(
+    model: SavedModel, served: MetaGraph | None, report: Report, required: str | None, device: str
+) -> None:
+    """Every shipped release on every device: can it serve the served meta graph (or every one)?"""
+    graphs = [served] if served is not None else model.meta_graphs
+    table: dict[str, dict[str, list[str]]] = {}
+    for release in opdefs.releases():
+        table[release] = {}
+        for each in loadability.DEVICES:
+            reasons: list[str] = []
+            for mg in graphs:
+                reasons += [p.reason for p in loadability.problems(mg.proto, release, each)]
+            table[release][each] = list(dict.fromkeys(reasons))
+    report.releases = table
+    report.checks.append("release range")
+    if required is None:
+        return
+    wanted = parse_release_range(required)
+    device_key = device if device in loadability.DEVICES else "cpu"
+    failing = [r for r in wanted if table[r][device_key]]
+    if failing:
+        why = "; ".join(f"{r}: {', '.join(table[r][device_key])}" for r in failing)
+        report.add(
+            ERROR,
+            "release-range-unmet",
+            f"required TensorFlow {required} on {device_key.upper()}, but it serves on "
+            f"{report.serves_on(device_key)}; {why}",
+        )
 
 
 def _compatibility(

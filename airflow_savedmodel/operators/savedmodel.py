@@ -127,9 +127,12 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     :param tag_set: the meta graph TF Serving loads, comma-separated tags (templated).
     :param required_signatures: signature keys clients call; missing ones are errors.
     :param deep: also read every variables shard and check its checksums.
-    :param target_tf: a TensorFlow Serving release ("2.12") whose op registry must know every
-        op and attr the model uses; None skips the check (templated).
+    :param target_tf: the TensorFlow Serving release ("2.12") that must load the model: every op
+        and attr known, a kernel for every node on ``target_device``, no node pinned to a device
+        the server lacks; None: the newest release the package ships (templated).
     :param target_device: "cpu" or "gpu": the device the target's kernels are checked for.
+    :param require_releases: releases that must all serve the model on ``target_device``, e.g.
+        "2.15-2.21" or "2.15+"; the report lists every shipped release's verdict (templated).
     :param expect: a signature spec (dict, or a JSON file URL) the model must match (templated).
     :param strict: treat warnings as errors.
     :param op_policy: which op families (file-read, file-write, python, network, debug) or ops
@@ -138,7 +141,14 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     :param savedmodel_conn_id: connection for ``url`` (templated).
     """
 
-    template_fields: Sequence[str] = ("url", "tag_set", "target_tf", "expect", "savedmodel_conn_id")
+    template_fields: Sequence[str] = (
+        "url",
+        "tag_set",
+        "target_tf",
+        "require_releases",
+        "expect",
+        "savedmodel_conn_id",
+    )
     ui_color = "teal.500"
 
     def __init__(
@@ -150,6 +160,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         deep: bool = False,
         target_tf: str | None = None,
         target_device: str = "cpu",
+        require_releases: str | None = None,
         expect: str | Mapping[str, Any] | None = None,
         strict: bool = False,
         op_policy: Mapping[str, Any] | str | None = None,
@@ -157,6 +168,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_releases = require_releases or None
         self.op_policy = op_policy
         self.url = url
         self.tag_set = tag_set
@@ -180,6 +192,8 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
             expect=self.expect or None,
             strict=self.strict,
             op_policy=self.op_policy,
+            releases=bool(self.require_releases),
+            require_releases=self.require_releases or None,
         )
         report = _hook(self.savedmodel_conn_id).validate(self.url, checks)
         context["ti"].xcom_push(key="report", value=report.to_json())
@@ -460,7 +474,11 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param deep: validation reads every variables shard.
     :param tag_set: the meta graph TF Serving loads.
     :param required_signatures: signature keys clients call.
-    :param target_tf: the TensorFlow Serving release that must load the model (templated).
+    :param target_tf: the TensorFlow Serving release that must load the model (default: the
+        newest the package ships) (templated).
+    :param target_device: "cpu" or "gpu": the serving device whose kernels are checked.
+    :param require_releases: releases that must all serve the model on ``target_device``, e.g.
+        "2.15-2.21" or "2.15+"; nothing is published otherwise (templated).
     :param expect: a signature spec the model must match (templated).
     :param op_policy: the op scan's policy (see SavedModelValidateOperator); a model that
         breaks it is not published.
@@ -490,6 +508,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "base_path",
         "version",
         "target_tf",
+        "require_releases",
         "expect",
         "strip_default_attrs",
         "clear_devices",
@@ -522,6 +541,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         tag_set: str = "serve",
         required_signatures: Collection[str] = ("serving_default",),
         target_tf: str | None = None,
+        target_device: str = "cpu",
+        require_releases: str | None = None,
         expect: str | Mapping[str, Any] | None = None,
         op_policy: Mapping[str, Any] | str | None = None,
         serving_config: str | None = None,
@@ -551,6 +572,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         self.validate, self.deep, self.tag_set = validate, deep, tag_set
         self.required_signatures = tuple(required_signatures)
         self.target_tf, self.expect = target_tf or None, expect or None
+        self.target_device, self.require_releases = target_device, require_releases or None
         self.op_policy = op_policy
         self.source_conn_id = _renamed_conn_id(source_conn_id, savedmodel_conn_id, type(self).__name__)
         self.dest_conn_id = dest_conn_id
@@ -573,8 +595,11 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 required_signatures=self.required_signatures,
                 deep=self.deep,
                 target_tf=self.target_tf,
+                target_device=self.target_device,
                 expect=self.expect,
                 op_policy=self.op_policy,
+                releases=bool(self.require_releases),
+                require_releases=self.require_releases or None,
             )
         with tempfile.TemporaryDirectory(prefix="savedmodel-export-") as tmp:
             src_hook = _hook(self.source_conn_id)

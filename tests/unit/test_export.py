@@ -93,7 +93,7 @@ def test_an_invalid_rewrite_is_reported_and_nothing_is_written(tmp_path: Path) -
     result = export(
         resolve(str(src)),
         resolve(str(base)),
-        rewrites=["strip_default_attrs"],
+        rewrites=["clear_devices", "strip_default_attrs"],
         checks=Checks(required_signatures=("predict_v2",)),
     )
     assert result.published is None and result.report is not None
@@ -178,7 +178,7 @@ def test_export_adds_warmup_requests_checked_with_the_model(tmp_path: Path) -> N
     result = export(
         resolve(str(src)),
         resolve(str(tmp_path / "base")),
-        rewrites=["strip_default_attrs"],
+        rewrites=["clear_devices", "strip_default_attrs"],
         checks=Checks(),
         warmup=Warmup(inputs, count=3),
     )
@@ -222,7 +222,23 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
     base = tmp_path / "base"
     assert main(["export", str(src), str(base), "--warmup-inputs", str(bad)]) == 1
     assert "input 'x' has shape [3, 5]; the signature takes (-1, 4)" in capsys.readouterr().err
-    assert main(["export", str(src), str(base), "--warmup-inputs", str(npz), "--warmup-count", "5"]) == 0
+    assert main(["export", str(src), str(base), "--warmup-inputs", str(npz), "--warmup-count", "5"]) == 1
+    assert "device-pinned-accelerator" in capsys.readouterr().out  # a CPU server could not place it
+    assert (
+        main(
+            [
+                "export",
+                str(src),
+                str(base),
+                "--warmup-inputs",
+                str(npz),
+                "--warmup-count",
+                "5",
+                "--clear-devices",
+            ]
+        )
+        == 0
+    )
     data = (base / "1" / warmup.WARMUP_FILE).read_bytes()
     assert len(list(warmup.records(__import__("io").BytesIO(data), len(data)))) == 5
     (tmp_path / "pickled.npz").write_bytes(b"PK\x03\x04 not really")
@@ -239,7 +255,7 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
 def validate_clean(model: Path) -> bool:
     from airflow_savedmodel.format.validate import validate
 
-    report = validate(str(model))
+    report = validate(str(model), target_device="gpu")  # its one node is pinned to a GPU
     return report.valid and "warmup requests" in report.checks
 
 

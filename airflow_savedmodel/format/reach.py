@@ -1,0 +1,97 @@
+"""What a loader actually runs: the nodes an op depends on and the library functions they call.
+
+TensorFlow's loaders never run a SavedModel's graph whole. TF Serving's (TF1 session) loader
+places every node of the graph, then runs the saver's restore op and the init op; signatures run
+at request time, and a library function is instantiated only when a node calls it. So an
+``__inference__traced_restore_*`` function nothing calls is never consulted, and an asset whose
+tensor no op reads is never opened. Restore analysis, kernel checks and asset checks follow
+these paths instead of every NodeDef in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2
+
+
+def called(node: graph_pb2.NodeDef, functions: Iterable[str] = ()) -> Iterator[str]:
+    """Names of the functions ``node`` calls: its op when the op is a library function (pass the
+    library's names as ``functions``), and every function-valued attr (``f``, branches, bodies)."""
+    if node.op in functions:
+        yield node.op
+    for value in node.attr.values():
+        if value.HasField("func"):
+            yield value.func.name
+        for func in value.list.func:
+            yield func.name
+
+
+def functions_called(graph: graph_pb2.GraphDef, nodes: Iterable[graph_pb2.NodeDef]) -> set[str]:
+    """Library functions ``nodes`` call, transitively through the bodies of those functions."""
+    library = {f.signature.name: f for f in graph.library.function}
+    pending = [name for node in nodes for name in called(node, library)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in library:
+            continue
+        seen.add(name)
+        pending += [callee for node in library[name].node_def for callee in called(node, library)]
+    return seen
+
+
+def node_name(tensor_or_input: str) -> str:
+    """``"^a"``, ``"a:1"`` or ``"a"`` -> ``"a"``."""
+    return tensor_or_input.lstrip("^").split(":", 1)[0]
+
+
+def upstream(
+    graph: graph_pb2.GraphDef, roots: Iterable[str], fed: Iterable[str] = ()
+) -> list[graph_pb2.NodeDef]:
+    """The main graph's nodes that running ``roots`` (node or tensor names) runs: the roots and
+    everything they depend on through data and control inputs, except above the ``fed`` nodes
+    (a session fed a tensor does not compute it)."""
+    nodes = {n.name: n for n in graph.node}
+    cut = {node_name(f) for f in fed}
+    pending = [node_name(r) for r in roots if r]
+    seen: dict[str, graph_pb2.NodeDef] = {}
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen[name] = nodes[name]
+        if name not in cut:
+            pending += [node_name(i) for i in nodes[name].input]
+    return list(seen.values())
+
+
+def restore_path(mg: meta_graph_pb2.MetaGraphDef) -> tuple[list[graph_pb2.NodeDef], set[str]]:
+    """What the TF1 session loader (TF Serving's) runs to restore variables: the saver's restore
+    op with everything it depends on, and the library functions those nodes call (a TF2 export's
+    restore op calls its ``__inference__traced_restore`` function). Empty without a saver."""
+    if not mg.saver_def.restore_op_name:
+        return [], set()
+    nodes = upstream(mg.graph_def, [mg.saver_def.restore_op_name])
+    return nodes, functions_called(mg.graph_def, nodes)
+
+
+def saver_functions(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:
+    """Functions the saver's save and restore ops call, transitively."""
+    nodes = {n.name: n for n in mg.graph_def.node}
+    roots = [mg.saver_def.restore_op_name, node_name(mg.saver_def.save_tensor_name)]
+    return functions_called(mg.graph_def, [nodes[r] for r in roots if r in nodes])
+
+
+def placed(mg: meta_graph_pb2.MetaGraphDef) -> Iterator[tuple[str | None, graph_pb2.NodeDef]]:
+    """``(function or None, node)`` for every node a serving loader places or may instantiate:
+    the whole main graph (the session places it whole when it is created), and the bodies of the
+    functions its nodes call; functions nothing calls are left out."""
+    library = {f.signature.name: f for f in mg.graph_def.library.function}
+    for node in mg.graph_def.node:
+        if node.op not in library:
+            yield None, node
+    for name in sorted(functions_called(mg.graph_def, mg.graph_def.node)):
+        for node in library[name].node_def:
+            if node.op not in library:
+                yield name, node
