@@ -149,3 +149,19 @@ def test_an_output_that_needs_a_placeholder_the_signature_does_not_take(tmp_path
         "signature 'serving_default' output 'y' needs placeholder 'mask', which is not among the signature's inputs"
     )
     assert validate(str(_model(tmp_path / "fed", masked(True)))).valid
+
+
+def test_add_takes_the_target_releases_defaults(tmp_path: Path) -> None:
+    """``strip-default-attrs --add``: the defaults the loading release's importer adds (MatMul's
+    grad_a/grad_b exist from 2.16 on), not those of whichever registry wrote the model."""
+    from airflow_savedmodel.cli import main
+
+    src = _model(tmp_path)
+    for release, expected in (("2.12", False), ("2.21", True), (None, True)):
+        dst = tmp_path / f"added-{release}"
+        flags = ["--target-tf", release] if release else []
+        assert main(["strip-default-attrs", str(src), str(dst), "--add", *flags]) == 0
+        proto = meta_graph_pb2.SavedModel.FromString((dst / "saved_model.pb").read_bytes())
+        matmul = next(n for n in proto.meta_graphs[0].graph_def.node if n.op == "MatMul")
+        assert ("grad_a" in matmul.attr) is expected, release
+        assert "transpose_a" in matmul.attr
