@@ -30,12 +30,14 @@ class Problem:
     count: int = 1
 
 
-def _with_defaults(node: graph_pb2.NodeDef, op_def: graph_pb2.OpDef) -> dict[str, graph_pb2.AttrValue]:
-    values = dict(node.attr)
-    for attr_def in op_def.attr:
-        if attr_def.name not in values and attr_def.HasField("default_value"):
-            values[attr_def.name] = attr_def.default_value
-    return values
+def _value_key(value: graph_pb2.AttrValue | None) -> object:
+    """A hashable stand-in for an attr value as kernel constraints see it."""
+    if value is None:
+        return None
+    kind = value.WhichOneof("value")
+    if kind == "list":
+        return ("list", tuple(value.list.type), tuple(value.list.i), tuple(value.list.s), tuple(value.list.b))
+    return (kind, getattr(value, kind)) if kind in ("type", "i", "s", "b") else (kind,)
 
 
 def _allowed(value: graph_pb2.AttrValue, allowed: graph_pb2.AttrValue) -> bool:
@@ -82,10 +84,14 @@ def _describe_types(values: dict[str, graph_pb2.AttrValue], kernels: list[kernel
 
 
 def problems(
-    mg: meta_graph_pb2.MetaGraphDef, release: str | None = None, device: str = "cpu"
+    mg: meta_graph_pb2.MetaGraphDef,
+    release: str | None = None,
+    device: str = "cpu",
+    placed: list[tuple[str | None, graph_pb2.NodeDef]] | None = None,
 ) -> list[Problem]:
     """Why TensorFlow ``release`` (default: the newest shipped) cannot serve ``mg`` on a ``device``
-    ("cpu" or "gpu") server; empty when it can."""
+    ("cpu" or "gpu") server; empty when it can. ``placed``: ``list(reach.placed(mg))``, when
+    the caller asks about several releases."""
     release = opdefs.normalize(release) if release else opdefs.latest()
     target = opdefs.registry(release)
     kernels = opdefs.kernels(release)
@@ -95,37 +101,53 @@ def problems(
     unknown_attrs: dict[tuple[str, str, bool], int] = {}
     no_kernel: dict[tuple[str, str, str], int] = {}
     pinned: dict[str, list[str]] = {}
-    for function, node in reach.placed(mg):
-        where = f"{function}/{node.name}" if function else node.name
-        if (
-            (device == "cpu" and any(x in node.device.upper() for x in ("GPU", "TPU")))
-            or (device != "tpu" and "TPU" in node.device.upper())
-            or (device == "tpu" and "GPU" in node.device.upper())
+    # Graphs repeat a few ops with a few type combinations thousands of times: each op's known
+    # attrs and constrained attrs are worked out once, and each distinct (op, device, label,
+    # constrained values) is matched against the kernels once.
+    ops: dict[str, tuple[set[str], tuple[str, ...], dict[str, graph_pb2.AttrValue]]] = {}
+    matched: dict[tuple[object, ...], tuple[bool, str]] = {}
+    for function, node in reach.placed(mg) if placed is None else placed:
+        pin = node.device.upper()
+        if pin and (
+            (device == "cpu" and ("GPU" in pin or "TPU" in pin))
+            or (device != "tpu" and "TPU" in pin)
+            or (device == "tpu" and "GPU" in pin)
         ):
-            pinned.setdefault(node.device, []).append(where)
+            pinned.setdefault(node.device, []).append(f"{function}/{node.name}" if function else node.name)
         op_def = target.get(node.op)
         if op_def is None:
             unknown_ops[node.op] = unknown_ops.get(node.op, 0) + 1
             continue
-        known = {a.name for a in op_def.attr}
-        for name, value in node.attr.items():
+        if node.op not in ops:
+            constrained = tuple(sorted({c.name for k in kernels.get(node.op, []) for c in k.constraint}))
+            defaults = {a.name: a.default_value for a in op_def.attr if a.HasField("default_value")}
+            ops[node.op] = ({a.name for a in op_def.attr}, constrained, defaults)
+        known, constrained, defaults = ops[node.op]
+        for name in node.attr:
             if name.startswith("_") or name in known:
                 continue
             default = attrs.default_value(producer[node.op], name) if node.op in producer else None
-            fixable = default is not None and attrs.attr_equal(value, default)
+            fixable = default is not None and attrs.attr_equal(node.attr[name], default)
             unknown_attrs[(node.op, name, fixable)] = unknown_attrs.get((node.op, name, fixable), 0) + 1
-        if device == "tpu" and "TPU" in node.device.upper():
+        if device == "tpu" and "TPU" in pin:
             continue  # TPU kernels are not in the shipped registries
         label = node.attr["_kernel"].s.decode("utf-8", "replace") if "_kernel" in node.attr else ""
         types = _device_types(device, node)
-        candidates = [
-            k for k in kernels.get(node.op, []) if k.device_type in (*types, "DEFAULT") and k.label == label
-        ]
-        values = _with_defaults(node, op_def)
-        if not any(kernel_matches(k, values) for k in candidates):
-            detail = _describe_types(values, candidates) if candidates else ""
-            key = (node.op, "/".join(types), detail)
-            no_kernel[key] = no_kernel.get(key, 0) + 1
+        values = {n: node.attr[n] if n in node.attr else defaults.get(n) for n in constrained}
+        key = (node.op, types, label, *(_value_key(v) for v in values.values()))
+        if key not in matched:
+            candidates = [
+                k
+                for k in kernels.get(node.op, [])
+                if k.device_type in (*types, "DEFAULT") and k.label == label
+            ]
+            present = {n: v for n, v in values.items() if v is not None}
+            ok = any(kernel_matches(k, present) for k in candidates)
+            matched[key] = (ok, "" if ok or not candidates else _describe_types(present, candidates))
+        ok, detail = matched[key]
+        if not ok:
+            problem = (node.op, "/".join(types), detail)
+            no_kernel[problem] = no_kernel.get(problem, 0) + 1
     for op, count in sorted(unknown_ops.items()):
         found.append(
             Problem(

@@ -793,12 +793,13 @@ def _releases(
     """Every shipped release on every device: can it serve the served meta graph (or every one)?"""
     graphs = [served] if served is not None else model.meta_graphs
     table: dict[str, dict[str, list[str]]] = {}
+    placed = [list(reach.placed(mg.proto)) for mg in graphs]
     for release in opdefs.releases():
         table[release] = {}
         for each in loadability.DEVICES:
             reasons: list[str] = []
-            for mg in graphs:
-                reasons += [p.reason for p in loadability.problems(mg.proto, release, each)]
+            for mg, nodes in zip(graphs, placed, strict=True):
+                reasons += [p.reason for p in loadability.problems(mg.proto, release, each, nodes)]
             table[release][each] = list(dict.fromkeys(reasons))
     report.releases = table
     report.checks.append("release range")
