@@ -146,7 +146,7 @@ def problems(
             matched[key] = (ok, "" if ok or not candidates else _describe_types(present, candidates))
         ok, detail = matched[key]
         if not ok:
-            problem = (node.op, "/".join(types), detail)
+            problem = (node.op, " or ".join(types), detail)
             no_kernel[problem] = no_kernel.get(problem, 0) + 1
     for op, count in sorted(unknown_ops.items()):
         found.append(

@@ -190,9 +190,12 @@ class Report:
                 "serves on: " + "; ".join(f"{d.upper()} {self.serves_on(d)}" for d in loadability.DEVICES)
             )
             for release, by in self.releases.items():
+                reasons: dict[tuple[str, ...], list[str]] = {}  # one line when devices agree
                 for device, why in by.items():
                     if why:
-                        lines.append(f"  {release} {device.upper()}: " + "; ".join(why))
+                        reasons.setdefault(tuple(why), []).append(device.upper())
+                for why, devices in reasons.items():
+                    lines.append(f"  {release} {'+'.join(devices)}: " + "; ".join(why))
         return "\n".join(lines)
 
     def add(self, severity: str, code: str, message: str, **kw: Any) -> None:
