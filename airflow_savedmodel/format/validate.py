@@ -194,8 +194,8 @@ class Report:
                 for device, why in by.items():
                     if why:
                         reasons.setdefault(tuple(why), []).append(device.upper())
-                for why, devices in reasons.items():
-                    lines.append(f"  {release} {'+'.join(devices)}: " + "; ".join(why))
+                for shared, devices in reasons.items():
+                    lines.append(f"  {release} {'+'.join(devices)}: " + "; ".join(shared))
         return "\n".join(lines)
 
     def add(self, severity: str, code: str, message: str, **kw: Any) -> None:
