@@ -286,3 +286,37 @@ def test_export_refuses_a_change_that_breaks_clients_of_the_served_version(tmp_p
 
     accepted = export(resolve(more), base, checks=checks, compatible_with="served")
     assert accepted.published is not None and accepted.published.version == 2
+
+
+def test_export_requires_a_release_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Written with 2.21's defaults, the model carries MatMul.grad_a/grad_b, which 2.12-2.15 do not
+    know: a required 2.12+ is met only once they are stripped; until then nothing is published."""
+    from airflow_savedmodel.cli import main
+
+    src = unstripped_model(tmp_path)
+    checks = Checks(require_releases="2.12+")
+    kept = export(
+        resolve(str(src)), resolve(str(tmp_path / "kept")), rewrites=["clear_devices"], checks=checks
+    )
+    assert kept.published is None and kept.report is not None
+    assert kept.report.codes() == ["release-range-unmet"]
+    assert (
+        "serves on 2.16-2.21; 2.12: attr MatMul.grad_a unknown (strip fixes it)"
+        in kept.report.findings[0].message
+    )
+    assert not (tmp_path / "kept").exists()
+    stripped = export(
+        resolve(str(src)),
+        resolve(str(tmp_path / "stripped")),
+        rewrites=["clear_devices", "strip_default_attrs"],
+        checks=checks,
+    )
+    assert stripped.published is not None and stripped.report is not None and stripped.report.valid
+    assert stripped.report.serves_on("cpu") == "2.12-2.21"
+
+    base = tmp_path / "cli"
+    args = ["export", str(src), str(base), "--clear-devices", "--require-releases", "2.12+"]
+    assert main([*args, "--keep-default-attrs"]) == 1
+    assert "release-range-unmet" in capsys.readouterr().out and not base.exists()
+    assert main(args) == 0
+    assert (base / "1" / "saved_model.pb").exists()
