@@ -146,7 +146,7 @@ def copy_file(
     object store the server copies it (no byte passes through this process)."""
     if src_fs is dst_fs and not is_local(src_fs):
         src_fs.copy(src, dst)
-        return int(src_fs.info(dst).get("size") or 0)
+        return int(fresh_info(src_fs, dst).get("size") or 0)
     copied = 0
     with src_fs.open(src, "rb") as reader, dst_fs.open(dst, "wb") as writer:
         while block := reader.read(chunk):
@@ -492,6 +492,21 @@ def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[
             crc = crc32c(block, crc)
             size += len(block)
     return crc, size
+
+
+def fresh_info(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
+    """``fs.info(path)`` from the store, not from its listings cache. A listing of the directory
+    taken in this process before ``path`` was written (a sensor's poll, another copy) would
+    otherwise answer "no such file", or with an older object's size and checksum (gcsfs looks in
+    a cached parent listing first). Asked twice, should a listing refill the cache in between."""
+    for attempt in range(2):
+        fs.invalidate_cache(path)
+        try:
+            return dict(fs.info(path))
+        except FileNotFoundError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def reported_crc32c(info: dict[str, Any]) -> int | None:

@@ -35,6 +35,7 @@ from airflow_savedmodel.format.model import (
 from airflow_savedmodel.location import (
     CHUNK,
     file_crc32c,
+    fresh_info,
     is_local,
     protocol,
     reported_crc32c,
@@ -348,7 +349,7 @@ class _Copier:
             with self.lock:
                 self.pending[dst] = (crc, size, md5)
             return
-        self._check(dst, self.dst_fs.info(dst), crc, size, md5)
+        self._check(dst, fresh_info(self.dst_fs, dst), crc, size, md5)
 
     def verify_listed(self, root: str, sources: dict[str, str]) -> None:
         """Check every deferred file against one recursive listing of ``root`` (GCS lists each
@@ -363,7 +364,7 @@ class _Copier:
         listed = self.dst_fs.find(root, detail=True)
         for dst, (crc, size, md5) in sorted(pending.items()):
             try:
-                self._check(dst, listed.get(dst) or self.dst_fs.info(dst), crc, size, md5)
+                self._check(dst, listed.get(dst) or fresh_info(self.dst_fs, dst), crc, size, md5)
             except ChecksumError:
                 self.copy(sources[dst], dst, size)
 
@@ -396,7 +397,7 @@ class _Copier:
             with self.lock:
                 self.pending[dst] = (src_crc, size, None)
             return src_crc, size
-        dst_info = fs.info(dst)
+        dst_info = fresh_info(fs, dst)
         if int(dst_info.get("size") or 0) != size:
             raise ChecksumError(f"server-side copy has {dst_info.get('size')} bytes, source {size}", dst)
         src_crc, dst_crc = reported_crc32c(src_info), reported_crc32c(dst_info)

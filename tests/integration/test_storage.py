@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -301,3 +302,31 @@ def test_an_upload_corrupted_in_flight_is_caught_by_the_listing_check_and_sent_a
     fs = gcs.fs()
     assert fs.cat_file(f"{bucket.split('://')[1]}/m/variables/variables.data-00000-of-00001") == data
     assert verify(result.dst, gcs.options).ok
+
+
+def test_a_listing_cached_mid_copy_does_not_hide_what_is_written_next(gcs: Store, tmp_path: Path) -> None:
+    """Something else in the process lists the destination while the copy runs (a sensor's poll
+    on the same filesystem instance), and a listing it started before a file was written lands in
+    gcsfs's cache after the write: each file is still checked against the store, not that cache
+    (which said "no such file", failing the copy with "destination disappeared during the copy")."""
+    model = Path(small_model(tmp_path, 6))
+    bucket = gcs.bucket()
+    fs = fsspec.core.url_to_fs(f"{bucket}/m", **gcs.options)[0]  # the instance copy() resolves to
+    taken: dict[str, list[dict[str, Any]]] = {}
+    landed: list[str] = []
+
+    def poll(_: Any) -> None:
+        """Called after each write: the listings taken at the previous call land in the cache now
+        (all taken first: gcsfs drops a path's parents from the cache when it lists the path)."""
+        stale = dict(taken)
+        for where in (f"{bucket}/m", f"{bucket}/m/variables"):
+            with contextlib.suppress(FileNotFoundError):  # nothing written there yet
+                taken[where] = fs.ls(where, detail=True, refresh=True)
+        for where, listing in stale.items():
+            fs.dircache[fs._strip_protocol(where)] = listing
+            landed.append(where)
+
+    result = copy(str(model), f"{bucket}/m", dst_options=gcs.options, progress=poll, concurrency=1)
+    assert landed  # stale listings were in the cache when files were checked
+    assert result.files == sum(1 for p in model.rglob("*") if p.is_file())
+    assert verify(f"{bucket}/m", gcs.options).ok
