@@ -95,6 +95,7 @@ def problems(
     release = opdefs.normalize(release) if release else opdefs.latest()
     target = opdefs.registry(release)
     kernels = opdefs.kernels(release)
+    constrained_by = opdefs.constrained_attrs(release)
     producer = attrs.registry_for(mg)
     found: list[Problem] = _versions(mg.graph_def, release)
     unknown_ops: dict[str, int] = {}
@@ -119,7 +120,7 @@ def problems(
             unknown_ops[node.op] = unknown_ops.get(node.op, 0) + 1
             continue
         if node.op not in ops:
-            constrained = tuple(sorted({c.name for k in kernels.get(node.op, []) for c in k.constraint}))
+            constrained = constrained_by.get(node.op, ())
             defaults = {a.name: a.default_value for a in op_def.attr if a.HasField("default_value")}
             ops[node.op] = ({a.name for a in op_def.attr}, constrained, defaults)
         known, constrained, defaults = ops[node.op]

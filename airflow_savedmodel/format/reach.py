@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from airflow_savedmodel.format import opdefs
 from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2
 
 
 def called(node: graph_pb2.NodeDef, functions: Iterable[str] = ()) -> Iterator[str]:
     """Names of the functions ``node`` calls: its op when the op is a library function (pass the
-    library's names as ``functions``), and every function-valued attr (``f``, branches, bodies)."""
+    library's names as ``functions``), and every function-valued attr (``f``, branches, bodies):
+    those its OpDef declares, or every attr of an op no shipped registry knows."""
     if node.op in functions:
         yield node.op
-    for value in node.attr.values():
+    declared = opdefs.function_attrs().get(node.op)
+    values = node.attr.values() if declared is None else [node.attr[n] for n in declared if n in node.attr]
+    for value in values:
         if value.HasField("func"):
             yield value.func.name
         for func in value.list.func:

@@ -17,9 +17,14 @@ from airflow_savedmodel.errors import NotFoundError
 from airflow_savedmodel.protos import graph_pb2, kernel_def_pb2
 
 
+@functools.cache
+def _names() -> tuple[str, ...]:
+    return tuple(p.name for p in resources.files(__name__).iterdir() if p.name.startswith("tf-"))
+
+
 def releases() -> list[str]:
     """Releases with a shipped registry, oldest first (``["2.12", ..., "2.21"]``)."""
-    names = [p.name for p in resources.files(__name__).iterdir() if p.name.startswith("tf-")]
+    names = _names()
     found = [n[len("tf-") : -len(".pb.gz")] for n in names if n.endswith(".pb.gz") and ".kernels." not in n]
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
 
@@ -52,6 +57,26 @@ def kernels(release: str | None = None) -> dict[str, list[kernel_def_pb2.KernelD
     for kernel in kernel_def_pb2.KernelList.FromString(data).kernel:
         found.setdefault(kernel.op, []).append(kernel)
     return found
+
+
+@functools.cache
+def constrained_attrs(release: str | None = None) -> dict[str, tuple[str, ...]]:
+    """op name -> the attrs any of its kernels in a release constrains (sorted)."""
+    return {
+        op: tuple(sorted({c.name for k in found for c in k.constraint}))
+        for op, found in kernels(release).items()
+    }
+
+
+@functools.cache
+def function_attrs() -> dict[str, tuple[str, ...]]:
+    """op name -> its function-valued attrs (``func`` or ``list(func)``), from every shipped release."""
+    found: dict[str, set[str]] = {}
+    for release in releases():
+        for op in registry(release).values():
+            names = found.setdefault(op.name, set())
+            names.update(a.name for a in op.attr if a.type in ("func", "list(func)"))
+    return {op: tuple(sorted(names)) for op, names in found.items()}
 
 
 @functools.cache
