@@ -384,14 +384,17 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     return int(_checksums.crc32c(data, crc))
 
 
-def fd_crc32c(fd: int, start: int = 0, end: int | None = None, crc: int = 0) -> tuple[int, int]:
+def fd_crc32c(
+    fd: int, start: int = 0, end: int | None = None, crc: int = 0, buffer: memoryview | None = None
+) -> tuple[int, int]:
     """``(crc32c, offset reached)`` of an open local file from ``start`` to ``end`` (or its end),
-    extending ``crc``; read into one reused 1 MB buffer: small blocks stay in the CPU cache,
-    where large fresh ones cost page faults."""
-    buffer = memoryview(bytearray(LOCAL_CHUNK))
+    extending ``crc``; read into one reused buffer (1 MB unless given): small blocks stay in the
+    CPU cache, where large fresh ones cost page faults."""
+    buffer = memoryview(bytearray(LOCAL_CHUNK)) if buffer is None else buffer
+    size = len(buffer)
     pos = start
     while end is None or pos < end:
-        n = os.preadv(fd, [buffer if end is None else buffer[: min(LOCAL_CHUNK, end - pos)]], pos)
+        n = os.preadv(fd, [buffer if end is None else buffer[: min(size, end - pos)]], pos)
         if not n:
             break
         crc = crc32c(buffer[:n], crc)

@@ -541,8 +541,17 @@ def _check_run(
     """Check the crc32c of each entry in ``entries`` (in offset order) through one open handle."""
     problems: list[tuple[BundleEntry, str]] = []
     buffer = memoryview(bytearray(chunk))
-    local = location.is_local(fs)
-    with open(fs._strip_protocol(path), "rb", buffering=0) if local else fs.open(path, "rb") as handle:
+    if location.is_local(fs):
+        fd = os.open(fs._strip_protocol(path), os.O_RDONLY)
+        try:
+            for entry in entries:
+                crc, reached = location.fd_crc32c(fd, entry.offset, entry.offset + entry.size, buffer=buffer)
+                if reached != entry.offset + entry.size or crc != unmask(entry.crc32c):
+                    problems.append((entry, "data checksum mismatch"))
+        finally:
+            os.close(fd)
+        return problems
+    with fs.open(path, "rb") as handle:
         for entry in entries:
             handle.seek(entry.offset)
             crc, left = 0, entry.size

@@ -70,13 +70,12 @@ def constrained_attrs(release: str | None = None) -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def function_attrs() -> dict[str, tuple[str, ...]]:
-    """op name -> its function-valued attrs (``func`` or ``list(func)``), from every shipped release."""
-    found: dict[str, set[str]] = {}
-    for release in releases():
-        for op in registry(release).values():
-            names = found.setdefault(op.name, set())
-            names.update(a.name for a in op.attr if a.type in ("func", "list(func)"))
-    return {op: tuple(sorted(names)) for op, names in found.items()}
+    """op name -> its function-valued attrs (``func`` or ``list(func)``) in the newest release
+    (an op it lacks has its attrs scanned one by one: see reach.called)."""
+    return {
+        op.name: tuple(a.name for a in op.attr if a.type in ("func", "list(func)"))
+        for op in registry().values()
+    }
 
 
 @functools.cache
