@@ -10,7 +10,7 @@ DEMO_STAMP := $(DEMO_VENV)/.installed
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv browser test test-fast fuzz lint typecheck protos demo bench clean
+.PHONY: venv browser test test-fast fuzz lint typecheck protos demo ui bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ $(DEMO_STAMP): pyproject.toml Makefile
 
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python scripts/demo.py
+
+# The web UI on the demo's Airflow home (airflow standalone, our example DAGs only).
+ui: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python scripts/demo.py --ui
 
 # Mutated TensorFlow-written models for 10 minutes (SEED, FUZZ_SECONDS to change); figures go to
 # benchmarks/RESULTS.md and defects, with their models, to test-artifacts/fuzz/.

@@ -1,12 +1,17 @@
-"""`make demo`: run the training -> serving example DAG on an embedded Airflow and show the result.
+"""`make demo`: run the training -> serving example DAG on an embedded Airflow and show the result;
+`make ui` (``--ui``): browse the same Airflow home in the web UI.
 
 Uses SQLite and AIRFLOW_HOME=./airflow_home (git-ignored); models land under
-./airflow_home/savedmodel-demo unless SAVEDMODEL_* variables point elsewhere.
+./airflow_home/savedmodel-demo unless SAVEDMODEL_* variables point elsewhere. The UI is
+``airflow standalone`` with this virtualenv's bin first on PATH (standalone starts its services
+by the bare name ``airflow``), the example DAGs of this project only, on 127.0.0.1:8080 unless
+AIRFLOW__API__HOST / AIRFLOW__API__PORT say otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +21,63 @@ BIN = Path(sys.executable).parent
 DAG_ID = "example_savedmodel_training_to_serving"
 
 
-def main() -> int:
+def message_of(line: str) -> str:
+    """The message of a task log line, without structlog's timestamp, level, logger and source."""
+    match = re.match(r"^\S+ \[\w+\s*\] (.*?)(?: \[[\w.]+\])?(?: loc=\S+)?$", line.strip())
+    return match.group(1) if match else line.strip()
+
+
+def demo_env() -> tuple[Path, dict[str, str]]:
+    """The Airflow home and the environment both `make demo` and `make ui` run Airflow with."""
     home = Path(os.environ.get("AIRFLOW_HOME", ROOT / "airflow_home")).resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "SAVEDMODEL_DEMO_ROOT": os.environ.get("SAVEDMODEL_DEMO_ROOT", str(home / "savedmodel-demo")),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
+    env.setdefault("AIRFLOW__API__PORT", "8080")
+    # Tasks reach the API server here; Airflow's default names port 8080 whatever the port is.
+    env.setdefault(
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        f"http://{env['AIRFLOW__API__HOST']}:{env['AIRFLOW__API__PORT']}/execution/",
+    )
+    env.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")  # the connection list's Test button
+    return home, env
+
+
+def ui_command(home: Path) -> str:
+    """The `make ui` line that browses ``home`` with this virtualenv (defaults left out)."""
+    words = [] if home == (ROOT / "airflow_home").resolve() else [f"AIRFLOW_HOME={home}"]
+    words += ["make", "ui"]
+    if BIN.parent.resolve() != (ROOT / ".venv-demo").resolve():
+        words.append(f"DEMO_VENV={BIN.parent}")
+    return " ".join(words)
+
+
+def ui() -> int:
+    """Replace this process with ``airflow standalone`` on the demo's home and DAGs."""
+    home, env = demo_env()
+    print(
+        f"==> Airflow UI for {home} at http://{env['AIRFLOW__API__HOST']}:{env['AIRFLOW__API__PORT']}\n"
+        f"    log in as 'admin' with the password in "
+        f"{home / 'simple_auth_manager_passwords.json.generated'} (printed below the first time); "
+        f"Ctrl-C stops it",
+        flush=True,
+    )
+    os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], env)
+    return 1  # not reached
+
+
+def main() -> int:
+    if sys.argv[1:] == ["--ui"]:
+        return ui()
+    home, env = demo_env()
     print(f"==> Airflow home: {home}", flush=True)
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     print(f"==> airflow dags test {DAG_ID}", flush=True)
@@ -38,7 +89,7 @@ def main() -> int:
     text = log.read_text()
     for line in text.splitlines():
         if "training accuracy" in line or " serves " in line:
-            print("   " + line.strip())
+            print("   " + message_of(line))
         elif "[DAG TEST] end task" in line:
             print("   task done: " + line.split("task_id=", 1)[1].split()[0])
         elif "DagRun Finished" in line:
@@ -65,9 +116,9 @@ def main() -> int:
     print(
         f"\nDone. Full DAG log: {log}\n"
         f"Browse it in the UI:\n"
-        f"  AIRFLOW_HOME={home} AIRFLOW__CORE__DAGS_FOLDER={ROOT / 'dags'} {BIN / 'airflow'} standalone\n"
-        f"  then open http://localhost:8080 and log in as 'admin' with the password standalone prints\n"
-        f"  (kept in {passwords})."
+        f"  {ui_command(home)}\n"
+        f"  then open http://localhost:8080 and log in as 'admin' with the password in {passwords}\n"
+        f"  (standalone also prints it the first time it starts)."
     )
     return 0
 

@@ -222,3 +222,50 @@ class AirflowStack:
         )
         content = reply.get("content", [])
         return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
+
+
+class DemoUI(AirflowStack):
+    """The UI command `make demo` prints (``make ui``: ``airflow standalone`` on the demo's home),
+    run as a newcomer runs it: from a shell whose PATH holds only the system's directories. The
+    port is the one thing changed (``AIRFLOW__API__PORT``, so tests can run beside each other).
+    Logs in with the password standalone generated; stopped with its whole process group."""
+
+    SERVICES: ClassVar[dict[str, list[str]]] = {"standalone": []}
+    PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+    def __init__(self, command: str, home: Path) -> None:  # one process, not AirflowStack's four
+        self.command, self.home = command, home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password = ""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "SAVEDMODEL_"))}
+        self.env = {**base, "AIRFLOW_HOME": str(home), "PATH": self.PLAIN_PATH}
+        self.processes = {}
+        self._token = None
+
+    def start(self) -> DemoUI:
+        log = (self.home / "standalone.log").open("wb")
+        self.processes["standalone"] = subprocess.Popen(
+            ["bash", "-c", f"AIRFLOW__API__PORT={self.port} {self.command}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until("the UI and its four services to report healthy", self._all_healthy, timeout=240)
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        self.password = json.loads(passwords.read_text())[USER]
+        return self
+
+    def _all_healthy(self) -> bool:
+        self.check_alive()
+        if "FileNotFoundError" in self.log_tail("standalone", 400):
+            raise AssertionError("a service failed to start:\n" + self.log_tail("standalone"))
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as reply:
+                health = json.loads(reply.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        return all((health.get(c) or {}).get("status") == "healthy" for c in components)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,33 @@ def s3() -> Iterator[Store]:
         yield server.store
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """(virtualenv, Airflow home, stdout) of one `make demo` run, as a new user runs it: a
+    virtualenv with only the runtime package, AIRFLOW_HOME of the user's choosing."""
+    root = tmp_path_factory.mktemp("demo")
+    venv, home = root / "venv", root / "airflow-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "SAVEDMODEL_"))}
+    env["AIRFLOW_HOME"] = str(home)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"DEMO_VENV={venv}"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return venv, home, done.stdout
+
+
+def ui_command(demo: tuple[Path, Path, str]) -> str:
+    """The line `make demo` printed for browsing its runs in the UI."""
+    venv, _, out = demo
+    lines = [line.strip() for line in out.splitlines() if line.strip().endswith(f"make ui DEMO_VENV={venv}")]
+    assert lines, f"make demo printed no UI command:\n{out}"
+    return lines[0]
 
 
 @pytest.fixture(params=["local", "memory", "gs", "s3"])
