@@ -222,20 +222,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _progress_printer(enabled: bool) -> Any:
+    """Progress on stderr: one line rewritten in place on a terminal; elsewhere (a CI log, a
+    file) a line per 10 percent, each ending in a newline."""
     if not enabled:
         return None
+    terminal = sys.stderr.isatty()
     state = {"last": -1}
 
     def show(p: Any) -> None:
         percent = int(p.fraction * 100)
-        if percent != state["last"]:
-            state["last"] = percent
-            print(
-                f"\r{percent:3d}%  {p.bytes_done}/{p.bytes_total} bytes  {p.files_done}/{p.files_total} files",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+        step = percent if terminal else percent - percent % 10
+        if step == state["last"]:
+            return
+        state["last"] = step
+        line = f"{percent:3d}%  {p.bytes_done}/{p.bytes_total} bytes  {p.files_done}/{p.files_total} files"
+        if terminal:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     return show
 
@@ -264,7 +268,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def _finish_progress(enabled: bool) -> None:
-    if enabled:
+    if enabled and sys.stderr.isatty():  # end the line rewritten in place
         print(file=sys.stderr)
 
 

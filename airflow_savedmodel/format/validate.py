@@ -150,14 +150,26 @@ class Report:
             "codes": sorted(set(errors + warnings)),
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, max_per_code: int | None = None) -> dict[str, Any]:
+        """The report as JSON; ``max_per_code`` keeps that many findings of each code and counts
+        the rest under ``omitted`` (a truncated shard can yield thousands of one code)."""
+        findings, omitted = self.findings, {}
+        if max_per_code is not None:
+            seen: dict[str, int] = {}
+            findings = []
+            for f in self.findings:
+                seen[f.code] = seen.get(f.code, 0) + 1
+                if seen[f.code] <= max_per_code:
+                    findings.append(f)
+            omitted = {code: n - max_per_code for code, n in sorted(seen.items()) if n > max_per_code}
         return {
             "schema": SCHEMA,
             "url": self.url,
             "valid": self.valid,
             "checks": self.checks,
             "stats": self.stats,
-            "findings": [asdict(f) for f in self.findings],
+            "findings": [asdict(f) for f in findings],
+            **({"omitted": omitted} if omitted else {}),
             **({"releases": self.release_table()} if self.releases is not None else {}),
         }
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
     from airflow_savedmodel.storage.export import ExportResult, Warmup
     from airflow_savedmodel.storage.manifest import VerifyResult
+    from airflow_savedmodel.storage.mirror import MirrorResult
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
@@ -302,6 +303,29 @@ class SavedModelHook(BaseHook):
         )
 
     @_typed_storage_errors
+    def mirror(
+        self,
+        base: str,
+        mirror_base: str,
+        *,
+        dst_hook: SavedModelHook | None = None,
+        newest_only: bool = False,
+        concurrency: int = 8,
+        progress_for: Callable[[int], Any] | None = None,
+    ) -> MirrorResult:
+        """Publish to ``mirror_base`` (on ``dst_hook``'s connection) every complete version under
+        ``base`` that the mirror lacks, under the same numbers (see storage/mirror.py)."""
+        from airflow_savedmodel.storage.mirror import mirror
+
+        return mirror(
+            self.filesystem(base),
+            (dst_hook or self).filesystem(mirror_base),
+            newest_only=newest_only,
+            concurrency=concurrency,
+            progress_for=progress_for,
+        )
+
+    @_typed_storage_errors
     def export(
         self,
         src: str,
@@ -318,6 +342,7 @@ class SavedModelHook(BaseHook):
         keep_served: int = 2,
         warmup: Warmup | None = None,
         compatible_with: str | None = None,
+        on_report: Callable[[Report], None] | None = None,
     ) -> ExportResult:
         """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
@@ -336,6 +361,7 @@ class SavedModelHook(BaseHook):
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
             warmup=warmup,
             compatible_with=_baseline(compatible_with, dst),
+            on_report=on_report,
         )
 
     @_typed_storage_errors

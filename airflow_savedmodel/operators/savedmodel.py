@@ -1,5 +1,5 @@
 """Operators: export (a trained model to a served version), validate, strip default attrs,
-copy, publish, retention and serving labels.
+copy, publish, mirror, retention and serving labels.
 
 Each ``execute()`` resolves hooks and calls one format or storage function; return values are
 small JSON documents (uri, version, fingerprint, findings summary) pushed to XCom.
@@ -48,6 +48,23 @@ def _renamed_conn_id(source_conn_id: str | None, savedmodel_conn_id: str | None,
         stacklevel=3,
     )
     return source_conn_id or savedmodel_conn_id
+
+
+def _labels(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Labels from a list or from text a template rendered ("canary", "canary,stable", ""):
+    never the characters of a string."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(item.strip() for item in items if item and item.strip())
+
+
+# Findings of one code pushed to XCom at most; the task log has the whole report.
+XCOM_FINDINGS_PER_CODE = 20
+
+
+def _push_report(context: Any, report: Any) -> None:
+    context["ti"].xcom_push(key="report", value=report.to_json(max_per_code=XCOM_FINDINGS_PER_CODE))
 
 
 def _version(value: int | str | None) -> int | str | None:
@@ -196,8 +213,8 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
             require_releases=self.require_releases or None,
         )
         report = _hook(self.savedmodel_conn_id).validate(self.url, checks)
-        context["ti"].xcom_push(key="report", value=report.to_json())
         self.log.info("%s", report.to_text())
+        _push_report(context, report)
         self._record_lineage([(self.url, _validation_facet(report))], [])
         if not report.valid:
             _fail_invalid(report)
@@ -299,15 +316,15 @@ class SavedModelCopyOperator(_LineageMixin, BaseOperator):
         version: int | str | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: Sequence[str] = (),
+        labels: str | Sequence[str] = (),
         keep_served: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.src, self.dst, self.version = src, dst, version
         self.overwrite, self.concurrency = overwrite, concurrency
-        self.serving_config, self.model_name = serving_config or None, model_name
-        self.labels, self.keep_served = tuple(labels), keep_served
+        self.serving_config, self.model_name = serving_config, model_name
+        self.labels, self.keep_served = labels, keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
         if version is not None:
             import warnings
@@ -382,7 +399,7 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
         concurrency: int = 8,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: Sequence[str] = (),
+        labels: str | Sequence[str] = (),
         keep_served: int = 2,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
@@ -391,12 +408,71 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
         super().__init__(**kwargs)
         self.src, self.base_path, self.version = src, base_path, version
         self.overwrite, self.concurrency = overwrite, concurrency
-        self.serving_config, self.model_name = serving_config or None, model_name
-        self.labels, self.keep_served = tuple(labels), keep_served
+        self.serving_config, self.model_name = serving_config, model_name
+        self.labels, self.keep_served = labels, keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         return _publish(self, context, self.base_path, _version(self.version) or "auto")
+
+
+class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
+    """Mirror a serving base path to another filesystem or region: every complete version under
+    ``base_path`` that ``mirror_base_path`` lacks is published there under the same number,
+    oldest first, verified and atomically (see storage/mirror.py).
+
+    The versions to copy come from the two listings, so Asset events that arrive batched or out
+    of order, or a run that was missed, still leave the mirror holding every complete version.
+
+    :param base_path: the source serving base path (templated).
+    :param mirror_base_path: the mirror's base path (templated).
+    :param newest_only: mirror only the newest complete version, if the mirror lacks it.
+    :param concurrency: files copied at once.
+    :param source_conn_id: connection for ``base_path`` (templated).
+    :param dest_conn_id: connection for ``mirror_base_path`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("base_path", "mirror_base_path", "source_conn_id", "dest_conn_id")
+    ui_color = "teal.600"
+
+    def __init__(
+        self,
+        *,
+        base_path: str,
+        mirror_base_path: str,
+        newest_only: bool = False,
+        concurrency: int = 8,
+        source_conn_id: str | None = None,
+        dest_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_path, self.mirror_base_path = base_path, mirror_base_path
+        self.newest_only, self.concurrency = newest_only, concurrency
+        self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = _hook(self.source_conn_id).mirror(
+            self.base_path,
+            self.mirror_base_path,
+            dst_hook=_hook(self.dest_conn_id),
+            newest_only=_flag(self.newest_only),
+            concurrency=self.concurrency,
+            progress_for=lambda n: ProgressLog(self.log, f"mirroring version {n}"),
+        )
+        for published in result.mirrored:
+            _log_published(self.log, published)
+        for number, state in sorted(result.skipped.items()):
+            self.log.info("Version %s is %s under %s: not mirrored yet", number, state, self.base_path)
+        self.log.info(
+            "The mirror already held %s",
+            ", ".join(map(str, result.present)) if result.present else "no version of the source",
+        )
+        self._record_lineage(
+            [(f"{self.base_path.rstrip('/')}/{r.version}", {}) for r in result.mirrored],
+            [(r.url, {"version": r.version, "fingerprint": r.manifest.fingerprint}) for r in result.mirrored],
+        )
+        return result.to_json()
 
 
 def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dict[str, Any]:
@@ -409,10 +485,10 @@ def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dic
         version=version,
         overwrite=task.overwrite,
         concurrency=task.concurrency,
-        serving_config=task.serving_config,
+        serving_config=task.serving_config or None,
         model_name=task.model_name,
-        labels=task.labels,
-        keep_served=task.keep_served,
+        labels=_labels(task.labels),
+        keep_served=int(task.keep_served),
     )
     _log_published(task.log, published)
     _record_outlets(context, task.outlets, published)
@@ -470,8 +546,10 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         (templated).
     :param clear_devices: clear device placements before publishing (templated flag).
     :param strip_default_attrs: remove default-valued attrs before publishing (templated flag).
-    :param validate: validate the rewritten model and fail without publishing when invalid.
-    :param deep: validation reads every variables shard.
+    :param validate: validate the rewritten model and fail without publishing when invalid
+        (templated flag).
+    :param deep: validation reads every variables shard (templated flag).
+    :param strict: warnings refuse the model too (templated flag).
     :param tag_set: the meta graph TF Serving loads.
     :param required_signatures: signature keys clients call.
     :param target_tf: the TensorFlow Serving release that must load the model (default: the
@@ -512,6 +590,9 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "expect",
         "strip_default_attrs",
         "clear_devices",
+        "validate",
+        "deep",
+        "strict",
         "op_args",
         "op_kwargs",
         "serving_config",
@@ -536,8 +617,9 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         version: int | str = "auto",
         clear_devices: bool | str = False,
         strip_default_attrs: bool | str = True,
-        validate: bool = True,
-        deep: bool = True,
+        validate: bool | str = True,
+        deep: bool | str = True,
+        strict: bool | str = False,
         tag_set: str = "serve",
         required_signatures: Collection[str] = ("serving_default",),
         target_tf: str | None = None,
@@ -547,7 +629,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         op_policy: Mapping[str, Any] | str | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: Sequence[str] = (),
+        labels: str | Sequence[str] = (),
         keep_served: int = 2,
         compatible_with: str | None = None,
         warmup_inputs: str | None = None,
@@ -561,15 +643,15 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         super().__init__(**kwargs)
         self.warmup_inputs, self.warmup_signature = warmup_inputs, warmup_signature
         self.warmup_count, self.compatible_with = warmup_count, compatible_with
-        self.serving_config, self.model_name = serving_config or None, model_name
-        self.labels, self.keep_served = tuple(labels), keep_served
+        self.serving_config, self.model_name = serving_config, model_name
+        self.labels, self.keep_served = labels, keep_served
         if (model_url is None) == (python_callable is None):
             raise ValueError("pass exactly one of model_url and python_callable")
         self.base_path, self.model_url, self.python_callable = base_path, model_url, python_callable
         self.op_args, self.op_kwargs = list(op_args or []), dict(op_kwargs or {})
         self.version = version
         self.clear_devices, self.strip_default_attrs = clear_devices, strip_default_attrs
-        self.validate, self.deep, self.tag_set = validate, deep, tag_set
+        self.validate, self.deep, self.strict, self.tag_set = validate, deep, strict, tag_set
         self.required_signatures = tuple(required_signatures)
         self.target_tf, self.expect = target_tf or None, expect or None
         self.target_device, self.require_releases = target_device, require_releases or None
@@ -589,14 +671,15 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
             if _flag(wanted)
         ]
         checks = None
-        if self.validate:
+        if _flag(self.validate):
             checks = Checks(
                 tags=self.tag_set,
                 required_signatures=self.required_signatures,
-                deep=self.deep,
-                target_tf=self.target_tf,
+                deep=_flag(self.deep),
+                strict=_flag(self.strict),
+                target_tf=self.target_tf or None,
                 target_device=self.target_device,
-                expect=self.expect,
+                expect=self.expect or None,
                 op_policy=self.op_policy,
                 releases=bool(self.require_releases),
                 require_releases=self.require_releases or None,
@@ -609,7 +692,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 returned = self.python_callable(model_url, *self.op_args, **self.op_kwargs)
                 if isinstance(returned, str) and returned:
                     model_url = returned
-            assert model_url is not None
+            if not model_url:
+                raise ValueError(f"{self.task_id}: model_url rendered empty; nothing to export")
             warmup = None
             if self.warmup_inputs:
                 from airflow_savedmodel.storage.export import Warmup
@@ -629,24 +713,25 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 version=_version(self.version) or "auto",
                 dst_hook=_hook(self.dest_conn_id or self.source_conn_id),
                 progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
-                serving_config=self.serving_config,
-                model_name=self.model_name,
-                labels=self.labels,
-                keep_served=self.keep_served,
+                serving_config=self.serving_config or None,
+                model_name=self.model_name or None,
+                labels=_labels(self.labels),
+                keep_served=int(self.keep_served),
                 warmup=warmup,
                 compatible_with=self.compatible_with or None,
+                on_report=lambda report: self.log.info("%s", report.to_text()),
             )
         if "strip_default_attrs" in rewrites:
             self.log.info("Stripped or cleared %d attrs and devices", exported.changed)
         summary = None
         if exported.report is not None:
-            self.log.info("%s", exported.report.to_text())
-            context["ti"].xcom_push(key="report", value=exported.report.to_json())
+            _push_report(context, exported.report)
             if not exported.report.valid:
                 _fail_invalid(exported.report)
             summary = exported.report.summary()
         result = exported.published
-        assert result is not None
+        if result is None:  # only an invalid report stops the publish, and that failed above
+            raise RuntimeError(f"{self.task_id}: the model was validated but not published")
         _log_published(self.log, result)
         _record_outlets(context, self.outlets, result)
         published = {**_published_json(result), "validation": summary}
@@ -666,12 +751,18 @@ class SavedModelRetentionOperator(BaseOperator):
     :param keep_last: how many of the newest complete versions to keep (templated).
     :param min_age_seconds: keep versions younger than this.
     :param keep: version numbers never to remove.
-    :param dry_run: only report what would be removed.
+    :param dry_run: only report what would be removed (templated flag).
     :param serving_config: TF Serving's model config file whose named versions stay (templated).
     :param savedmodel_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
     """
 
-    template_fields: Sequence[str] = ("base_path", "keep_last", "serving_config", "savedmodel_conn_id")
+    template_fields: Sequence[str] = (
+        "base_path",
+        "keep_last",
+        "dry_run",
+        "serving_config",
+        "savedmodel_conn_id",
+    )
     ui_color = "teal.500"
 
     def __init__(
@@ -681,28 +772,29 @@ class SavedModelRetentionOperator(BaseOperator):
         keep_last: int | str = 5,
         min_age_seconds: float = 0,
         keep: Collection[int] = (),
-        dry_run: bool = False,
+        dry_run: bool | str = False,
         serving_config: str | None = None,
         savedmodel_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.serving_config = serving_config or None
+        self.serving_config = serving_config
         self.base_path, self.keep_last = base_path, keep_last
-        self.min_age_seconds, self.keep, self.report_only = min_age_seconds, tuple(keep), dry_run
+        self.min_age_seconds, self.keep, self.dry_run = min_age_seconds, tuple(keep), dry_run
         self.savedmodel_conn_id = savedmodel_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        dry_run = _flag(self.dry_run)
         result = _hook(self.savedmodel_conn_id).gc(
             self.base_path,
             keep_last=int(self.keep_last),
             min_age=self.min_age_seconds,
             keep=self.keep,
-            dry_run=self.report_only,
-            serving_config=self.serving_config,
+            dry_run=dry_run,
+            serving_config=self.serving_config or None,
         )
         for url in result.removed:
-            self.log.info("%s %s", "Would remove" if self.report_only else "Removed", url)
+            self.log.info("%s %s", "Would remove" if dry_run else "Removed", url)
         self.log.info("Kept %d version(s)", len(result.kept))
         return result.to_json()
 

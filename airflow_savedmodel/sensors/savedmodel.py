@@ -17,6 +17,15 @@ class _DeferrableSensor(BaseSensorOperator):
     """Poke once; if not done and deferrable, hand the wait to the trigger from ``_trigger()``."""
 
     deferrable: bool
+    _last_waiting: str | None = None
+
+    def _waiting(self, message: str, *args: Any) -> None:
+        """Log what is still missing when it differs from the previous poke's (a wait of hours
+        at a 5 s poke interval would otherwise write thousands of identical lines)."""
+        text = message % args
+        if text != self._last_waiting:
+            self.log.info("%s", text)
+            self._last_waiting = text
 
     def _trigger(self) -> Any:
         raise NotImplementedError
@@ -39,9 +48,14 @@ class _DeferrableSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
+            message = f"{self.task_id}: waiting failed: {event.get('message')}"
+            if self.soft_fail:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(message)
             from airflow.sdk.exceptions import AirflowException
 
-            raise AirflowException(f"{self.task_id}: waiting failed: {event.get('message')}")
+            raise AirflowException(message)
         return self._on_event(event)
 
 
@@ -88,7 +102,7 @@ class SavedModelSensor(_DeferrableSensor):
     def poke(self, context: Any) -> bool | PokeReturnValue:
         ready = self._hook().model_readiness(self.url, self.deep)
         if not ready.done:
-            self.log.info("No complete SavedModel at %s yet: %s", self.url, ready.waiting_for)
+            self._waiting("No complete SavedModel at %s yet: %s", self.url, ready.waiting_for)
             return False
         return PokeReturnValue(is_done=True, xcom_value=ready.found)
 
@@ -152,7 +166,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
             self.base_path, self._threshold()
         )
         if not found.done:
-            self.log.info("Waiting for a complete version under %s: %s", self.base_path, found.waiting_for)
+            self._waiting("Waiting for a complete version under %s: %s", self.base_path, found.waiting_for)
             return False
         return PokeReturnValue(is_done=True, xcom_value=found.found)
 
@@ -231,7 +245,7 @@ class SavedModelServedSensor(_DeferrableSensor):
                 f"TF Serving at {self.server_url} reports {self.model_name} version {found.version} "
                 f"{found.state}: {found.error_code}: {found.error_message}"
             )
-        self.log.info("Waiting for %s on TF Serving: %s", self.model_name, found.waiting_for())
+        self._waiting("Waiting for %s on TF Serving: %s", self.model_name, found.waiting_for())
         return False
 
     def _trigger(self) -> Any:
@@ -247,6 +261,11 @@ class SavedModelServedSensor(_DeferrableSensor):
 
     def _on_event(self, event: dict[str, Any]) -> Any:
         done = self._judge(event["served"])
-        assert isinstance(done, PokeReturnValue)
+        if not isinstance(done, PokeReturnValue):  # the trigger fires only once it is AVAILABLE
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(
+                f"{self.task_id}: the trigger fired before {self.model_name} was AVAILABLE"
+            )
         self.log.info("%s version %s is AVAILABLE", self.model_name, event["served"]["version"])
         return done.xcom_value

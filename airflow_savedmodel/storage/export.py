@@ -9,7 +9,7 @@ of a large model moves only its protos through the worker and needs no worker di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,6 +65,7 @@ def export(
     progress: ProgressCallback | None = None,
     warmup: Warmup | None = None,
     compatible_with: str | Location | Baseline | None = None,
+    on_report: Callable[[Report], None] | None = None,
     **publish_options: Any,
 ) -> ExportResult:
     """Rewrite the model at ``src`` with ``rewrites`` (names in transforms.REWRITES, applied in
@@ -73,7 +74,8 @@ def export(
     errors (or the warmup inputs do not fit the signature). ``compatible_with``: "served" (the
     version clients are served today, see serving.served_version; nothing to compare on a first
     publish), a model whose clients must keep working, or a Baseline (the signatures a running
-    TF Serving exposes, see tfserving.fetch_signatures)."""
+    TF Serving exposes, see tfserving.fetch_signatures). ``on_report`` sees the report as soon
+    as it is made, before anything is copied (a log then reads in the order things happened)."""
     unknown = [name for name in rewrites if name not in transforms.REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrites {unknown}; choose from {sorted(transforms.REWRITES)}")
@@ -104,6 +106,8 @@ def export(
             report = checks.run(candidate)
             if rewrites:  # the report is about the user's model as it will be published
                 report = report.shown_as(src.url, describe_rewrites(rewrites))
+            if on_report is not None:
+                on_report(report)
             if not report.valid:
                 return ExportResult(report, None, tuple(rewrites), changed)
         published = publish(

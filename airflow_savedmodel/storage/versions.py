@@ -2,12 +2,15 @@
 
 Each version is ``complete`` (its manifest matches), ``unverified`` (a SavedModel without our
 manifest, e.g. written by another tool) or ``partial`` (files missing or differing: a copy
-still running or one that died). Hidden staging areas and version claims live beside them
+still running or one that died). An entry named like a version that is not a directory (a
+symlink, a file) is ``not-a-directory``: listed with what it is, never published into, never
+removed. Hidden staging areas and version claims live beside them
 under non-numeric names that TensorFlow Serving ignores (storage/leases.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -25,6 +28,7 @@ from airflow_savedmodel.storage.leases import CLAIMS_DIR
 COMPLETE = "complete"
 UNVERIFIED = "unverified"
 PARTIAL = "partial"
+NOT_A_DIRECTORY = "not-a-directory"
 STAGING_PREFIX = ".savedmodel-staging-"
 _STAGING_RE = re.compile(r"^\.savedmodel-staging-(\d+)-[0-9a-f]+$")
 
@@ -59,6 +63,19 @@ def version_numbers(fs: AbstractFileSystem, base: str) -> list[int]:
     )
 
 
+def not_directories(fs: AbstractFileSystem, base: str) -> list[tuple[int, str]]:
+    """(number, what it is) of entries named like a version that are not directories; a local
+    symlink is named as one, whatever it points to."""
+    out = []
+    for name, kind in location.children(fs, base, refresh=True):
+        if not name.isdigit() or kind == "directory":
+            continue
+        path = location.join(base, name)
+        is_link = location.is_local(fs) and os.path.islink(path)
+        out.append((int(name), "symlink" if is_link else ("file" if kind == "file" else kind)))
+    return sorted(out)
+
+
 def state_of(
     fs: AbstractFileSystem, path: str, deep: bool = False
 ) -> tuple[str, manifests.Manifest | None, list[str]]:
@@ -90,7 +107,10 @@ def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[V
         path = location.join(base, str(number))
         state, manifest, problems = state_of(fs, path, deep)
         out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
-    return out
+    for number, kind in not_directories(fs, base):
+        url = location.url_of(fs, location.join(base, str(number)))
+        out.append(VersionInfo(number, url, NOT_A_DIRECTORY, None, [f"named like a version but a {kind}"]))
+    return sorted(out, key=lambda info: info.version)
 
 
 def staging_areas(fs: AbstractFileSystem, base: str) -> list[tuple[str, int]]:
@@ -142,7 +162,8 @@ def model_readiness(fs: AbstractFileSystem, path: str, deep: bool = False) -> Re
     if state == UNVERIFIED:
         report = validate(path, tags=None, required_signatures=(), deep=deep, op_policy="off", fs=fs)
         if report.valid:
-            return Readiness({"url": url, "state": state, "fingerprint": None}, "")
+            fingerprint = manifests.fingerprint_of(fs, path)  # fingerprint.pb, when the producer wrote one
+            return Readiness({"url": url, "state": state, "fingerprint": fingerprint}, "")
         errors = [f"{_relative(f.file, url)}{f.message}" for f in report.findings if f.severity == "error"]
         return Readiness(None, "not valid yet: " + "; ".join(errors[:3]))
     return Readiness(None, "incomplete: " + "; ".join(problems[:3]))

@@ -75,11 +75,21 @@ def test_dagbag_loads_every_example_without_import_errors(airflow_db: str) -> No
         "destination",
         "strip",
         "target_tf",
+        "check_clients",
         "serving_config",
         "model_name",
         "label",
         "keep_last",
     }
+    # The form offers exactly the releases the package ships, and no "null" choices.
+    from airflow_savedmodel.format import opdefs
+
+    assert manual.params.get_param("target_tf").schema["enum"] == [None, *opdefs.releases()]
+    for name in ("target_tf", "label"):  # the empty choice is shown by name, not as "null"
+        assert manual.params.get_param(name).schema["values_display"]["null"] != "null", name
+    assert manual.params["source_url"] is None and manual.params["check_clients"] is True
+    mirror = bag.get_dag("example_savedmodel_serving_mirror")
+    assert mirror.is_paused_upon_creation is False
     for dag_id in EXAMPLES:  # every form field explains itself, and every task says what it does
         dag = bag.get_dag(dag_id)
         for name in dag.params.dump():
@@ -604,3 +614,170 @@ def test_aws_connection_goes_through_airflow_object_storage(
     assert [v.state for v in hook.versions(f"{bucket}/serving")] == ["complete"]
     assert hook.inspect(f"{bucket}/serving/1")["tag_sets"] == [["serve"]]
     assert hook.model_ready(f"{bucket}/serving/1") is not None
+
+
+def test_manual_publish_runs_from_its_defaults_and_keeps_the_served_signatures(
+    airflow_db: str, tmp_path: Path
+) -> None:
+    """The form's defaults alone publish (a sample classifier written on first use); a model
+    whose signatures would break the served version's clients is refused before publishing."""
+    dag = example_dag("example_savedmodel_manual_publish")
+    conf = {"destination": str(tmp_path / "base"), "serving_config": str(tmp_path / "models.config")}
+    first = run_dag(dag, run_conf=conf)
+    assert str(first.state) == "success", states(first)
+    tis = {ti.task_id: ti for ti in first.get_task_instances()}
+    published = tis["publish"].xcom_pull(task_ids="publish")
+    sample = f"{os.environ['SAVEDMODEL_DEMO_ROOT']}/exports/sample/model"
+    assert tis["source"].xcom_pull(task_ids="source") == sample
+    assert published["version"] == 1 and published["created"] is True
+    assert published["served"]["labels"] == {}  # the label's default is none
+    again = run_dag(dag, run_conf=conf)
+    assert str(again.state) == "success", states(again)
+    tis = {ti.task_id: ti for ti in again.get_task_instances()}
+    assert tis["publish"].xcom_pull(task_ids="publish")["created"] is False  # the same sample
+    # A model whose input is renamed would break the clients of version 1, which is served.
+    rng = np.random.default_rng(3)
+    renamed = export_dense_model(
+        str(tmp_path / "renamed"),
+        [DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")],
+        input_key="features",
+    )
+    refused = run_dag(dag, run_conf=dict(conf, source_url=renamed))
+    assert states(refused)["publish"] == "failed"
+    (ti,) = [t for t in refused.get_task_instances() if t.task_id == "publish"]
+    report = ti.xcom_pull(task_ids="publish", key="report")
+    breaking = [f["message"] for f in report["findings"] if f["code"] == "signature-breaking-change"]
+    assert "input 'x' of 'serving_default' removed" in breaking, report["findings"]
+    assert sorted(p.name for p in (tmp_path / "base").iterdir() if p.name.isdigit()) == ["1"]
+    unchecked = run_dag(dag, run_conf=dict(conf, source_url=renamed, check_clients=False))
+    assert str(unchecked.state) == "success", states(unchecked)
+
+
+def test_operator_templates_render_as_airflow_renders_them(
+    airflow_db: str, tmp_path: Path, zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labels, flags and counts given as templates arrive as the values they name: a label is
+    never split into characters, "False" is false."""
+    from airflow.sdk import Param
+
+    from airflow_savedmodel.operators import savedmodel as operators
+
+    base, config = str(tmp_path / "base"), str(tmp_path / "models.config")
+    src = small_model(tmp_path, seed=5)
+    unstripped = str(zoo["tf2_module"])  # attrs release 2.12 does not know: invalid for it
+    monkeypatch.setattr(operators, "XCOM_FINDINGS_PER_CODE", 1)
+    with task_dag("test_savedmodel_templates") as dag:
+        dag.params.update(
+            {
+                "label": Param("canary", type="string"),
+                "labels": Param("canary, stable", type="string"),
+                "off": Param(False, type="boolean"),
+                "on": Param(True, type="boolean"),
+            }
+        )
+        one = operators.SavedModelPublishOperator(
+            task_id="one_label",
+            src=src,
+            base_path=base,
+            serving_config=config,
+            model_name="m",
+            labels="{{ params.label }}",
+        )
+        two = operators.SavedModelExportOperator(
+            task_id="two_labels_unvalidated",
+            model_url=unstripped,
+            base_path=f"{tmp_path}/other",
+            strip_default_attrs="{{ params.off }}",
+            validate="{{ params.off }}",
+            target_tf="2.12",
+            serving_config=f"{tmp_path}/other.config",
+            model_name="m",
+            labels="{{ params.labels }}",
+            required_signatures=(),
+        )
+        operators.SavedModelValidateOperator(  # 4 findings of one code, 3 of another
+            task_id="capped_report", url=str(zoo["tf1_builder"]), target_tf="2.12", required_signatures=()
+        )
+        dry = operators.SavedModelRetentionOperator(
+            task_id="dry_retention", base_path=base, keep_last=1, dry_run="{{ params.on }}"
+        )
+        one >> two >> dry
+    run = run_dag(dag)
+    result = states(run)
+    assert result == {
+        "one_label": "success",
+        "two_labels_unvalidated": "success",
+        "capped_report": "failed",
+        "dry_retention": "success",
+    }, result
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["one_label"].xcom_pull(task_ids="one_label")["served"]["labels"] == {"canary": 1}
+    two_labels = tis["two_labels_unvalidated"].xcom_pull(task_ids="two_labels_unvalidated")
+    assert two_labels["validation"] is None  # validate="False" rendered false: not validated
+    assert two_labels["served"]["labels"] == {"canary": 1, "stable": 1}
+    report = tis["capped_report"].xcom_pull(task_ids="capped_report", key="report")
+    codes = [f["code"] for f in report["findings"]]
+    assert len(codes) == len(set(codes)), codes  # at most one finding of each code
+    assert report["omitted"] == {"attr-default-unknown-in-target": 3, "attr-unknown-in-target": 2}, report
+    assert tis["dry_retention"].xcom_pull(task_ids="dry_retention")["dry_run"] is True
+
+
+def test_sensors_skip_on_soft_fail_and_log_a_wait_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+    from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
+
+    failed = {"status": "error", "message": "gs://b/m: storage request failed"}
+    soft = SavedModelSensor(task_id="soft", url="gs://b/m", soft_fail=True)
+    with pytest.raises(AirflowSkipException, match="storage request failed"):
+        soft.execute_complete({}, failed)
+    hard = SavedModelSensor(task_id="hard", url="gs://b/m")
+    with pytest.raises(AirflowException, match="storage request failed") as raised:
+        hard.execute_complete({}, failed)
+    assert not isinstance(raised.value, AirflowSkipException)
+
+    lines: list[str] = []
+
+    class Log:
+        def info(self, message: str, *args: Any) -> None:
+            lines.append(message % args)
+
+    base = tmp_path / "base"
+    monkeypatch.setattr(SavedModelVersionSensor, "log", property(lambda self: Log()))
+    sensor = SavedModelVersionSensor(task_id="wait", base_path=str(base))
+    for _ in range(5):
+        assert sensor.poke({}) is False
+    (base / "1").mkdir(parents=True)
+    for _ in range(3):
+        assert sensor.poke({}) is False
+    assert len(lines) == 2, lines
+    assert "no version" in lines[0] and "version 1 partial" in lines[1], lines
+
+
+def test_example_dag_discovery_finds_the_providers_import_name(caplog: pytest.LogCaptureFixture) -> None:
+    """With Airflow's examples loaded, Airflow imports each provider's distribution name with
+    dashes as underscores to look for example DAGs; that import must succeed (else every task
+    log opens with an ERROR)."""
+    import importlib
+
+    from airflow.dag_processing.bundles import manager
+    from airflow.providers_manager import ProvidersManager
+
+    assert "airflow-provider-savedmodel" in ProvidersManager().providers
+    importlib.import_module("airflow-provider-savedmodel".replace("-", "_"))
+    failures: list[str] = []
+    original = manager.log.exception
+
+    def record(message: str, *args: Any, **kwargs: Any) -> None:
+        failures.append(message % args if args else message)
+        original(message, *args, **kwargs)
+
+    manager.log.exception = record  # type: ignore[method-assign]
+    try:
+        bundles: list[Any] = []
+        manager._add_provider_example_dags_to_bundle(bundles)
+    finally:
+        manager.log.exception = original  # type: ignore[method-assign]
+    assert not [f for f in failures if "savedmodel" in f], failures

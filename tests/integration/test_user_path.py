@@ -1,16 +1,20 @@
-"""The Airflow user's path, end to end: a real Airflow 3 (api-server, scheduler, dag-processor,
-triggerer) and a real headless Chromium.
+"""The Airflow user's path, end to end, as a newcomer walks it: the UI command `make demo` prints
+(``make ui``: Airflow's four services under ``airflow standalone``) from a shell with nothing
+extra on PATH, and a real headless Chromium.
 
-Log in; trigger the manual publish DAG from its form with the defaults plus a source model and
-find the published version in the task log; see the mirror DAG run on the Asset event; see a
-deferrable sensor Deferred and then completed by the triggerer while a model appears; trigger the
-training DAG through the REST API with a conf. Screenshots: test-artifacts/screenshots/.
+Log in with the generated password; see only our DAGs; trigger the training DAG from its form
+with the defaults; trigger the manual publish DAG from its form with the defaults alone; roll
+back from the rollback form; see a deferrable sensor Deferred and then completed by the
+triggerer; save a connection in the form and press its Test button; see the mirror catch up
+on events that arrive batched and out of order. No task log of the walk has an ERROR line.
+Screenshots: test-artifacts/screenshots/user-path/.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,16 +24,18 @@ import pytest
 
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import serving, verify
+from airflow_savedmodel.storage import list_versions, publish, serving, verify
 
-from integration.airflow_stack import AirflowStack, wait_until
+from integration.airflow_stack import AirflowStack, DemoUI, wait_until
 from integration.browser import Browser, missing_browser
+from integration.conftest import ui_command
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(1200)]
 MANUAL = "example_savedmodel_manual_publish"
 MIRROR = "example_savedmodel_serving_mirror"
 EXTERNAL = "example_savedmodel_external_export"
 TRAINING = "example_savedmodel_training_to_serving"
+ROLLBACK = "example_savedmodel_rollback"
 
 
 def small_model(path: Path, seed: int) -> str:
@@ -39,21 +45,20 @@ def small_model(path: Path, seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("demo")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Iterator[AirflowStack]:
-    airflow = AirflowStack(tmp_path_factory.mktemp("airflow-home"), demo_root)
+def stack(demo: tuple[Path, Path, str]) -> Iterator[AirflowStack]:
+    airflow = DemoUI(ui_command(demo), demo[1])
     try:
         yield airflow.start()
     except BaseException:
-        for name in airflow.SERVICES:
-            print(f"---- {name} ----\n{airflow.log_tail(name)}")
+        print(f"---- standalone ----\n{airflow.log_tail('standalone', 80)}")
         raise
     finally:
         airflow.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_root(stack: AirflowStack) -> Path:
+    return stack.home / "savedmodel-demo"
 
 
 @pytest.fixture(scope="module")
@@ -81,58 +86,161 @@ def browser(stack: AirflowStack) -> Iterator[Browser]:
         window.quit()
 
 
+def row_test_button(browser: Browser, connection_id: str) -> Any:
+    """The Test button in the connection list's row for ``connection_id``."""
+    from selenium.webdriver.common.by import By
+
+    return browser.find(
+        By.XPATH,
+        f"//tr[.//td[normalize-space()='{connection_id}']]//button[@aria-label='Test Connection']",
+    )
+
+
 def newest_run(stack: AirflowStack, dag_id: str, **match: Any) -> dict[str, Any] | None:
     runs = stack.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
     return next((r for r in runs if all(r.get(k) == v for k, v in match.items())), None)
 
 
-def test_manual_publish_from_the_form_with_its_defaults(
-    stack: AirflowStack, browser: Browser, demo_root: Path, tmp_path: Path
-) -> None:
+def trigger_from_the_form(
+    stack: AirflowStack, browser: Browser, dag_id: str, **fields: str
+) -> dict[str, Any]:
+    """Open the DAG's trigger form, type ``fields`` (by Param name), press Trigger; the run."""
     from selenium.webdriver.common.by import By
 
-    for dag_id in (MANUAL, MIRROR):
-        stack.unpause(dag_id)
-    source = small_model(tmp_path / "from-the-form", seed=1)
-
-    browser.open(f"{stack.url}/dags/{MANUAL}")
+    before = {r["dag_run_id"] for r in stack.get(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
+    browser.open(f"{stack.url}/dags/{dag_id}")
     browser.find(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
-    field = browser.find(By.NAME, "element_source_url")
-    browser.shot("trigger form")
-    browser.type_into(field, source)
+    browser.wait_for_text("Trigger")
+    for name, value in fields.items():
+        browser.type_into(browser.find(By.NAME, f"element_{name}"), value)
+    browser.shot(f"{dag_id} form")
     browser.find(By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']").click()
-    run = wait_until("the run the form triggered", lambda: newest_run(stack, MANUAL, run_type="manual"), 60)
-    browser.shot("triggered")
-    # What the form sent: the source plus every default, with their declared types.
-    assert run["conf"]["source_url"] == source
-    assert (
-        run["conf"]["target_tf"] == "2.12" and run["conf"]["strip"] is True and run["conf"]["keep_last"] == 5
-    )
-    stack.wait_for_run(MANUAL, run["dag_run_id"])
 
+    def new_run() -> dict[str, Any] | None:
+        runs = stack.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+        return next((r for r in runs if r["dag_run_id"] not in before and r["run_type"] == "manual"), None)
+
+    return wait_until(f"the run the {dag_id} form triggered", new_run, 60)
+
+
+def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
+    """Lines at ERROR level in every task log of a run (every try)."""
+    tis = stack.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    found = []
+    for ti in tis:
+        for attempt in range(1, max(int(ti.get("try_number") or 1), 1) + 1):
+            run = stack.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}?full_content=true"
+            )
+            for item in run.get("content", []):
+                if isinstance(item, dict) and str(item.get("level", "")).lower() in ("error", "critical"):
+                    found.append(f"{ti['task_id']}#{attempt}: {item.get('event')}")
+    return found
+
+
+WALKED: list[tuple[str, str]] = []  # (dag_id, run_id) of every run the walk made, scanned at its end
+
+
+def test_the_ui_command_serves_our_dags_and_the_login_works(stack: AirflowStack, browser: Browser) -> None:
+    def listed() -> list[str] | None:
+        ids = sorted(d["dag_id"] for d in stack.get("/dags?limit=100")["dags"])
+        return ids if TRAINING in ids else None
+
+    ids = wait_until("the example DAGs to be listed", listed, 120)
+    assert ids == sorted([TRAINING, MANUAL, MIRROR, EXTERNAL, ROLLBACK]), ids  # ours alone
+    assert stack.get("/importErrors")["total_entries"] == 0
+    browser.wait_for_text(TRAINING)
+
+
+def test_training_from_its_form_with_the_defaults(stack: AirflowStack, browser: Browser) -> None:
+    stack.unpause(TRAINING)
+    run = trigger_from_the_form(stack, browser, TRAINING)
+    assert run["conf"] == {"epochs": 300, "learning_rate": 0.5}
+    stack.wait_for_run(TRAINING, run["dag_run_id"], timeout=300)
+    WALKED.append((TRAINING, run["dag_run_id"]))
+    published = stack.xcom(TRAINING, run["dag_run_id"], "publish")
+    checked = stack.xcom(TRAINING, run["dag_run_id"], "check_served")
+    assert checked["version"] == published["version"] and checked["max_abs_diff"] <= 1e-6
+    browser.open(f"{stack.url}/dags/{TRAINING}/runs/{run['dag_run_id']}")
+    browser.wait_for_text("promote_to_stable")
+    browser.shot("training run")
+
+
+def test_manual_publish_from_the_form_with_its_defaults_alone(
+    stack: AirflowStack, browser: Browser, demo_root: Path
+) -> None:
+    stack.unpause(MANUAL)
+    run = trigger_from_the_form(stack, browser, MANUAL)
+    # What the form sent: every default, with their declared types, and no source.
+    assert run["conf"]["source_url"] is None and run["conf"]["label"] is None
+    assert run["conf"]["target_tf"] == "2.12" and run["conf"]["strip"] is True
+    assert run["conf"]["keep_last"] == 5 and run["conf"]["check_clients"] is True
+    stack.wait_for_run(MANUAL, run["dag_run_id"])
+    WALKED.append((MANUAL, run["dag_run_id"]))
     published = stack.xcom(MANUAL, run["dag_run_id"], "publish")
     serving_base = demo_root / "serving" / "classifier"
     assert published["uri"] == f"{serving_base}/{published['version']}"
     assert published["validation"]["valid"] is True and published["served"]["name"] == "classifier"
     assert verify(published["uri"]).ok
-
-    run_path = f"{stack.url}/dags/{MANUAL}/runs/{run['dag_run_id']}/tasks/publish"
-    browser.open(run_path)
+    log = stack.task_log(MANUAL, run["dag_run_id"], "publish")
+    # The log reads in the order things happen: the report, then the copy, then the result.
+    assert log.index("VALID:") < log.index("publishing to") < log.index("Published version")
+    browser.open(f"{stack.url}/dags/{MANUAL}/runs/{run['dag_run_id']}/tasks/publish")
     browser.wait_for_text(f"Published version {published['version']} at {published['uri']}")
     browser.shot("publish task log")
 
-    # The Asset event carries the version; the mirror DAG runs on it and keeps the number.
-    def mirrored() -> dict[str, Any] | None:
-        run = newest_run(stack, MIRROR, run_type="asset_triggered")
-        return run if run and run["state"] in ("success", "failed") else None
 
-    mirror_run = wait_until("the mirror DAG to run on the Asset event", mirrored, 180, 2)
-    assert mirror_run["state"] == "success"
-    events = stack.get(f"/assets/events?source_dag_id={MANUAL}")["asset_events"]
-    assert [e["extra"]["version"] for e in events] == [published["version"]]
-    mirror = demo_root / "mirror" / "classifier" / str(published["version"])
-    assert verify(str(mirror)).ok
-    browser.open(f"{stack.url}/dags/{MIRROR}/runs/{mirror_run['dag_run_id']}")
+def test_rollback_from_its_form(stack: AirflowStack, browser: Browser, demo_root: Path) -> None:
+    config = resolve(str(demo_root / "serving" / "models.config"))
+    before = serving.describe(serving.find(serving.read(config), "classifier"))  # type: ignore[arg-type]
+    complete = [
+        v.version for v in list_versions(str(demo_root / "serving" / "classifier")) if v.state == "complete"
+    ]
+    below = [v for v in complete if v < before.labels["stable"]]
+    assert below, (complete, before.labels)
+    stack.unpause(ROLLBACK)
+    run = trigger_from_the_form(stack, browser, ROLLBACK)
+    stack.wait_for_run(ROLLBACK, run["dag_run_id"])
+    WALKED.append((ROLLBACK, run["dag_run_id"]))
+    after = serving.describe(serving.find(serving.read(config), "classifier"))  # type: ignore[arg-type]
+    assert after.labels["stable"] == max(below)
+
+
+def test_the_mirror_catches_up_on_batched_out_of_order_events(
+    stack: AirflowStack, browser: Browser, demo_root: Path, tmp_path: Path
+) -> None:
+    """Versions published outside Airflow while the mirror is paused, announced by Asset events
+    in shuffled order; unpaused, the mirror holds every complete version the source has."""
+    stack.patch(f"/dags/{MIRROR}", {"is_paused": True})
+    earlier = {r["dag_run_id"] for r in stack.get(f"/dags/{MIRROR}/dagRuns?limit=100")["dag_runs"]}
+    base = demo_root / "serving" / "classifier"
+    new = [publish(small_model(tmp_path / f"m{seed}", seed), str(base)).version for seed in (21, 22, 23)]
+    (asset,) = [a for a in stack.get("/assets?limit=100")["assets"] if a["name"] == "savedmodel_classifier"]
+    events = [v for v in list_versions(str(base)) if v.state == "complete"]
+    random.Random(7).shuffle(events)
+    for info in events:
+        stack.post(
+            "/assets/events", {"asset_id": asset["id"], "extra": {"uri": info.url, "version": info.version}}
+        )
+    stack.patch(f"/dags/{MIRROR}", {"is_paused": False})
+
+    def mirrored() -> dict[str, Any] | None:
+        runs = stack.get(f"/dags/{MIRROR}/dagRuns?limit=100")["dag_runs"]
+        fresh = [r for r in runs if r["dag_run_id"] not in earlier and r["run_type"] == "asset_triggered"]
+        return fresh[0] if fresh and fresh[0]["state"] in ("success", "failed") else None
+
+    run = wait_until("the mirror DAG to run on the queued events", mirrored, 240, 2)
+    assert run["state"] == "success", run
+    WALKED.append((MIRROR, run["dag_run_id"]))
+    source = {v.version for v in list_versions(str(base)) if v.state == "complete"}
+    held = {
+        v.version for v in list_versions(str(demo_root / "mirror" / "classifier")) if v.state == "complete"
+    }
+    kept = sorted(source)[-3:]  # the mirror's retention keeps its three newest
+    assert set(new) <= source and set(kept) <= held, (source, held)
+    for number in kept:
+        assert verify(str(demo_root / "mirror" / "classifier" / str(number))).ok
+    browser.open(f"{stack.url}/dags/{MIRROR}/runs/{run['dag_run_id']}")
     browser.wait_for_text("mirror")
     browser.shot("mirror run")
 
@@ -158,6 +266,7 @@ def test_a_deferred_sensor_completes_in_the_triggerer_when_the_model_appears(
     small_model(tmp_path / "external" / ".writing", seed=2)
     os.rename(tmp_path / "external" / ".writing", export)
     stack.wait_for_run(EXTERNAL, run_id, timeout=180)
+    WALKED.append((EXTERNAL, run_id))
     log = stack.task_log(EXTERNAL, run_id, "wait_for_export", try_number=1)
     assert f"SavedModel ready at {export}" in log
     assert stack.xcom(EXTERNAL, run_id, "wait_for_export") == {
@@ -173,20 +282,6 @@ def test_a_deferred_sensor_completes_in_the_triggerer_when_the_model_appears(
     browser.open(f"{stack.url}/dags/{EXTERNAL}/runs/{run_id}")
     browser.wait_for_text("success", reload_every=3)
     browser.shot("sensor run done")
-
-
-def test_training_triggered_through_the_rest_api_with_a_conf(stack: AirflowStack, browser: Browser) -> None:
-    stack.unpause(TRAINING)  # also starts the schedule's latest run; this test follows its own
-    run_id = stack.trigger(TRAINING, {"epochs": 120, "learning_rate": 0.4})
-    stack.wait_for_run(TRAINING, run_id, timeout=300)
-    assert "after 120 epochs at learning rate 0.4" in stack.task_log(TRAINING, run_id, "train")
-    published = stack.xcom(TRAINING, run_id, "publish")
-    checked = stack.xcom(TRAINING, run_id, "check_served")
-    assert checked["version"] == published["version"] and checked["max_abs_diff"] <= 1e-6
-    assert "canary" in published["served"]["labels"]
-    browser.open(f"{stack.url}/dags/{TRAINING}/runs/{run_id}")
-    browser.wait_for_text("promote_to_stable")
-    browser.shot("training run")
 
 
 def test_the_connection_form_and_its_test_button(
@@ -236,3 +331,35 @@ def test_the_connection_form_and_its_test_button(
     ).click()
     browser.wait_for_text("Test URL")
     browser.shot("connection form")
+
+    # Save it as a user does, then press the list's Test button (the UI sends the stored
+    # connection with "port": 0 for its empty port; the provider's plugin makes that pass).
+    browser.type_into(browser.find(By.NAME, "connection_id"), "savedmodel_from_form")
+    browser.type_into(browser.find(By.NAME, "element_test_url"), str(tmp_path / "models"))
+    browser.find(By.XPATH, "//*[@role='dialog']//button[normalize-space()='Save']").click()
+    browser.wait_for_text("savedmodel_from_form")
+    saved = stack.get("/connections/savedmodel_from_form")
+    assert saved["conn_type"] == "savedmodel" and saved["port"] is None
+    row_test_button(browser, "savedmodel_from_form").click()
+    browser.wait_for_text(f"listed 1 entries at {tmp_path / 'models'}", timeout=30)
+    browser.shot("test button: success")
+
+    # A connection whose Test URL does not exist: the button says so, with the reason.
+    stack.post(
+        "/connections",
+        {
+            "connection_id": "savedmodel_missing",
+            "conn_type": "savedmodel",
+            "extra": json.dumps({"test_url": str(tmp_path / "nowhere")}),
+        },
+    )
+    browser.open(f"{stack.url}/connections")
+    row_test_button(browser, "savedmodel_missing").click()
+    browser.wait_for_text(f"{tmp_path / 'nowhere'}: FileNotFoundError", timeout=30)
+    browser.shot("test button: failure")
+
+
+def test_no_task_log_of_the_walk_has_an_error_line(stack: AirflowStack) -> None:
+    assert {dag_id for dag_id, _ in WALKED} == {TRAINING, MANUAL, ROLLBACK, MIRROR, EXTERNAL}, WALKED
+    found = [line for dag_id, run_id in WALKED for line in error_lines(stack, dag_id, run_id)]
+    assert not found, "\n".join(found)

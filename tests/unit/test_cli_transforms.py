@@ -55,3 +55,21 @@ def test_destination_must_not_exist_unless_overwrite(zoo: dict[str, Path], tmp_p
 def test_same_source_and_destination_is_refused(zoo: dict[str, Path]) -> None:
     result = run("strip-default-attrs", zoo["tf2_module"], zoo["tf2_module"], "--overwrite")
     assert result.returncode == 1 and "destination is the source" in result.stderr
+
+
+def test_progress_to_a_pipe_is_whole_lines(tmp_path: Path) -> None:
+    """--progress with stderr not a terminal (a CI log): lines, not carriage-return updates."""
+    import numpy as np
+
+    from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+
+    rng = np.random.default_rng(0)
+    src = export_dense_model(
+        str(tmp_path / "m"),
+        [DenseLayer(rng.standard_normal((64, 64)).astype(np.float32), np.zeros(64, np.float32))],
+    )
+    result = run("copy", src, tmp_path / "copied", "--progress")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].startswith("100%") and all(line.endswith("files") for line in lines), lines

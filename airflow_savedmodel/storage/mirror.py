@@ -1,0 +1,82 @@
+"""Mirror a serving base path to another: every complete version the source has and the mirror
+lacks is published there under the same number (verified, atomically, as any publish).
+
+What to copy is decided from the two listings, not from which publish announced itself: Asset
+events arrive batched and in any order, and a mirror that missed some (paused, failed, added
+late) catches up on its next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_savedmodel.errors import SavedModelError, StorageError
+from airflow_savedmodel.location import Location
+from airflow_savedmodel.storage import versions as v
+from airflow_savedmodel.storage.publish import PublishResult, publish
+
+
+@dataclass
+class MirrorResult:
+    """What a mirror run did: versions published to the mirror, those it already held, and the
+    source's versions it skipped because they are not complete there (a publish in flight)."""
+
+    mirrored: list[PublishResult] = field(default_factory=list)
+    present: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mirrored": [{"version": r.version, "uri": r.url} for r in self.mirrored],
+            "present": self.present,
+            "skipped": {str(k): reason for k, reason in self.skipped.items()},
+        }
+
+
+def mirror(
+    src: Location,
+    dst: Location,
+    *,
+    newest_only: bool = False,
+    concurrency: int = 8,
+    progress_for: Callable[[int], Any] | None = None,
+) -> MirrorResult:
+    """Publish to ``dst`` every complete version of ``src`` that ``dst`` does not hold complete,
+    oldest first, each under its own number (``newest_only``: only the newest complete one).
+
+    A version that fails to mirror does not stop the others; the failures are raised together
+    at the end, each with its version's URL.
+    """
+    result = MirrorResult()
+    source = v.versions_of(src.fs, src.path)
+    for info in source:
+        if info.state != v.COMPLETE:
+            result.skipped[info.version] = info.state
+    complete = [info for info in source if info.state == v.COMPLETE]
+    if newest_only:
+        complete = complete[-1:]
+    dst.fs.makedirs(dst.path, exist_ok=True)
+    held = {info.version: info for info in v.versions_of(dst.fs, dst.path)}
+    failures: list[str] = []
+    for info in complete:
+        there = held.get(info.version)
+        if there is not None and there.state == v.COMPLETE:
+            result.present.append(info.version)
+            continue
+        try:
+            result.mirrored.append(
+                publish(
+                    src.join(str(info.version)),
+                    dst,
+                    version=info.version,
+                    concurrency=concurrency,
+                    progress=progress_for(info.version) if progress_for else None,
+                )
+            )
+        except SavedModelError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise StorageError(f"{len(failures)} version(s) not mirrored: " + "; ".join(failures), dst.url)
+    return result

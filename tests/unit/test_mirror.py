@@ -1,0 +1,63 @@
+"""Mirroring a base path: every complete source version the mirror lacks, under its own number,
+whatever order its announcements came in; partial source versions are left for later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.errors import StorageError
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.storage import list_versions, publish, verify
+from airflow_savedmodel.storage.mirror import mirror
+
+
+def make_model(root: Path, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    layer = DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")
+    return export_dense_model(str(root / f"model-{seed}"), [layer])
+
+
+def complete(base: Path) -> list[int]:
+    return [v.version for v in list_versions(str(base)) if v.state == "complete"]
+
+
+@pytest.mark.parametrize("dst_kind", ["local", "memory"])
+def test_the_mirror_gets_every_complete_version_it_lacks_and_only_those(
+    tmp_path: Path, dst_kind: str
+) -> None:
+    src = tmp_path / "serving"
+    for seed in range(1, 5):
+        publish(make_model(tmp_path, seed), str(src))
+    (src / "5").mkdir()  # a publish in flight (or dead): not complete, not mirrored
+    dst_url = str(tmp_path / "mirror") if dst_kind == "local" else f"memory://mirror-{tmp_path.name}"
+    publish(str(src / "2"), dst_url, version=2)  # the mirror already holds 2
+    result = mirror(resolve(str(src)), resolve(dst_url))
+    assert [r.version for r in result.mirrored] == [1, 3, 4]
+    assert result.present == [2] and result.skipped == {5: "partial"}
+    assert [v.version for v in list_versions(dst_url) if v.state == "complete"] == [1, 2, 3, 4]
+    for number in (1, 3, 4):
+        assert verify(f"{dst_url}/{number}").ok
+    again = mirror(resolve(str(src)), resolve(dst_url))  # nothing left to do
+    assert again.mirrored == [] and again.present == [1, 2, 3, 4]
+
+
+def test_newest_only_mirrors_the_newest_complete_version(tmp_path: Path) -> None:
+    src, dst = tmp_path / "serving", tmp_path / "mirror"
+    for seed in range(1, 4):
+        publish(make_model(tmp_path, seed), str(src))
+    result = mirror(resolve(str(src)), resolve(str(dst)), newest_only=True)
+    assert [r.version for r in result.mirrored] == [3] and complete(dst) == [3]
+
+
+def test_a_version_that_cannot_be_mirrored_is_named_and_does_not_stop_the_others(tmp_path: Path) -> None:
+    src, dst = tmp_path / "serving", tmp_path / "mirror"
+    for seed in range(1, 4):
+        publish(make_model(tmp_path, seed), str(src))
+    (dst / "2").mkdir(parents=True)  # debris where version 2 would go
+    with pytest.raises(StorageError, match=r"1 version\(s\) not mirrored: .*/mirror/2: version exists"):
+        mirror(resolve(str(src)), resolve(str(dst)))
+    assert complete(dst) == [1, 3]
