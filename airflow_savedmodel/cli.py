@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -820,6 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineLog(_given_secrets(args)))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    started = time.monotonic()
     try:
         return int(args.handler(args))
     except SavedModelError as exc:
@@ -837,7 +839,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ("url", "src", "dst", "base", "config")
         where = ", ".join(redact(getattr(args, n)) for n in names if getattr(args, n, None))
         print(
-            f"savedmodel {args.command}: error: {storage_error(exc, where, _given_secrets(args))}",
+            f"savedmodel {args.command}: error: "
+            f"{storage_error(exc, where, _given_secrets(args), time.monotonic() - started)}",
             file=sys.stderr,
         )
         return 1

@@ -26,7 +26,7 @@ import fsspec
 from awscrt import checksums as _checksums
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel.errors import FormatError, SavedModelError
+from airflow_savedmodel.errors import FormatError, SavedModelError, StorageError
 
 CHUNK = 8 << 20
 LOCAL_CHUNK = 1 << 20
@@ -48,13 +48,22 @@ def redact(url: str) -> str:
     return _USERINFO.sub(r"\1***@", url)
 
 
+# gcsfs's ``token`` names a way to get credentials as often as it holds one; these are not secrets.
+TOKEN_MODES = frozenset({"anon", "google_default", "cache", "cloud", "browser"})
+
+
 def secret_values(options: dict[str, Any]) -> list[str]:
     """The values of credential-looking keys in (nested) storage options."""
     found: list[str] = []
     for key, value in options.items():
         if isinstance(value, dict):
             found += secret_values(value)
-        elif isinstance(value, str) and value and any(k in key.lower() for k in SENSITIVE_KEYS):
+        elif (
+            isinstance(value, str)
+            and value
+            and any(k in key.lower() for k in SENSITIVE_KEYS)
+            and not (key == "token" and value in TOKEN_MODES)
+        ):
             found.append(value)
     return found
 
@@ -128,11 +137,66 @@ def resolve(
         )
     if fs is not None:
         return Location(fs, fs._strip_protocol(url).rstrip("/") or "/")
+    options = storage_options or {}
+    token = options.get("token")
+    token_file = isinstance(token, str) and token not in TOKEN_MODES and _looks_like_path(token)
+    if scheme in ("gs", "gcs") and token_file and not os.path.exists(str(token)):
+        # gcsfs would send the path to Google as if it were an access token
+        raise StorageError(f"token file {token} does not exist", redact(url))
     try:
-        filesystem, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError, TypeError) as exc:
+        options_with_timeouts = with_timeouts(scheme, options)
+    except ValueError as exc:
         raise SavedModelError(f"cannot open filesystem: {exc}", redact(url)) from None
+    try:
+        filesystem, path = fsspec.core.url_to_fs(url, **options_with_timeouts)
+    except ImportError as exc:
+        raise SavedModelError(f"cannot open filesystem: {exc}", redact(url)) from None
+    except Exception as exc:  # the storage library's credential parsing: KeyError, JSONDecodeError ...
+        what = (
+            f"the credentials lack the field {exc}"
+            if isinstance(exc, KeyError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        problem = scrub(what, secret_values(options))
+        raise StorageError(f"cannot set up the filesystem from its options: {problem}", redact(url)) from None
     return Location(filesystem, path.rstrip("/") or "/")
+
+
+# Every request to an object store gets these unless the options say otherwise (``connect_timeout``
+# and ``read_timeout``, seconds, in a connection's storage options or ``-o``): gcsfs sets none,
+# so a store that accepts connections and never answers would hold a task or a poll forever. The
+# read timeout bounds the silence between two reads of one response, not a whole transfer.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
+
+
+def with_timeouts(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for fsspec, with our ``connect_timeout``/``read_timeout`` turned into the
+    storage library's own settings (gcsfs: an aiohttp ClientTimeout; s3fs: botocore's config);
+    requests that time out are retried by the library like other transient failures."""
+    options = dict(options)
+    try:
+        connect = float(options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        read = float(options.pop("read_timeout", DEFAULT_READ_TIMEOUT))
+    except (TypeError, ValueError):
+        raise ValueError("connect_timeout and read_timeout must be numbers of seconds") from None
+    if connect <= 0 or read <= 0:
+        raise ValueError("connect_timeout and read_timeout must be more than 0 seconds")
+    if scheme in ("gs", "gcs") and "requests_timeout" not in options:
+        import aiohttp
+
+        options["requests_timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+    elif scheme in ("s3", "s3a", "s3n"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", connect)
+        config.setdefault("read_timeout", read)
+        options["config_kwargs"] = config
+    return options
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.endswith(".json") or value.startswith(("/", "./", "~"))
 
 
 def join(base: str, *parts: str) -> str:
@@ -259,11 +323,27 @@ def is_storage_failure(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError) or type(exc).__module__.split(".")[0] in STORAGE_LIBRARIES
 
 
-def storage_error(exc: BaseException, where: str, secrets: Iterable[str] = ()) -> SavedModelError:
-    """``exc`` as a StorageError naming ``where`` (redacted), on one line, credentials scrubbed."""
-    from airflow_savedmodel.errors import StorageError
+def is_timeout(exc: BaseException) -> bool:
+    """A request the store never answered in time (aiohttp's, asyncio's, botocore's timeouts)."""
+    return isinstance(exc, TimeoutError) or (
+        type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore", "urllib3", "requests")
+        and "Timeout" in type(exc).__name__
+    )
 
+
+def storage_error(
+    exc: BaseException, where: str, secrets: Iterable[str] = (), waited: float | None = None
+) -> SavedModelError:
+    """``exc`` as a StorageError naming ``where`` (redacted), on one line, credentials scrubbed;
+    a timeout says so, with the seconds waited when known."""
     detail = " ".join(scrub(f"{type(exc).__name__}: {exc}", secrets).split())
+    if is_timeout(exc):
+        after = f" after {waited:.0f}s" if waited is not None else ""
+        return StorageError(
+            f"the store did not answer in time{after}, retries included ({detail}); "
+            "connect_timeout/read_timeout set the limits",
+            redact(where),
+        )
     return StorageError(f"storage request failed: {detail}", redact(where))
 
 

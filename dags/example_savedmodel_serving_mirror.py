@@ -32,6 +32,7 @@ from airflow_savedmodel.operators.savedmodel import SavedModelMirrorOperator, Sa
     # Unpaused from the start: a paused consumer would only see the events queued while it
     # waited once someone unpaused it.
     is_paused_upon_creation=False,
+    default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=10)},  # every task is idempotent
     tags=["savedmodel", "example"],
     doc_md=__doc__,
 )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import os
 import posixpath
+import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
 from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location
@@ -23,6 +23,9 @@ from airflow_savedmodel.errors import ChecksumError, FormatError, MissingFileErr
 from airflow_savedmodel.format import dtypes, ordered_code, protoio, sstable, varint
 from airflow_savedmodel.format.crc import crc32c, mask, unmask
 from airflow_savedmodel.protos import tensor_bundle_pb2, trackable_object_graph_pb2, types_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 BUNDLE_VERSION = 1
@@ -193,6 +196,21 @@ class BundleReader:
     def data_files(self) -> list[str]:
         return [data_path(self.prefix, i, self.num_shards) for i in range(self.num_shards)]
 
+    def data_files_at(self, shard: int) -> str:
+        return data_path(self.prefix, shard, self.num_shards)
+
+    def present_shards(self) -> set[int]:
+        """Shard numbers whose data file of this bundle exists, from one listing of the
+        directory: work bounded by what is there, not by the count the header claims."""
+        folder, _, stem = self.prefix.rpartition("/")
+        pattern = re.compile(rf"^{re.escape(stem)}\.data-(\d{{5}})-of-{self.num_shards:05d}$")
+        found = set()
+        for name, _ in location.children(self.fs, folder or ".", refresh=True):
+            match = pattern.match(name)  # any kind: shard_size says what is wrong with one that is no file
+            if match and int(match.group(1)) < self.num_shards:
+                found.add(int(match.group(1)))
+        return found
+
     def shard_size(self, shard: int) -> int:
         if shard not in self._shard_sizes:
             path = data_path(self.prefix, shard, self.num_shards)
@@ -235,6 +253,8 @@ class BundleReader:
         return self._read_entry(entry)
 
     def _read_entry(self, entry: BundleEntry) -> np.ndarray:
+        import numpy as np
+
         where = data_path(self.prefix, entry.shard_id, self.num_shards)
         if entry.dtype == dtypes.STRING:
             return self._decode_strings(entry, self._read_bytes(entry), where)
@@ -264,6 +284,8 @@ class BundleReader:
             raise ChecksumError(f"tensor {entry.name!r}: data checksum mismatch", where)
 
     def _decode_strings(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
+        import numpy as np
+
         count = entry.num_elements
         if count + 4 > len(data):
             raise FormatError(
@@ -302,6 +324,8 @@ class BundleReader:
         return out.reshape(entry.shape)
 
     def _decode_variants(self, entry: BundleEntry, data: bytes, where: str) -> np.ndarray:
+        import numpy as np
+
         count = entry.num_elements
         if count > len(data):
             raise FormatError(
@@ -328,6 +352,8 @@ class BundleReader:
         """Where each stored slice of a partitioned tensor goes, checked against the index alone
         (nothing is allocated): the slices lie inside the full shape, each stored slice has its
         region's shape (and, for numbers, its bytes), and together they cover the tensor."""
+        import numpy as np
+
         itemsize = (dtypes.to_numpy(entry.dtype) or np.dtype(object)).itemsize
         numeric = dtypes.to_numpy(entry.dtype) is not None
         covered = 0
@@ -367,6 +393,8 @@ class BundleReader:
         return parts
 
     def _assemble(self, entry: BundleEntry) -> np.ndarray:
+        import numpy as np
+
         parts = self.slice_plan(entry)  # bounds the allocation by the bytes the slices hold
         out = np.empty(entry.shape, dtype=dtypes.to_numpy(entry.dtype) or np.dtype(object))
         for bounds, part in parts:
@@ -401,6 +429,8 @@ def open_bundle(url: str, storage_options: dict[str, Any] | None = None) -> Bund
 
 def encode_tensor(array: np.ndarray, dtype: int) -> tuple[bytes, int]:
     """``(bytes, crc32c)`` of one tensor as a bundle data shard stores it."""
+    import numpy as np
+
     if dtypes.base(dtype) == dtypes.STRING:
         return _encode_strings(array)
     np_dtype = dtypes.to_numpy(dtype)
@@ -411,6 +441,8 @@ def encode_tensor(array: np.ndarray, dtype: int) -> tuple[bytes, int]:
 
 
 def _encode_strings(array: np.ndarray) -> tuple[bytes, int]:
+    import numpy as np
+
     items = [
         x.encode() if isinstance(x, str) else bytes(x) for x in np.asarray(array, dtype=object).reshape(-1)
     ]
@@ -471,6 +503,8 @@ class BundleWriter:
 
     def add(self, name: str, value: Any, dtype: int | None = None) -> None:
         """Append a tensor; ``dtype`` defaults to the numpy dtype's (bytes/str/object arrays are strings)."""
+        import numpy as np
+
         array = np.asarray(value, dtype=object) if dtype == dtypes.STRING else np.asarray(value)
         tf_dtype = dtype if dtype is not None else dtypes.from_numpy(array.dtype)
         if tf_dtype in (dtypes.RESOURCE, dtypes.VARIANT):
@@ -481,6 +515,8 @@ class BundleWriter:
         self, name: str, full_shape: tuple[int, ...], extents: tuple[tuple[int, int], ...], value: Any
     ) -> None:
         """Append one slice of a partitioned tensor (``extents``: ``(start, length)`` per dim)."""
+        import numpy as np
+
         array = np.asarray(value)
         tf_dtype = dtypes.from_numpy(array.dtype)
         key = name.encode()

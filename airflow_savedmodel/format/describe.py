@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from airflow_savedmodel.format.model import MetaGraph, SavedModel, TagsArg, format_tags
 from airflow_savedmodel.format.signatures import Signature
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA = "airflow-savedmodel/inspect/v1"
 
@@ -168,6 +169,7 @@ def human_bytes(n: int) -> str:
 
 def value_json(array: np.ndarray) -> Any:
     """A tensor value as JSON: nested lists; bytes as text when UTF-8, else {"base64": ...}; complex as [re, im]."""
+    import numpy as np
 
     def scalar(x: Any) -> Any:
         if isinstance(x, bytes):

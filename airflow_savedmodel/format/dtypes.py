@@ -2,54 +2,83 @@
 
 from __future__ import annotations
 
-import ml_dtypes
-import numpy as np
+import functools
+from typing import TYPE_CHECKING
 
 from airflow_savedmodel.protos import types_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STRING = types_pb2.DT_STRING
 RESOURCE = types_pb2.DT_RESOURCE
 VARIANT = types_pb2.DT_VARIANT
 REF_OFFSET = 100
 
-_NUMPY: dict[int, np.dtype] = {
-    types_pb2.DT_FLOAT: np.dtype("<f4"),
-    types_pb2.DT_DOUBLE: np.dtype("<f8"),
-    types_pb2.DT_INT32: np.dtype("<i4"),
-    types_pb2.DT_UINT8: np.dtype("u1"),
-    types_pb2.DT_INT16: np.dtype("<i2"),
-    types_pb2.DT_INT8: np.dtype("i1"),
-    types_pb2.DT_COMPLEX64: np.dtype("<c8"),
-    types_pb2.DT_INT64: np.dtype("<i8"),
-    types_pb2.DT_BOOL: np.dtype("?"),
-    types_pb2.DT_QINT8: np.dtype("i1"),
-    types_pb2.DT_QUINT8: np.dtype("u1"),
-    types_pb2.DT_QINT32: np.dtype("<i4"),
-    types_pb2.DT_BFLOAT16: np.dtype(ml_dtypes.bfloat16),
-    types_pb2.DT_QINT16: np.dtype("<i2"),
-    types_pb2.DT_QUINT16: np.dtype("<u2"),
-    types_pb2.DT_UINT16: np.dtype("<u2"),
-    types_pb2.DT_COMPLEX128: np.dtype("<c16"),
-    types_pb2.DT_HALF: np.dtype("<f2"),
-    types_pb2.DT_UINT32: np.dtype("<u4"),
-    types_pb2.DT_UINT64: np.dtype("<u8"),
-    types_pb2.DT_FLOAT8_E5M2: np.dtype(ml_dtypes.float8_e5m2),
-    types_pb2.DT_FLOAT8_E4M3FN: np.dtype(ml_dtypes.float8_e4m3fn),
-    types_pb2.DT_FLOAT8_E4M3FNUZ: np.dtype(ml_dtypes.float8_e4m3fnuz),
-    types_pb2.DT_FLOAT8_E4M3B11FNUZ: np.dtype(ml_dtypes.float8_e4m3b11fnuz),
-    types_pb2.DT_FLOAT8_E5M2FNUZ: np.dtype(ml_dtypes.float8_e5m2fnuz),
-    types_pb2.DT_INT4: np.dtype(ml_dtypes.int4),
-    types_pb2.DT_UINT4: np.dtype(ml_dtypes.uint4),
-    types_pb2.DT_INT2: np.dtype(ml_dtypes.int2),
-    types_pb2.DT_UINT2: np.dtype(ml_dtypes.uint2),
-    types_pb2.DT_FLOAT4_E2M1FN: np.dtype(ml_dtypes.float4_e2m1fn),
+# numpy's own dtypes, by their codes. The ones numpy lacks (bfloat16, float8, int4 ...) come from
+# ml_dtypes. Both are imported only when a tensor's bytes are turned into an array: reading a
+# model's structure (inspect, most of validate) needs neither, and numpy costs a few tenths of a
+# second and ml_dtypes up to two seconds at every CLI call and Airflow task that imports them.
+_NUMPY_CODES: dict[int, str] = {
+    types_pb2.DT_FLOAT: "<f4",
+    types_pb2.DT_DOUBLE: "<f8",
+    types_pb2.DT_INT32: "<i4",
+    types_pb2.DT_UINT8: "u1",
+    types_pb2.DT_INT16: "<i2",
+    types_pb2.DT_INT8: "i1",
+    types_pb2.DT_COMPLEX64: "<c8",
+    types_pb2.DT_INT64: "<i8",
+    types_pb2.DT_BOOL: "?",
+    types_pb2.DT_QINT8: "i1",
+    types_pb2.DT_QUINT8: "u1",
+    types_pb2.DT_QINT32: "<i4",
+    types_pb2.DT_QINT16: "<i2",
+    types_pb2.DT_QUINT16: "<u2",
+    types_pb2.DT_UINT16: "<u2",
+    types_pb2.DT_COMPLEX128: "<c16",
+    types_pb2.DT_HALF: "<f2",
+    types_pb2.DT_UINT32: "<u4",
+    types_pb2.DT_UINT64: "<u8",
+}
+_ML_DTYPES: dict[int, str] = {  # DataType -> the ml_dtypes attribute
+    types_pb2.DT_BFLOAT16: "bfloat16",
+    types_pb2.DT_FLOAT8_E5M2: "float8_e5m2",
+    types_pb2.DT_FLOAT8_E4M3FN: "float8_e4m3fn",
+    types_pb2.DT_FLOAT8_E4M3FNUZ: "float8_e4m3fnuz",
+    types_pb2.DT_FLOAT8_E4M3B11FNUZ: "float8_e4m3b11fnuz",
+    types_pb2.DT_FLOAT8_E5M2FNUZ: "float8_e5m2fnuz",
+    types_pb2.DT_INT4: "int4",
+    types_pb2.DT_UINT4: "uint4",
+    types_pb2.DT_INT2: "int2",
+    types_pb2.DT_UINT2: "uint2",
+    types_pb2.DT_FLOAT4_E2M1FN: "float4_e2m1fn",
 }
 
-_FROM_NUMPY: dict[np.dtype, int] = {}
-for _dt, _np in _NUMPY.items():
-    _FROM_NUMPY.setdefault(_np.newbyteorder("="), _dt)
-_FROM_NUMPY[np.dtype(object)] = STRING
-_FROM_NUMPY[np.dtype("S")] = STRING
+
+@functools.cache
+def _tables() -> tuple[dict[int, np.dtype], dict[np.dtype, int]]:
+    """(DataType -> numpy dtype, numpy dtype -> DataType) for numpy's own dtypes."""
+    import numpy as np
+
+    to_np = {dt: np.dtype(code) for dt, code in _NUMPY_CODES.items()}
+    from_np: dict[np.dtype, int] = {}
+    for dt, np_dtype in to_np.items():
+        from_np.setdefault(np_dtype.newbyteorder("="), dt)
+    from_np[np.dtype(object)] = STRING
+    from_np[np.dtype("S")] = STRING
+    return to_np, from_np
+
+
+@functools.cache
+def _load_ml_dtypes() -> None:
+    """Add ml_dtypes' types to both tables, once."""
+    import ml_dtypes
+    import numpy as np
+
+    to_np, from_np = _tables()
+    for dt, attr in _ML_DTYPES.items():
+        to_np[dt] = np.dtype(getattr(ml_dtypes, attr))
+        from_np.setdefault(to_np[dt].newbyteorder("="), dt)
 
 
 def base(dtype: int) -> int:
@@ -86,15 +115,22 @@ def from_name(text: str) -> int:
 
 def to_numpy(dtype: int) -> np.dtype | None:
     """The numpy dtype whose bytes TensorFlow stores for ``dtype``; None for string, resource, variant."""
-    return _NUMPY.get(base(dtype))
+    if base(dtype) in _ML_DTYPES:
+        _load_ml_dtypes()
+    return _tables()[0].get(base(dtype))
 
 
 def from_numpy(dtype: np.dtype) -> int:
     """The DataType for a numpy dtype (bytes and object arrays are strings)."""
+    import numpy as np
+
     dt = np.dtype(dtype)
     if dt.kind in ("S", "O", "U"):
         return STRING
-    try:
-        return _FROM_NUMPY[dt.newbyteorder("=")]
-    except KeyError:
-        raise ValueError(f"no TensorFlow dtype for numpy dtype {dt}") from None
+    found = _tables()[1].get(dt.newbyteorder("="))
+    if found is None:  # perhaps one of ml_dtypes'
+        _load_ml_dtypes()
+        found = _tables()[1].get(dt.newbyteorder("="))
+    if found is None:
+        raise ValueError(f"no TensorFlow dtype for numpy dtype {dt}")
+    return found

@@ -43,6 +43,7 @@ SCHEMA = "airflow-savedmodel/validate/v1"
 PROTO_LIMIT = 2**31 - 1
 DEFAULT_SIZE_WARNING = 1 << 30
 MAX_SPEC_BYTES = 16 << 20  # a signature spec is a small JSON or YAML document
+MAX_SHARD_FINDINGS = 10  # missing shards named one by one; the rest are counted in one finding
 
 FINDING_CODES = {
     "saved-model-unreadable": "saved_model.pb/.pbtxt is missing, malformed or in an unsupported variant",
@@ -587,11 +588,28 @@ def _variables(model: SavedModel, report: Report, deep: bool) -> None:
     with reader:
         report.stats["variables_bytes"] = sum(reader.stored_size(n) for n in reader.names())
         report.stats["num_variables"] = len(reader.names())
-        missing_shards: set[int] = set()
-        for shard in range(reader.num_shards):
+        # One listing, not a request per declared shard: a header may claim 100,000 of them.
+        present = reader.present_shards()
+        missing_shards = set(range(reader.num_shards)) - present
+        for shard in sorted(missing_shards)[:MAX_SHARD_FINDINGS]:
+            report.add(
+                ERROR,
+                "variables-shard-missing",
+                "data shard does not exist",
+                file=reader.data_files_at(shard),
+            )
+        if len(missing_shards) > MAX_SHARD_FINDINGS:
+            report.add(
+                ERROR,
+                "variables-shard-missing",
+                f"and {len(missing_shards) - MAX_SHARD_FINDINGS} more of the {reader.num_shards} data shards "
+                f"the index declares do not exist ({len(present)} do)",
+                file=reader.index_file,
+            )
+        for shard in sorted(present):
             try:
                 reader.shard_size(shard)
-            except SavedModelError as exc:
+            except SavedModelError as exc:  # a directory or special file named like a shard
                 missing_shards.add(shard)
                 report.add(ERROR, "variables-shard-missing", exc.problem, file=exc.path)
         for entry in reader.entries():
@@ -609,7 +627,7 @@ def _variables(model: SavedModel, report: Report, deep: bool) -> None:
                     ERROR,
                     "variables-entry-out-of-bounds",
                     f"tensor {entry.name!r} at [{entry.offset}, +{entry.size}) is beyond the shard's {size} bytes",
-                    file=reader.data_files()[entry.shard_id],
+                    file=reader.data_files_at(entry.shard_id),
                 )
         if deep and not missing_shards:
             for entry, problem in verify_entries(reader):
@@ -621,7 +639,10 @@ def _variables(model: SavedModel, report: Report, deep: bool) -> None:
                 if code == "variables-entry-out-of-bounds":
                     continue  # already reported above
                 report.add(
-                    ERROR, code, f"tensor {entry.name!r}: {problem}", file=reader.data_files()[entry.shard_id]
+                    ERROR,
+                    code,
+                    f"tensor {entry.name!r}: {problem}",
+                    file=reader.data_files_at(entry.shard_id),
                 )
         absent = sorted(k for k in needed if k not in reader)
         if absent:

@@ -70,8 +70,11 @@ def _typed_storage_errors(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: SavedModelHook, *args: Any, **kwargs: Any) -> Any:
+        import time
+
         from airflow_savedmodel.errors import SavedModelError
 
+        started = time.monotonic()
         try:
             return method(self, *args, **kwargs)
         except SavedModelError:
@@ -82,7 +85,8 @@ def _typed_storage_errors(method: F) -> F:
             if not location.is_storage_failure(exc):
                 raise
             urls = [location.redact(a) for a in args[:2] if isinstance(a, str)]
-            raise location.storage_error(exc, ", ".join(urls), self.secrets()) from None
+            waited = time.monotonic() - started
+            raise location.storage_error(exc, ", ".join(urls), self.secrets(), waited) from None
 
     return wrapper  # type: ignore[return-value]
 

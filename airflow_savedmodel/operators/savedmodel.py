@@ -751,7 +751,8 @@ class SavedModelRetentionOperator(BaseOperator):
     :param keep_last: how many of the newest complete versions to keep (templated).
     :param min_age_seconds: keep versions younger than this.
     :param keep: version numbers never to remove.
-    :param dry_run: only report what would be removed (templated flag).
+    :param dry_run: only report what would be removed (templated flag; kept as ``report_only``,
+        since ``dry_run`` is a BaseOperator method Airflow calls for ``tasks test --dry-run``).
     :param serving_config: TF Serving's model config file whose named versions stay (templated).
     :param savedmodel_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
     """
@@ -759,7 +760,7 @@ class SavedModelRetentionOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "base_path",
         "keep_last",
-        "dry_run",
+        "report_only",
         "serving_config",
         "savedmodel_conn_id",
     )
@@ -780,11 +781,11 @@ class SavedModelRetentionOperator(BaseOperator):
         super().__init__(**kwargs)
         self.serving_config = serving_config
         self.base_path, self.keep_last = base_path, keep_last
-        self.min_age_seconds, self.keep, self.dry_run = min_age_seconds, tuple(keep), dry_run
+        self.min_age_seconds, self.keep, self.report_only = min_age_seconds, tuple(keep), dry_run
         self.savedmodel_conn_id = savedmodel_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        dry_run = _flag(self.dry_run)
+        dry_run = _flag(self.report_only)
         result = _hook(self.savedmodel_conn_id).gc(
             self.base_path,
             keep_last=int(self.keep_last),

@@ -5,10 +5,15 @@ serving-config writers and retention stay out of each other's way on any filesys
   write: GCS by the lowest object generation among the claimants' own objects, S3 and others by
   a conditional create, memory by a process lock.
 - A **lock** (:func:`exclusive`) serialises short read-change-write steps such as serving-config
-  updates: ``flock`` on local disks, a claim with a time-to-live on object stores.
+  updates: ``flock`` on local disks, on object stores a claim renewed while it is held and
+  broken by others once its newest write is older than a time-to-live (its holder died or
+  stalled); a holder checks it still holds the lock before it writes (:meth:`Held.check`).
 - A **lease** is a publisher's renewed promise that its staging area and version are in use.
   Retention never removes what a live lease names; once a lease has expired (its publisher
-  died), what it named is reclaimed.
+  died), what it named is reclaimed. Ages are judged by the store's own timestamps against the
+  store's own clock (:func:`store_now`), with a margin, never by comparing two machines' clocks;
+  a publisher whose renewals stopped succeeding stops before it names anything
+  (:meth:`Lease.check`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import logging
 import os
 import random
 import threading
@@ -35,7 +41,26 @@ CLAIMS_DIR = ".savedmodel-claims"
 LEASES_DIR = ".savedmodel-leases"
 DEFAULT_LEASE_SECONDS = 120.0
 LOCK_TTL_SECONDS = 60.0
+# Slack for timestamps that come from different parts of a store, and for a renewal in flight.
+CLOCK_MARGIN_SECONDS = 30.0
 _MEMORY_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+def store_now(fs: AbstractFileSystem, base: str) -> float:
+    """The store's own clock: the modification time it gives a probe object written now (this
+    machine's clock only when the store reports no time)."""
+    probe = join(base, LEASES_DIR, f".clock-{uuid.uuid4().hex[:16]}")
+    try:
+        fs.pipe_file(probe, b"")
+        fs.invalidate_cache(join(base, LEASES_DIR))
+        stamp = _modified(fs, probe)
+    except (FileNotFoundError, OSError):
+        stamp = None
+    finally:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            fs.rm(probe)
+    return time.time() if stamp is None else stamp
 
 
 def new_token() -> str:
@@ -104,20 +129,70 @@ def _modified(fs: AbstractFileSystem, path: str) -> float | None:
     return float(stamp.timestamp())
 
 
+class Held:
+    """A lock this caller holds; :meth:`check` says whether it still does (an object-store lock
+    is broken by others when its holder stalls past the time-to-live)."""
+
+    def __init__(self, fs: AbstractFileSystem, path: str, token: str | None) -> None:
+        self.fs, self.path, self.token = fs, path, token
+
+    def holds(self) -> bool:
+        if self.token is None:  # flock: held until released
+            return True
+        try:
+            if protocol(self.fs) in ("gs", "gcs"):
+                self.fs.invalidate_cache(self.path)
+                entries = [e for e in self.fs.ls(self.path, detail=True) if not _is_heartbeat(e["name"])]
+                winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
+                return str(winner["name"]).rstrip("/").endswith("/" + self.token)
+            return bool(self.fs.cat_file(self.path).decode(errors="replace") == self.token)
+        except (FileNotFoundError, OSError, ValueError):
+            return False
+
+    def check(self) -> None:
+        if not self.holds():
+            raise LockLostError(
+                "the lock was taken over while this writer stalled", url_of(self.fs, self.path)
+            )
+
+
+class LockLostError(StorageError):
+    """A lock holder found that another writer broke its lock; its change was not written."""
+
+
+def _is_heartbeat(name: str) -> bool:
+    return str(name).rstrip("/").endswith(".alive")
+
+
+def _renew_lock(fs: AbstractFileSystem, path: str, token: str, every: float, stop: threading.Event) -> None:
+    """Keep a held object-store lock young, so that only a dead or stalled holder loses it."""
+    while not stop.wait(every):
+        try:
+            if protocol(fs) in ("gs", "gcs"):  # a beside object: the claim's generation decides
+                fs.pipe_file(join(path, token + ".alive"), token.encode())
+            else:
+                fs.pipe_file(path, token.encode())
+        except Exception as exc:  # retried on the next tick; the time-to-live is the backstop
+            log.warning("renewing the lock %s failed: %s", url_of(fs, path), exc)
+
+
 @contextlib.contextmanager
 def exclusive(
-    fs: AbstractFileSystem, path: str, *, ttl: float = LOCK_TTL_SECONDS, timeout: float = 120.0
-) -> Iterator[None]:
+    fs: AbstractFileSystem, path: str, *, ttl: float | None = None, timeout: float = 120.0
+) -> Iterator[Held]:
     """Hold the lock ``path`` for a short read-change-write; StorageError after ``timeout`` s.
 
-    A holder that died leaves a lock that others break once it is older than ``ttl``.
+    On object stores the holder renews the lock every third of ``ttl``; a holder that died (or
+    stalled, renewals included) leaves a lock that others break once it is older than ``ttl``
+    (default :data:`LOCK_TTL_SECONDS`).
     """
+    ttl = LOCK_TTL_SECONDS if ttl is None else ttl
     if is_local(fs):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                yield Held(fs, path, None)
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
@@ -128,7 +203,7 @@ def exclusive(
         if protocol(fs) in ("gs", "gcs"):
             with contextlib.suppress(FileNotFoundError, OSError):
                 fs.rm(join(path, token))
-        age = age_seconds(fs, path)
+        age = age_seconds(fs, path, store_now(fs, path.rpartition("/")[0]))
         if age is not None and age > ttl:
             with contextlib.suppress(FileNotFoundError, OSError):
                 fs.rm(path, recursive=True)
@@ -136,26 +211,47 @@ def exclusive(
             raise StorageError(f"lock held by another writer for more than {timeout:.0f}s", url_of(fs, path))
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 1.0)
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_renew_lock, args=(fs, path, token, ttl / 3, stop), name=f"lock-{token}", daemon=True
+    )
+    renewer.start()
     try:
-        yield
+        yield Held(fs, path, token)
     finally:
+        stop.set()
+        renewer.join()
         release(fs, path, token)
 
 
 @dataclass(frozen=True)
 class LeaseInfo:
+    """A lease as retention reads it: ``written`` is the store's time of its last renewal and
+    ``seconds`` how long the publisher promised to renew within."""
+
     token: str
     expires: float
     staging: str | None = None
     version: int | None = None
+    seconds: float | None = None
+    written: float | None = None
+    versions: tuple[int, ...] = ()
 
     def live(self, now: float | None = None) -> bool:
-        return self.expires > (time.time() if now is None else now)
+        """Whether the publisher may still be at work, at the store's time ``now``: its last
+        renewal (by the store's clock) plus its term and a margin is still ahead."""
+        now = time.time() if now is None else now
+        if self.seconds is not None and self.written is not None:
+            return self.written + self.seconds + CLOCK_MARGIN_SECONDS > now
+        return self.expires > now  # a lease from before store times were used
+
+    def named_versions(self) -> set[int]:
+        return set(self.versions) | ({self.version} if self.version is not None else set())
 
 
 class Lease:
-    """A publisher's lease on its staging area and claimed version, renewed by a daemon thread
-    every third of ``seconds`` until :meth:`close`."""
+    """A publisher's lease on its staging area and the versions it writes, renewed by a daemon
+    thread every third of ``seconds`` until :meth:`close`."""
 
     def __init__(self, fs: AbstractFileSystem, base: str, seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.fs, self.base, self.seconds = fs, base, float(seconds)
@@ -163,20 +259,26 @@ class Lease:
         self.path = join(base, LEASES_DIR, self.token + ".json")
         self.staging: str | None = None
         self.version: int | None = None
+        self.versions: list[int] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._renewed = time.monotonic()
 
     def _write(self) -> None:
         doc = {
             "token": self.token,
             "expires": time.time() + self.seconds,
+            "seconds": self.seconds,
             "staging": self.staging,
             "version": self.version,
+            "versions": self.versions,
         }
         with self._lock:
             if not self._stop.is_set():
+                started = time.monotonic()
                 write_atomic(self.fs, self.path, json.dumps(doc).encode())
+                self._renewed = started
 
     def start(self, staging: str | None = None) -> Lease:
         self.staging = staging
@@ -187,12 +289,27 @@ class Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
-            with contextlib.suppress(Exception):  # a missed renewal is retried; expiry is the backstop
+            try:
                 self._write()
+            except Exception as exc:  # retried on the next tick; check() stops the publish
+                log.warning("renewing the publish lease %s failed: %s", url_of(self.fs, self.path), exc)
+
+    def check(self) -> None:
+        """Refuse to go on once the last successful renewal is a full term old: retention may
+        already take this publisher for dead and reclaim what it named."""
+        if time.monotonic() - self._renewed >= self.seconds:
+            raise StorageError(
+                f"the publish lease was not renewed for {self.seconds:.0f}s; stopping before "
+                "anything is named",
+                url_of(self.fs, self.path),
+            )
 
     def set_version(self, version: int) -> None:
-        """Record the claimed version before any byte is written under it."""
+        """Record a version before any byte is written under it (every version it touches)."""
+        self.check()
         self.version = version
+        if version not in self.versions:
+            self.versions.append(version)
         self._write()
 
     def close(self) -> None:
@@ -218,18 +335,33 @@ def leases(fs: AbstractFileSystem, base: str) -> list[LeaseInfo]:
     root = join(base, LEASES_DIR)
     out = []
     for name, kind in children(fs, root, refresh=True):
-        if kind != "file" or not name.endswith(".json"):
+        if kind != "file" or not name.endswith(".json") or name.startswith("."):
             continue
+        path = join(root, name)
         try:
-            doc = json.loads(fs.cat_file(join(root, name)))
+            doc = json.loads(fs.cat_file(path))
             out.append(
                 LeaseInfo(
                     str(doc["token"]),
                     float(doc["expires"]),
                     doc.get("staging"),
                     None if doc.get("version") is None else int(doc["version"]),
+                    None if doc.get("seconds") is None else float(doc["seconds"]),
+                    _modified(fs, path),
+                    tuple(int(n) for n in doc.get("versions") or ()),
                 )
             )
         except (FileNotFoundError, OSError, ValueError, KeyError, TypeError):
             out.append(LeaseInfo(name[: -len(".json")], 0.0))
     return out
+
+
+def stray_files(fs: AbstractFileSystem, base: str) -> list[str]:
+    """Files in the leases folder that are not leases: temporary files of a lease write that
+    died half way, and clock probes."""
+    root = join(base, LEASES_DIR)
+    return [
+        join(root, name)
+        for name, kind in children(fs, root, refresh=True)
+        if kind == "file" and (name.startswith(".") or not name.endswith(".json"))
+    ]

@@ -164,6 +164,7 @@ def publish(
     infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
     if replaced:
         infos = {rel: info for rel, info in infos.items() if rel not in superseded(replaced)}
+    _refuse_not_directories(base)
     base.fs.makedirs(base.path, exist_ok=True)
     existing, source_key = _already_published(src, base, infos, replaced)
     if existing is not None and version in ("auto", existing.version):
@@ -207,9 +208,25 @@ def publish(
                     )
             finally:
                 location.remove_quietly(base.fs, staging)
+        if serving is not None:
+            lease.check()  # a publisher retention may take for dead names nothing
         served = _serve(serving, base, number)
     final = base.join(str(number))
     return PublishResult(number, final.url, True, manifest, time.monotonic() - started, served)
+
+
+def _refuse_not_directories(base: Location) -> None:
+    """An entry named like a version that is not a directory (a symlink, a file) would make
+    every number at or below it unusable and TF Serving's view of the base path unclear:
+    refused at once, with its name, before anything is written."""
+    found = v.not_directories(base.fs, base.path)
+    if found:
+        number, kind = found[0]
+        raise StorageError(
+            f"named like a version but a {kind}, not a directory; remove or rename it before "
+            "publishing under this base path",
+            base.join(str(number)).url,
+        )
 
 
 def _serve(serving: ServingTarget | None, base: Location, number: int) -> dict[str, Any] | None:
@@ -240,6 +257,7 @@ def _rename_into_place(
         number = _next_number(base) if version == "auto" else int(version)
         target = base.join(str(number)).path
         if version != "auto" and overwrite and os.path.exists(target):
+            lease.set_version(number)  # retention must see the version being replaced as in use
             old = location.sibling(target, "old")
             os.rename(target, old)
             os.rename(staging, target)
@@ -314,7 +332,7 @@ def _copy_into_place(
     target = base.join(str(number))
     if exists:
         base.fs.rm(target.path, recursive=True)
-    copy.tree(base.fs, staging, base.fs, target.path, manifest.source)
+    copy.tree(base.fs, staging, base.fs, target.path, manifest.source, before_last=lease.check)
     _check_final(target, manifest)
     return number
 

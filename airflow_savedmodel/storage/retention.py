@@ -5,13 +5,15 @@ Never removed: the newest ``keep_last`` servable versions, the newest complete o
 anything a live publisher lease names, and anything that is not a numeric version or this
 tool's hidden bookkeeping. Versions are listed before leases are read, and a publisher records
 its version in its lease before writing under it, so an in-flight version is always seen as
-leased. What a lease named is reclaimed once the lease has expired (its publisher died).
+leased. What a lease named is reclaimed once the lease has expired (its publisher died): a
+version such a publisher never completed is debris, never counted among the ``keep_last``.
+Ages are the store's timestamps against the store's own clock (leases.store_now), so a
+machine whose clock runs ahead does not take live work for abandoned.
 """
 
 from __future__ import annotations
 
 import datetime
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,24 +75,31 @@ def gc(
         raise ValueError("keep_last must be at least 1")
     base = location.resolve(base_url, storage_options, fs)
     fs, path = base
-    now = time.time()
+    now = leases.store_now(fs, path)
     result = GcResult(dry_run=dry_run)
     # Everything is listed before the leases are read: a publisher writes its lease before it
     # creates a staging area, claims a number or writes under a version, so whatever is in
     # flight at listing time is named by a lease read afterwards.
-    found = sorted(v.versions_of(fs, path), key=lambda i: i.version, reverse=True)
+    # Entries named like versions that are not directories are not ours to judge or remove.
+    found = [i for i in v.versions_of(fs, path) if i.state != v.NOT_A_DIRECTORY]
+    found.sort(key=lambda i: i.version, reverse=True)
     staging_areas = v.staging_areas(fs, path)
     claims = v.claimed_versions(fs, path)
     every_lease = leases.leases(fs, path)
+    stray = leases.stray_files(fs, path)
     held = [lease for lease in every_lease if lease.live(now)]
-    abandoned = {lease.staging.rstrip("/") for lease in every_lease if lease.staging and not lease.live(now)}
-    leased_versions = {lease.version for lease in held if lease.version is not None}
+    dead = [lease for lease in every_lease if not lease.live(now)]
+    abandoned = {lease.staging.rstrip("/") for lease in dead if lease.staging}
+    leased_versions = {n for lease in held for n in lease.named_versions()}
     leased_staging = {lease.staging.rstrip("/") for lease in held if lease.staging}
+    # Versions a publisher that died was writing and never finished: debris, not versions.
+    unfinished = {n for lease in dead for n in lease.named_versions()} - leased_versions
+    debris = {i.version for i in found if i.version in unfinished and i.state != v.COMPLETE}
     named: set[int] = set()
     if serving_config_url is not None:
         config = location.resolve(serving_config_url, storage_options)
         named = serving_config.named_versions(serving_config.read(config), base.url)
-    servable = [i for i in found if i.servable]
+    servable = [i for i in found if i.servable and i.version not in debris]
     # The newest complete version is kept even when newer unverified ones (a plain-mode publish
     # still copying in, another tool's export) fill the keep_last slots.
     newest_complete = next((i.version for i in found if i.state == v.COMPLETE), None)
@@ -106,16 +115,20 @@ def gc(
     removed_versions = set()
     for info in found:
         target = location.join(path, str(info.version))
-        if info.version in protected or _age_seconds(fs, info, target, now) < min_age_s:
+        if info.version in debris and info.version not in set(keep) | named:
+            removed_versions.add(info.version)
+            remove(target)
+        elif info.version in protected or _age_seconds(fs, info, target, now) < min_age_s:
             result.kept.append(info.url)
         else:
             removed_versions.add(info.version)
             remove(target)
     stale_s = _seconds(stale_staging)
-    for staging, created in staging_areas:
+    for staging, _ in staging_areas:
         if staging.rstrip("/") in leased_staging:
             continue
-        if staging.rstrip("/") in abandoned or now - created >= max(stale_s, min_age_s):
+        age = leases.age_seconds(fs, staging, now)  # the newest object in it, by the store's clock
+        if staging.rstrip("/") in abandoned or (age is not None and age >= max(stale_s, min_age_s)):
             remove(staging)
     remaining = {i.version for i in found} - removed_versions
     for number in claims:
@@ -127,7 +140,10 @@ def gc(
         # that is old and unleased) numbers nothing any more.
         if number in remaining or (age is not None and age >= stale_s):
             remove(claim)
-    for lease in leases.leases(fs, path):
-        if not lease.live(time.time()):
-            remove(location.join(path, leases.LEASES_DIR, lease.token + ".json"))
+    for lease in dead:
+        remove(location.join(path, leases.LEASES_DIR, lease.token + ".json"))
+    for leftover in stray:  # a lease write that died half way; nothing reads these
+        age = leases.age_seconds(fs, leftover, now)
+        if age is not None and age >= stale_s:
+            remove(leftover)
     return result

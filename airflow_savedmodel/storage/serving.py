@@ -106,17 +106,34 @@ def find(config: pb.ModelServerConfig, name: str) -> pb.ModelConfig | None:
     return None
 
 
+LOCK_ATTEMPTS = 5
+
+
 def update(config: Location, change: Callable[[pb.ModelServerConfig], T]) -> T:
-    """Apply ``change`` to the config under the config's lock and write it back in one step."""
+    """Apply ``change`` to the config under the config's lock and write it back in one step.
+
+    A writer that stalled so long that another broke its lock finds out before writing
+    (:meth:`leases.Held.check`) and applies its change again to what is there now, so neither
+    update is lost.
+    """
     if config.fs.isdir(config.path):
         raise FormatError("is a directory, not a model config file", config.url)
-    with leases.exclusive(config.fs, config.path + ".lock"):
-        current = read(config)
-        before = current.SerializeToString(deterministic=True)
-        result = change(current)
-        if current.SerializeToString(deterministic=True) != before:
+    for attempt in range(LOCK_ATTEMPTS):
+        with leases.exclusive(config.fs, config.path + ".lock") as held:
+            current = read(config)
+            before = current.SerializeToString(deterministic=True)
+            result = change(current)
+            if current.SerializeToString(deterministic=True) == before:
+                return result
+            try:
+                held.check()
+            except leases.LockLostError:
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise
+                continue
             write_atomic(config.fs, config.path, render(current).encode())
-    return result
+            return result
+    raise AssertionError("unreachable")
 
 
 def _model(config: pb.ModelServerConfig, name: str, where: str) -> pb.ModelConfig:

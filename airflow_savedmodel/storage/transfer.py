@@ -3,7 +3,7 @@
 Files stream in bounded chunks with their crc32c computed on the way, several at a time;
 within one object store the server copies them, and between local paths the kernel does. Each copy is checked against the checksum
 the destination reports (GCS crc32c) or by reading it back. Variables and assets land first,
-saved_model.pb after them, fingerprint.pb and the manifest last, so a reader that waits for
+fingerprint.pb after them, saved_model.pb last of the model files (then the manifest), so a reader that waits for
 saved_model.pb never sees a model without its variables.
 """
 
@@ -90,6 +90,7 @@ class CopyOptions:
         source_url: str,
         *,
         replaced: Mapping[str, bytes] | None = None,
+        before_last: Callable[[], None] | None = None,
     ) -> tuple[manifests.Manifest, bool]:
         """:func:`copy_tree` with these options."""
         return copy_tree(
@@ -98,6 +99,7 @@ class CopyOptions:
             dst_fs,
             dst,
             replaced=replaced,
+            before_last=before_last,
             concurrency=self.concurrency,
             chunk_size=self.chunk_size,
             retries=self.retries,
@@ -178,9 +180,22 @@ def worth_recopying(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | http.client.IncompleteRead)
 
 
+def _missing_bucket(fs: AbstractFileSystem, path: str) -> str | None:
+    """The bucket of ``path`` on an object store when it does not exist (a write there fails
+    as if the file vanished), else None."""
+    if location.is_local(fs) or location.protocol(fs) not in ("gs", "gcs", "s3", "s3a", "s3n"):
+        return None
+    bucket = path.lstrip("/").split("/", 1)[0]
+    try:
+        exists = fs.exists(bucket)
+    except Exception:  # the question failed too: say what we know
+        return None
+    return None if exists else f"{location.protocol(fs)}://{bucket}"
+
+
 def _order(files: dict[str, int]) -> tuple[list[str], list[str]]:
     """(bulk files, biggest first) and (files that must land last, in order)."""
-    last = [n for n in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT, FINGERPRINT_PB) if n in files]
+    last = [n for n in (FINGERPRINT_PB, SAVED_MODEL_PBTXT, SAVED_MODEL_PB) if n in files]
     bulk = sorted(
         (p for p in files if p not in last and p != manifests.MANIFEST_PATH), key=lambda p: -files[p]
     )
@@ -277,6 +292,11 @@ class _Copier:
             raise
         except FileNotFoundError as exc:
             if self.src_fs.exists(src):
+                bucket = _missing_bucket(self.dst_fs, dst)
+                if bucket is not None:
+                    raise StorageError(
+                        f"bucket {bucket} does not exist", location.url_of(self.dst_fs, dst)
+                    ) from exc
                 raise StorageError("destination disappeared during the copy", dst) from exc
             raise MissingFileError("source file disappeared during the copy", src) from exc
         except Exception as exc:
@@ -425,11 +445,14 @@ def copy_tree(
     progress: ProgressCallback | None = None,
     source_url: str = "",
     replaced: Mapping[str, bytes] | None = None,
+    before_last: Callable[[], None] | None = None,
 ) -> tuple[manifests.Manifest, bool]:
     """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last.
 
     ``replaced`` gives content for some files from memory (a rewrite's saved_model.pb and
     fingerprint.pb, added warmup requests): they are written instead of copied (see superseded).
+    ``before_last`` runs after the bulk is copied and verified, before fingerprint.pb and
+    saved_model.pb land (what makes a version loadable); raising there stops the copy.
     """
     if not has_saved_model(src_fs, src):
         raise missing_model_error(src_fs, src)
@@ -472,6 +495,8 @@ def copy_tree(
             for future in [pool.submit(one, rel, True) for rel in bulk]:
                 future.result()
     copier.verify_listed(dst, {location.join(dst, rel): location.join(src, rel) for rel in bulk})
+    if before_last is not None:
+        before_last()
     for rel in last:
         one(rel)
     manifest = manifests.Manifest(

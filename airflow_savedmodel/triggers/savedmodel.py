@@ -70,6 +70,7 @@ class SavedModelPollingTrigger(BaseTrigger):
         seen: Any = None
         ready: Any = None
         failures = 0
+        last_said = ""
         while True:
             try:
                 listing = await location.alisting(where.fs, where.path)
@@ -94,7 +95,10 @@ class SavedModelPollingTrigger(BaseTrigger):
             if ready.done:
                 yield TriggerEvent({"status": "success", **self.success(ready.found)})
                 return
-            self.log.info("%s; next check in %ss", self.waiting(ready.waiting_for), self.poke_interval)
+            said = self.waiting(ready.waiting_for)
+            if said != last_said:  # a line when what is missing changes, not one per poll
+                self.log.info("%s; checking every %ss", said, self.poke_interval)
+                last_said = said
             await asyncio.sleep(self.poke_interval)
 
     def _message(self, exc: BaseException, hook: Any) -> str:
@@ -103,6 +107,8 @@ class SavedModelPollingTrigger(BaseTrigger):
 
         if isinstance(exc, SavedModelError):
             return f"{type(exc).__name__}: {exc}"
+        if location.is_storage_failure(exc):  # a timeout says so, naming the watched URL
+            return str(location.storage_error(exc, self.watched(), hook.secrets()))
         return location.scrub(f"{type(exc).__name__}: {exc}", hook.secrets())
 
 

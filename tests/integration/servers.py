@@ -132,6 +132,36 @@ class DenyingServer:
         self.server.server_close()
 
 
+class SilentServer:
+    """A black hole on 127.0.0.1: accepts every connection, reads what is sent, never answers
+    (a store behind a proxy or firewall that swallows requests). Stopped by the test."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            conn.setblocking(False)  # held open, never read from or written to
+            self.connections.append(conn)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of a real server (the GCS server): every request is
     forwarded after ``delay`` seconds, unless ``fault(method, path)`` returns a status code,

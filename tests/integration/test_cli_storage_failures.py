@@ -115,3 +115,154 @@ def test_credentials_in_a_url_are_refused_without_echoing_them(command: list[str
         f"savedmodel {command[0]}: error: s3://***@bucket/ranker: credentials in a gs:// or s3:// URL are not"
         " used by the filesystem; pass them as storage options or through an Airflow connection"
     )
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (
+            json.dumps({"client_id": "id", "client_secret": "SECRET-ACCESS-VALUE"}),
+            "cannot set up the filesystem from its options: the credentials lack the field 'refresh_token'",
+        ),
+        (
+            "{not_json_file}",
+            "cannot set up the filesystem from its options: JSONDecodeError: Expecting value",
+        ),
+        ("{missing_file}", "token file {missing_file} does not exist"),
+    ],
+)
+def test_malformed_gcs_credentials_end_in_one_typed_line(
+    token: str, expected: str, tmp_path: Path, model: str
+) -> None:
+    """gcsfs's own credential parsing fails (KeyError, JSONDecodeError) or would send a
+    missing key file's path to Google as a token: each ends as one line naming the URL."""
+    not_json, missing = tmp_path / "token.json", tmp_path / "missing-key.json"
+    not_json.write_text("not json")
+    fill = {"not_json_file": str(not_json), "missing_file": str(missing)}
+    for name, value in fill.items():
+        token, expected = token.replace(f"{{{name}}}", value), expected.replace(f"{{{name}}}", value)
+    env = {**os.environ, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    for args in (["inspect", "gs://bucket/m"], ["publish", model, "gs://bucket/serving"]):
+        option = "-o" if args[0] == "inspect" else "--dst-option"
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow_savedmodel", *args, option, f"token={token}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"savedmodel {args[0]}: error: gs://bucket/"), done.stderr
+        assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "SECRET-ACCESS-VALUE" not in done.stderr
+
+
+def test_malformed_credentials_through_the_hook_are_a_storage_error(tmp_path: Path) -> None:
+    from airflow_savedmodel.errors import StorageError
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    hook = SavedModelHook(
+        storage_options={"token": {"client_id": "id", "client_secret": "SECRET-ACCESS-VALUE"}}
+    )
+    with pytest.raises(StorageError, match="the credentials lack the field 'refresh_token'") as raised:
+        hook.inspect("gs://bucket/m")
+    assert "SECRET-ACCESS-VALUE" not in str(raised.value)
+
+
+def test_a_store_that_never_answers_ends_in_a_typed_timeout(model: str, tmp_path: Path) -> None:
+    """Behind a black hole (connections accepted, never answered), inspect, copy and publish end
+    within the configured bound (read_timeout per attempt, gcsfs's 6 attempts and their backoff)
+    in one line saying the store did not answer in time, instead of waiting forever."""
+    import time
+
+    from integration.servers import SilentServer
+
+    hole = SilentServer()
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": hole.endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    limits = ["token=anon", "read_timeout=0.5", "connect_timeout=1"]
+    commands = {
+        "inspect": ["inspect", "gs://bucket/m", *[a for o in limits for a in ("-o", o)]],
+        "copy": ["copy", model, "gs://bucket/copied", *[a for o in limits for a in ("--dst-option", o)]],
+        "publish": [
+            "publish",
+            model,
+            "gs://bucket/serving",
+            *[a for o in limits for a in ("--dst-option", o)],
+        ],
+    }
+    try:
+        started = time.monotonic()
+        running = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "airflow_savedmodel", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for name, args in commands.items()
+        }
+        for name, process in running.items():
+            _, err = process.communicate(timeout=120)
+            elapsed = time.monotonic() - started
+            last = err.strip().splitlines()[-1]
+            assert process.returncode == 1, err
+            assert last.startswith(f"savedmodel {name}: error: "), err
+            assert commands[name][2 if name != "inspect" else 1] in last, err  # the store's URL
+            assert "the store did not answer in time after" in last and "retries included" in last, err
+            assert elapsed < 90, (name, elapsed)  # 6 x 0.5 s + about 36 s of gcsfs backoff, not forever
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+        hole.stop()
+
+
+def test_a_sensors_poll_of_a_silent_store_ends_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deferred sensor's trigger: a poll against the black hole ends in a timeout within
+    the bound, logged as a transient storage error naming the URL, and polling goes on."""
+    import asyncio
+    import time
+    from typing import Any
+
+    from airflow_savedmodel.triggers.savedmodel import SavedModelVersionTrigger
+
+    from integration.servers import SilentServer
+
+    hole = SilentServer()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", hole.endpoint)
+    trigger = SavedModelVersionTrigger(
+        "gs://bucket/serving",
+        storage_options={"token": "anon", "read_timeout": 0.5, "connect_timeout": 1},
+        poke_interval=1,
+    )
+    said: list[str] = []
+
+    class Recorder:
+        def info(self, message: str, *args: Any) -> None:
+            said.append(message % args)
+
+        warning = info
+
+    monkeypatch.setattr(SavedModelVersionTrigger, "log", property(lambda self: Recorder()))
+
+    async def first_poll() -> None:
+        events = trigger.run().__aiter__()
+        task = asyncio.ensure_future(events.__anext__())
+        deadline = time.monotonic() + 120
+        while not any("Transient storage error 1 in a row" in s for s in said):
+            assert time.monotonic() < deadline, said
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.5)
+        task.cancel()
+
+    try:
+        started = time.monotonic()
+        asyncio.run(first_poll())
+        assert time.monotonic() - started < 120
+        (line,) = [s for s in said if "Transient storage error 1 in a row" in s]
+        assert "gs://bucket/serving: the store did not answer in time" in line, line
+    finally:
+        hole.stop()

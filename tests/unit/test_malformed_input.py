@@ -223,3 +223,37 @@ def _len(data: bytes) -> bytes:
     from airflow_savedmodel.format import varint
 
     return varint.encode(len(data))
+
+
+def test_a_header_claiming_100000_shards_costs_what_the_files_hold(
+    model_copy: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation lists the variables directory once; it never asks the store about each of the
+    100,000 shards a header may claim, and names a bounded number of them."""
+    import fsspec
+
+    from airflow_savedmodel.format import bundle
+    from airflow_savedmodel.format.validate import MAX_SHARD_FINDINGS, validate
+
+    path = model_copy("tf2_module")
+    index = path / "variables" / "variables.index"
+    items = list(sstable.read_table(index.read_bytes(), "i"))
+    header = tensor_bundle_pb2.BundleHeaderProto.FromString(items[0][1])
+    header.num_shards = bundle.MAX_SHARDS
+    index.write_bytes(sstable.build_table([(b"", header.SerializeToString()), *items[1:]]))
+    asked: list[str] = []
+    original = fsspec.implementations.local.LocalFileSystem.size
+
+    def size(self: Any, path: str) -> int:
+        asked.append(path)
+        return int(original(self, path))
+
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileSystem, "size", size)
+    report = validate(str(path), deep=True)
+    missing = [f for f in report.findings if f.code == "variables-shard-missing"]
+    assert len(missing) == MAX_SHARD_FINDINGS + 1, [f.message for f in missing]
+    assert missing[-1].message == (
+        f"and {bundle.MAX_SHARDS - MAX_SHARD_FINDINGS} more of the {bundle.MAX_SHARDS} data shards "
+        "the index declares do not exist (0 do)"
+    )
+    assert len(asked) < 10, asked[:20]

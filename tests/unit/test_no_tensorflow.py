@@ -73,3 +73,34 @@ def test_format_and_storage_never_import_airflow() -> None:
     result = subprocess.run([sys.executable, "-c", LAYERS], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.strip().splitlines()[-1]) >= 20
+
+
+COMMON_PATHS = r"""
+import sys, tempfile
+import numpy as np
+from airflow_savedmodel.format import describe, dtypes
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.format.validate import validate
+from airflow_savedmodel.storage import publish, verify
+import airflow_savedmodel.cli
+with tempfile.TemporaryDirectory() as tmp:
+    rng = np.random.default_rng(0)
+    url = export_dense_model(tmp + "/m", [DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))])
+    with SavedModel.open(url) as model:
+        describe.describe(model, None)
+        model.variables().read("dense/kernel")
+    assert validate(url, deep=True).valid
+    assert verify(publish(url, tmp + "/serving").url).ok
+assert "ml_dtypes" not in sys.modules, "a float32 model's common paths imported ml_dtypes"
+assert str(dtypes.to_numpy(dtypes.from_name("bfloat16"))) == "bfloat16"  # imported when needed
+assert "ml_dtypes" in sys.modules
+print("ok")
+"""
+
+
+def test_common_paths_never_import_ml_dtypes() -> None:
+    """ml_dtypes takes seconds to import in some releases; only a model or array with one of its
+    dtypes (bfloat16, float8, int4 ...) pays for it."""
+    result = subprocess.run([sys.executable, "-c", COMMON_PATHS], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -9,7 +9,7 @@ import fsspec
 import numpy as np
 
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
-from airflow_savedmodel.storage import publish
+from airflow_savedmodel.storage import manifest, publish
 from airflow_savedmodel.storage.versions import model_readiness, newer_version_readiness
 
 LOCAL = fsspec.filesystem("file")
@@ -30,7 +30,13 @@ def test_model_readiness_says_what_is_missing(tmp_path: Path) -> None:
 
     model = make_model(tmp_path)  # written by a tool without a manifest: it must validate
     ready = model_readiness(LOCAL, str(model))
-    assert ready.done and ready.found == {"url": str(model), "state": "unverified", "fingerprint": None}
+    fingerprint = manifest.fingerprint_of(LOCAL, str(model))  # from its fingerprint.pb
+    assert fingerprint and (model / "fingerprint.pb").exists()
+    assert ready.done and ready.found == {
+        "url": str(model),
+        "state": "unverified",
+        "fingerprint": fingerprint,
+    }
     shard = model / "variables" / "variables.data-00000-of-00001"
     shard.rename(tmp_path / "shard")
     wait = model_readiness(LOCAL, str(model))
