@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -277,11 +278,85 @@ def _version_arg(raw: str) -> int | str:
     if raw in ("auto", "same"):
         return raw
     try:
-        return int(raw)
+        number = int(raw)
     except ValueError:
+        number = -1
+    if number < 0:
         raise argparse.ArgumentTypeError(
-            f"--version must be 'auto', 'same' or a number, not {raw!r}"
-        ) from None
+            f"must be 'auto', 'same' or a version number (0 or more), not {raw!r}"
+        )
+    return number
+
+
+# ---- values checked while the command line is parsed (a wrong one exits 2, before any I/O) ----
+
+
+def _count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer in [low, high]."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            within = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {within}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def _non_negative(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, not {raw!r}")
+    return value
+
+
+def _release_arg(raw: str) -> str:
+    """A TensorFlow release the package ships a registry for ("2.15", "2.15.1", "v2.15")."""
+    from airflow_savedmodel.format import opdefs
+
+    shipped = opdefs.releases()
+    if opdefs.normalize(raw) not in shipped:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a shipped TensorFlow release; choose from {shipped[0]} to {shipped[-1]}"
+        )
+    return opdefs.normalize(raw)
+
+
+def _release_range_arg(raw: str) -> str:
+    from airflow_savedmodel.errors import SavedModelError
+    from airflow_savedmodel.format.validate import parse_release_range
+
+    try:
+        parse_release_range(raw)
+    except SavedModelError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+    return raw
+
+
+def _op_policy_arg(raw: str) -> str:
+    """Parsed and checked now (a local file is read now too); handed on as given."""
+    from airflow_savedmodel.errors import SavedModelError
+    from airflow_savedmodel.format import op_policy
+
+    try:
+        op_policy.parse(_op_policy(raw))
+    except SavedModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def _local_file_arg(raw: str) -> str:
+    """A path that must exist when it is local (URLs are read, and checked, later)."""
+    if "://" not in raw and not os.path.isfile(raw):
+        raise argparse.ArgumentTypeError(f"no such file: {raw}")
+    return raw
 
 
 def _serving_target(args: argparse.Namespace, dst_options: dict[str, Any]) -> Any:
@@ -318,7 +393,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     result = publish(
         args.src,
         args.dst,
-        version=_version_arg(args.version),
+        version=args.version,
         src_options=_storage_options(args.src_option),
         base_options=dst_options,
         overwrite=args.overwrite,
@@ -396,7 +471,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         resolve(args.dst, dst_options),
         rewrites=rewrites,
         checks=None if args.no_validate else _checks(args),
-        version=_version_arg(args.version),
+        version=args.version,
         overwrite=args.overwrite,
         concurrency=args.concurrency,
         progress=_progress_printer(args.progress),
@@ -437,11 +512,15 @@ def cmd_serving(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     config = resolve(args.config, options)
     if args.action == "show":
-        shown = [
-            m.to_json()
-            for m in serving.models(serving.read(config, missing_ok=False))
-            if args.model in (None, m.name)
-        ]
+        every = serving.models(serving.read(config, missing_ok=False))
+        shown = [m.to_json() for m in every if args.model in (None, m.name)]
+        if args.model is not None and not shown:
+            from airflow_savedmodel.errors import NotFoundError
+
+            names = ", ".join(m.name for m in every) or "none"
+            raise NotFoundError(f"no model {args.model!r} in the config (models: {names})", config.url)
+        if not shown and not args.json:
+            print("no models in the config")
         if args.json:
             _print_json(shown)
         else:
@@ -469,14 +548,19 @@ def cmd_serving(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.errors import NotFoundError
+    from airflow_savedmodel.location import resolve
     from airflow_savedmodel.storage import list_versions
 
-    found = list_versions(args.base, _storage_options(args.storage_option), deep=args.deep)
+    base = resolve(args.base, _storage_options(args.storage_option))
+    if not base.fs.exists(base.path):
+        raise NotFoundError("no such base path", base.url)
+    found = list_versions(base, deep=args.deep)
     if args.json:
         _print_json([i.to_json() for i in found])
         return 0
     if not found:
-        print("no versions")
+        print(f"no versions under {base.url}")
     for info in found:
         detail = f"  ({'; '.join(info.problems)})" if info.problems else ""
         created = info.manifest.created if info.manifest else "-"
@@ -545,6 +629,7 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target-tf",
         metavar="X.Y",
+        type=_release_arg,
         help="TensorFlow (Serving) release that will load the model (default: the newest shipped)",
     )
     p.add_argument(
@@ -561,16 +646,22 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--require-releases",
         metavar="RANGE",
+        type=_release_range_arg,
         help='releases that must serve the model on --target-device: "2.15-2.21", "2.15+" or "2.15"',
     )
-    p.add_argument("--expect", metavar="SPEC", help="expected signatures, a JSON or YAML file")
+    p.add_argument(
+        "--expect", metavar="SPEC", type=_local_file_arg, help="expected signatures, a JSON or YAML file"
+    )
     p.add_argument(
         "--strict", action="store_true", help="with --expect, outputs the spec lacks are errors too"
     )
-    p.add_argument("--size-warning-mb", type=int, default=1024, help="warn above this saved_model.pb size")
+    p.add_argument(
+        "--size-warning-mb", type=_count(1), default=1024, help="warn above this saved_model.pb size"
+    )
     p.add_argument(
         "--op-policy",
         metavar="POLICY",
+        type=_op_policy_arg,
         help='ops that read/write files, run Python, reach the network or debug: "off", or JSON '
         '(text or file) like {"warning": ["file-read"], "allow": ["PrintV2"]}; default: all are errors',
     )
@@ -581,10 +672,11 @@ def _add_publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--version",
         default="auto",
+        type=_version_arg,
         help="'auto' (next integer), 'same' (the number SRC ends in, for mirrors) or a version number",
     )
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--progress", action="store_true")
+    p.add_argument("--concurrency", type=_count(1, 256), default=8, help="files copied at once (default 8)")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr")
     p.add_argument(
         "--serving-config",
         metavar="URL",
@@ -593,7 +685,7 @@ def _add_publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-name", help="the model's name in the serving config")
     p.add_argument("--label", action="append", metavar="LABEL", help="point LABEL at the new version")
     p.add_argument(
-        "--keep-served", type=int, default=2, help="newest versions the config keeps listed (default 2)"
+        "--keep-served", type=_count(1), default=2, help="newest versions the config keeps listed (default 2)"
     )
 
 
@@ -626,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", action="store_true", help="read and print values")
     p.add_argument("--json", action="store_true")
     p.add_argument(
-        "--threshold", type=int, default=1000, help="elements printed before eliding (text output)"
+        "--threshold", type=_count(1), default=1000, help="elements printed before eliding (text output)"
     )
 
     p = add("validate", cmd_validate, "Check a model before it ships; exit 0 when valid, 1 when not.")
@@ -682,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target-tf",
         metavar="X.Y",
+        type=_release_arg,
         help="with --add: the release whose defaults to add (default: the newest shipped)",
     )
     add_transform(
@@ -689,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add_transform("copy", cmd_copy, "Copy a whole SavedModel between filesystems, verifying every byte.")
-    p.add_argument("--concurrency", type=int, default=8, help="files copied at once")
+    p.add_argument("--concurrency", type=_count(1, 256), default=8, help="files copied at once (default 8)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
 
     p = add_transform("publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).")
@@ -713,7 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="add TF Serving warmup requests built from these inputs (a numpy .npz file)",
     )
     p.add_argument("--warmup-signature", default="serving_default", metavar="KEY")
-    p.add_argument("--warmup-count", type=int, default=1, metavar="N", help="warmup records (at most 1000)")
+    p.add_argument(
+        "--warmup-count", type=_count(1, 1000), default=1, metavar="N", help="warmup records (1 to 1000)"
+    )
     p.add_argument(
         "--compatible-with",
         metavar="served|URL",
@@ -732,10 +827,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs",
         required=True,
         metavar="NPZ",
+        type=_local_file_arg,
         help="numpy .npz: one array per input (predict) or feature (classify, regress)",
     )
     p.add_argument("--signature", default="serving_default", metavar="KEY")
-    p.add_argument("--count", type=int, default=1, metavar="N", help="records to write (at most 1000)")
+    p.add_argument(
+        "--count", type=_count(1, 1000), default=1, metavar="N", help="records to write (1 to 1000)"
+    )
     p.add_argument("--tag-set", default="serve")
     p.add_argument("--model-name", default="", help="the model name the requests carry")
     p.add_argument("--overwrite", action="store_true", help="replace an existing warmup file")
@@ -747,10 +845,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("gc", cmd_gc, "Remove old versions and stale staging areas under a base path.")
     p.add_argument("base")
-    p.add_argument("--keep-last", type=int, default=5, help="servable versions to keep (default 5)")
-    p.add_argument("--min-age-hours", type=float, default=0.0, help="never remove anything younger")
+    p.add_argument("--keep-last", type=_count(1), default=5, help="servable versions to keep (default 5)")
+    p.add_argument("--min-age-hours", type=_non_negative, default=0.0, help="never remove anything younger")
     p.add_argument(
-        "--keep", type=int, action="append", metavar="VERSION", help="a version to keep; repeatable"
+        "--keep", type=_count(0), action="append", metavar="VERSION", help="a version to keep; repeatable"
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument(
@@ -770,7 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label", help="set-label: the label; promote/rollback: the label to move (default stable)"
     )
     p.add_argument(
-        "--version", type=int, help="set-label: the version; rollback: the target (default: previous)"
+        "--version", type=_count(0), help="set-label: the version; rollback: the target (default: previous)"
     )
     p.add_argument("--from", dest="source_label", default="canary", help="promote: the label to copy from")
     p.add_argument("--json", action="store_true")

@@ -199,6 +199,28 @@ def _looks_like_path(value: str) -> bool:
     return value.endswith(".json") or value.startswith(("/", "./", "~"))
 
 
+def overlap(src_fs: AbstractFileSystem, src: str, dst_fs: AbstractFileSystem, dst: str) -> str:
+    """Why ``dst`` and ``src`` share bytes on one store ("the destination is inside the source",
+    ...), or "" when they do not. Local paths are compared after resolving links."""
+    if protocol(src_fs) != protocol(dst_fs):
+        return ""
+    if is_local(src_fs):
+        a, b = os.path.realpath(src), os.path.realpath(dst)
+    else:
+        if src_fs is not dst_fs and getattr(src_fs, "storage_options", None) != getattr(
+            dst_fs, "storage_options", None
+        ):
+            return ""  # perhaps two endpoints (two S3-compatible servers); cannot tell
+        a, b = src.rstrip("/"), dst.rstrip("/")
+    if a == b:
+        return "source and destination are the same"
+    if b.startswith(a.rstrip("/") + "/"):
+        return "the destination is inside the source"
+    if a.startswith(b.rstrip("/") + "/"):
+        return "the source is inside the destination"
+    return ""
+
+
 def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts)
 

@@ -176,6 +176,10 @@ def parse(spec: Mapping[str, Any] | str | None, where: str | None = None) -> Pol
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise FormatError(f"op policy: {severity}: expected a list of family or op names", where)
         for name in names:
+            if name not in FAMILIES and name == name.lower():  # op names are CamelCase
+                raise FormatError(
+                    f"op policy: {name!r} is not a family ({', '.join(FAMILIES)}) nor an op name", where
+                )
             (families if name in FAMILIES else ops)[name] = severity
     return Policy(families, ops)
 

@@ -122,8 +122,11 @@ def rewrite(
         dst_fs, dst = location.resolve(dst_url, dst_options, dst_fs)
         if location.url_of(dst_fs, dst) == model.url:
             raise WriteError("destination is the source; write to another directory", dst_url)
+        overlap = location.overlap(model.fs, model.path, dst_fs, dst)
+        if overlap:
+            raise WriteError(f"{overlap}: a rewrite never writes into its source", dst_url)
         if dst_fs.exists(dst) and not overwrite:
-            raise WriteError("destination exists (pass overwrite to replace it)", dst_url)
+            raise WriteError("destination exists (replace it with --overwrite, overwrite=True)", dst_url)
         result = plan(model, changes)
         staging = location.sibling(dst, "tmp")
         try:

@@ -233,7 +233,7 @@ def write_into(
         )
     target = where.join(WARMUP_FILE)
     if target.exists() and not overwrite:
-        raise WriteError("a warmup file exists (pass overwrite, --overwrite, to replace it)", target.url)
+        raise WriteError("a warmup file exists (replace it with --overwrite, overwrite=True)", target.url)
     where.fs.makedirs(target.parent.path, exist_ok=True)
     location.write_atomic(where.fs, target.path, data)
     return str(target.url)

@@ -164,8 +164,12 @@ def publish(
     infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
     if replaced:
         infos = {rel: info for rel, info in infos.items() if rel not in superseded(replaced)}
+    overlap = location.overlap(src.fs, src.path, base.fs, base.path)
+    if overlap == "the destination is inside the source":
+        raise StorageError(
+            "the base path is inside the source model: a publish never writes into its source", base.url
+        )
     _refuse_not_directories(base)
-    base.fs.makedirs(base.path, exist_ok=True)
     existing, source_key = _already_published(src, base, infos, replaced)
     if existing is not None and version in ("auto", existing.version):
         assert existing.manifest is not None
@@ -181,6 +185,7 @@ def publish(
             raise StorageError("the source changed while it was being published", src.url)
         return manifest
 
+    base.fs.makedirs(base.path, exist_ok=True)  # only now: a refused source leaves no base behind
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
             number, manifest = _copy_direct(
@@ -273,7 +278,9 @@ def _rename_into_place(
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise StorageError(f"moving the staged model into place failed: {exc}", target) from exc
             if version != "auto":
-                raise StorageError("version exists (pass overwrite to replace it)", target) from None
+                raise StorageError(
+                    "version exists (replace it with --overwrite, overwrite=True)", target
+                ) from None
     raise StorageError(f"no free version after {MAX_CLAIM_ATTEMPTS} attempts", base.url)
 
 
@@ -289,7 +296,7 @@ def _claim_number(
         replace = version != "auto" and overwrite
         if exists and not replace:
             if version != "auto":
-                raise StorageError("version exists (pass overwrite to replace it)", target.url)
+                raise StorageError("version exists (replace it with --overwrite, overwrite=True)", target.url)
             continue
         claim = location.join(base.path, leases.CLAIMS_DIR, str(number))
         won = leases.claim(fs, claim, lease.token)

@@ -531,11 +531,14 @@ def copy(
     src_fs, src = location.resolve(src_url, src_options, src_fs)
     dst_fs, dst = location.resolve(dst_url, dst_options, dst_fs)
     src_display, dst_display = location.url_of(src_fs, src), location.url_of(dst_fs, dst)
-    if src_fs is dst_fs and src.rstrip("/") == dst.rstrip("/"):
-        raise StorageError("source and destination are the same", dst_display)
+    overlap = location.overlap(src_fs, src, dst_fs, dst)
+    if overlap:
+        raise StorageError(f"{overlap}: a copy never writes into its source", dst_display)
     existing = dst_fs.exists(dst) and bool(dst_fs.ls(dst)) if dst_fs.exists(dst) else False
     if existing and not overwrite:
-        raise StorageError("destination exists and is not empty (pass overwrite to replace it)", dst_display)
+        raise StorageError(
+            "destination exists and is not empty (replace it with --overwrite, overwrite=True)", dst_display
+        )
     target = location.sibling(dst, "copy") if existing else dst
     started = time.monotonic()
     try:

@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 
-def run_python_killed_after(code: str, args: list[str], lines: int) -> bool:
-    """Run ``python -c code *args``; SIGKILL it once it has printed ``lines`` lines.
+def run_python_killed_after(code: str, args: list[str], lines: int, counting: str = "") -> bool:
+    """Run ``python -c code *args``; SIGKILL it once it has printed ``lines`` lines (only lines
+    starting with ``counting`` count: a child can mark the window a kill is aimed at).
 
     True if it printed a line starting with "done" first (it finished before the kill).
     """
@@ -21,10 +22,12 @@ def run_python_killed_after(code: str, args: list[str], lines: int) -> bool:
     )
     assert child.stdout is not None
     finished = False
-    for seen, line in enumerate(child.stdout, start=1):
+    seen = 0
+    for line in child.stdout:
         if line.startswith("done"):
             finished = True
             break
+        seen += line.startswith(counting)
         if seen >= lines:
             break
     child.send_signal(signal.SIGKILL)

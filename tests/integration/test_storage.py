@@ -330,3 +330,21 @@ def test_a_listing_cached_mid_copy_does_not_hide_what_is_written_next(gcs: Store
     assert landed  # stale listings were in the cache when files were checked
     assert result.files == sum(1 for p in model.rglob("*") if p.is_file())
     assert verify(f"{bucket}/m", gcs.options).ok
+
+
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_a_copy_to_a_bucket_that_does_not_exist_names_the_bucket(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server: Store = request.getfixturevalue("gcs" if store == "gs" else "s3")
+    rng = np.random.default_rng(0)
+    src = export_dense_model(
+        str(tmp_path / "m"),
+        [DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))],
+    )
+    with pytest.raises(
+        StorageError,
+        match=rf"{store}://no-such-bucket-x1/.*bucket {store}://no-such-bucket-x1 does not exist",
+    ):
+        copy(src, f"{store}://no-such-bucket-x1/models/m", dst_options=server.options)
+    assert not server.fs().exists("no-such-bucket-x1")  # nothing made a bucket on the way

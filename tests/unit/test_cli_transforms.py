@@ -44,7 +44,7 @@ def test_destination_must_not_exist_unless_overwrite(zoo: dict[str, Path], tmp_p
     (tmp_path / "d" / "old").write_text("x")
     result = run("clear-devices", zoo["tf2_module"], tmp_path / "d")
     assert result.returncode == 1
-    assert "destination exists (pass overwrite to replace it)" in result.stderr
+    assert "destination exists (replace it with --overwrite, overwrite=True)" in result.stderr
     assert "Traceback" not in result.stderr
     assert (tmp_path / "d" / "old").exists()
     result = run("clear-devices", zoo["tf2_module"], tmp_path / "d", "--overwrite")

@@ -214,7 +214,7 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
         in capsys.readouterr().out
     )
     assert main(["warmup", str(src), "--inputs", str(npz)]) == 1
-    assert "a warmup file exists (pass overwrite, --overwrite, to replace it)" in capsys.readouterr().err
+    assert "a warmup file exists (replace it with --overwrite, overwrite=True)" in capsys.readouterr().err
     assert validate_clean(src)
 
     bad = tmp_path / "bad.npz"

@@ -145,3 +145,14 @@ def test_signed_num_increasing_preserves_order(value: int) -> None:
     encoded = ordered_code.signed_num_increasing(value)
     assert ordered_code.signed_num_increasing(value + 1) > encoded
     assert ordered_code.signed_num_increasing(value - 1) < encoded
+
+
+def test_gcsfs_token_modes_are_not_secrets_but_tokens_are() -> None:
+    """``token="anon"`` is a way to get credentials, not one: registering it with Airflow's
+    masker only logs "Skipping masking for a secret as it's too short" in every gs:// task."""
+    from airflow_savedmodel.location import secret_values
+
+    assert secret_values({"token": "anon"}) == []
+    assert secret_values({"token": "google_default", "project": "p"}) == []
+    assert secret_values({"token": "ya29.a-real-access-token"}) == ["ya29.a-real-access-token"]
+    assert secret_values({"key": "AKIA", "secret": "s3cr3t"}) == ["AKIA", "s3cr3t"]

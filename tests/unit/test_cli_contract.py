@@ -1,0 +1,149 @@
+"""The command line's contract, as a table of misuse: a wrong value on the command line exits 2
+before any I/O (usage + one line naming the argument); a model or operation that fails exits 1
+with one line naming the URL; nothing ends in a traceback; commands that find nothing say so."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    rng = np.random.default_rng(0)
+    layer = DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")
+    return export_dense_model(str(tmp_path_factory.mktemp("contract") / "model"), [layer])
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_savedmodel", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+USAGE = [
+    (
+        ["validate", "{m}", "--target-tf", "2.9"],
+        "argument --target-tf: '2.9' is not a shipped TensorFlow release",
+    ),
+    (
+        ["validate", "{m}", "--target-tf", "abc"],
+        "argument --target-tf: 'abc' is not a shipped TensorFlow release",
+    ),
+    (
+        ["validate", "{m}", "--target-tf", "2.30"],
+        "argument --target-tf: '2.30' is not a shipped TensorFlow release",
+    ),
+    (["validate", "{m}", "--require-releases", "abc"], "argument --require-releases: release range 'abc'"),
+    (["validate", "{m}", "--op-policy", "{bad json"], "argument --op-policy: op policy is not JSON"),
+    (["validate", "{m}", "--op-policy", '{"error": ["file-raed"]}'], "'file-raed' is not a family"),
+    (
+        ["validate", "{m}", "--expect", "/nonexistent.yaml"],
+        "argument --expect: no such file: /nonexistent.yaml",
+    ),
+    (
+        ["publish", "{m}", "{t}/b", "--version", "-1"],
+        "argument --version: must be 'auto', 'same' or a version",
+    ),
+    (
+        ["publish", "{m}", "{t}/b", "--version", "abc"],
+        "argument --version: must be 'auto', 'same' or a version",
+    ),
+    (
+        ["publish", "{m}", "{t}/b", "--keep-served", "0"],
+        "argument --keep-served: must be a whole number of at least 1",
+    ),
+    (
+        ["publish", "{m}", "{t}/b", "--concurrency", "0"],
+        "argument --concurrency: must be a whole number from 1 to 256",
+    ),
+    (
+        ["copy", "{m}", "{t}/c", "--concurrency", "0"],
+        "argument --concurrency: must be a whole number from 1 to 256",
+    ),
+    (
+        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--count", "0"],
+        "argument --count: must be a whole number from 1 to 1000",
+    ),
+    (
+        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--count", "1001"],
+        "argument --count: must be a whole number from 1 to 1000",
+    ),
+    (
+        ["export", "{m}", "{t}/b", "--warmup-count", "0"],
+        "argument --warmup-count: must be a whole number from 1 to 1000",
+    ),
+    (["gc", "{t}/b", "--keep-last", "0"], "argument --keep-last: must be a whole number of at least 1"),
+    (["gc", "{t}/b", "--min-age-hours", "-1"], "argument --min-age-hours: must be a number of 0 or more"),
+    (["strip-default-attrs", "{m}", "{t}/s", "--add", "--target-tf", "1.15"], "argument --target-tf: '1.15'"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE, ids=[" ".join(a[:1] + a[2:]) for a, _ in USAGE])
+def test_usage_mistakes_exit_2_before_any_io(
+    args: list[str], expected: str, model: str, tmp_path: Path
+) -> None:
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 4), np.float32))
+    done = run(*[a.replace("{m}", model).replace("{t}", str(tmp_path)) for a in args])
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"savedmodel {args[0]}: error: ") and expected in last, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # nothing was touched
+
+
+def test_commands_that_find_nothing_say_so(model: str, tmp_path: Path) -> None:
+    missing = run("versions", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        f"savedmodel versions: error: {tmp_path / 'nowhere'}: no such base path"
+    )
+    (tmp_path / "empty").mkdir()
+    empty = run("versions", str(tmp_path / "empty"))
+    assert empty.returncode == 0 and empty.stdout.strip() == f"no versions under {tmp_path / 'empty'}"
+    published = run(
+        "publish",
+        model,
+        str(tmp_path / "base"),
+        "--serving-config",
+        str(tmp_path / "models.config"),
+        "--model-name",
+        "ranker",
+    )
+    assert published.returncode == 0, published.stderr
+    nosuch = run("serving", "show", str(tmp_path / "models.config"), "--model", "nosuch")
+    assert nosuch.returncode == 1 and nosuch.stderr.strip() == (
+        f"savedmodel serving: error: {tmp_path / 'models.config'}: no model 'nosuch' in the config (models: ranker)"
+    )
+
+
+def test_a_copy_never_writes_into_its_source(model: str, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(model, src)
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    for args, expected in [
+        (["copy", str(src), str(src / "sub")], f"{src / 'sub'}: the destination is inside the source"),
+        (["copy", str(src / "variables"), str(src)], f"{src}: the source is inside the destination"),
+        (["strip-default-attrs", str(src), str(src / "stripped")], "the destination is inside the source"),
+        (["publish", str(src), str(src / "serving")], "the base path is inside the source model"),
+    ]:
+        done = run(*args)
+        assert done.returncode == 1 and expected in done.stderr, (args, done.stderr)
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the source is as it was
+    memory = run("copy", model, "memory://m/model")  # and on object-store-like filesystems too
+    assert memory.returncode == 0, memory.stderr
+
+
+def test_a_refused_publish_leaves_no_base_path_behind(model: str, tmp_path: Path) -> None:
+    done = run("publish", str(tmp_path / "not-a-model"), str(tmp_path / "new-base"))
+    assert done.returncode == 1 and "not-a-model: does not exist" in done.stderr, done.stderr
+    refused = run("export", model, str(tmp_path / "new-base"), "--require-signature", "nosuch")
+    assert refused.returncode == 1, refused.stderr
+    assert not (tmp_path / "new-base").exists()
