@@ -33,6 +33,28 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     return options
 
 
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _side_options(args: argparse.Namespace, side: str) -> dict[str, Any]:
+    """The fsspec options of SRC or DST: ``-o`` where it applies, then ``--src-option`` /
+    ``--dst-option``. ``-o`` goes to each side that is not a local path (to both when neither
+    is); with two different remote kinds of store it would be ambiguous and is refused."""
+    own = _storage_options(getattr(args, f"{side}_option", None))
+    shared = _storage_options(getattr(args, "storage_option", None))
+    if not shared:
+        return own
+    schemes = {name: _scheme(getattr(args, name)) for name in ("src", "dst")}
+    remote = {name for name, scheme in schemes.items() if scheme not in ("", "file", "local")}
+    if len({schemes[name] for name in remote}) > 1:
+        raise argparse.ArgumentTypeError(
+            f"-o would apply to both {schemes['src']}:// and {schemes['dst']}://; "
+            "use --src-option and --dst-option"
+        )
+    return {**shared, **own} if side in remote or not remote else own
+
+
 def _print_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -99,8 +121,8 @@ def _transform(args: argparse.Namespace, name: str, **extra: Any) -> int:
     result = getattr(transforms, name)(
         args.src,
         args.dst,
-        src_options=_storage_options(args.src_option),
-        dst_options=_storage_options(args.dst_option),
+        src_options=_side_options(args, "src"),
+        dst_options=_side_options(args, "dst"),
         overwrite=args.overwrite,
         **extra,
     )
@@ -117,6 +139,10 @@ def _transform(args: argparse.Namespace, name: str, **extra: Any) -> int:
 
 
 def cmd_strip_default_attrs(args: argparse.Namespace) -> int:
+    if args.target_tf and not args.add:
+        raise argparse.ArgumentTypeError(
+            "--target-tf applies to --add (whose defaults to add); stripping removes every default-valued attr"
+        )
     if args.add:
         return _transform(args, "add_default_attrs", release=args.target_tf)
     return _transform(args, "strip_default_attrs")
@@ -158,7 +184,7 @@ def _checks(args: argparse.Namespace) -> Any:
         strict=args.strict,
         size_warning_bytes=args.size_warning_mb << 20,
         op_policy=_op_policy(args.op_policy),
-        compatible_with=args.compatible_with
+        compatible_with=_compatible_with(args, _storage_options(args.storage_option))
         if args.command == "validate"
         else None,  # export resolves its own
         releases=args.releases,
@@ -167,34 +193,24 @@ def _checks(args: argparse.Namespace) -> Any:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from airflow_savedmodel import location, tfserving
+    from airflow_savedmodel import location
     from airflow_savedmodel.errors import NotFoundError
     from airflow_savedmodel.format import compat
-    from airflow_savedmodel.format.model import SavedModel, has_saved_model
-    from airflow_savedmodel.storage.serving import served_version
+    from airflow_savedmodel.format.model import SavedModel
+    from airflow_savedmodel.storage.baseline import model_to_compare
 
     options = _storage_options(args.storage_option)
-    if tfserving.is_model_url(args.old):  # what a running TF Serving serves
-        baseline = tfserving.fetch_signatures(args.old)
-        with SavedModel.open(args.new, options) as after:
-            return _print_diff(
-                args,
-                baseline.source,
-                after.url,
-                compat.diff(baseline.signatures, after.meta_graph(args.tag_set).signatures),
-            )
-    old = location.resolve(args.old, options)
-    if not has_saved_model(old.fs, old.path):  # a serving base path: the version served today
-        config = location.resolve(args.serving_config, options) if args.serving_config else None
-        served = served_version(old, config, args.model)
-        if served is None:
-            raise NotFoundError("neither a SavedModel nor a base path with a complete version", old.url)
-        old = served
-    with SavedModel.open(old.path, fs=old.fs) as before, SavedModel.open(args.new, options) as after:
-        changes = compat.diff(
-            before.meta_graph(args.tag_set).signatures, after.meta_graph(args.tag_set).signatures
-        )
-        return _print_diff(args, before.url, after.url, changes)
+    config = location.resolve(args.serving_config, options) if args.serving_config else None
+    old = model_to_compare(args.old, options=options, config=config, model_name=args.model)
+    if old is None:
+        raise NotFoundError("nothing is served there yet", location.redact(args.old))
+    with SavedModel.open(args.new, options) as after:
+        signatures = after.meta_graph(args.tag_set).signatures
+        if isinstance(old, compat.Baseline):  # what a running TF Serving serves
+            return _print_diff(args, old.source, after.url, compat.diff(old.signatures, signatures))
+        with SavedModel.open(old.path, fs=old.fs) as before:
+            changes = compat.diff(before.meta_graph(args.tag_set).signatures, signatures)
+            return _print_diff(args, before.url, after.url, changes)
 
 
 def _print_diff(args: argparse.Namespace, old: str, new: str, changes: list[Any]) -> int:
@@ -252,8 +268,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
     result = copy(
         args.src,
         args.dst,
-        src_options=_storage_options(args.src_option),
-        dst_options=_storage_options(args.dst_option),
+        src_options=_side_options(args, "src"),
+        dst_options=_side_options(args, "dst"),
         concurrency=args.concurrency,
         overwrite=args.overwrite,
         progress=_progress_printer(args.progress),
@@ -389,12 +405,12 @@ def _print_published(args: argparse.Namespace, result: Any) -> None:
 def cmd_publish(args: argparse.Namespace) -> int:
     from airflow_savedmodel.storage import publish
 
-    dst_options = _storage_options(args.dst_option)
+    dst_options = _side_options(args, "dst")
     result = publish(
         args.src,
         args.dst,
         version=args.version,
-        src_options=_storage_options(args.src_option),
+        src_options=_side_options(args, "src"),
         base_options=dst_options,
         overwrite=args.overwrite,
         concurrency=args.concurrency,
@@ -435,7 +451,7 @@ def _warmup_arg(args: argparse.Namespace) -> Any:
     from airflow_savedmodel.format import warmup
     from airflow_savedmodel.storage.export import Warmup
 
-    inputs = warmup.load_inputs(*location.resolve(args.warmup_inputs, _storage_options(args.src_option)))
+    inputs = warmup.load_inputs(*location.resolve(args.warmup_inputs, _side_options(args, "src")))
     return Warmup(
         inputs,
         signature=args.warmup_signature,
@@ -445,16 +461,26 @@ def _warmup_arg(args: argparse.Namespace) -> Any:
     )
 
 
-def _compatible_with(value: str | None, options: dict[str, Any]) -> Any:
-    """export --compatible-with: "served", a TF Serving REST model URL, or a model URL."""
-    if value in (None, "served"):
-        return value
-    from airflow_savedmodel import location, tfserving
+def _compatible_with(args: argparse.Namespace, options: dict[str, Any], base: Any = None) -> Any:
+    """--compatible-with, resolved as diff resolves OLD (storage/baseline.py); for export,
+    "served" looks under the destination base path and its serving config."""
+    if not args.compatible_with:
+        return None
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage.baseline import SERVED, model_to_compare
 
-    return (
-        tfserving.fetch_signatures(value)
-        if tfserving.is_model_url(value)
-        else location.resolve(value, options)
+    if args.compatible_with == SERVED and base is None:
+        raise argparse.ArgumentTypeError(
+            "--compatible-with served needs a destination; give the serving base path itself or a "
+            "TF Serving model URL (http://host:8501/v1/models/NAME)"
+        )
+    config = resolve(args.serving_config, options) if getattr(args, "serving_config", None) else None
+    return model_to_compare(
+        args.compatible_with,
+        options=options,
+        base=base,
+        config=config,
+        model_name=getattr(args, "model_name", None),
     )
 
 
@@ -462,12 +488,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
     from airflow_savedmodel.storage.export import export
 
-    dst_options = _storage_options(args.dst_option)
+    dst_options = _side_options(args, "dst")
     rewrites = (["clear_devices"] if args.clear_devices else []) + (
         [] if args.keep_default_attrs else ["strip_default_attrs"]
     )
     result = export(
-        resolve(args.src, _storage_options(args.src_option)),
+        resolve(args.src, _side_options(args, "src")),
         resolve(args.dst, dst_options),
         rewrites=rewrites,
         checks=None if args.no_validate else _checks(args),
@@ -477,7 +503,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         progress=_progress_printer(args.progress),
         serving=_serving_target(args, dst_options),
         warmup=_warmup_arg(args),
-        compatible_with=_compatible_with(args.compatible_with, dst_options),
+        compatible_with=_compatible_with(args, dst_options, resolve(args.dst, dst_options)) or None,
     )
     _finish_progress(args.progress)
     if args.json:
@@ -725,8 +751,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     _add_check_args(p)
     p.add_argument(
-        "--compatible-with", metavar="URL", help="a model whose clients must keep working (signature changes)"
+        "--compatible-with",
+        metavar="URL",
+        help="the model whose clients must keep working (signature changes): a SavedModel, a serving "
+        "base path (the version it serves; with --serving-config, the stable one) or a running TF "
+        "Serving's model URL (http://host:8501/v1/models/NAME)",
     )
+    p.add_argument(
+        "--serving-config",
+        metavar="URL",
+        help="with a base path in --compatible-with: serve from this config",
+    )
+    p.add_argument("--model-name", help="the model's name in --serving-config")
     p.add_argument("--json", action="store_true")
 
     p = add(
@@ -750,14 +786,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model's name in --serving-config")
     p.add_argument("--json", action="store_true")
 
-    def add_transform(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    def add_transform(
+        name: str,
+        handler: Handler,
+        help_text: str,
+        dst_help: str = "destination URL; must not exist unless --overwrite",
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
         p.add_argument("src", help="source SavedModel URL (never modified)")
-        p.add_argument("dst", help="destination URL; must not exist unless --overwrite")
+        p.add_argument("dst", help=dst_help)
         p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
-        p.add_argument("--src-option", action="append", metavar="KEY=VALUE", help="fsspec option for SRC")
-        p.add_argument("--dst-option", action="append", metavar="KEY=VALUE", help="fsspec option for DST")
+        p.add_argument(
+            "--storage-option",
+            "-o",
+            action="append",
+            metavar="KEY=VALUE",
+            help="fsspec option for whichever of SRC and DST is not a local path (both, when both are "
+            "on the same kind of store); repeatable",
+        )
+        p.add_argument(
+            "--src-option", action="append", metavar="KEY=VALUE", help="fsspec option for SRC only"
+        )
+        p.add_argument(
+            "--dst-option", action="append", metavar="KEY=VALUE", help="fsspec option for DST only"
+        )
         p.add_argument("--json", action="store_true")
         return p
 
@@ -785,7 +838,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_count(1, 256), default=8, help="files copied at once (default 8)")
     p.add_argument("--progress", action="store_true", help="show progress on stderr")
 
-    p = add_transform("publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).")
+    base_help = "the serving base path; SRC lands at DST/<version>"
+    p = add_transform(
+        "publish", cmd_publish, "Publish SRC as DST/<version> (DST is the serving base path).", base_help
+    )
     _add_publish_args(p)
 
     p = add_transform(
@@ -794,6 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Strip default attrs (and optionally clear devices) in memory, validate the result and publish it "
         "as DST/<version> in one pass; within one object store the variables are copied server-side. "
         "Exit 1 when invalid (nothing is published).",
+        base_help,
     )
     _add_publish_args(p)
     p.add_argument("--clear-devices", action="store_true", help="clear every node's device placement")
@@ -925,8 +982,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SavedModelError as exc:
         print(f"savedmodel {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
+    except argparse.ArgumentTypeError as exc:  # a value only checkable with another one: usage
+        commands = {a.dest: a for a in parser._actions if isinstance(a, argparse._SubParsersAction)}
+        command = commands["command"].choices.get(args.command, parser) if "command" in commands else parser
+        command.error(str(exc))
     except BrokenPipeError:
         return 0
     except Exception as exc:

@@ -41,7 +41,11 @@ def meta_graph_json(mg: MetaGraph) -> dict[str, Any]:
         "tensorflow_version": info.tensorflow_version,
         "stripped_default_attrs": info.stripped_default_attrs,
         "signatures": {k: s.to_json() for k, s in mg.signatures.items()},
-        "assets": [{"filename": a.filename, "tensor": a.tensor_name} for a in mg.assets()],
+        # once each: TF1 builders can record one asset twice (it is one file, read once)
+        "assets": [
+            {"filename": f, "tensor": t}
+            for f, t in dict.fromkeys((a.filename, a.tensor_name) for a in mg.assets())
+        ],
         "ops": mg.op_types(),
         "num_nodes": len(mg.proto.graph_def.node),
         "num_functions": len(mg.proto.graph_def.library.function),

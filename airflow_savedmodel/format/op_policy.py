@@ -9,14 +9,13 @@ are how variables are restored and are not flagged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_savedmodel.errors import FormatError
 from airflow_savedmodel.format import reach
-from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2
+from airflow_savedmodel.protos import meta_graph_pb2
 
 # family -> (finding code, what it means, ops)
 FAMILIES: dict[str, tuple[str, str, frozenset[str]]] = {
@@ -201,48 +200,31 @@ class OpUse:
         return f"{self.op} {FAMILIES[self.family][1]}: {shown}"
 
 
-def _saver_scope(mg: meta_graph_pb2.MetaGraphDef) -> str | None:
-    """The main-graph name scope of a TF1 saver (``save/``), from its restore op."""
-    name = mg.saver_def.restore_op_name
-    return name.rsplit("/", 1)[0] + "/" if "/" in name else None
-
-
-_TF1_SAVER_SCOPE = re.compile(r"^(save(?:_\d+)?/)")
-
-
-def _in_a_saver_scope(node: graph_pb2.NodeDef, scope: str | None) -> bool:
-    """A TF1 saver's checkpoint op: under the saver_def's scope, or under another saver's
-    ``save_N/`` scope (a TF1 program that built several meta graphs leaves one per graph),
-    reading or writing the checkpoint path that scope's own filename tensor holds."""
-    if scope is not None and node.name.startswith(scope):
-        return True
-    match = _TF1_SAVER_SCOPE.match(node.name)
-    return bool(match and node.input and node.input[0].lstrip("^").startswith(match.group(1)))
+def saver_nodes(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:
+    """Main-graph nodes the model's own saver runs: its restore op and save tensor with everything
+    they depend on. Found by reachability from ``saver_def``, never by name: a ``save_1/SaveV2``
+    that no saver_def reaches is as suspect as any other."""
+    roots = [mg.saver_def.restore_op_name, mg.saver_def.save_tensor_name]
+    return {node.name for node in reach.upstream(mg.graph_def, [r for r in roots if r])}
 
 
 def scan(mg: meta_graph_pb2.MetaGraphDef) -> list[OpUse]:
-    """Every flagged op of the meta graph (graph and functions), grouped by family and op."""
+    """Every flagged op of what can run (the graph, and the functions its nodes call, see
+    reach.placed), grouped by family and op; the model's own saver's checkpoint ops excepted."""
     family_of = {op: family for family, (_, _, ops) in FAMILIES.items() for op in ops}
-    scope = _saver_scope(mg)
-    saver_functions = reach.saver_functions(mg)
+    exempt_nodes = saver_nodes(mg)
+    exempt_functions = reach.saver_functions(mg)
     found: dict[tuple[str, str], list[str]] = {}
-
-    def visit(node: graph_pb2.NodeDef, function: str | None) -> None:
+    for function, node in reach.placed(mg):
         family = family_of.get(node.op)
         if node.op == PRINT_TO_FILE and node.attr["output_stream"].s.startswith(b"file://"):
             family = "file-write"
         if family is None:
-            return
+            continue
         if node.op in _SAVER_OPS and (
-            (function is None and _in_a_saver_scope(node, scope))
-            or (function is not None and function in saver_functions)
+            (function is None and node.name in exempt_nodes)
+            or (function is not None and function in exempt_functions)
         ):
-            return
+            continue
         found.setdefault((family, node.op), []).append(f"{function}/{node.name}" if function else node.name)
-
-    for node in mg.graph_def.node:
-        visit(node, None)
-    for function in mg.graph_def.library.function:
-        for node in function.node_def:
-            visit(node, function.signature.name)
     return [OpUse(family, op, tuple(nodes)) for (family, op), nodes in sorted(found.items())]

@@ -97,12 +97,13 @@ def _baseline(compatible_with: str | None, hook: SavedModelHook) -> Any:
     if not compatible_with:
         return None
     if compatible_with == "served":
-        return "served"
+        return "served"  # storage resolves it under the destination, with its serving config
     from airflow_savedmodel import tfserving
+    from airflow_savedmodel.storage.baseline import model_to_compare
 
     if tfserving.is_model_url(compatible_with):
-        return tfserving.fetch_signatures(compatible_with)
-    return hook.filesystem(compatible_with)
+        return model_to_compare(compatible_with)
+    return model_to_compare(hook.filesystem(compatible_with))
 
 
 def mask_sensitive(options: dict[str, Any]) -> None:

@@ -172,3 +172,30 @@ def test_signatures_compared_with_what_a_running_server_serves(
     assert refused.published is None and refused.report is not None
     assert f"signatures compatible with {served}" in refused.report.checks
     assert set(refused.report.codes()) == {"signature-breaking-change"}
+    # validate and export take what diff takes: the server's URL, a base path, "served"
+    assert (
+        main(["validate", renamed, "--compatible-with", served, "--require-signature", "serving_default"])
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "signature-breaking-change" in out and f"signatures compatible with {served}" in out
+    base = str(tmp_path / "classifier")
+    assert main(["validate", renamed, "--compatible-with", base]) == 1
+    assert "signature-breaking-change" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "export",
+                renamed,
+                base,
+                "--compatible-with",
+                "served",
+                "--serving-config",
+                str(standin.config),
+                "--model-name",
+                "classifier",
+            ]
+        )
+        == 1
+    )
+    assert "signature-breaking-change" in capsys.readouterr().out

@@ -55,8 +55,20 @@ class PrintsToStderr(tf.Module):
         tf.print(x)
         return {"y": x * self.w}
 
+class Unreached(tf.Module):
+    # A function that reads files, saved in the library for tf.saved_model.load's callers, but
+    # which no node of the graph, no signature and no saver calls: TF Serving never runs it.
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def serve(self, x):
+        return {"y": x * 2.0}
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def load_vocabulary(self, path):
+        return tf.io.read_file(path)
+
 for name, cls in [("reads", Reads), ("writes", Writes), ("python", Python),
-                  ("prints_to_file", PrintsToFile), ("clean", PrintsToStderr)]:
+                  ("prints_to_file", PrintsToFile), ("clean", PrintsToStderr), ("unreached", Unreached)]:
     module = cls()
     tf.saved_model.save(module, f"{root}/{name}", signatures={"serving_default": module.serve})
 """
@@ -91,6 +103,7 @@ def findings(report) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-d
         ),
         ("prints_to_file", [("error", "op-writes-files", "PrintV2 writes files")]),
         ("clean", []),  # PrintV2 to stderr, and the model's own SaveV2/RestoreV2 in its saver functions
+        ("unreached", []),  # ReadFile in a library function nothing that can run calls
     ],
 )
 def test_each_family_is_found_in_models_tensorflow_wrote(
@@ -155,3 +168,32 @@ def test_the_cli_refuses_a_model_that_breaks_the_policy_and_reads_a_policy_file(
     policy.write_text('{"allow": ["python"]}')
     done = savedmodel("validate", str(models / "python"), "--op-policy", str(policy))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_only_what_can_run_is_judged_and_the_saver_is_found_by_reachability(models: Path) -> None:
+    """The library of the "unreached" model holds a function with ReadFile that no node calls:
+    not flagged (TF Serving never runs it). A SaveV2 whose scope looks like a saver's
+    (``save_1/``, reading ``save_1/Const``) that no saver_def reaches is flagged; the model's
+    own saver ops are not."""
+    proto = meta_graph_pb2.SavedModel()
+    proto.ParseFromString((models / "unreached" / "saved_model.pb").read_bytes())
+    mg = proto.meta_graphs[0]
+    library = {f.signature.name: f for f in mg.graph_def.library.function}
+    holders = [name for name, f in library.items() if any(n.op == "ReadFile" for n in f.node_def)]
+    assert holders, "TensorFlow kept the function in the library"
+    assert op_policy.scan(mg) == []
+    graph = mg.graph_def
+    graph.node.add(name="save_1/Const", op="Const")
+    spoof = graph.node.add(name="save_1/SaveV2", op="SaveV2")
+    spoof.input.append("save_1/Const")
+    caller = graph.node.add(name="calls_the_reader", op="StatefulPartitionedCall")
+    caller.attr["f"].func.name = holders[0]
+    uses = {(u.op, u.nodes) for u in op_policy.scan(mg)}
+    assert ("SaveV2", ("save_1/SaveV2",)) in uses, uses  # a saver's name is no exemption
+    assert (
+        "ReadFile",
+        tuple(f"{holders[0]}/{n.name}" for n in library[holders[0]].node_def if n.op == "ReadFile"),
+    ) in uses
+    saver_ops = {n.name for n in graph.node if n.op in ("SaveV2", "RestoreV2", "MergeV2Checkpoints")}
+    own = op_policy.saver_nodes(mg) & saver_ops
+    assert all(name not in own for _, nodes in uses for name in nodes)

@@ -147,3 +147,42 @@ def test_a_refused_publish_leaves_no_base_path_behind(model: str, tmp_path: Path
     refused = run("export", model, str(tmp_path / "new-base"), "--require-signature", "nosuch")
     assert refused.returncode == 1, refused.stderr
     assert not (tmp_path / "new-base").exists()
+
+
+def test_dash_o_applies_to_the_remote_side_of_two_location_commands(model: str, tmp_path: Path) -> None:
+    """The README's ``-o KEY=VALUE`` works for publish, copy, export and the rewrites: it goes
+    to the side that is not a local path; between two kinds of store it is refused as ambiguous."""
+    copied = run("copy", model, "memory://dash-o/model", "-o", "skip_instance_cache=true")
+    assert copied.returncode == 0, copied.stderr
+    published = run("publish", model, "memory://dash-o/serving", "-o", "skip_instance_cache=true")
+    assert published.returncode == 0, published.stderr
+    ambiguous = run("copy", "gs://a/m", "s3://b/m", "-o", "token=anon")
+    assert ambiguous.returncode == 2, ambiguous.stderr
+    assert ambiguous.stderr.strip().splitlines()[-1] == (
+        "savedmodel copy: error: -o would apply to both gs:// and s3://; use --src-option and --dst-option"
+    )
+
+
+def test_validate_compatible_with_takes_what_diff_takes(model: str, tmp_path: Path) -> None:
+    """One resolver for the model to compare with: a SavedModel, a serving base path (the
+    version it serves) and, for export, "served"; validate's "served" has no destination."""
+    base = tmp_path / "base"
+    assert run("publish", model, str(base)).returncode == 0
+    rng = np.random.default_rng(1)
+    renamed = export_dense_model(
+        str(tmp_path / "renamed"),
+        [DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))],
+        input_key="features",
+    )
+    for against in (model, str(base)):
+        done = run("validate", renamed, "--compatible-with", against)
+        assert done.returncode == 1 and "signature-breaking-change" in done.stdout, done.stdout + done.stderr
+        assert "Wire format" not in done.stdout + done.stderr
+    assert run("validate", model, "--compatible-with", str(base)).returncode == 0
+    served = run("validate", renamed, "--compatible-with", "served")
+    assert served.returncode == 2 and "--compatible-with served needs a destination" in served.stderr
+    refused = run("export", renamed, str(base), "--compatible-with", "served")
+    assert refused.returncode == 1 and "signature-breaking-change" in refused.stdout + refused.stderr
+    empty = run("validate", renamed, "--compatible-with", str(tmp_path / "empty-base"))
+    assert empty.returncode == 1, empty.stderr
+    assert "neither a SavedModel nor a serving base path with a complete version" in empty.stderr
