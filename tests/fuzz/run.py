@@ -33,7 +33,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+# Imported once here, before any fork: the package imports numpy and ml_dtypes only when a tensor
+# is decoded, and each forked case would otherwise import them again (a few tenths of a second).
+import ml_dtypes  # noqa: E402, F401
+import numpy  # noqa: E402, F401
 from mutations import mutate  # noqa: E402
+
+from airflow_savedmodel.format import dtypes  # noqa: E402
+
+dtypes.to_numpy(dtypes.from_name("bfloat16"))  # fills the dtype tables, ml_dtypes' included
 
 DEFECTS = ("untyped", "timeout", "memory")
 RESULTS_SECTION = "## Fuzzing"
