@@ -152,6 +152,8 @@ def resolve(
     except ImportError as exc:
         raise SavedModelError(f"cannot open filesystem: {exc}", redact(url)) from None
     except Exception as exc:  # the storage library's credential parsing: KeyError, JSONDecodeError ...
+        if is_storage_failure(exc):  # a request it made on the way (a token checked online)
+            raise storage_error(exc, url, secret_values(options)) from None
         what = (
             f"the credentials lack the field {exc}"
             if isinstance(exc, KeyError)

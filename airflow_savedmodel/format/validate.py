@@ -19,7 +19,13 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location, schemas
-from airflow_savedmodel.errors import FormatError, MissingFileError, NotFoundError, SavedModelError
+from airflow_savedmodel.errors import (
+    FormatError,
+    MissingFileError,
+    NotFoundError,
+    SavedModelError,
+    StorageError,
+)
 from airflow_savedmodel.format import attrs, compat, dtypes, loadability, opdefs, reach, tensor_proto
 from airflow_savedmodel.format import op_policy as op_policy_module
 from airflow_savedmodel.format.bundle import BundleReader, verify_entries
@@ -326,6 +332,8 @@ def validate(
                 if isinstance(url, str)
                 else SavedModel.open(url.path, fs=url.fs)
             )
+        except StorageError:  # the store failed (credentials, network): no verdict on the model
+            raise
         except SavedModelError as exc:
             report.add(ERROR, "saved-model-unreadable", exc.problem, file=exc.path)
             report.checks.append("structure")
