@@ -594,6 +594,9 @@ def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[
         finally:
             os.close(fd)
     crc = size = 0
+    # The file as the store holds it now: a listing cached earlier (by a publish in this process)
+    # may carry an old ETag, which s3fs then requires, failing on a file changed since.
+    fs.invalidate_cache(posixpath.dirname(path.rstrip("/")))
     with fs.open(path, "rb") as f:
         while block := f.read(chunk):
             crc = crc32c(block, crc)

@@ -242,7 +242,10 @@ class LeaseInfo:
         renewal (by the store's clock) plus its term and a margin is still ahead."""
         now = time.time() if now is None else now
         if self.seconds is not None and self.written is not None:
-            return self.written + self.seconds + CLOCK_MARGIN_SECONDS > now
+            # Both times are the store's; the margin covers a renewal in flight and the store's
+            # timestamp granularity (S3: 1 s), at most a quarter of a (short, test-sized) term.
+            margin = min(CLOCK_MARGIN_SECONDS, self.seconds / 4)
+            return self.written + self.seconds + margin > now
         return self.expires > now  # a lease from before store times were used
 
     def named_versions(self) -> set[int]:

@@ -124,11 +124,12 @@ def gc(
             removed_versions.add(info.version)
             remove(target)
     stale_s = _seconds(stale_staging)
-    for staging, _ in staging_areas:
+    for staging, created in staging_areas:
         if staging.rstrip("/") in leased_staging:
             continue
-        age = leases.age_seconds(fs, staging, now)  # the newest object in it, by the store's clock
-        if staging.rstrip("/") in abandoned or (age is not None and age >= max(stale_s, min_age_s)):
+        # Unleased: no live publisher works in it (a publisher leases before it creates one), so
+        # the creation time in its name, by its publisher's clock, is good enough.
+        if staging.rstrip("/") in abandoned or now - created >= max(stale_s, min_age_s):
             remove(staging)
     remaining = {i.version for i in found} - removed_versions
     for number in claims:
@@ -142,8 +143,8 @@ def gc(
             remove(claim)
     for lease in dead:
         remove(location.join(path, leases.LEASES_DIR, lease.token + ".json"))
-    for leftover in stray:  # a lease write that died half way; nothing reads these
+    for leftover in stray:  # a lease write that died half way (a live one lasts milliseconds)
         age = leases.age_seconds(fs, leftover, now)
-        if age is not None and age >= stale_s:
+        if age is not None and age >= leases.DEFAULT_LEASE_SECONDS:
             remove(leftover)
     return result

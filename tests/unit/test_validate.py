@@ -250,8 +250,10 @@ def test_cli_exit_codes_and_json(
     bad = run(broken)
     assert bad.returncode == 1 and "INVALID" in bad.stdout and "asset-missing" in bad.stdout
     assert run(zoo["tf2_module"], "--target-device", "fpga").returncode == 2
-    missing_spec = run(zoo["tf2_module"], "--expect", tmp_path / "nope.yaml")
-    assert missing_spec.returncode == 1 and "signature spec does not exist" in missing_spec.stderr
+    missing_spec = run(zoo["tf2_module"], "--expect", tmp_path / "nope.yaml")  # a usage mistake
+    assert missing_spec.returncode == 2 and f"argument --expect: no such file: {tmp_path / 'nope.yaml'}" in (
+        missing_spec.stderr
+    )
 
 
 def test_tf1_asset_collection_is_checked(model_copy: Callable[[str], Path]) -> None:
