@@ -87,6 +87,16 @@ def is_local(fs: AbstractFileSystem) -> bool:
     return protocol(fs) in ("file", "local")
 
 
+OBJECT_STORES = ("gs", "gcs", "s3", "s3a", "s3n")
+
+
+def makedirs(fs: AbstractFileSystem, path: str) -> None:
+    """Make ``path`` a directory where directories exist; on an object store nothing (keys need
+    none, and gcsfs/s3fs would create a missing bucket, so a typo in its name would make one)."""
+    if protocol(fs) not in OBJECT_STORES:
+        fs.makedirs(path, exist_ok=True)
+
+
 def url_of(fs: AbstractFileSystem, path: str) -> str:
     """A printable URL for ``path`` that names its filesystem (plain paths for the local one)."""
     if is_local(fs):

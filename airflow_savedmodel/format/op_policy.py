@@ -9,7 +9,7 @@ are how variables are restored and are not flagged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,19 +200,27 @@ class OpUse:
         return f"{self.op} {FAMILIES[self.family][1]}: {shown}"
 
 
-def saver_nodes(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:
-    """Main-graph nodes the model's own saver runs: its restore op and save tensor with everything
-    they depend on. Found by reachability from ``saver_def``, never by name: a ``save_1/SaveV2``
-    that no saver_def reaches is as suspect as any other."""
-    roots = [mg.saver_def.restore_op_name, mg.saver_def.save_tensor_name]
-    return {node.name for node in reach.upstream(mg.graph_def, [r for r in roots if r])}
+def saver_nodes(mg: meta_graph_pb2.MetaGraphDef, savers: Iterable[meta_graph_pb2.SaverDef] = ()) -> set[str]:
+    """Main-graph nodes the model's own savers run: the restore op and save tensor of this meta
+    graph's ``saver_def`` (and of ``savers``: a TF1 builder that wrote several meta graphs leaves
+    every earlier saver in each later graph), with everything they depend on. Found by
+    reachability from saver_defs, never by name: a ``save_1/SaveV2`` that no saver_def of the
+    model reaches is as suspect as any other."""
+    roots = [
+        name
+        for saver in [mg.saver_def, *savers]
+        for name in (saver.restore_op_name, saver.save_tensor_name)
+        if name
+    ]
+    return {node.name for node in reach.upstream(mg.graph_def, roots)}
 
 
-def scan(mg: meta_graph_pb2.MetaGraphDef) -> list[OpUse]:
+def scan(mg: meta_graph_pb2.MetaGraphDef, savers: Iterable[meta_graph_pb2.SaverDef] = ()) -> list[OpUse]:
     """Every flagged op of what can run (the graph, and the functions its nodes call, see
-    reach.placed), grouped by family and op; the model's own saver's checkpoint ops excepted."""
+    reach.placed), grouped by family and op; the checkpoint ops of the model's own savers (this
+    meta graph's, and ``savers``: the other meta graphs' of the same SavedModel) excepted."""
     family_of = {op: family for family, (_, _, ops) in FAMILIES.items() for op in ops}
-    exempt_nodes = saver_nodes(mg)
+    exempt_nodes = saver_nodes(mg, savers)
     exempt_functions = reach.saver_functions(mg)
     found: dict[tuple[str, str], list[str]] = {}
     for function, node in reach.placed(mg):

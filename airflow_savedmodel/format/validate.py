@@ -794,8 +794,9 @@ def _contract(mg: MetaGraph, spec: Mapping[str, Any], strict: bool, report: Repo
 
 def _op_policy(model: SavedModel, policy: op_policy_module.Policy, report: Report) -> None:
     report.checks.append("op policy")
+    savers = [mg.proto.saver_def for mg in model.meta_graphs if mg.proto.HasField("saver_def")]
     for mg in model.meta_graphs:
-        for use in op_policy_module.scan(mg.proto):
+        for use in op_policy_module.scan(mg.proto, savers):
             severity = policy.severity(use.family, use.op)
             if severity != "allow":
                 report.add(severity, use.code, use.message(), tags=sorted(mg.tags))

@@ -137,7 +137,7 @@ def read(fs: AbstractFileSystem, model_path: str) -> Manifest | None:
 
 
 def write(fs: AbstractFileSystem, model_path: str, manifest: Manifest) -> None:
-    fs.makedirs(location.join(model_path, "assets.extra"), exist_ok=True)
+    location.makedirs(fs, location.join(model_path, "assets.extra"))
     fs.pipe_file(location.join(model_path, MANIFEST_PATH), json.dumps(manifest.to_json(), indent=1).encode())
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_savedmodel import location
 from airflow_savedmodel.errors import SavedModelError, StorageError
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.storage import versions as v
@@ -57,7 +58,7 @@ def mirror(
     complete = [info for info in source if info.state == v.COMPLETE]
     if newest_only:
         complete = complete[-1:]
-    dst.fs.makedirs(dst.path, exist_ok=True)
+    location.makedirs(dst.fs, dst.path)
     held = {info.version: info for info in v.versions_of(dst.fs, dst.path)}
     failures: list[str] = []
     for info in complete:

@@ -185,7 +185,7 @@ def publish(
             raise StorageError("the source changed while it was being published", src.url)
         return manifest
 
-    base.fs.makedirs(base.path, exist_ok=True)  # only now: a refused source leaves no base behind
+    location.makedirs(base.fs, base.path)  # only now: a refused source leaves no base behind
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
             number, manifest = _copy_direct(

@@ -474,9 +474,9 @@ def copy_tree(
         files_total=len(bulk) + len(last),
     )
     for directory in sorted({p.rpartition("/")[0] for p in bulk + last if "/" in p}):
-        dst_fs.makedirs(location.join(dst, directory), exist_ok=True)
+        location.makedirs(dst_fs, location.join(dst, directory))
     if (is_local(dst_fs) or not bulk) and not any("/" in p for p in bulk + last):
-        dst_fs.makedirs(dst, exist_ok=True)
+        location.makedirs(dst_fs, dst)
     entries: dict[str, manifests.FileEntry] = {}
 
     def one(rel: str, defer: bool = False) -> None:

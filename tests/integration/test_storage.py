@@ -88,8 +88,9 @@ def test_copy_refuses_existing_destination_and_leaves_it(zoo: dict[str, Path], t
     assert tree(dst) == {"precious": b"x"}
     copy(str(zoo["tf2_module"]), str(dst), overwrite=True)
     assert "precious" not in tree(dst) and "saved_model.pb" in tree(dst)
+    (tmp_path / "not-a-model").mkdir()
     with pytest.raises(MissingFileError, match=r"not a SavedModel: no saved_model\.pb"):
-        copy(str(tmp_path), str(tmp_path / "elsewhere"))
+        copy(str(tmp_path / "not-a-model"), str(tmp_path / "elsewhere"))
 
 
 def test_publish_versions_idempotence_and_verify(store_base: tuple[str, dict], tmp_path: Path) -> None:

@@ -83,7 +83,9 @@ def test_a_permanent_error_ends_the_wait_with_the_stores_reason(gcs: Store, tmp_
     finally:
         proxy.stop()
     assert event.payload["status"] == "error"
-    assert event.payload["message"].startswith("OSError: Forbidden: ")
+    assert event.payload["message"].startswith(
+        f"{bucket}/model: storage request failed: OSError: Forbidden: "
+    )
     assert "injected by the test proxy" in event.payload["message"]
     assert [status for _, _, status in proxy.requests].count(403) == 1  # not retried
 
