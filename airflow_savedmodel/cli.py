@@ -183,7 +183,7 @@ def _checks(args: argparse.Namespace) -> Any:
         expect=args.expect,
         strict=args.strict,
         size_warning_bytes=args.size_warning_mb << 20,
-        op_policy=_op_policy(args.op_policy),
+        op_policy=args.op_policy,  # parsed while the command line was (_op_policy_arg)
         compatible_with=_compatible_with(args, _storage_options(args.storage_option))
         if args.command == "validate"
         else None,  # export resolves its own
@@ -356,16 +356,18 @@ def _release_range_arg(raw: str) -> str:
     return raw
 
 
-def _op_policy_arg(raw: str) -> str:
-    """Parsed and checked now (a local file is read now too); handed on as given."""
+def _op_policy_arg(raw: str) -> Any:
+    """Read (a local file too) and checked while parsing; the parsed policy is handed on, so a
+    policy file is read once."""
     from airflow_savedmodel.errors import SavedModelError
     from airflow_savedmodel.format import op_policy
 
     try:
-        op_policy.parse(_op_policy(raw))
+        spec = _op_policy(raw)
+        op_policy.parse(spec)
     except SavedModelError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return raw
+    return spec
 
 
 def _local_file_arg(raw: str) -> str:
