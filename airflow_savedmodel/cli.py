@@ -13,9 +13,12 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_savedmodel.errors import SavedModelError
+
+if TYPE_CHECKING:
+    from airflow_savedmodel.location import Location
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -575,14 +578,21 @@ def cmd_serving(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_versions(args: argparse.Namespace) -> int:
+def _existing_base(args: argparse.Namespace) -> Location:
+    """The base path the command names; a typo in it is an error, not an empty listing."""
     from airflow_savedmodel.errors import NotFoundError
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import list_versions
 
     base = resolve(args.base, _storage_options(args.storage_option))
     if not base.fs.exists(base.path):
         raise NotFoundError("no such base path", base.url)
+    return base
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.storage import list_versions
+
+    base = _existing_base(args)
     found = list_versions(base, deep=args.deep)
     if args.json:
         _print_json([i.to_json() for i in found])
@@ -600,7 +610,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from airflow_savedmodel.storage import gc
 
     result = gc(
-        args.base,
+        _existing_base(args),
         keep_last=args.keep_last,
         min_age=args.min_age_hours * 3600,
         keep=args.keep or (),

@@ -15,6 +15,14 @@ class SavedModelError(Exception):
         self.path = path
         super().__init__(f"{path}: {problem}" if path else problem)
 
+    def at(self, path: str) -> SavedModelError:
+        """This error naming ``path``, when it names none yet (raised where the path is known)."""
+        if self.path:
+            return self
+        located = type(self)(self.problem, path)
+        located.__cause__ = self.__cause__
+        return located
+
 
 class FormatError(SavedModelError):
     """A file exists but its contents are malformed, truncated or inconsistent."""

@@ -64,9 +64,10 @@ class AssetRef:
 class MetaGraph:
     """One MetaGraphDef of a SavedModel, identified by its tag set."""
 
-    def __init__(self, proto: meta_graph_pb2.MetaGraphDef, index: int) -> None:
+    def __init__(self, proto: meta_graph_pb2.MetaGraphDef, index: int, url: str | None = None) -> None:
         self.proto = proto
         self.index = index
+        self.url = url  # the model's, for error messages
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -86,7 +87,8 @@ class MetaGraph:
         except KeyError:
             raise SignatureNotFoundError(
                 f"no signature {key!r} in meta graph {{{format_tags(self.tags)}}}; "
-                f"choose from: {', '.join(self.signatures) or '(none)'}"
+                f"choose from: {', '.join(self.signatures) or '(none)'}",
+                self.url,
             ) from None
 
     def function_names(self) -> set[str]:
@@ -137,7 +139,8 @@ class SavedModel:
         self.proto = proto
         self.saved_model_file = saved_model_file
         self.fingerprint = fingerprint
-        self.meta_graphs = [MetaGraph(mg, i) for i, mg in enumerate(proto.meta_graphs)]
+        url = location.url_of(fs, path)
+        self.meta_graphs = [MetaGraph(mg, i, url) for i, mg in enumerate(proto.meta_graphs)]
         self._variables: BundleReader | None = None
 
     @classmethod

@@ -224,13 +224,16 @@ def write_into(
     """Write warmup requests into the model at ``where`` (a Location) with one atomic write,
     after checking ``inputs`` against the signature; return the file's URL."""
     from airflow_savedmodel import location
-    from airflow_savedmodel.errors import WriteError
+    from airflow_savedmodel.errors import SavedModelError, WriteError
     from airflow_savedmodel.format.model import SavedModel
 
     with SavedModel.open(where.path, fs=where.fs) as model:
-        data = requests(
-            model.meta_graph(tags).signature(signature), inputs, count=count, model_name=model_name
-        )
+        try:
+            data = requests(
+                model.meta_graph(tags).signature(signature), inputs, count=count, model_name=model_name
+            )
+        except SavedModelError as exc:  # inputs that do not fit: named after the model
+            raise exc.at(str(where.url)) from None
     target = where.join(WARMUP_FILE)
     if target.exists() and not overwrite:
         raise WriteError("a warmup file exists (replace it with --overwrite, overwrite=True)", target.url)

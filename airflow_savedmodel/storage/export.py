@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_savedmodel.errors import SavedModelError
 from airflow_savedmodel.format import transforms
 from airflow_savedmodel.format import warmup as warmup_requests
 from airflow_savedmodel.format.compat import Baseline
@@ -86,9 +87,12 @@ def export(
             candidate, replaced, changed = plan.model, dict(plan.files), plan.changed
         if warmup is not None:
             signature = candidate.meta_graph(warmup.tags).signature(warmup.signature)
-            data = warmup_requests.requests(
-                signature, warmup.inputs, count=warmup.count, model_name=warmup.model_name
-            )
+            try:
+                data = warmup_requests.requests(
+                    signature, warmup.inputs, count=warmup.count, model_name=warmup.model_name
+                )
+            except SavedModelError as exc:  # inputs that do not fit: named after the model
+                raise exc.at(src.url) from None
             replaced[warmup_requests.WARMUP_FILE] = data
             candidate = candidate.with_files({warmup_requests.WARMUP_FILE: data})
         report = None

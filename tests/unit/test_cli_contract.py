@@ -186,3 +186,44 @@ def test_validate_compatible_with_takes_what_diff_takes(model: str, tmp_path: Pa
     empty = run("validate", renamed, "--compatible-with", str(tmp_path / "empty-base"))
     assert empty.returncode == 1, empty.stderr
     assert "neither a SavedModel nor a serving base path with a complete version" in empty.stderr
+
+
+# Failures of the model or the operation: exit 1, one line, starting with the path concerned.
+FAILURES = [
+    (["inspect", "{t}/nowhere"], "{t}/nowhere"),
+    (["variables", "{m}", "no/such"], "{m}/variables/variables.index"),
+    (["inspect", "{t}/corrupt"], "{t}/corrupt/saved_model.pb"),
+    (["warmup", "{c}", "--inputs", "{t}/wide.npz"], "{c}"),
+    (["warmup", "{c}", "--inputs", "{t}/x.npz", "--signature", "nope"], "{c}"),
+    (["export", "{m}", "{t}/b", "--warmup-inputs", "{t}/wide.npz"], "{m}"),
+    (["copy", "{m}", "{c}"], "{c}"),
+    (["verify", "{m}"], "{m}/assets.extra/airflow_savedmodel_manifest.json"),
+    (["diff", "{m}", "{t}/nowhere"], "{t}/nowhere"),
+    (["serving", "show", "{t}/models.config"], "{t}/models.config"),
+    (["gc", "{t}/nowhere"], "{t}/nowhere"),
+]
+
+
+@pytest.mark.parametrize(("args", "path"), FAILURES, ids=[" ".join(a[:1] + a[2:]) for a, _ in FAILURES])
+def test_failures_exit_1_with_one_line_naming_the_path(
+    args: list[str], path: str, model: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model, copy)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "saved_model.pb").write_bytes(b"\xff\xff\xff")
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 4), np.float32))
+    np.savez(tmp_path / "wide.npz", x=np.zeros((1, 5), np.float32))
+
+    def fill(text: str) -> str:
+        return text.replace("{m}", model).replace("{c}", str(copy)).replace("{t}", str(tmp_path))
+
+    done = run(*[fill(a) for a in args])
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"savedmodel {args[0]}: error: {fill(path)}: "), (
+        done.stderr
+    )
+    assert not (tmp_path / "b").exists()
