@@ -11,10 +11,12 @@ trigger (on the triggerer's event loop, with aiohttp) decide alike. No Airflow i
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_savedmodel.errors import ServingError
@@ -53,6 +55,55 @@ class VersionStatus:
             "error_code": self.error_code,
             "error_message": self.error_message,
         }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where TF Serving's REST API answers: ``url`` (``http(s)://host:8501``), extra headers (a
+    bearer token), and TLS verification (True, False, or a CA bundle's path). Header values are
+    never printed."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    timeout: float = TIMEOUT_SECONDS
+
+    def __repr__(self) -> str:
+        return f"Endpoint({redact(self.url)!r}, headers={sorted(self.headers)}, verify={self.verify!r})"
+
+    @property
+    def display(self) -> str:
+        return redact(self.url.rstrip("/"))
+
+    def model_url(self, model: str, *, label: str | None = None, version: int | str | None = None) -> str:
+        return status_url(self.url, model, version, label)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https://"):
+            return None
+        if self.verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        if isinstance(self.verify, str):
+            return ssl.create_default_context(cafile=self.verify)
+        return ssl.create_default_context()
+
+    def open(self, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(HTTP status, body) of one GET (or POST with ``body``); transport failures raise OSError."""
+        headers = {"Content-Type": "application/json", **dict(self.headers)}
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context()) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+
+def endpoint(server: str | Endpoint) -> Endpoint:
+    """An Endpoint for a bare URL (local use: no headers, default TLS verification)."""
+    return server if isinstance(server, Endpoint) else Endpoint(server)
 
 
 def status_url(server: str, model: str, version: int | str | None = None, label: str | None = None) -> str:
@@ -94,26 +145,29 @@ def parse_status(status: int, body: bytes, url: str, version: int | str | None =
 
 
 def fetch_status(
-    server: str, model: str, version: int | str | None = None, label: str | None = None
+    server: str | Endpoint, model: str, version: int | str | None = None, label: str | None = None
 ) -> VersionStatus:
     """Ask the server (blocking)."""
-    url = status_url(server, model, version, label)
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as answer:
-            return parse_status(answer.status, answer.read(), url, version)
-    except urllib.error.HTTPError as exc:
-        return parse_status(exc.code, exc.read(), url, version)
+    where = endpoint(server)
+    url = where.model_url(model, version=version, label=label)
+    status, body = where.open(url)
+    return parse_status(status, body, url, version)
 
 
 async def afetch_status(
-    server: str, model: str, version: int | str | None = None, label: str | None = None
+    server: str | Endpoint, model: str, version: int | str | None = None, label: str | None = None
 ) -> VersionStatus:
     """Ask the server from an event loop (aiohttp), never blocking it."""
     import aiohttp
 
-    url = status_url(server, model, version, label)
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
+    where = endpoint(server)
+    url = where.model_url(model, version=version, label=label)
+    timeout = aiohttp.ClientTimeout(total=where.timeout)
+    context = where.ssl_context()
+    async with (
+        aiohttp.ClientSession(timeout=timeout, headers=dict(where.headers)) as session,
+        session.get(url, ssl=context if context is not None else True) as answer,
+    ):
         return parse_status(answer.status, await answer.read(), url, version)
 
 
@@ -122,20 +176,22 @@ def is_model_url(url: str) -> bool:
     return url.startswith(("http://", "https://")) and "/v1/models/" in url
 
 
-def fetch_signatures(url: str) -> Baseline:
+def fetch_signatures(url: str, server: Endpoint | None = None) -> Baseline:
     """The signatures a running TF Serving exposes for a model (REST ``.../metadata``; ``url``:
-    ``http://host:8501/v1/models/NAME`` optionally with ``/versions/N`` or ``/labels/L``)."""
+    ``http://host:8501/v1/models/NAME`` optionally with ``/versions/N`` or ``/labels/L``;
+    ``server``: the connection's headers and TLS settings, when the URL is behind one)."""
     from google.protobuf import json_format
 
     from airflow_savedmodel.format.signatures import signature
     from airflow_savedmodel.protos import meta_graph_pb2
 
     target = url.rstrip("/") + "/metadata"
+    where = server if server is not None else Endpoint(url)
     try:
-        with urllib.request.urlopen(target, timeout=TIMEOUT_SECONDS) as answer:  # an http(s) URL
-            doc = json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        raise ServingError(f"HTTP {exc.code}: {exc.read()[:300]!r}", redact(target)) from None
+        status, body = where.open(target)
+        if status != 200:
+            raise ServingError(f"HTTP {status}: {body[:300]!r}", redact(target))
+        doc = json.loads(body)
     except (OSError, json.JSONDecodeError) as exc:
         raise ServingError(f"{type(exc).__name__}: {exc}", redact(target)) from None
     found = (

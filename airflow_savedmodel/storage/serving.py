@@ -252,6 +252,23 @@ def rollback(
     return set_labels(config, name, base, {label: version})
 
 
+def withdraw(config: Location, name: str, version: int, *, label: str = "canary") -> ServedModel:
+    """Take a rejected ``version`` out of service: ``label`` removed if it names it, the version
+    unlisted unless another label still names it. Other labels (``stable``) are untouched."""
+
+    def change(current: pb.ModelServerConfig) -> ServedModel:
+        model = _model(current, name, config.url)
+        if model.version_labels.get(label) == int(version):
+            del model.version_labels[label]
+        if int(version) not in set(model.version_labels.values()):
+            served = set(describe(model).versions) - {int(version)}
+            if served or model.model_version_policy.HasField("specific"):
+                _set_specific(model, served)
+        return describe(model)
+
+    return update(config, change)
+
+
 LABEL_ACTIONS = ("set", "promote", "rollback")
 
 

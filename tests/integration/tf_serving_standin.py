@@ -6,21 +6,36 @@ Serving REST API docs, "Model status API": ``GET /v1/models/{name}[/versions/{N}
 answering ``{"model_version_status": [{"version": "N", "state": ..., "status": {"error_code",
 "error_message"}}]}``, and "Model Metadata API": ``.../metadata`` answering ``{"model_spec",
 "metadata": {"signature_def": {"signature_def": {...}}}}``; unknown models, versions and labels
-are 404 with ``{"error": ...}``) and its version rules (a model config file read every poll:
+are 404 with ``{"error": ...}``; "Predict/Classify/Regress API": ``POST .../{name}[/versions/{N}|
+/labels/{L}]:predict`` with ``instances`` (rows) or ``inputs`` (columns), ``:classify`` and
+``:regress`` with ``examples``) and its version rules (a model config file read every poll:
 ``specific`` versions or the ``latest`` N numeric children of the base path; version labels).
 Every version it aspires is loaded with TensorFlow's real TF1 loader, as TF Serving loads it:
 AVAILABLE means the version really loaded; a version TensorFlow cannot load ends in END with the
-loader's error code and message. Versions load one at a time, in the watcher thread.
+loader's error code and message. Versions load one at a time, in the watcher thread, and stay
+loaded in their own session; requests run the signature's tensors in it.
+
+Labels follow TF Serving's default rule: a config that points a label at a version that is not
+AVAILABLE is refused (the labels stay as they were).
+
+Fault knobs for the tests (not TF Serving's): ``faults[(model, version)]`` = ``{"delay": seconds}``
+(answers that much later) or ``{"error": message}`` (every request answered with that error after
+a successful load). ``served`` records (model, what was asked: "label:L", "version:N" or "",
+version that answered) for every inference request.
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+INFER = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(predict|classify|regress)")
 
 
 def _code(exc: BaseException) -> str:
@@ -37,6 +52,9 @@ class StandInServing:
         self.states: dict[tuple[str, int], dict[str, Any]] = {}
         self.signatures: dict[tuple[str, int], dict[str, Any]] = {}
         self.labels: dict[str, dict[str, int]] = {}
+        self.sessions: dict[tuple[str, int], tuple[Any, Any]] = {}  # (session, meta graph)
+        self.faults: dict[tuple[str, int], dict[str, Any]] = {}
+        self.served: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         standin = self
@@ -44,6 +62,16 @@ class StandInServing:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 status, doc = standin.answer(self.path)
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                status, doc = standin.infer(self.path, self.rfile.read(length))
                 body = json.dumps(doc).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -67,6 +95,13 @@ class StandInServing:
         self.stopped.set()
         self.server.shutdown()
         self.server.server_close()
+        for session, _ in self.sessions.values():
+            session.close()
+
+    def served_by(self, model: str, asked: str) -> list[int]:
+        """The versions that answered inference requests for ``asked`` ("label:stable", ...)."""
+        with self.lock:
+            return [v for m, a, v in self.served if m == model and a == asked]
 
     # ---- REST ----------------------------------------------------------------------------------
 
@@ -96,6 +131,36 @@ class StandInServing:
                 }
             entries = [{"version": str(v), **self.states[(name, v)]} for v in sorted(versions, reverse=True)]
         return 200, {"model_version_status": entries}
+
+    def infer(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        match = INFER.fullmatch(path)
+        if match is None:
+            return 404, {"error": f"Malformed request: POST {path}"}
+        name, number, label, verb = match.groups()
+        with self.lock:
+            if label is not None:
+                number = self.labels.get(name, {}).get(label)
+                if number is None:
+                    return 400, {"error": f"Unrecognized servable version label: {label}"}
+            available = sorted(
+                v for (n, v), s in self.states.items() if n == name and s["state"] == "AVAILABLE"
+            )
+            version = int(number) if number is not None else (available[-1] if available else None)
+            if version is None or version not in available:
+                return 404, {"error": f"Servable not found for request: Specific({name}, {number})"}
+            session, meta = self.sessions[(name, version)]
+            fault = dict(self.faults.get((name, version), {}))
+            asked = f"label:{label}" if label else (f"version:{number}" if number else "")
+            self.served.append((name, asked, version))
+        if fault.get("delay"):
+            time.sleep(fault["delay"])
+        if fault.get("error"):
+            return 500, {"error": fault["error"]}
+        try:
+            request = json.loads(body)
+            return 200, _run(session, meta, verb, request)
+        except Exception as exc:  # TF Serving answers a bad request with its error, never a crash
+            return 400, {"error": f"{type(exc).__name__}: {exc}"}
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -128,11 +193,18 @@ class StandInServing:
             except (OSError, text_format.ParseError):
                 continue  # not written yet, or mid-write: TF Serving keeps its last config too
             for model in config.model_config_list.config:
-                with self.lock:
-                    self.labels[model.name] = dict(model.version_labels)
                 for version in self._aspired(model):
                     if (model.name, version) not in self.states:
                         self._load(model.name, version, Path(model.base_path) / str(version))
+                with self.lock:
+                    # TF Serving refuses a label on a version that is not AVAILABLE (without
+                    # --allow_version_labels_for_unavailable_models) and keeps the labels it had.
+                    wanted = dict(model.version_labels)
+                    if all(
+                        self.states.get((model.name, v), {}).get("state") == "AVAILABLE"
+                        for v in wanted.values()
+                    ):
+                        self.labels[model.name] = wanted
 
     def _load(self, name: str, version: int, path: Path) -> None:
         import tensorflow as tf
@@ -141,14 +213,119 @@ class StandInServing:
         self._set(name, version, "START")
         self._set(name, version, "LOADING")
         graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph)
         try:
-            with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+            with graph.as_default():
                 meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
         except Exception as exc:
+            session.close()
             self._set(name, version, "END", _code(exc), str(exc).strip().splitlines()[0])
             return
         with self.lock:
+            self.sessions[(name, version)] = (session, meta)
             self.signatures[(name, version)] = {
                 key: json_format.MessageToDict(sig) for key, sig in meta.signature_def.items()
             }
         self._set(name, version, "AVAILABLE")
+
+
+# ---- inference, as TF Serving's REST handler maps JSON to tensors and back ----------------------
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return [_encode(v) for v in value] if value.ndim else _encode(value.item())
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _signature(meta: Any, request: dict[str, Any]) -> Any:
+    key = request.get("signature_name") or "serving_default"
+    if key not in meta.signature_def:
+        raise KeyError(f'Serving signature name: "{key}" not found in signature def')
+    return meta.signature_def[key]
+
+
+def _example(features: dict[str, Any]) -> bytes:
+    import tensorflow as tf
+
+    feature = {}
+    for key, value in features.items():
+        values = value if isinstance(value, list) else [value]
+        values = [_decode(v) for v in values]
+        if all(isinstance(v, bytes | str) for v in values):
+            feature[key] = tf.train.Feature(
+                bytes_list=tf.train.BytesList(
+                    value=[v if isinstance(v, bytes) else v.encode() for v in values]
+                )
+            )
+        elif all(isinstance(v, int) for v in values):
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _run(session: Any, meta: Any, verb: str, request: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    signature = _signature(meta, request)
+    outputs = {key: info.name for key, info in signature.outputs.items()}
+    if verb in ("classify", "regress"):
+        (input_info,) = signature.inputs.values()
+        examples = [_example(e) for e in request["examples"]]
+        got = session.run(outputs, {input_info.name: np.array(examples, dtype=object)})
+        if verb == "regress":
+            return {"results": [float(v) for v in np.asarray(got["outputs"]).reshape(-1)]}
+        scores = np.asarray(got.get("scores"))
+        classes = got.get("classes")
+        results = []
+        for row in range(len(examples)):
+            labels = (
+                [_encode(c) for c in classes[row]]
+                if classes is not None
+                else [str(i) for i in range(scores.shape[1])]
+            )
+            results.append([[label, float(score)] for label, score in zip(labels, scores[row], strict=True)])
+        return {"results": results}
+    if "instances" in request:
+        rows = request["instances"]
+        if len(signature.inputs) == 1 and not isinstance(rows[0], dict):
+            (key,) = signature.inputs
+            columns = {key: [_decode(r) for r in rows]}
+        else:
+            columns = {key: [_decode(r[key]) for r in rows] for key in signature.inputs}
+    else:
+        given = request["inputs"]
+        if not isinstance(given, dict):
+            (key,) = signature.inputs
+            given = {key: given}
+        columns = {key: _decode(value) for key, value in given.items()}
+    feed = {signature.inputs[key].name: np.asarray(value) for key, value in columns.items()}
+    got = session.run(outputs, feed)
+    if "instances" in request:
+        if len(got) == 1:
+            (only,) = got.values()
+            return {"predictions": _encode(np.asarray(only))}
+        count = len(next(iter(got.values())))
+        return {"predictions": [{k: _encode(np.asarray(v)[i]) for k, v in got.items()} for i in range(count)]}
+    if len(got) == 1:
+        (only,) = got.values()
+        return {"outputs": _encode(np.asarray(only))}
+    return {"outputs": {k: _encode(np.asarray(v)) for k, v in got.items()}}

@@ -1,0 +1,369 @@
+"""A rollout that decides by evidence: canary, wait until served, bake, promote or roll back.
+
+The steps are separate so Airflow can wait between them without holding a worker
+(:func:`begin` in the worker, the wait in the triggerer, :func:`bake` and :func:`decide` in the
+worker again); :func:`rollout` runs them in one process for the command line.
+
+1. :func:`begin`: TF Serving must answer (retried with backoff; if it never does, nothing
+   changed); the model's rollout claim is taken (a second rollout of the model is refused with the
+   first's run named; one whose deadline passed was abandoned and is rolled back first; the same
+   run retrying resumes); the candidate is named in the model config (which names only complete
+   versions); the release record says ``baking``.
+2. Wait until TF Serving reports the candidate AVAILABLE, or refuses it (its error is the reason
+   for the rollback), or the policy's ``available_timeout_seconds`` pass; then point ``canary``
+   at it (TF Serving refuses a label on a version it has not loaded) and wait until TF Serving
+   serves it under that label.
+3. :func:`bake`: the same requests to ``canary`` and ``stable``, interleaved (which label goes
+   first alternates), warm-up requests left out, for ``bake_seconds`` and at least
+   ``min_requests``.
+4. :func:`decide`: every check passes -> ``stable`` := the candidate; any fails -> the candidate
+   withdrawn (``canary`` removed, the version unlisted, ``stable`` untouched). The record gets the
+   decision, each check with its figure and threshold, the metrics and the approval.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_savedmodel.errors import SavedModelError, ServingError
+from airflow_savedmodel.location import Location
+from airflow_savedmodel.release import evidence, records
+from airflow_savedmodel.release.evidence import FAIL, Check, Sample
+from airflow_savedmodel.release.policy import Policy
+from airflow_savedmodel.release.traffic import Answer, Request, send
+from airflow_savedmodel.storage import serving
+from airflow_savedmodel.tfserving import Endpoint
+
+CANARY, STABLE = "canary", "stable"
+REACH_ATTEMPTS = 5
+
+
+class RolloutError(SavedModelError):
+    """A rollout that cannot start or go on (busy, unreachable server, nothing to send)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model being released: its config file, name and base path (resolved, with credentials)."""
+
+    config: Location
+    model: str
+    base: Location
+
+
+@dataclass
+class Result:
+    decision: str  # promoted, rolled_back
+    version: int
+    stable_before: int | None
+    stable_after: int | None
+    checks: list[Check] = field(default_factory=list)
+    record_url: str = ""
+    message: str = ""
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "version": self.version,
+            "stable_before": self.stable_before,
+            "stable_after": self.stable_after,
+            "checks": [c.to_json() for c in self.checks],
+            "record": self.record_url,
+            "message": self.message,
+        }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _reachable(endpoint: Endpoint, model: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    """TF Serving answers at all (any HTTP status): retried with backoff, else RolloutError."""
+    delay, last = 1.0, ""
+    for attempt in range(REACH_ATTEMPTS):
+        try:
+            endpoint.open(endpoint.model_url(model))
+            return
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt < REACH_ATTEMPTS - 1:
+            sleep(delay)
+            delay = min(delay * 2, 30.0)
+    raise RolloutError(
+        f"TF Serving does not answer after {REACH_ATTEMPTS} attempts ({last}); nothing was changed",
+        endpoint.display,
+    )
+
+
+def labels_of(target: Target) -> dict[str, int]:
+    model = serving.find(serving.read(target.config), target.model)
+    if model is None:
+        raise RolloutError(f"no model named {target.model!r} in the serving config", target.config.url)
+    return serving.describe(model).labels
+
+
+def _abandon(target: Target, holder: records.Active) -> None:
+    """Roll back a rollout whose run stopped before deciding (its deadline passed)."""
+    if labels_of(target).get(STABLE) != holder.version:
+        serving.withdraw(target.config, target.model, holder.version)
+    record = records.read(target.base, holder.version) or {"version": holder.version}
+    if record.get("state") in (None, "baking"):
+        record.update(
+            state="rolled_back",
+            decided=_now(),
+            message=f"abandoned: run {holder.run_id} did not decide before its deadline; rolled back",
+        )
+        records.write(target.base, record)
+    records.give_up(target.base, holder)
+
+
+def begin(
+    target: Target,
+    version: int,
+    endpoint: Endpoint,
+    policy: Policy,
+    *,
+    run_id: str,
+    metrics: Mapping[str, float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[records.Active, int | None]:
+    """Step 1: claim the rollout, name ``version`` in the config; (claim, stable before)."""
+    _reachable(endpoint, target.model, sleep)
+    stable = labels_of(target).get(STABLE)
+    if stable == version:
+        raise RolloutError(f"version {version} is already {STABLE}", target.config.url)
+    seconds = (
+        float(policy["available_timeout_seconds"])
+        + float(policy["bake_seconds"])
+        + float(policy["abandoned_after_seconds"])
+    )
+    active = records.take(target.base, run_id, version, seconds)
+    if active is None:
+        holder = records.current(target.base)
+        if holder is not None and holder.run_id == run_id and holder.version == version:
+            active = holder  # this run's earlier try: resume
+        elif holder is not None and holder.expired:
+            _abandon(target, holder)
+            active = records.take(target.base, run_id, version, seconds)
+        if active is None:
+            who = (
+                f"run {holder.run_id} (version {holder.version}, started "
+                f"{datetime.datetime.fromtimestamp(holder.started, datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+                if holder is not None
+                else "another run"
+            )
+            raise RolloutError(
+                f"model {target.model!r} is being rolled out by {who}; nothing was changed", target.config.url
+            )
+    try:  # served, not yet labelled: TF Serving refuses a label on a version it has not loaded
+        serving.serve_version(target.config, target.model, target.base, version)
+    except SavedModelError:
+        records.give_up(target.base, active)
+        raise
+    records.write(
+        target.base,
+        {
+            "version": version,
+            "model": target.model,
+            "state": "baking",
+            "run_id": run_id,
+            "started": _now(),
+            "stable_before": stable,
+            "policy": policy.doc,
+            "metrics": dict(metrics or {}),
+        },
+    )
+    return active, stable
+
+
+def wait_available(endpoint: Endpoint, model: str, version: int, timeout: float, poll: float = 1.0) -> Check:
+    """Step 2 in one process: a passing ``available`` check, or a failing one with the reason."""
+    from airflow_savedmodel.tfserving import fetch_status
+
+    deadline = time.monotonic() + timeout
+    last = "not known to the server yet"
+    while True:
+        try:
+            status = fetch_status(endpoint, model, version)
+        except (OSError, ServingError) as exc:
+            status, last = None, f"{type(exc).__name__}: {exc}"
+        if status is not None:
+            check = available_check(status.to_json(), timeout)
+            if check is not None:
+                return check
+            last = status.waiting_for()
+        if time.monotonic() >= deadline:
+            return Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
+        time.sleep(poll)
+
+
+def available_check(status: Mapping[str, Any], timeout: float) -> Check | None:
+    """The ``available`` check from a TF Serving status (None: still loading)."""
+    from airflow_savedmodel.tfserving import VersionStatus
+
+    found = VersionStatus(**status)
+    if found.available:
+        return Check("available", "pass", f"version {found.version} AVAILABLE on TF Serving")
+    if found.failed:
+        return Check(
+            "available",
+            FAIL,
+            f"TF Serving reports version {found.version} {found.state}: {found.error_code}: {found.error_message}",
+        )
+    return None
+
+
+def label_served(
+    endpoint: Endpoint, target: Target, label: str, version: int, *, timeout: float, poll: float = 0.5
+) -> Check:
+    """Point ``label`` at ``version`` (AVAILABLE by now) and wait until TF Serving resolves the
+    label to it: a label move takes effect at TF Serving's next read of the config."""
+    from airflow_savedmodel.tfserving import fetch_status
+
+    serving.set_labels(target.config, target.model, target.base, {label: version})
+    deadline = time.monotonic() + timeout
+    seen = "not yet"
+    while True:
+        try:
+            status = fetch_status(endpoint, target.model, label=label)
+            if status.version == version and status.available:
+                return Check(f"label:{label}", "pass", f"TF Serving serves version {version} as {label}")
+            seen = f"{label} names {status.version} ({status.state})" if status.state else f"{label} unknown"
+        except (OSError, ServingError) as exc:
+            seen = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            return Check(
+                f"label:{label}",
+                FAIL,
+                f"TF Serving did not serve version {version} as {label} within {timeout:g} s: {seen}",
+            )
+        time.sleep(poll)
+
+
+def bake(
+    endpoint: Endpoint,
+    model: str,
+    requests: Sequence[Request],
+    policy: Policy,
+    *,
+    has_stable: bool,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Sample]:
+    """Step 3: the same requests to canary and stable, interleaved, for the bake period."""
+    if not requests:
+        raise RolloutError("no requests to send: the candidate has no warmup file and no inputs were given")
+    for i in range(int(policy["warmup_requests"])):
+        request = requests[i % len(requests)]
+        send(endpoint, model, CANARY, request)
+        if has_stable:
+            send(endpoint, model, STABLE, request)
+    samples: list[Sample] = []
+    bake_seconds, need = float(policy["bake_seconds"]), int(policy["min_requests"])
+    start = clock()
+    i = 0
+    while (clock() - start < bake_seconds or i < need) and i < max(need, 1) * 1000:
+        request = requests[i % len(requests)]
+        stable: Answer | None
+        if has_stable and i % 2:
+            stable = send(endpoint, model, STABLE, request)
+            canary = send(endpoint, model, CANARY, request)
+        else:
+            canary = send(endpoint, model, CANARY, request)
+            stable = send(endpoint, model, STABLE, request) if has_stable else None
+        samples.append(Sample(request, canary, stable))
+        i += 1
+    return samples
+
+
+def decide(
+    target: Target,
+    active: records.Active,
+    checks: Sequence[Check],
+    *,
+    stable_before: int | None,
+    approval: Mapping[str, Any] | None = None,
+) -> Result:
+    """Step 4: promote when nothing failed, else withdraw the candidate; record it; end the claim."""
+    version = active.version
+    failures = evidence.failed(checks)
+    if failures:
+        serving.withdraw(target.config, target.model, version)
+        decision, stable_after = "rolled_back", stable_before
+        first = failures[0]
+        message = f"rolled back version {version}: {first.name} failed: {first.message}"
+        if len(failures) > 1:
+            message += f" (and {len(failures) - 1} more: {', '.join(c.name for c in failures[1:])})"
+    else:
+        serving.set_labels(target.config, target.model, target.base, {STABLE: version})
+        decision, stable_after = "promoted", version
+        skipped = [c.name for c in checks if c.status == "skip"]
+        message = f"promoted version {version} to {STABLE}" + (
+            f" (skipped: {', '.join(skipped)})" if skipped else ""
+        )
+    record = records.read(target.base, version) or {"version": version, "model": target.model}
+    record.update(
+        state=decision,
+        decided=_now(),
+        stable_before=stable_before,
+        stable_after=stable_after,
+        checks=[c.to_json() for c in checks],
+        approval=dict(approval) if approval else None,
+        message=message,
+    )
+    url = records.write(target.base, record)
+    records.give_up(target.base, active)
+    return Result(decision, version, stable_before, stable_after, list(checks), url, message)
+
+
+def baseline_metrics(target: Target, stable: int | None) -> dict[str, float] | None:
+    """The metrics recorded when ``stable`` was released (None: none recorded)."""
+    if stable is None:
+        return None
+    record = records.read(target.base, stable)
+    found = record.get("metrics") if record else None
+    return dict(found) if found else None
+
+
+def rollout(
+    target: Target,
+    version: int,
+    endpoint: Endpoint,
+    policy: Policy,
+    requests: Sequence[Request],
+    *,
+    run_id: str,
+    metrics: Mapping[str, float] | None = None,
+    poll: float = 1.0,
+) -> Result:
+    """Every step in this process (the command line): begin, wait, bake, decide."""
+    # Interrupted before deciding, the claim is left to expire (the record says "baking"): the
+    # next rollout of this model rolls the candidate back, or this run's retry resumes it.
+    active, stable = begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
+    timeout = float(policy["available_timeout_seconds"])
+    served = wait_available(endpoint, target.model, version, timeout, poll)
+    if served.status == FAIL:
+        return decide(target, active, [served], stable_before=stable)
+    labelled = label_served(endpoint, target, CANARY, version, timeout=timeout, poll=poll)
+    if labelled.status == FAIL:
+        return decide(target, active, [served, labelled], stable_before=stable)
+    samples = bake(endpoint, target.model, requests, policy, has_stable=stable is not None)
+    checks = [
+        served,
+        labelled,
+        *evidence.judge(
+            policy,
+            samples,
+            has_stable=stable is not None,
+            metrics=metrics,
+            baseline_metrics=baseline_metrics(target, stable),
+        ),
+    ]
+    return decide(target, active, checks, stable_before=stable)

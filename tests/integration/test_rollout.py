@@ -1,0 +1,326 @@
+"""The rollout against the TF Serving stand-in, which loads every version with TensorFlow and
+answers :predict and :classify through it: an equal candidate is promoted; perturbed weights, NaN
+outputs, a candidate failing every request, a slower one and one that never loads are rolled back
+with the check named, while ``stable`` keeps serving the old version throughout."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format import warmup
+from airflow_savedmodel.format.model import SavedModel
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.release import records, traffic
+from airflow_savedmodel.release.policy import PolicyError, parse
+from airflow_savedmodel.release.rollout import RolloutError, Target, begin, rollout
+from airflow_savedmodel.storage import publish, serving
+from airflow_savedmodel.storage.publish import ServingTarget
+from airflow_savedmodel.tfserving import Endpoint, fetch_status
+
+from integration.tf_serving_standin import StandInServing
+
+pytestmark = [pytest.mark.integration, pytest.mark.tf]
+
+ROWS = np.random.default_rng(7).standard_normal((6, 4)).astype(np.float32)
+# Short bakes for tests; latency p95 is allowed 3x (a 2 ms answer jitters), the slow case is 20x.
+POLICY = {
+    "bake_seconds": 0.3,
+    "min_requests": 24,
+    "warmup_requests": 2,
+    "available_timeout_seconds": 30,
+    "latency": {"max_p50_ratio": 2.0, "max_p95_ratio": 3.0},
+}
+
+
+def classifier(root: Path, name: str, *, scale: float = 1.0, bias: float = 0.0, broken: bool = False) -> str:
+    """A 4 -> 3 classifier with predict and classify signatures and a warmup file for both."""
+    kernel = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32) * scale
+    layer = DenseLayer(kernel, np.full(3, bias, np.float32), "softmax")
+    path = export_dense_model(str(root / name), [layer], classify=True, class_labels=["a", "b", "c"])
+    with SavedModel.open(path) as model:
+        mg = model.meta_graph("serve")
+        data = warmup.requests(mg.signature("serving_default"), {"x": ROWS}) + warmup.requests(
+            mg.signature("classify"), {"x": ROWS[:2]}
+        )
+        if broken:  # an op no TensorFlow registers: the loader refuses the graph
+            proto = model.proto
+            proto.meta_graphs[0].graph_def.node[-1].op = "NoSuchOp"
+            (Path(path) / "saved_model.pb").write_bytes(proto.SerializeToString(deterministic=True))
+    (Path(path) / "assets.extra").mkdir()
+    (Path(path) / warmup.WARMUP_FILE).write_bytes(data)
+    return path
+
+
+def wait_served(standin: StandInServing, version: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = fetch_status(standin.url, "ranker", version)
+        if status.available or status.failed:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"version {version} never settled")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    """A stand-in serving ``ranker`` with version 1 as ``stable``."""
+    config = tmp_path / "serving" / "models.config"
+    config.parent.mkdir()
+    standin = StandInServing(config, poll=0.05)
+    base = resolve(str(tmp_path / "serving" / "ranker"))
+    target = Target(resolve(str(config)), "ranker", base)
+    publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
+    serving.set_labels(target.config, "ranker", base, {"stable": 1})
+    wait_served(standin, 1)
+    try:
+        yield standin, target, tmp_path
+    finally:
+        standin.stop()
+
+
+def candidate(world: Any, **kwargs: Any) -> int:
+    _, target, root = world
+    result = publish(
+        classifier(root, f"c{time.monotonic_ns()}", **kwargs),
+        target.base,
+        serving=ServingTarget(target.config, "ranker"),
+    )
+    return int(result.version)
+
+
+def run(world: Any, version: int, policy: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    standin, target, _ = world
+    requests = traffic.for_version(target.base.join(str(version)))
+    return rollout(
+        target,
+        version,
+        Endpoint(standin.url),
+        parse(policy or POLICY),
+        requests,
+        run_id="test-run",
+        poll=0.05,
+        **kwargs,
+    )
+
+
+def labels(world: Any) -> dict[str, int]:
+    _, target, _ = world
+    return serving.describe(serving.find(serving.read(target.config), "ranker")).labels
+
+
+def listed(world: Any) -> list[int]:
+    _, target, _ = world
+    return serving.describe(serving.find(serving.read(target.config), "ranker")).versions
+
+
+def test_an_equal_candidate_is_promoted_with_every_check_recorded(world: Any) -> None:
+    standin = world[0]
+    version = candidate(world, bias=1e-7)  # float noise only
+    result = run(world, version, metrics={"accuracy": 0.91})
+    assert result.promoted, result.message
+    assert labels(world) == {"stable": version, "canary": version}
+    names = {c.name: c.status for c in result.checks}
+    assert (
+        names["available"] == "pass" and names["error_rate"] == "pass" and names["finite_outputs"] == "pass"
+    )
+    assert names["outputs:serving_default/y"] == "pass" and names["top_class:classify"] == "pass"
+    assert names["latency_p50"] == "pass" and names["latency_p95"] == "pass"
+    assert set(standin.served_by("ranker", "label:stable")) == {1}  # stable served v1 during the bake
+    assert set(standin.served_by("ranker", "label:canary")) == {version}
+    record = records.read(world[1].base, version)
+    assert record is not None and record["state"] == "promoted" and record["run_id"] == "test-run"
+    assert record["metrics"] == {"accuracy": 0.91} and record["stable_before"] == 1
+    assert records.current(world[1].base) is None  # the claim is given back
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "check"),
+    [
+        ("perturbed weights", {"scale": 3.0}, "outputs:classify/scores"),
+        ("NaN outputs", {"bias": float("nan")}, "finite_outputs"),
+        ("fails every request", {"bias": 1e-7, "fault": {"error": "Internal: kernel crashed"}}, "error_rate"),
+        ("slower", {"bias": 1e-7, "fault": {"delay": 0.06}}, "latency_p50"),
+        ("never loads", {"broken": True}, "available"),
+    ],
+)
+def test_a_bad_candidate_is_rolled_back_with_the_check_named(
+    world: Any, kind: str, change: dict[str, Any], check: str
+) -> None:
+    standin, target, _ = world
+    fault = change.pop("fault", None)
+    version = candidate(world, **change)
+    if fault:
+        standin.faults[("ranker", version)] = fault
+    before = listed(world)
+    result = run(world, version)
+    assert not result.promoted
+    assert result.message.startswith(f"rolled back version {version}: {check} failed: "), result.message
+    if kind == "fails every request":
+        assert "Internal: kernel crashed" in result.message
+    if kind == "never loads":
+        assert "NoSuchOp" in result.message  # TF Serving's (TensorFlow's) own error
+    assert labels(world) == {"stable": 1}  # canary removed, stable untouched
+    assert version not in listed(world) and 1 in listed(world) and len(listed(world)) == len(before) - 1
+    assert set(standin.served_by("ranker", "label:stable")) <= {1}
+    record = records.read(target.base, version)
+    assert record is not None and record["state"] == "rolled_back" and record["message"] == result.message
+    failed = [c for c in record["checks"] if c["status"] == "fail"]
+    assert failed[0]["name"] == check
+    if check != "available":
+        assert failed[0]["observed"] is not None and failed[0]["threshold"] is not None
+
+
+def test_the_first_release_skips_what_needs_a_baseline(tmp_path: Path) -> None:
+    config = tmp_path / "models.config"
+    standin = StandInServing(config, poll=0.05)
+    try:
+        base = resolve(str(tmp_path / "ranker"))
+        target = Target(resolve(str(config)), "ranker", base)
+        publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
+        requests = traffic.for_version(base.join("1"))
+        result = rollout(target, 1, Endpoint(standin.url), parse(POLICY), requests, run_id="first", poll=0.05)
+        assert result.promoted and result.stable_before is None and result.stable_after == 1
+        skipped = {c.name: c.message for c in result.checks if c.status == "skip"}
+        assert skipped == {
+            "outputs": "no stable version yet (first release): nothing to compare with",
+            "latency": "no stable version yet (first release): nothing to compare with",
+        }
+        assert "(skipped: outputs, latency)" in result.message
+    finally:
+        standin.stop()
+
+
+def test_metric_gates_use_the_stable_versions_recorded_metrics(world: Any) -> None:
+    policy = {**POLICY, "metrics": {"accuracy": {"min": 0.8, "max_drop": 0.02}}}
+    first = candidate(world, bias=1e-7)
+    assert run(world, first, policy, metrics={"accuracy": 0.90}).promoted
+    worse = candidate(world, bias=2e-7)
+    result = run(world, worse, policy, metrics={"accuracy": 0.85})
+    assert not result.promoted
+    assert result.message.startswith(
+        f"rolled back version {worse}: metric:accuracy:max_drop failed: accuracy 0.85 against stable's 0.9: drop 0.05"
+    ), result.message
+    assert labels(world)["stable"] == first
+
+
+def test_a_second_rollout_of_the_model_is_refused_naming_the_first(world: Any) -> None:
+    standin, target, _ = world
+    version = candidate(world, bias=1e-7)
+    begin(target, version, Endpoint(standin.url), parse(POLICY), run_id="manual__first")
+    config_before = Path(target.config.path).read_bytes()
+    other = candidate(world, bias=2e-7)
+    config_before = Path(target.config.path).read_bytes()
+    with pytest.raises(
+        RolloutError, match=r"model 'ranker' is being rolled out by run manual__first \(version 2,"
+    ):
+        run(world, other)
+    assert Path(target.config.path).read_bytes() == config_before  # nothing half-applied
+
+
+def test_an_unreachable_server_changes_nothing(world: Any) -> None:
+    _, target, _ = world
+    version = candidate(world, bias=1e-7)
+    config_before = Path(target.config.path).read_bytes()
+    with pytest.raises(
+        RolloutError,
+        match=r"TF Serving does not answer after 5 attempts \(URLError: .*refused.*\); nothing was changed",
+    ):
+        begin(
+            target, version, Endpoint("http://127.0.0.1:9"), parse(POLICY), run_id="r", sleep=lambda _: None
+        )
+    assert Path(target.config.path).read_bytes() == config_before
+    assert records.current(target.base) is None
+
+
+def test_a_policy_that_does_not_parse_is_refused_before_anything() -> None:
+    with pytest.raises(
+        PolicyError, match=r"rollout policy: latency/max_p95_ratio: -1 is less than or equal to"
+    ):
+        parse({"latency": {"max_p95_ratio": -1}})
+    with pytest.raises(
+        PolicyError,
+        match=r"rollout policy: \(top level\): Additional properties are not allowed \('bake' was unexpected\)",
+    ):
+        parse({"bake": 3})
+    with pytest.raises(PolicyError, match="rollout policy is not JSON"):
+        parse("{bad")
+
+
+CHILD = """
+import sys
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.release import traffic
+from airflow_savedmodel.release.policy import parse
+from airflow_savedmodel.release.rollout import Target, rollout
+from airflow_savedmodel.tfserving import Endpoint
+config, base, url, version = sys.argv[1:5]
+target = Target(resolve(config), "ranker", resolve(base))
+policy = parse({"bake_seconds": 600, "min_requests": 1, "available_timeout_seconds": 30,
+                "abandoned_after_seconds": 1})
+rollout(target, int(version), Endpoint(url), policy, traffic.for_version(target.base.join(version)),
+        run_id="killed-run", poll=0.05)
+"""
+
+
+def test_a_rollout_killed_mid_bake_is_resumed_by_its_retry_or_rolled_back_once_abandoned(world: Any) -> None:
+    """SIGKILL while baking (canary set, the record says baking): the same run's retry resumes
+    and decides; another run is refused until the dead one's deadline, then rolls it back."""
+    standin, target, _ = world
+    version = candidate(world, bias=1e-7)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, target.config.path, target.base.path, standin.url, str(version)]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not standin.served_by("ranker", "label:canary"):  # the bake has begun
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+    assert labels(world)["canary"] == version and records.read(target.base, version)["state"] == "baking"
+    assert labels(world)["stable"] == 1
+    active = records.current(target.base)
+    assert active is not None and active.run_id == "killed-run"
+    # Another run before the deadline: refused, naming the dead run.
+    with pytest.raises(RolloutError, match="being rolled out by run killed-run"):
+        run(world, version)
+    # The same run's retry resumes it and decides.
+    requests = traffic.for_version(target.base.join(str(version)))
+    resumed = rollout(
+        target, version, Endpoint(standin.url), parse(POLICY), requests, run_id="killed-run", poll=0.05
+    )
+    assert resumed.promoted and records.current(target.base) is None
+
+
+def test_an_abandoned_rollout_is_rolled_back_by_the_next_one(world: Any) -> None:
+    standin, target, _ = world
+    dead = candidate(world, bias=1e-7)
+    begin(
+        target,
+        dead,
+        Endpoint(standin.url),
+        parse({**POLICY, "available_timeout_seconds": 0.1, "bake_seconds": 0, "abandoned_after_seconds": 0}),
+        run_id="dead-run",
+    )
+    time.sleep(0.2)
+    assert dead in listed(world)
+    nxt = candidate(world, bias=2e-7)
+    result = run(world, nxt)
+    assert result.promoted, result.message
+    record = records.read(target.base, dead)
+    assert record is not None and record["state"] == "rolled_back"
+    assert record["message"] == "abandoned: run dead-run did not decide before its deadline; rolled back"
+    assert dead not in listed(world)
+    assert json.loads(json.dumps(labels(world))) == {"stable": nxt, "canary": nxt}
