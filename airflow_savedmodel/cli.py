@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _key_value(pair: str, what: str) -> tuple[str, str]:
+    key, sep, raw = pair.partition("=")
+    if not sep or not key:  # the text may be a credential: never echo it
+        raise argparse.ArgumentTypeError(f"{what} is not NAME=VALUE (its text is not shown)")
+    return key, raw
+
+
 def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs or ():
@@ -373,6 +380,31 @@ def _op_policy_arg(raw: str) -> Any:
     return spec
 
 
+def _rollout_policy_arg(raw: str) -> Any:
+    """A rollout policy (JSON, or a local JSON/YAML file), checked while parsing."""
+    from airflow_savedmodel.errors import SavedModelError
+    from airflow_savedmodel.release.policy import load
+
+    if not raw.lstrip().startswith("{") and "://" not in raw and not os.path.isfile(raw):
+        raise argparse.ArgumentTypeError(f"no such file: {raw}")
+    try:
+        return load(raw)
+    except SavedModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _metrics_arg(raw: str) -> dict[str, float]:
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"metrics are not JSON: {exc.msg}") from None
+    if not isinstance(doc, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in doc.values()
+    ):
+        raise argparse.ArgumentTypeError('metrics must be a JSON object of numbers, e.g. {"accuracy": 0.91}')
+    return {str(k): float(v) for k, v in doc.items()}
+
+
 def _local_file_arg(raw: str) -> str:
     """A path that must exist when it is local (URLs are read, and checked, later)."""
     if "://" not in raw and not os.path.isfile(raw):
@@ -560,6 +592,10 @@ def cmd_serving(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise argparse.ArgumentTypeError(f"serving {args.action} needs --model")
+    if args.action == "history":
+        return _history(config, args, options)
+    if args.action == "rollout":
+        return _rollout(config, args, options)
     if args.action == "set-label" and (args.label is None or args.version is None):
         raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
     model = serving.move_label(
@@ -576,6 +612,85 @@ def cmd_serving(args: argparse.Namespace) -> int:
     else:
         print(_served_text(model.to_json()))
     return 0
+
+
+def _release_target(config: Location, name: str, options: dict[str, Any]) -> Any:
+    from airflow_savedmodel.errors import NotFoundError
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.release.rollout import Target
+    from airflow_savedmodel.storage import serving
+
+    model = serving.find(serving.read(config, missing_ok=False), name)
+    if model is None:
+        raise NotFoundError(f"no model {name!r} in the config", config.url)
+    return Target(config, name, resolve(model.base_path, options))
+
+
+def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from airflow_savedmodel.release import records
+
+    target = _release_target(config, args.model, options)
+    found = records.history(target.base)
+    if args.json:
+        _print_json(found)
+        return 0
+    if not found:
+        print(f"no releases recorded for {args.model} under {target.base.url}")
+    for record in found:
+        checks = record.get("checks") or []
+        counts = ", ".join(
+            f"{sum(1 for c in checks if c['status'] == s)} {s}"
+            for s in ("pass", "fail", "skip")
+            if any(c["status"] == s for c in checks)
+        )
+        when = record.get("decided") or record.get("started") or ""
+        print(
+            f"version {record['version']}: {record.get('state')} {when} run {record.get('run_id')}"
+            + (f" ({counts})" if counts else "")
+        )
+        if record.get("message"):
+            print(f"  {record['message']}")
+    return 0
+
+
+def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    import socket
+
+    from airflow_savedmodel.format.warmup import load_inputs
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.release import traffic
+    from airflow_savedmodel.release.policy import parse
+    from airflow_savedmodel.release.rollout import rollout
+    from airflow_savedmodel.tfserving import Endpoint
+
+    if not args.server or args.version is None:
+        raise argparse.ArgumentTypeError("serving rollout needs --server and --version")
+    headers = dict(_key_value(h, "--header") for h in args.header)
+    endpoint = Endpoint(args.server, headers, args.ca_bundle or True)
+    target = _release_target(config, args.model, options)
+    inputs = None
+    if args.inputs:
+        where = resolve(args.inputs, options)
+        inputs = load_inputs(where.fs, where.path)
+    requests = traffic.for_version(target.base.join(str(args.version)), inputs, args.signature)
+    run_id = args.run_id or f"cli-{socket.gethostname()}-{int(time.time())}"
+    result = rollout(
+        target,
+        args.version,
+        endpoint,
+        args.policy or parse(None),
+        requests,
+        run_id=run_id,
+        metrics=args.metrics,
+    )
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        for check in result.checks:
+            print(f"  {check.status.upper():5} {check.name}: {check.message}")
+        print(result.message)
+        print(f"record: {result.record_url}")
+    return 0 if result.promoted else 1
 
 
 def _existing_base(args: argparse.Namespace) -> Location:
@@ -930,16 +1045,47 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_serving,
         "Show or change TensorFlow Serving's model config file: labels, promote, rollback.",
     )
-    p.add_argument("action", choices=["show", "set-label", "promote", "rollback"])
+    p.add_argument("action", choices=["show", "set-label", "promote", "rollback", "rollout", "history"])
     p.add_argument("config", help="the model config file (TF Serving's --model_config_file)")
     p.add_argument("--model", help="the model's name in the config")
     p.add_argument(
         "--label", help="set-label: the label; promote/rollback: the label to move (default stable)"
     )
     p.add_argument(
-        "--version", type=_count(0), help="set-label: the version; rollback: the target (default: previous)"
+        "--version",
+        type=_count(0),
+        help="set-label: the version; rollback: the target (default: previous); rollout: the candidate",
     )
     p.add_argument("--from", dest="source_label", default="canary", help="promote: the label to copy from")
+    p.add_argument(
+        "--server", metavar="URL", help="rollout: TF Serving's REST API, e.g. http://tf-serving:8501"
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="rollout: an HTTP header for TF Serving (e.g. Authorization=Bearer ...); repeatable, never printed",
+    )
+    p.add_argument(
+        "--ca-bundle", metavar="PEM", type=_local_file_arg, help="rollout: CA certificates for https"
+    )
+    p.add_argument(
+        "--policy",
+        type=_rollout_policy_arg,
+        help="rollout: the policy, JSON or a JSON/YAML file (default: the documented defaults)",
+    )
+    p.add_argument(
+        "--inputs",
+        metavar="NPZ",
+        type=_local_file_arg,
+        help="rollout: requests from these inputs, besides the warmup file's",
+    )
+    p.add_argument("--signature", default="serving_default", help="rollout: the signature --inputs are for")
+    p.add_argument(
+        "--metrics", type=_metrics_arg, help='rollout: the candidate\'s metrics, JSON ({"accuracy": 0.91})'
+    )
+    p.add_argument("--run-id", help="rollout: names this rollout; the same id resumes an interrupted one")
     p.add_argument("--json", action="store_true")
 
     p = add("verify", cmd_verify, "Check a model against its manifest (exit 1 on any difference).")

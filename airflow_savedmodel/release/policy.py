@@ -113,7 +113,7 @@ def _merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse(policy: dict[str, Any] | str | None, where: str = "policy") -> Policy:
+def parse(policy: dict[str, Any] | str | None, where: str | None = None) -> Policy:
     """A Policy from a dict, a JSON text, or None (the defaults); refused with the reason."""
     import jsonschema
 

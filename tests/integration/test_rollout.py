@@ -324,3 +324,55 @@ def test_an_abandoned_rollout_is_rolled_back_by_the_next_one(world: Any) -> None
     assert record["message"] == "abandoned: run dead-run did not decide before its deadline; rolled back"
     assert dead not in listed(world)
     assert json.loads(json.dumps(labels(world))) == {"stable": nxt, "canary": nxt}
+
+
+def test_the_command_line_rolls_out_and_shows_the_history(world: Any, tmp_path: Path) -> None:
+    """``savedmodel serving rollout`` exits 0 on promote and 1 on rollback with the check named;
+    ``serving history`` lists both decisions; a header's value is never printed."""
+    standin, target, _ = world
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("bake_seconds: 0.3\nmin_requests: 24\nlatency: {max_p50_ratio: 2, max_p95_ratio: 3}\n")
+    np.savez(tmp_path / "inputs.npz", x=ROWS)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "airflow_savedmodel", "serving", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    good = candidate(world, bias=1e-7)
+    common = [target.config.path, "--model", "ranker", "--server", standin.url, "--policy", str(policy)]
+    done = cli(
+        "rollout",
+        *common,
+        "--version",
+        str(good),
+        "--inputs",
+        str(tmp_path / "inputs.npz"),
+        "--header",
+        "Authorization=Bearer s3cr3t-token",
+        "--run-id",
+        "cli-1",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"promoted version {good} to stable" in done.stdout and "s3cr3t" not in done.stdout + done.stderr
+    bad = candidate(world, scale=3.0)
+    done = cli("rollout", *common, "--version", str(bad), "--run-id", "cli-2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"rolled back version {bad}: outputs:classify/scores failed: " in done.stdout
+    history = cli("history", target.config.path, "--model", "ranker")
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert any(line.startswith(f"version {good}: promoted ") and "run cli-1" in line for line in lines), lines
+    assert any(line.startswith(f"version {bad}: rolled_back ") and "run cli-2" in line for line in lines), (
+        lines
+    )
+    as_json = json.loads(cli("history", target.config.path, "--model", "ranker", "--json").stdout)
+    assert [r["version"] for r in as_json] == [good, bad]
+    bad_policy = cli("rollout", *common[:-1], '{"latency": {"max_p95_ratio": 0}}', "--version", str(bad))
+    assert (
+        bad_policy.returncode == 2
+        and "argument --policy: rollout policy: latency/max_p95_ratio" in bad_policy.stderr
+    )

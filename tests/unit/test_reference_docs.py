@@ -21,12 +21,12 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def documented() -> dict[str, str]:
-    """The first cell of each row of the command table, by command name."""
+    """The first cells of the command table's rows, by command name."""
     rows = {}
     for line in (ROOT / "docs" / "reference.md").read_text().splitlines():
         match = re.match(r"^\| `([a-z-]+)([^`]*)` \|", line)
-        if match and match.group(1) in commands():
-            rows[match.group(1)] = match.group(1) + match.group(2)
+        if match and match.group(1) in commands():  # a command may have several rows (serving)
+            rows[match.group(1)] = rows.get(match.group(1), "") + match.group(1) + match.group(2)
     return rows
 
 
