@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from airflow_savedmodel.format.transforms import TransformResult
     from airflow_savedmodel.format.validate import Checks, Report
     from airflow_savedmodel.location import Location
+    from airflow_savedmodel.release.evidence import Check
+    from airflow_savedmodel.release.policy import Policy
+    from airflow_savedmodel.release.records import Active
+    from airflow_savedmodel.release.rollout import Result, Target
     from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
     from airflow_savedmodel.storage.export import ExportResult, Warmup
     from airflow_savedmodel.storage.manifest import VerifyResult
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
-    from airflow_savedmodel.tfserving import VersionStatus
+    from airflow_savedmodel.tfserving import Endpoint, VersionStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -499,8 +503,158 @@ class SavedModelHook(BaseHook):
         return versions.newer_version_readiness(*self.filesystem(base), newer_than)
 
     @staticmethod
+    def tf_serving_endpoint(server_url: str | None = None, conn_id: str | None = None) -> Endpoint:
+        """TF Serving's REST API: a bare URL (local use), or an Airflow HTTP connection as a
+        gateway in front of TF Serving needs it: scheme (``schema`` or in the host), host, port,
+        login/password as basic auth, extra ``headers`` (or other string keys) sent with every
+        request (a bearer token), ``verify`` (false, or a CA bundle's path) and ``timeout``.
+        Header and password values are masked in logs and never put in messages."""
+        from airflow_savedmodel.tfserving import Endpoint
+
+        if not conn_id:
+            if not server_url:
+                raise ValueError("TF Serving needs server_url or tf_serving_conn_id")
+            return Endpoint(server_url)
+        from airflow.sdk.log import mask_secret
+
+        conn = BaseHook.get_connection(conn_id)
+        extra = dict(conn.extra_dejson or {})
+        verify = extra.pop("verify", True)
+        timeout = float(extra.pop("timeout", 30.0))
+        headers = {str(k): str(v) for k, v in dict(extra.pop("headers", {}) or {}).items()}
+        headers.update({str(k): v for k, v in extra.items() if isinstance(v, str)})
+        if conn.login and conn.password:
+            import base64
+
+            token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+            headers.setdefault("Authorization", f"Basic {token}")
+        for value in headers.values():
+            mask_secret(value)
+        host = str(conn.host or "")
+        if "://" not in host:
+            host = f"{conn.schema or 'http'}://{host}"
+        url = host.rstrip("/") + (f":{conn.port}" if conn.port else "")
+        if isinstance(verify, str) and verify.lower() in ("false", "true"):
+            verify = verify.lower() == "true"
+        return Endpoint(url, headers, verify, timeout)
+
+    def release_target(self, serving_config: str, model_name: str) -> Target:
+        """The model being released: its config, name and base path, on this hook's connection."""
+        from airflow_savedmodel.errors import NotFoundError
+        from airflow_savedmodel.release.rollout import Target
+        from airflow_savedmodel.storage import serving
+
+        config = self.filesystem(serving_config)
+        model = serving.find(serving.read(config, missing_ok=False), model_name)
+        if model is None:
+            raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
+        return Target(config, model_name, self.filesystem(model.base_path))
+
+    @_typed_storage_errors
+    def begin_rollout(
+        self,
+        serving_config: str,
+        model_name: str,
+        version: int,
+        endpoint: Endpoint,
+        policy: Policy,
+        *,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+    ) -> tuple[Active, int | None]:
+        """Claim the model's rollout and name the candidate in the config (release.rollout.begin)."""
+        from airflow_savedmodel.release.rollout import begin
+
+        target = self.release_target(serving_config, model_name)
+        return begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
+
+    @_typed_storage_errors
+    def finish_rollout(
+        self,
+        serving_config: str,
+        model_name: str,
+        *,
+        active: Active,
+        stable: int | None,
+        available: Check,
+        endpoint: Endpoint,
+        policy: Policy,
+        inputs_url: str | None = None,
+        signature: str = "serving_default",
+        metrics: Mapping[str, float] | None = None,
+        hold_for_approval: bool = False,
+    ) -> Result:
+        """Label, bake, judge and decide once the wait for TF Serving ended (``available``:
+        the check it gave: passing, or failing with TF Serving's error or the timeout); with
+        ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`."""
+        from airflow_savedmodel.release import evidence, traffic
+        from airflow_savedmodel.release.evidence import FAIL
+        from airflow_savedmodel.release.rollout import CANARY, bake, baseline_metrics, decide, label_served
+
+        target = self.release_target(serving_config, model_name)
+        timeout = float(policy["available_timeout_seconds"])
+        check = available
+        if check.status == FAIL:
+            return decide(target, active, [check], stable_before=stable)
+        labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout)
+        if labelled.status == FAIL:
+            return decide(target, active, [check, labelled], stable_before=stable)
+        inputs = self.warmup_inputs(inputs_url) if inputs_url else None
+        requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
+        samples = bake(endpoint, model_name, requests, policy, has_stable=stable is not None)
+        checks = [
+            check,
+            labelled,
+            *evidence.judge(
+                policy,
+                samples,
+                has_stable=stable is not None,
+                metrics=metrics,
+                baseline_metrics=baseline_metrics(target, stable),
+            ),
+        ]
+        if hold_for_approval and not evidence.failed(checks):
+            from airflow_savedmodel.release.rollout import hold
+
+            return hold(target, active, checks, stable_before=stable)
+        return decide(target, active, checks, stable_before=stable)
+
+    def rollout_state(self, serving_config: str, model_name: str, version: int) -> dict[str, Any]:
+        """The rollout of ``version`` in flight: its claim and the stable version it started from."""
+        from airflow_savedmodel.release import records
+        from airflow_savedmodel.release.rollout import RolloutError
+
+        target = self.release_target(serving_config, model_name)
+        active = records.current(target.base)
+        record = records.read(target.base, version)
+        if active is None or active.version != version or record is None:
+            raise RolloutError(
+                f"no rollout of version {version} in flight (its claim is gone)", target.base.url
+            )
+        return {"active": active.to_json(), "stable": record.get("stable_before")}
+
+    @_typed_storage_errors
+    def conclude_rollout(
+        self,
+        serving_config: str,
+        model_name: str,
+        version: int,
+        *,
+        approved: bool,
+        approval: Mapping[str, Any],
+    ) -> Result:
+        """A person's answer on a rollout held for approval (release.rollout.conclude)."""
+        from airflow_savedmodel.release.rollout import conclude
+
+        target = self.release_target(serving_config, model_name)
+        return conclude(target, version, approved=approved, approval=approval)
+
+    @staticmethod
     def served_status(
-        server_url: str, model_name: str, version: int | None = None, version_label: str | None = None
+        server_url: str | Endpoint,
+        model_name: str,
+        version: int | None = None,
+        version_label: str | None = None,
     ) -> VersionStatus:
         """What a running TF Serving reports for a version (REST status API): its state
         (AVAILABLE, LOADING, END...) and error; ``state`` None when it does not know it yet."""

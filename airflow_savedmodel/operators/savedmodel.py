@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -865,3 +865,277 @@ class SavedModelServingLabelOperator(BaseOperator):
             model.labels,
         )
         return model.to_json()
+
+
+class SavedModelRolloutOperator(BaseOperator):
+    """Release a published version by evidence: point ``canary`` at it, wait until TF Serving
+    serves it (deferred: no worker slot while waiting), send the same requests to ``canary`` and
+    ``stable`` for the policy's bake period, then promote (``stable`` := the candidate) when every
+    check passes, or roll back (the candidate withdrawn from the config, ``stable`` untouched).
+
+    The decision, each check with its figure and threshold, the metrics and the run are written
+    to the version's release record (``savedmodel serving history``) and pushed to XCom; with
+    ``outlets`` they are the Asset event's extra. A second rollout of the same model while one
+    runs is refused with the first's run named; a retry of this task resumes its own rollout.
+
+    :param serving_config: TF Serving's model config file (templated).
+    :param model_name: the model's name in it (templated).
+    :param version: the candidate version, e.g. the publish task's XCom (templated).
+    :param server_url: TF Serving's REST API, e.g. ``http://tf-serving:8501`` (templated); or
+    :param tf_serving_conn_id: an HTTP connection to TF Serving (TLS, CA bundle, headers).
+    :param policy: the rollout policy: a dict, JSON text or the URL of a JSON/YAML file
+        (templated; see ``airflow_savedmodel.release.policy``; default: its documented defaults).
+    :param inputs: an .npz URL of inputs to send besides the version's warmup requests (templated).
+    :param signature: the signature ``inputs`` are for (templated).
+    :param metrics: the candidate's metrics (a dict, e.g. the training task's XCom), gated by the
+        policy's ``metrics`` and recorded as the next rollout's baseline (templated).
+    :param fail_on_rollback: fail the task when the candidate is rolled back (default True), so the
+        DAG run shows the release did not happen; the record and XCom are written first.
+    :param hold_for_approval: when every check passes, do not promote: the record says
+        ``awaiting_approval`` and a person decides (a HITL task, then
+        ``SavedModelRolloutDecisionOperator``).
+    :param savedmodel_conn_id: connection for the config file and the base path.
+    :param deferrable: wait for TF Serving in the triggerer; default ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = (
+        "serving_config",
+        "model_name",
+        "version",
+        "server_url",
+        "tf_serving_conn_id",
+        "policy",
+        "inputs",
+        "signature",
+        "metrics",
+        "savedmodel_conn_id",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"policy": "json", "metrics": "json"}
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        serving_config: str,
+        model_name: str,
+        version: int | str,
+        server_url: str | None = None,
+        tf_serving_conn_id: str | None = None,
+        policy: dict[str, Any] | str | None = None,
+        inputs: str | None = None,
+        signature: str = "serving_default",
+        metrics: dict[str, float] | str | None = None,
+        fail_on_rollback: bool = True,
+        hold_for_approval: bool = False,
+        savedmodel_conn_id: str | None = None,
+        deferrable: bool | None = None,
+        poke_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not server_url and not tf_serving_conn_id:
+            raise ValueError("SavedModelRolloutOperator needs server_url or tf_serving_conn_id")
+        self.serving_config, self.model_name, self.version = serving_config, model_name, version
+        self.server_url, self.tf_serving_conn_id = server_url, tf_serving_conn_id
+        self.policy, self.inputs, self.signature, self.metrics = policy, inputs, signature, metrics
+        self.fail_on_rollback, self.savedmodel_conn_id = fail_on_rollback, savedmodel_conn_id
+        self.hold_for_approval = hold_for_approval
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.poke_interval = poke_interval
+
+    def _policy(self) -> Any:
+        from airflow_savedmodel.release.policy import load
+
+        return load(self.policy)
+
+    def _metrics(self) -> dict[str, float] | None:
+        if self.metrics in (None, "", "None"):
+            return None
+        import json
+
+        doc = json.loads(self.metrics) if isinstance(self.metrics, str) else self.metrics
+        return {str(k): float(v) for k, v in dict(doc).items()}
+
+    def _run_id(self, context: Any) -> str:
+        return f"{self.dag_id}/{context['run_id']}/{self.task_id}"
+
+    def execute(self, context: Any) -> Any:
+        hook = _hook(self.savedmodel_conn_id)
+        policy = self._policy()  # a policy that does not parse fails here, before anything changes
+        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
+        version = int(str(self.version))
+        active, stable = hook.begin_rollout(
+            self.serving_config,
+            self.model_name,
+            version,
+            endpoint,
+            policy,
+            run_id=self._run_id(context),
+            metrics=self._metrics(),
+        )
+        self.log.info(
+            "Rolling out %s version %s (stable: %s); waiting until TF Serving serves it",
+            self.model_name,
+            version,
+            stable,
+        )
+        state = {"active": active.to_json(), "stable": stable}
+        timeout = float(policy["available_timeout_seconds"])
+        self.log.info("Release record: %s", state)
+        if self.deferrable:
+            from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
+
+            self.defer(
+                trigger=SavedModelServedTrigger(
+                    server_url=self.server_url,
+                    model_name=self.model_name,
+                    version=version,
+                    poke_interval=self.poke_interval,
+                    timeout=timeout,
+                    tf_serving_conn_id=self.tf_serving_conn_id,
+                ),
+                method_name="execute_complete",
+            )
+        from airflow_savedmodel.release.rollout import wait_available
+
+        check = wait_available(endpoint, self.model_name, version, timeout, self.poke_interval)
+        return self._finish(context, state, check)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], **kwargs: Any) -> Any:
+        from airflow_savedmodel.release.evidence import FAIL, Check
+        from airflow_savedmodel.release.rollout import available_check
+        from airflow_savedmodel.tfserving import VersionStatus
+
+        timeout = float(self._policy()["available_timeout_seconds"])
+        if event.get("status") == "error":
+            check: Check | None = Check(
+                "available", FAIL, f"TF Serving could not be asked: {event['message']}"
+            )
+        elif event.get("status") == "timeout":
+            last = VersionStatus(**event["served"]).waiting_for() if event.get("served") else "never answered"
+            check = Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
+        else:
+            check = available_check(event["served"], timeout)
+        assert check is not None  # the trigger fires once the version is AVAILABLE or failed
+        # The rollout's state lives beside the versions (claim and record), not in the deferral.
+        return self._finish(
+            context,
+            _hook(self.savedmodel_conn_id).rollout_state(
+                self.serving_config, self.model_name, int(str(self.version))
+            ),
+            check,
+        )
+
+    def _finish(self, context: Any, state: dict[str, Any], check: Any) -> Any:
+        from airflow_savedmodel.release.records import Active
+
+        hook = _hook(self.savedmodel_conn_id)
+        policy = self._policy()
+        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
+        result = hook.finish_rollout(
+            self.serving_config,
+            self.model_name,
+            active=Active(**state["active"]),
+            stable=state["stable"],
+            available=check,
+            endpoint=endpoint,
+            policy=policy,
+            inputs_url=self.inputs or None,
+            signature=self.signature,
+            metrics=self._metrics(),
+            hold_for_approval=_flag(self.hold_for_approval),
+        )
+        for item in result.checks:
+            self.log.info("%s %s: %s", item.status.upper(), item.name, item.message)
+        self.log.info("%s (record: %s)", result.message, result.record_url)
+        doc = result.to_json()
+        for outlet in self.outlets or ():
+            context["outlet_events"][outlet].extra = {
+                "decision": doc["decision"],
+                "version": doc["version"],
+                "stable": doc["stable_after"],
+                "record": doc["record"],
+            }
+        return _rollout_outcome(context, result, self.fail_on_rollback)
+
+
+def _rollout_outcome(context: Any, result: Any, fail_on_rollback: bool) -> dict[str, Any]:
+    """The decision as XCom; a rollback fails the task (after the XCom) when asked to."""
+    doc = result.to_json()
+    if result.decision == "rolled_back" and fail_on_rollback:
+        context["ti"].xcom_push(key="return_value", value=doc)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(result.message)
+    return doc
+
+
+class SavedModelRolloutDecisionOperator(BaseOperator):
+    """Conclude a rollout held for approval: promote the candidate when a person approved it,
+    else roll it back; the answer (who, what, when) is part of the release record.
+
+    :param serving_config: TF Serving's model config file (templated).
+    :param model_name: the model's name in it (templated).
+    :param version: the held candidate, e.g. the rollout task's XCom ``version`` (templated).
+    :param answer: the HITL task's result (its XCom: ``chosen_options``, ``responded_by_user``);
+        promotes only when a person chose ``approve_option`` (templated). No answer (a timeout,
+        whatever the HITL task's defaults) rolls back.
+    :param approve_option: the option that means "promote" (default "Promote").
+    :param fail_on_rollback: fail the task when the answer rolls back (default True).
+    :param savedmodel_conn_id: connection for the config file and the base path.
+    """
+
+    template_fields: Sequence[str] = (
+        "serving_config",
+        "model_name",
+        "version",
+        "answer",
+        "savedmodel_conn_id",
+    )
+    ui_color = "teal.300"
+
+    def __init__(
+        self,
+        *,
+        serving_config: str,
+        model_name: str,
+        version: int | str,
+        answer: dict[str, Any] | str | None,
+        approve_option: str = "Promote",
+        fail_on_rollback: bool = True,
+        savedmodel_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.serving_config, self.model_name, self.version = serving_config, model_name, version
+        self.answer, self.approve_option = answer, approve_option
+        self.fail_on_rollback, self.savedmodel_conn_id = fail_on_rollback, savedmodel_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import ast
+        import datetime
+
+        answer = self.answer
+        if isinstance(answer, str):
+            answer = ast.literal_eval(answer) if answer.strip() not in ("", "None") else None
+        chosen = list((answer or {}).get("chosen_options") or [])
+        user = (answer or {}).get("responded_by_user") or {}
+        who = (user.get("name") or user.get("id")) if isinstance(user, dict) else str(user)
+        approved = bool(who) and self.approve_option in chosen  # a timeout's default never promotes
+        approval = {
+            "by": who or None,
+            "chosen": chosen,
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "reason": None if who else "no answer before the approval timed out: rolled back",
+        }
+        result = _hook(self.savedmodel_conn_id).conclude_rollout(
+            self.serving_config, self.model_name, int(str(self.version)), approved=approved, approval=approval
+        )
+        self.log.info("%s (record: %s)", result.message, result.record_url)
+        return _rollout_outcome(context, result, self.fail_on_rollback)
+
+
+def _default_deferrable() -> bool:
+    from airflow.sdk import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)

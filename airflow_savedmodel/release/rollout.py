@@ -367,3 +367,40 @@ def rollout(
         ),
     ]
     return decide(target, active, checks, stable_before=stable)
+
+
+def hold(
+    target: Target, active: records.Active, checks: Sequence[Check], *, stable_before: int | None
+) -> Result:
+    """Passing evidence waits for a person: the record says ``awaiting_approval``, ``canary``
+    keeps serving the candidate and the claim is kept until :func:`conclude`."""
+    record = records.read(target.base, active.version) or {"version": active.version, "model": target.model}
+    message = f"version {active.version} passed every check; awaiting approval to promote it to {STABLE}"
+    record.update(state="awaiting_approval", checks=[c.to_json() for c in checks], message=message)
+    url = records.write(target.base, record)
+    return Result(
+        "awaiting_approval", active.version, stable_before, stable_before, list(checks), url, message
+    )
+
+
+def conclude(target: Target, version: int, *, approved: bool, approval: Mapping[str, Any]) -> Result:
+    """A person's answer on a held rollout: promote when approved, else roll back; the answer
+    (who, when, what) is part of the record."""
+    active = records.current(target.base)
+    record = records.read(target.base, version)
+    if (
+        active is None
+        or active.version != version
+        or record is None
+        or record.get("state") != "awaiting_approval"
+    ):
+        state = record.get("state") if record else "no record"
+        raise RolloutError(f"version {version} is not awaiting approval ({state})", target.base.url)
+    checks = [Check(**c) for c in record.get("checks") or []]
+    who = approval.get("by") or "someone"
+    checks.append(
+        Check("approval", "pass", f"approved by {who}")
+        if approved
+        else Check("approval", FAIL, str(approval.get("reason") or f"rejected by {who}"))
+    )
+    return decide(target, active, checks, stable_before=record.get("stable_before"), approval=approval)

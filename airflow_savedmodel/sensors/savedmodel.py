@@ -194,7 +194,10 @@ class SavedModelServedSensor(_DeferrableSensor):
 
     Pushes ``{"version", "state", "error_code", "error_message"}``.
 
-    :param server_url: TF Serving's REST endpoint, e.g. ``http://tf-serving:8501`` (templated).
+    :param server_url: TF Serving's REST endpoint, e.g. ``http://tf-serving:8501`` (templated);
+        or ``tf_serving_conn_id``.
+    :param tf_serving_conn_id: an HTTP connection to TF Serving (behind a gateway: TLS, a CA
+        bundle, headers such as a bearer token; see ``SavedModelHook.tf_serving_endpoint``).
     :param model_name: the model's name on the server (templated).
     :param version: the version to wait for, e.g. the publish task's XCom (templated); None with
         ``version_label`` waits for what the label names.
@@ -203,20 +206,30 @@ class SavedModelServedSensor(_DeferrableSensor):
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("server_url", "model_name", "version", "version_label")
+    template_fields: Sequence[str] = (
+        "server_url",
+        "model_name",
+        "version",
+        "version_label",
+        "tf_serving_conn_id",
+    )
     ui_color = "teal.300"
 
     def __init__(
         self,
         *,
-        server_url: str,
+        server_url: str | None = None,
         model_name: str,
         version: int | str | None = None,
         version_label: str | None = None,
+        tf_serving_conn_id: str | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not server_url and not tf_serving_conn_id:
+            raise ValueError("SavedModelServedSensor needs server_url or tf_serving_conn_id")
+        self.tf_serving_conn_id = tf_serving_conn_id
         self.server_url, self.model_name = server_url, model_name
         self.version, self.version_label = version, version_label
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
@@ -228,7 +241,10 @@ class SavedModelServedSensor(_DeferrableSensor):
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
         status = SavedModelHook.served_status(
-            self.server_url, self.model_name, self._version(), self.version_label or None
+            SavedModelHook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id),
+            self.model_name,
+            self._version(),
+            self.version_label or None,
         )
         return self._judge(status.to_json())
 
@@ -242,7 +258,7 @@ class SavedModelServedSensor(_DeferrableSensor):
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(
-                f"TF Serving at {self.server_url} reports {self.model_name} version {found.version} "
+                f"TF Serving at {self.server_url or self.tf_serving_conn_id} reports {self.model_name} version {found.version} "
                 f"{found.state}: {found.error_code}: {found.error_message}"
             )
         self._waiting("Waiting for %s on TF Serving: %s", self.model_name, found.waiting_for())
@@ -257,6 +273,7 @@ class SavedModelServedSensor(_DeferrableSensor):
             version=self._version(),
             version_label=self.version_label or None,
             poke_interval=self.poke_interval,
+            tf_serving_conn_id=self.tf_serving_conn_id,
         )
 
     def _on_event(self, event: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -203,16 +204,20 @@ class SavedModelServedTrigger(BaseTrigger):
 
     def __init__(
         self,
-        server_url: str,
+        server_url: str | None,
         model_name: str,
         version: int | None = None,
         version_label: str | None = None,
         poke_interval: float = 60.0,
+        *,
+        timeout: float | None = None,
+        tf_serving_conn_id: str | None = None,
     ) -> None:
         super().__init__()
         self.server_url, self.model_name = server_url, model_name
         self.version, self.version_label = version, version_label
         self.poke_interval = poke_interval
+        self.timeout, self.tf_serving_conn_id = timeout, tf_serving_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -223,21 +228,34 @@ class SavedModelServedTrigger(BaseTrigger):
                 "version": self.version,
                 "version_label": self.version_label,
                 "poke_interval": self.poke_interval,
+                "timeout": self.timeout,
+                "tf_serving_conn_id": self.tf_serving_conn_id,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import aiohttp
+        from asgiref.sync import sync_to_async
 
         from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
         from airflow_savedmodel.tfserving import afetch_status
 
+        # The connection is read here, in the triggerer: only its id is serialized.
+        server = await sync_to_async(SavedModelHook.tf_serving_endpoint)(
+            self.server_url, self.tf_serving_conn_id
+        )
+        deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
         failures = 0
+        status = None
         while True:
-            try:
-                status = await afetch_status(
-                    self.server_url, self.model_name, self.version, self.version_label
+            if deadline is not None and time.monotonic() >= deadline:
+                yield TriggerEvent(
+                    {"status": "timeout", "served": status.to_json() if status is not None else None}
                 )
+                return
+            try:
+                status = await afetch_status(server, self.model_name, self.version, self.version_label)
                 failures = 0
             except SavedModelError as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
@@ -254,4 +272,8 @@ class SavedModelServedTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "success", "served": status.to_json()})
                 return
             self.log.info("Waiting for %s on TF Serving: %s", self.model_name, status.waiting_for())
-            await asyncio.sleep(self.poke_interval)
+            await asyncio.sleep(
+                self.poke_interval
+                if deadline is None
+                else max(0.0, min(self.poke_interval, deadline - time.monotonic()))
+            )

@@ -28,6 +28,7 @@ EXAMPLES = [
     "example_savedmodel_manual_publish",
     "example_savedmodel_rollback",
     "example_savedmodel_external_export",
+    "example_savedmodel_canary_rollout",
 ]
 
 

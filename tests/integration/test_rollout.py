@@ -61,10 +61,10 @@ def classifier(root: Path, name: str, *, scale: float = 1.0, bias: float = 0.0, 
     return path
 
 
-def wait_served(standin: StandInServing, version: int, seconds: float = 60) -> None:
+def wait_served(standin: StandInServing, version: int, seconds: float = 60, model: str = "ranker") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status = fetch_status(standin.url, "ranker", version)
+        status = fetch_status(standin.url, model, version)
         if status.available or status.failed:
             return
         time.sleep(0.05)
@@ -376,3 +376,104 @@ def test_the_command_line_rolls_out_and_shows_the_history(world: Any, tmp_path: 
         bad_policy.returncode == 2
         and "argument --policy: rollout policy: latency/max_p95_ratio" in bad_policy.stderr
     )
+
+
+def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: str, tmp_path: Path) -> None:
+    """example_savedmodel_canary_rollout from its form: the rollout task defers while TF Serving
+    loads the candidate, then promotes a good one; a bad one fails the run with the check named
+    and leaves stable where it was."""
+    import os
+
+    from integration.test_airflow import example_dag, run_dag, states
+
+    root = Path(os.environ["SAVEDMODEL_DEMO_ROOT"]) / "serving"
+    root.mkdir(parents=True, exist_ok=True)
+    target = Target(resolve(str(root / "models.config")), "classifier", resolve(str(root / "classifier")))
+    standin = StandInServing(root / "models.config", poll=0.05)
+    try:
+        gated = ServingTarget(target.config, "classifier")
+        stable = publish(classifier(tmp_path, "s", bias=3e-7), target.base, serving=gated).version
+        serving.set_labels(target.config, "classifier", target.base, {"stable": stable})
+        wait_served(standin, stable, model="classifier")
+        good = publish(classifier(tmp_path, "g", bias=4e-7), target.base, serving=gated).version
+        conf = {"server_url": standin.url, "policy": POLICY, "approval": False}
+        dag = example_dag("example_savedmodel_canary_rollout")
+        run = run_dag(dag, run_conf={**conf, "version": good})
+        assert str(run.state) == "success", states(run)
+        assert states(run)["approve"] == "skipped" and states(run)["decide"] == "skipped"
+        assert (
+            serving.describe(serving.find(serving.read(target.config), "classifier")).labels["stable"] == good
+        )
+        bad = publish(classifier(tmp_path, "b", scale=3.0), target.base, serving=gated).version
+        run = run_dag(dag, run_conf={**conf, "version": None})  # the form's default: newest above stable
+        assert states(run)["rollout"] == "failed", states(run)
+        record = records.read(target.base, bad)
+        assert record is not None and record["state"] == "rolled_back"
+        assert record["run_id"].startswith("example_savedmodel_canary_rollout/")
+        # the canary label that named the bad version is gone; stable never moved
+        assert serving.describe(serving.find(serving.read(target.config), "classifier")).labels == {
+            "stable": good
+        }
+    finally:
+        standin.stop()
+
+
+def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, world: Any) -> None:
+    """hold_for_approval: passing evidence waits (record: awaiting_approval); an approval from
+    a person promotes and is recorded; a timeout's default answer rolls back."""
+    import datetime
+
+    from airflow.sdk import DAG
+
+    from airflow_savedmodel.operators.savedmodel import (
+        SavedModelRolloutDecisionOperator,
+        SavedModelRolloutOperator,
+    )
+
+    from integration.test_airflow import run_dag, states
+
+    standin, target, _ = world
+
+    def held_then(answer: Any, dag_id: str) -> Any:
+        version = candidate(world, bias=time.monotonic_ns() % 1000 * 1e-9 + 1e-7)
+        with DAG(dag_id, schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)) as dag:
+            held = SavedModelRolloutOperator(
+                task_id="rollout",
+                serving_config=target.config.path,
+                model_name="ranker",
+                version=version,
+                server_url=standin.url,
+                policy=POLICY,
+                hold_for_approval=True,
+                deferrable=True,
+                poke_interval=0.1,
+            )
+            decide = SavedModelRolloutDecisionOperator(
+                task_id="decide",
+                serving_config=target.config.path,
+                model_name="ranker",
+                version=version,
+                answer=answer,
+            )
+            held >> decide
+        return version, run_dag(dag)
+
+    approved, run = held_then(
+        {"chosen_options": ["Promote"], "responded_by_user": {"id": "7", "name": "alice"}}, "held_approved"
+    )
+    assert str(run.state) == "success", states(run)
+    record = records.read(target.base, approved)
+    assert record is not None and record["state"] == "promoted" and record["approval"]["by"] == "alice"
+    assert record["checks"][-1] == {
+        "name": "approval",
+        "status": "pass",
+        "message": "approved by alice",
+        "observed": None,
+        "threshold": None,
+    }
+    timed_out, run = held_then({"chosen_options": ["Roll back"], "responded_by_user": None}, "held_timeout")
+    assert states(run)["decide"] == "failed"
+    record = records.read(target.base, timed_out)
+    assert record is not None and record["state"] == "rolled_back"
+    assert record["message"].endswith("approval failed: no answer before the approval timed out: rolled back")
+    assert labels(world)["stable"] == approved

@@ -36,6 +36,7 @@ MIRROR = "example_savedmodel_serving_mirror"
 EXTERNAL = "example_savedmodel_external_export"
 TRAINING = "example_savedmodel_training_to_serving"
 ROLLBACK = "example_savedmodel_rollback"
+CANARY = "example_savedmodel_canary_rollout"
 
 
 def small_model(path: Path, seed: int) -> str:
@@ -147,7 +148,7 @@ def test_the_ui_command_serves_our_dags_and_the_login_works(stack: AirflowStack,
         return ids if TRAINING in ids else None
 
     ids = wait_until("the example DAGs to be listed", listed, 120)
-    assert ids == sorted([TRAINING, MANUAL, MIRROR, EXTERNAL, ROLLBACK]), ids  # ours alone
+    assert ids == sorted([TRAINING, MANUAL, MIRROR, EXTERNAL, ROLLBACK, CANARY]), ids  # ours alone
     assert stack.get("/importErrors")["total_entries"] == 0
     browser.wait_for_text(TRAINING)
 

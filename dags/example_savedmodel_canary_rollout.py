@@ -1,0 +1,138 @@
+"""
+### Canary rollout: release a published version by evidence
+
+Trigger with the form. The candidate (by default the newest version TF Serving's model config
+lists above `stable`) becomes `canary` once TF Serving has loaded it (the task waits deferred, in
+the triggerer); then the same requests (the version's warmup file) go to `canary` and `stable`
+for the policy's bake period, and the rollout promotes `stable := canary` when every check
+passes (outputs agree, no NaN, no errors, latency within the ratios, metric gates) or rolls the
+candidate back, naming the check, the figure and the threshold. With **approval** on, passing
+evidence waits for a person (Promote / Roll back in the UI; no answer in time rolls back).
+
+Every decision is recorded beside the versions: `savedmodel serving history CONFIG --model NAME`.
+Needs a running TF Serving (`SAVEDMODEL_TF_SERVING_URL`, or the form's server URL).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Param, dag, task
+from savedmodel_demo_settings import CLASSIFIER, CONN_ID, MODEL_NAME, SERVING_CONFIG, TF_SERVING_URL
+
+from airflow_savedmodel.operators.savedmodel import (
+    SavedModelRolloutDecisionOperator,
+    SavedModelRolloutOperator,
+)
+
+# A policy for a nightly retrain: its answers are expected to change a little, so outputs are
+# compared loosely and the top class must mostly agree; latency and errors as the defaults.
+DEFAULT_POLICY: dict[str, Any] = {
+    "bake_seconds": 30,
+    "min_requests": 20,
+    "outputs": {"max_abs_diff": 0.05, "max_rel_diff": 0.1, "max_differing_fraction": 0.2},
+    "latency": {"max_p50_ratio": 1.5, "max_p95_ratio": 2.0},
+}
+
+
+@dag(
+    schedule=None,
+    catchup=False,
+    tags=["savedmodel", "example"],
+    doc_md=__doc__,
+    params={
+        "version": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Candidate version",
+            description="Empty: the newest version the model config lists above stable.",
+        ),
+        "server_url": Param(
+            TF_SERVING_URL or "http://localhost:8501",
+            type="string",
+            title="TF Serving REST URL",
+            description="Where TF Serving's REST API answers (SAVEDMODEL_TF_SERVING_URL by default).",
+        ),
+        "policy": Param(
+            DEFAULT_POLICY, type="object", title="Rollout policy", description="See docs/concepts.md."
+        ),
+        "approval": Param(
+            False,
+            type="boolean",
+            title="Hold passing evidence for approval",
+            description="On: a person promotes or rolls back in the UI; no answer in 12 hours rolls back.",
+        ),
+    },
+)
+def example_savedmodel_canary_rollout() -> None:
+    @task
+    def candidate(params: dict[str, Any]) -> int:
+        """The version to release: the form's, or the newest listed above `stable`."""
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+        from airflow_savedmodel.storage import serving
+
+        if params.get("version"):
+            return int(params["version"])
+        config = serving.read(SavedModelHook(CONN_ID).filesystem(SERVING_CONFIG), missing_ok=False)
+        model = serving.find(config, MODEL_NAME)
+        if model is None:
+            raise ValueError(f"no model {MODEL_NAME!r} in {SERVING_CONFIG}: publish one first")
+        served = serving.describe(model)
+        stable = served.labels.get("stable", 0)
+        newer = [v for v in served.versions if v > stable]
+        if not newer:
+            raise ValueError(f"no version above stable ({stable}) in {SERVING_CONFIG}: nothing to release")
+        return max(newer)
+
+    version = candidate()
+    rollout = SavedModelRolloutOperator(
+        task_id="rollout",
+        serving_config=SERVING_CONFIG,
+        model_name=MODEL_NAME,
+        version="{{ ti.xcom_pull(task_ids='candidate') }}",
+        server_url="{{ params.server_url }}",
+        policy="{{ params.policy | tojson }}",
+        hold_for_approval="{{ params.approval }}",
+        savedmodel_conn_id=CONN_ID,
+        deferrable=True,
+        outlets=[CLASSIFIER],
+        doc_md="Canary, wait until served, bake against stable, then promote or roll back (or hold for approval).",
+    )
+
+    @task.short_circuit
+    def held(outcome: dict[str, Any]) -> bool:
+        """Ask a person only when the evidence passed and the form asked for approval."""
+        return outcome["decision"] == "awaiting_approval"
+
+    approve = HITLOperator(
+        task_id="approve",
+        subject=f"Promote {MODEL_NAME} version "
+        + "{{ ti.xcom_pull(task_ids='rollout')['version'] }} to stable?",
+        body=(
+            "Every check passed:\n\n"
+            "{% for c in ti.xcom_pull(task_ids='rollout')['checks'] %}"
+            "- **{{ c.name }}** ({{ c.status }}): {{ c.message }}\n"
+            "{% endfor %}"
+        ),
+        options=["Promote", "Roll back"],
+        defaults=["Roll back"],
+        response_timeout=datetime.timedelta(hours=12),
+        doc_md="A person reads the evidence and chooses; no answer in 12 hours rolls back.",
+    )
+    decide = SavedModelRolloutDecisionOperator(
+        task_id="decide",
+        serving_config=SERVING_CONFIG,
+        model_name=MODEL_NAME,
+        version="{{ ti.xcom_pull(task_ids='rollout')['version'] }}",
+        answer="{{ ti.xcom_pull(task_ids='approve') }}",
+        savedmodel_conn_id=CONN_ID,
+        doc_md="Promote when approved; roll back when rejected or unanswered.",
+    )
+    version >> rollout
+    held(rollout.output) >> approve >> decide
+
+
+example_savedmodel_canary_rollout()
