@@ -23,6 +23,26 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _tf_serving_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"{what}: an HTTP header for TF Serving (e.g. Authorization=Bearer ...); repeatable, never printed",
+    )
+    p.add_argument(
+        "--ca-bundle", metavar="PEM", type=_local_file_arg, help=f"{what}: CA certificates for https"
+    )
+
+
+def _tf_serving(args: argparse.Namespace, url: str) -> Any:
+    from airflow_savedmodel.tfserving import Endpoint
+
+    headers = dict(_key_value(h, "--header") for h in args.header)
+    return Endpoint(url, headers, args.ca_bundle or True)
+
+
 def _key_value(pair: str, what: str) -> tuple[str, str]:
     key, sep, raw = pair.partition("=")
     if not sep or not key:  # the text may be a credential: never echo it
@@ -211,7 +231,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     options = _storage_options(args.storage_option)
     config = location.resolve(args.serving_config, options) if args.serving_config else None
-    old = model_to_compare(args.old, options=options, config=config, model_name=args.model)
+    server = _tf_serving(args, args.old) if args.old.startswith(("http://", "https://")) else None
+    old = model_to_compare(args.old, options=options, config=config, model_name=args.model, server=server)
     if old is None:
         raise NotFoundError("nothing is served there yet", location.redact(args.old))
     with SavedModel.open(args.new, options) as after:
@@ -661,12 +682,10 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
     from airflow_savedmodel.release import traffic
     from airflow_savedmodel.release.policy import parse
     from airflow_savedmodel.release.rollout import rollout
-    from airflow_savedmodel.tfserving import Endpoint
 
     if not args.server or args.version is None:
         raise argparse.ArgumentTypeError("serving rollout needs --server and --version")
-    headers = dict(_key_value(h, "--header") for h in args.header)
-    endpoint = Endpoint(args.server, headers, args.ca_bundle or True)
+    endpoint = _tf_serving(args, args.server)
     target = _release_target(config, args.model, options)
     inputs = None
     if args.inputs:
@@ -911,6 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a base path: the served version is the one labelled stable here",
     )
     p.add_argument("--model", help="the model's name in --serving-config")
+    _tf_serving_arguments(p, "OLD as a TF Serving URL")
     p.add_argument("--json", action="store_true")
 
     def add_transform(

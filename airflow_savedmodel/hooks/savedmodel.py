@@ -95,9 +95,10 @@ def _typed_storage_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _baseline(compatible_with: str | None, hook: SavedModelHook) -> Any:
+def _baseline(compatible_with: str | None, hook: SavedModelHook, server: Endpoint | None = None) -> Any:
     """What export compares signatures with: "served" (resolved by storage), a running TF
-    Serving's REST model URL (its metadata), or a model URL on ``hook``'s connection."""
+    Serving's REST model URL (its metadata; through ``server``'s headers and TLS when given), or
+    a model URL on ``hook``'s connection."""
     if not compatible_with:
         return None
     if compatible_with == "served":
@@ -106,7 +107,7 @@ def _baseline(compatible_with: str | None, hook: SavedModelHook) -> Any:
     from airflow_savedmodel.storage.baseline import model_to_compare
 
     if tfserving.is_model_url(compatible_with):
-        return model_to_compare(compatible_with)
+        return model_to_compare(compatible_with, server=server)
     return model_to_compare(hook.filesystem(compatible_with))
 
 
@@ -352,6 +353,7 @@ class SavedModelHook(BaseHook):
         warmup: Warmup | None = None,
         compatible_with: str | None = None,
         on_report: Callable[[Report], None] | None = None,
+        tf_serving: Endpoint | None = None,
     ) -> ExportResult:
         """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
@@ -369,7 +371,7 @@ class SavedModelHook(BaseHook):
             progress=progress,
             serving=dst._serving_target(serving_config, model_name, labels, keep_served),
             warmup=warmup,
-            compatible_with=_baseline(compatible_with, dst),
+            compatible_with=_baseline(compatible_with, dst, tf_serving),
             on_report=on_report,
         )
 

@@ -570,6 +570,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         model URL (``http://tf-serving:8501/v1/models/NAME``: the signatures it serves) or a
         model URL (on the destination's connection): a signature change that breaks its clients
         fails the task before anything is published (templated).
+    :param tf_serving_conn_id: an HTTP connection for a TF Serving model URL in
+        ``compatible_with`` behind a gateway (TLS, CA bundle, headers).
     :param warmup_inputs: an .npz file (``numpy.savez``) of inputs for ``warmup_signature``: the
         version is published with TF Serving warmup requests built from them
         (``assets.extra/tf_serving_warmup_requests``), checked against the signature (templated).
@@ -638,9 +640,11 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         savedmodel_conn_id: str | None = None,
+        tf_serving_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.tf_serving_conn_id = tf_serving_conn_id
         self.warmup_inputs, self.warmup_signature = warmup_inputs, warmup_signature
         self.warmup_count, self.compatible_with = warmup_count, compatible_with
         self.serving_config, self.model_name = serving_config, model_name
@@ -720,6 +724,11 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 warmup=warmup,
                 compatible_with=self.compatible_with or None,
                 on_report=lambda report: self.log.info("%s", report.to_text()),
+                tf_serving=(
+                    _hook(None).tf_serving_endpoint(conn_id=self.tf_serving_conn_id)
+                    if self.tf_serving_conn_id
+                    else None
+                ),
             )
         if "strip_default_attrs" in rewrites:
             self.log.info("Stripped or cleared %d attrs and devices", exported.changed)

@@ -27,15 +27,17 @@ def model_to_compare(
     base: Location | None = None,
     config: Location | None = None,
     model_name: str | None = None,
+    server: tfserving.Endpoint | None = None,
 ) -> Location | Baseline | None:
     """What ``value`` names as the model to compare with: a Baseline (a TF Serving model URL), a
     SavedModel's Location, or None when ``"served"`` (or a base path) serves nothing yet.
 
     ``base``, ``config`` and ``model_name`` say where ``"served"`` looks (the destination of an
     export); a base path given as ``value`` is read with ``config``/``model_name`` likewise.
+    ``server`` carries the headers and TLS settings for a TF Serving URL behind a gateway.
     """
     if isinstance(value, str) and tfserving.is_model_url(value):
-        return tfserving.fetch_signatures(value)
+        return tfserving.fetch_signatures(value, server)
     if value == SERVED:
         if base is None:
             raise SavedModelError(

@@ -477,3 +477,128 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
     assert record is not None and record["state"] == "rolled_back"
     assert record["message"].endswith("approval failed: no answer before the approval timed out: rolled back")
     assert labels(world)["stable"] == approved
+
+
+def _certificates(root: Path) -> tuple[str, str, str]:
+    """(CA bundle, server chain, server key) PEM files: a self-signed CA and a certificate it
+    signed for 127.0.0.1, as a private gateway in front of TF Serving has."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test gateway CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    import ipaddress
+
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (root / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (root / "chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (root / "key.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(root / "ca.pem"), str(root / "chain.pem"), str(root / "key.pem")
+
+
+def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
+    airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP connection (https, the gateway's CA bundle, a bearer token header) reaches the
+    stand-in behind TLS for the served sensor, diff's TF Serving URL and the rollout; without the
+    CA or the token it is refused, and the token never shows in a message."""
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+    ca, chain, key = _certificates(tmp_path)
+    token = "Bearer tok-9f8e7d6c5b4a"
+    config = tmp_path / "models.config"
+    standin = StandInServing(config, poll=0.05, tls=(chain, key), require_header=("Authorization", token))
+    port = standin.url.rsplit(":", 1)[1]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TF_GATEWAY",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": int(port),
+                "schema": "https",
+                "extra": {"headers": {"Authorization": token}, "verify": ca},
+            }
+        ),
+    )
+    try:
+        base = resolve(str(tmp_path / "ranker"))
+        target = Target(resolve(str(config)), "ranker", base)
+        publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
+        serving.set_labels(target.config, "ranker", base, {"stable": 1})
+        endpoint = SavedModelHook.tf_serving_endpoint(conn_id="tf_gateway")
+        assert endpoint.url == standin.url and "tok-" not in repr(endpoint)
+        deadline = time.monotonic() + 60
+        while not fetch_status(endpoint, "ranker", 1).available:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # The deferred sensor's trigger asks through aiohttp, with the same connection.
+        import asyncio
+
+        from airflow_savedmodel.tfserving import afetch_status
+        from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
+
+        assert asyncio.run(afetch_status(endpoint, "ranker", 1)).available
+
+        async def first_event() -> Any:
+            trigger = SavedModelServedTrigger(
+                None, "ranker", 1, poke_interval=0.1, tf_serving_conn_id="tf_gateway"
+            )
+            async for event in trigger.run():
+                return event.payload
+
+        assert asyncio.run(first_event())["served"]["state"] == "AVAILABLE"
+        # The same server without the CA bundle, and with the CA but no token: refused.
+        with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch_status(standin.url, "ranker", 1)
+        from airflow_savedmodel.errors import ServingError
+
+        with pytest.raises(ServingError, match="HTTP 401: unauthenticated") as refused:
+            fetch_status(Endpoint(standin.url, verify=ca), "ranker", 1)
+        assert "tok-" not in str(refused.value)
+        # diff's TF Serving URL through the connection: the signatures it serves.
+        from airflow_savedmodel.storage.baseline import model_to_compare
+
+        baseline = model_to_compare(f"{standin.url}/v1/models/ranker/labels/stable", server=endpoint)
+        assert sorted(baseline.signatures) == ["classify", "serving_default"]  # type: ignore[union-attr]
+        # The rollout through the gateway.
+        version = publish(
+            classifier(tmp_path, "v2", bias=1e-7), base, serving=ServingTarget(target.config, "ranker")
+        ).version
+        requests = traffic.for_version(base.join(str(version)))
+        result = rollout(target, version, endpoint, parse(POLICY), requests, run_id="tls", poll=0.05)
+        assert result.promoted, result.message
+    finally:
+        standin.stop()

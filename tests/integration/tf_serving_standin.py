@@ -47,7 +47,16 @@ def _code(exc: BaseException) -> str:
 
 
 class StandInServing:
-    def __init__(self, config: Path, poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        config: Path,
+        poll: float = 0.2,
+        *,
+        tls: tuple[str, str] | None = None,
+        require_header: tuple[str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate chain, key) PEM files to serve https, as a gateway in front of
+        TF Serving does; ``require_header``: (name, value) every request must carry (else 401)."""
         self.config, self.poll = config, poll
         self.states: dict[tuple[str, int], dict[str, Any]] = {}
         self.signatures: dict[tuple[str, int], dict[str, Any]] = {}
@@ -60,7 +69,20 @@ class StandInServing:
         standin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def refused(self) -> bool:
+                if require_header is None or self.headers.get(require_header[0]) == require_header[1]:
+                    return False
+                body = json.dumps({"error": "unauthenticated: a valid token is required"}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+
             def do_GET(self) -> None:
+                if self.refused():
+                    return
                 status, doc = standin.answer(self.path)
                 body = json.dumps(doc).encode()
                 self.send_response(status)
@@ -71,6 +93,9 @@ class StandInServing:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                if self.refused():
+                    self.rfile.read(length)
+                    return
                 status, doc = standin.infer(self.path, self.rfile.read(length))
                 body = json.dumps(doc).encode()
                 self.send_response(status)
@@ -83,7 +108,15 @@ class StandInServing:
                 return
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.threads = [
             threading.Thread(target=self.server.serve_forever, daemon=True),
             threading.Thread(target=self._watch, daemon=True),
