@@ -708,8 +708,9 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
         for check in result.checks:
             print(f"  {check.status.upper():5} {check.name}: {check.message}")
         print(result.message)
-        print(f"record: {result.record_url}")
-    return 0 if result.promoted else 1
+        if result.record_url:
+            print(f"record: {result.record_url}")
+    return 1 if result.decision == "rolled_back" else 0
 
 
 def _existing_base(args: argparse.Namespace) -> Location:

@@ -25,13 +25,15 @@ SCHEMA_URL = "urn:airflow-provider-savedmodel:openlineage:SavedModelDatasetFacet
 class SavedModelDatasetFacet(DatasetFacet):
     """What identifies a SavedModel: the version number under its base path (None outside
     one), fingerprint.pb's singleprint and its signature_def_hash (None without
-    fingerprint.pb), and the validation verdict when the task validated it."""
+    fingerprint.pb), the validation verdict when the task validated it, and a rollout's
+    decision (``release``: decision, stable before and after, the failed checks, the record)."""
 
     version: int | None = attr.field(default=None)
     fingerprint: str | None = attr.field(default=None)
     signatureDefHash: str | None = attr.field(default=None)
     valid: bool | None = attr.field(default=None)
     findings: list[str] | None = attr.field(default=None)
+    release: dict[str, Any] | None = attr.field(default=None)
 
     @staticmethod
     def _get_schema() -> str:

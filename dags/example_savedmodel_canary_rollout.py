@@ -20,7 +20,14 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, task
-from savedmodel_demo_settings import CLASSIFIER, CONN_ID, MODEL_NAME, SERVING_CONFIG, TF_SERVING_URL
+from savedmodel_demo_settings import (
+    BAKE_SECONDS,
+    CLASSIFIER,
+    CONN_ID,
+    MODEL_NAME,
+    SERVING_CONFIG,
+    TF_SERVING_URL,
+)
 
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelRolloutDecisionOperator,
@@ -30,7 +37,7 @@ from airflow_savedmodel.operators.savedmodel import (
 # A policy for a nightly retrain: its answers are expected to change a little, so outputs are
 # compared loosely and the top class must mostly agree; latency and errors as the defaults.
 DEFAULT_POLICY: dict[str, Any] = {
-    "bake_seconds": 30,
+    "bake_seconds": BAKE_SECONDS,
     "min_requests": 20,
     "outputs": {"max_abs_diff": 0.05, "max_rel_diff": 0.1, "max_differing_fraction": 0.2},
     "latency": {"max_p50_ratio": 1.5, "max_p95_ratio": 2.0},

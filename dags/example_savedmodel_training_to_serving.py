@@ -7,10 +7,18 @@ attrs (in memory), validates the result (deep checksums, the clients' signature 
 loadability by the target TensorFlow Serving release, the warmup requests built from the
 probe inputs) and publishes it as the next version under
 the serving base path, gated through TensorFlow Serving's model config file: the version is
-named there (with the `canary` label) only once it is completely copied and verified. A check reads the version
-this run published back and compares its prediction with the trained network's (with
-`SAVEDMODEL_TF_SERVING_URL` set, only once TF Serving reports that version AVAILABLE); only then
-is `stable` promoted to it. Roll back with `example_savedmodel_rollback`.
+named there only once it is completely copied and verified. A check reads the version this run
+published back and compares its prediction with the trained network's. Then:
+
+- with `SAVEDMODEL_TF_SERVING_URL` set (a running TF Serving), a **rollout decides by
+  evidence**: `canary` once TF Serving has loaded the version, the warmup requests sent to
+  `canary` and `stable`, the training accuracy gated against the one recorded for `stable`;
+  promoted, or rolled back with the failing check named (`example_savedmodel_canary_rollout`
+  explains the policy);
+- without one (the local demo), the version is labelled `canary` and `stable` is promoted to it
+  once the check passed.
+
+Roll back by hand with `example_savedmodel_rollback`.
 
 Paths and connections come from environment variables (see `savedmodel_demo_settings.py`):
 local directories by default, `gs://` or `s3://` when configured.
@@ -23,6 +31,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from savedmodel_demo_settings import (
+    BAKE_SECONDS,
     CLASSIFIER,
     CONN_ID,
     EXPORT_ROOT,
@@ -36,9 +45,23 @@ from savedmodel_demo_settings import (
 
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelExportOperator,
+    SavedModelRolloutOperator,
     SavedModelServingLabelOperator,
 )
-from airflow_savedmodel.sensors.savedmodel import SavedModelServedSensor
+
+# A nightly retrain answers a little differently: the top class must mostly agree, outputs are
+# not held to float noise, and the training accuracy may not drop more than 2 points below the
+# accuracy recorded when the stable version was released.
+RETRAIN_POLICY = {
+    "bake_seconds": BAKE_SECONDS,
+    "outputs": {
+        "max_abs_diff": 0.1,
+        "max_rel_diff": 0.2,
+        "max_differing_fraction": 0.5,
+        "min_top_class_agreement": 0.9,
+    },
+    "metrics": {"accuracy": {"min": 0.8, "max_drop": 0.02}},
+}
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 
@@ -134,7 +157,7 @@ def example_savedmodel_training_to_serving() -> None:
         expect=SIGNATURE_SPEC,
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
-        labels=["canary"],
+        labels=[] if TF_SERVING_URL else ["canary"],  # the rollout labels it once TF Serving has it
         warmup_inputs="{{ ti.xcom_pull(task_ids='train')['warmup_url'] }}",
         warmup_count=10,
         source_conn_id=CONN_ID,
@@ -174,32 +197,35 @@ def example_savedmodel_training_to_serving() -> None:
         )
         return {"version": published["version"], "url": published["uri"], "max_abs_diff": diff}
 
-    promote = SavedModelServingLabelOperator(
-        task_id="promote_to_stable",
-        serving_config=SERVING_CONFIG,
-        model_name=MODEL_NAME,
-        action="promote",
-        from_label="canary",
-        version_label="stable",
-        savedmodel_conn_id=CONN_ID,
-        doc_md="Point `stable` at the version `canary` names, now that it checked out.",
-    )
-
     trained >> publish
     checked = check_served(publish.output, trained)
-    checked >> promote
-    if TF_SERVING_URL:  # a running TF Serving: wait until it has loaded this run's own version
-        wait_served = SavedModelServedSensor(
-            task_id="wait_until_served",
-            server_url=TF_SERVING_URL,
+    if TF_SERVING_URL:  # a running TF Serving: release by evidence
+        rollout = SavedModelRolloutOperator(
+            task_id="rollout",
+            serving_config=SERVING_CONFIG,
             model_name=MODEL_NAME,
             version="{{ ti.xcom_pull(task_ids='publish')['version'] }}",
+            server_url=TF_SERVING_URL,
+            policy=RETRAIN_POLICY,
+            metrics="{{ {'accuracy': ti.xcom_pull(task_ids='train')['accuracy']} | tojson }}",
+            savedmodel_conn_id=CONN_ID,
             deferrable=True,
-            poke_interval=5,
-            timeout=1800,
-            doc_md="Deferred until TF Serving reports this run's version AVAILABLE; fails with its error if the load fails.",
+            outlets=[CLASSIFIER],
+            doc_md="Canary, wait until served, bake against stable, then promote or roll back on the evidence.",
         )
-        publish >> wait_served >> checked
+        checked >> rollout
+    else:  # the local demo: no server to ask
+        promote = SavedModelServingLabelOperator(
+            task_id="promote_to_stable",
+            serving_config=SERVING_CONFIG,
+            model_name=MODEL_NAME,
+            action="promote",
+            from_label="canary",
+            version_label="stable",
+            savedmodel_conn_id=CONN_ID,
+            doc_md="Point `stable` at the version `canary` names, now that it checked out.",
+        )
+        checked >> promote
 
 
 example_savedmodel_training_to_serving()

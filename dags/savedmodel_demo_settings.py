@@ -11,8 +11,9 @@ SAVEDMODEL_CONN_ID        connection for the export root and serving base (gs://
 SAVEDMODEL_MIRROR_CONN_ID connection for the mirror, optional
 SAVEDMODEL_TARGET_TF      TensorFlow Serving release the models must load in (default: 2.12)
 SAVEDMODEL_TF_SERVING_URL TensorFlow Serving's REST endpoint (e.g. http://tf-serving:8501): when set,
-                          the training DAG waits until the server reports its own version
-                          AVAILABLE before checking and promoting it
+                          the training DAG releases its version by a canary rollout (promoted or
+                          rolled back on evidence), and it is the canary rollout form's default
+SAVEDMODEL_BAKE_SECONDS   how long a rollout compares canary with stable (default: 60)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CONN_ID = os.environ.get("SAVEDMODEL_CONN_ID") or None
 MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None
 TARGET_TF = os.environ.get("SAVEDMODEL_TARGET_TF") or "2.12"
 TF_SERVING_URL = os.environ.get("SAVEDMODEL_TF_SERVING_URL") or None
+BAKE_SECONDS = float(os.environ.get("SAVEDMODEL_BAKE_SECONDS") or 60)
 
 # The contract clients of the classifier rely on; a renamed input fails validation.
 SIGNATURE_SPEC = {

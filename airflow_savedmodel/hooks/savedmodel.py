@@ -621,6 +621,12 @@ class SavedModelHook(BaseHook):
             return hold(target, active, checks, stable_before=stable)
         return decide(target, active, checks, stable_before=stable)
 
+    def rollout_unchanged(self, serving_config: str, model_name: str, version: int) -> Result | None:
+        """A result when ``version`` is already stable (nothing to release), else None."""
+        from airflow_savedmodel.release.rollout import unchanged
+
+        return unchanged(self.release_target(serving_config, model_name), version)
+
     def rollout_state(self, serving_config: str, model_name: str, version: int) -> dict[str, Any]:
         """The rollout of ``version`` in flight: its claim and the stable version it started from."""
         from airflow_savedmodel.release import records

@@ -876,7 +876,7 @@ class SavedModelServingLabelOperator(BaseOperator):
         return model.to_json()
 
 
-class SavedModelRolloutOperator(BaseOperator):
+class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
     """Release a published version by evidence: point ``canary`` at it, wait until TF Serving
     serves it (deferred: no worker slot while waiting), send the same requests to ``canary`` and
     ``stable`` for the policy's bake period, then promote (``stable`` := the candidate) when every
@@ -973,6 +973,10 @@ class SavedModelRolloutOperator(BaseOperator):
         policy = self._policy()  # a policy that does not parse fails here, before anything changes
         endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
         version = int(str(self.version))
+        done = hook.rollout_unchanged(self.serving_config, self.model_name, version)
+        if done is not None:  # a rerun whose export is the version already stable
+            self.log.info("%s", done.message)
+            return done.to_json()
         active, stable = hook.begin_rollout(
             self.serving_config,
             self.model_name,
@@ -1058,6 +1062,17 @@ class SavedModelRolloutOperator(BaseOperator):
             self.log.info("%s %s: %s", item.status.upper(), item.name, item.message)
         self.log.info("%s (record: %s)", result.message, result.record_url)
         doc = result.to_json()
+        version_url = str(
+            hook.release_target(self.serving_config, self.model_name).base.join(str(result.version)).url
+        )
+        release = {
+            "decision": doc["decision"],
+            "stable_before": doc["stable_before"],
+            "stable_after": doc["stable_after"],
+            "failed": [c["name"] for c in doc["checks"] if c["status"] == "fail"],
+            "record": doc["record"],
+        }
+        self._record_lineage([], [(version_url, {"version": result.version, "release": release})])
         for outlet in self.outlets or ():
             context["outlet_events"][outlet].extra = {
                 "decision": doc["decision"],

@@ -57,7 +57,7 @@ class Target:
 
 @dataclass
 class Result:
-    decision: str  # promoted, rolled_back
+    decision: str  # promoted, rolled_back, awaiting_approval, unchanged
     version: int
     stable_before: int | None
     stable_after: int | None
@@ -123,6 +123,22 @@ def _abandon(target: Target, holder: records.Active) -> None:
         )
         records.write(target.base, record)
     records.give_up(target.base, holder)
+
+
+def unchanged(target: Target, version: int) -> Result | None:
+    """The result for a candidate that is already ``stable`` (a rerun whose export was recognised
+    as the version already published): nothing to release. None otherwise."""
+    if labels_of(target).get(STABLE) != version:
+        return None
+    return Result(
+        "unchanged",
+        version,
+        version,
+        version,
+        [],
+        "",
+        f"version {version} is already {STABLE}: nothing to release",
+    )
 
 
 def begin(
@@ -344,6 +360,9 @@ def rollout(
     poll: float = 1.0,
 ) -> Result:
     """Every step in this process (the command line): begin, wait, bake, decide."""
+    done = unchanged(target, version)
+    if done is not None:
+        return done
     # Interrupted before deciding, the claim is left to expire (the record says "baking"): the
     # next rollout of this model rolls the candidate back, or this run's retry resumes it.
     active, stable = begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)

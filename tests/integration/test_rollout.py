@@ -602,3 +602,85 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
         assert result.promoted, result.message
     finally:
         standin.stop()
+
+
+def test_the_operator_reports_the_decision_as_openlineage_facet(world: Any) -> None:
+    """Without deferral (a worker waits instead), the decision becomes the version's dataset
+    facet: what the OpenLineage listener sends."""
+    from airflow.sdk import DAG
+
+    from airflow_savedmodel.operators.savedmodel import SavedModelRolloutOperator
+
+    standin, target, _ = world
+    version = candidate(world, bias=1e-7)
+    with DAG("lineage_rollout", schedule=None):
+        op = SavedModelRolloutOperator(
+            task_id="rollout",
+            serving_config=target.config.path,
+            model_name="ranker",
+            version=str(version),
+            server_url=standin.url,
+            policy=json.dumps(POLICY),  # as a template renders a dict
+            metrics='{"accuracy": 0.93}',
+            deferrable=False,
+            poke_interval=0.05,
+        )
+    doc = op.execute({"run_id": "manual__1", "ti": None, "outlet_events": {}})
+    assert doc["decision"] == "promoted" and doc["stable_after"] == version
+    lineage = op.get_openlineage_facets_on_complete(None)
+    (dataset,) = lineage.outputs
+    facet = dataset.facets["savedmodel"]
+    assert (dataset.namespace, dataset.name) == ("file", f"{target.base.path}/{version}")
+    assert facet.version == version and facet.release["decision"] == "promoted"
+    assert facet.release["failed"] == [] and facet.release["stable_before"] == 1
+    record = records.read(target.base, version)
+    assert record is not None and record["run_id"] == "lineage_rollout/manual__1/rollout"
+    assert record["metrics"] == {"accuracy": 0.93}
+
+
+def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
+    airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SAVEDMODEL_TF_SERVING_URL the nightly DAG ends in a rollout instead of a blind
+    promote: the first run is a first release (promoted, checks needing a baseline skipped, the
+    training accuracy recorded); a rerun whose export is recognised as the stable version has
+    nothing to release and succeeds."""
+    import importlib
+
+    import savedmodel_demo_settings
+
+    from integration.test_airflow import example_dag, run_dag, states
+
+    config = tmp_path / "serving" / "models.config"
+    config.parent.mkdir()
+    standin = StandInServing(config, poll=0.05)
+    for name, value in {
+        "SAVEDMODEL_TF_SERVING_URL": standin.url,
+        "SAVEDMODEL_SERVING_CONFIG": str(config),
+        "SAVEDMODEL_SERVING_BASE": str(tmp_path / "serving" / "classifier"),
+        "SAVEDMODEL_EXPORT_ROOT": str(tmp_path / "exports"),
+        "SAVEDMODEL_BAKE_SECONDS": "0.5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    importlib.reload(savedmodel_demo_settings)
+    try:
+        dag = example_dag("example_savedmodel_training_to_serving")
+        assert "rollout" in dag.task_ids and "promote_to_stable" not in dag.task_ids
+        run = run_dag(dag)
+        assert str(run.state) == "success", states(run)
+        base = resolve(str(tmp_path / "serving" / "classifier"))
+        record = records.read(base, 1)
+        assert record is not None and record["state"] == "promoted", record
+        assert record["metrics"]["accuracy"] >= 0.8
+        skipped = {c["name"] for c in record["checks"] if c["status"] == "skip"}
+        assert skipped == {"outputs", "latency", "metric:accuracy:max_drop"}  # no baseline yet
+        again = run_dag(dag)
+        assert str(again.state) == "success", states(again)
+        assert (
+            serving.describe(serving.find(serving.read(resolve(str(config))), "classifier")).labels["stable"]
+            == 1
+        )
+    finally:
+        standin.stop()
+        monkeypatch.undo()
+        importlib.reload(savedmodel_demo_settings)
