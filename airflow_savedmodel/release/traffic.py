@@ -12,6 +12,7 @@ evidence, not a crash.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -34,6 +35,11 @@ class Request:
     signature: str
     body: dict[str, Any]
     outputs: tuple[str, ...] = ()  # the signature's output keys (a lone output is answered unnamed)
+
+    @functools.cached_property
+    def payload(self) -> bytes:
+        """The body as sent: encoded once, however often a bake repeats the request."""
+        return json.dumps(self.body).encode()
 
 
 @dataclass(frozen=True)
@@ -148,10 +154,9 @@ def from_inputs(arrays: Mapping[str, np.ndarray], signature: str, method: str) -
 def send(endpoint: Endpoint, model: str, label: str, request: Request) -> Answer:
     """Send ``request`` to the version ``label`` names; time it; errors become answers."""
     url = f"{endpoint.model_url(model, label=label)}:{request.verb}"
-    payload = json.dumps(request.body).encode()
     start = time.perf_counter()
     try:
-        status, raw = endpoint.open(url, payload)
+        status, raw = endpoint.open(url, request.payload)
     except OSError as exc:
         reason = getattr(exc, "reason", exc)
         return Answer(0, None, time.perf_counter() - start, f"{type(exc).__name__}: {reason}")
