@@ -905,6 +905,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         ``SavedModelRolloutDecisionOperator``).
     :param savedmodel_conn_id: connection for the config file and the base path.
     :param deferrable: wait for TF Serving in the triggerer; default ``[operators] default_deferrable``.
+    :param poke_interval: seconds between TF Serving status checks while waiting (default 5).
     """
 
     template_fields: Sequence[str] = (

@@ -404,6 +404,22 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
         assert (
             serving.describe(serving.find(serving.read(target.config), "classifier")).labels["stable"] == good
         )
+        # The Asset event carries the decision (the mirror DAG and others are scheduled on it).
+        from airflow.models.asset import AssetEvent, AssetModel
+        from airflow.utils.session import create_session
+        from savedmodel_demo_settings import CLASSIFIER
+
+        with create_session() as session:
+            extras = [
+                e.extra
+                for e in session.query(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(AssetModel.uri == CLASSIFIER.uri)
+                .all()
+            ]
+        decided = [x for x in extras if "decision" in x]
+        assert decided[-1]["decision"] == "promoted" and decided[-1]["version"] == good
+        assert decided[-1]["record"].endswith(f"/.savedmodel-releases/{good}.json")
         bad = publish(classifier(tmp_path, "b", scale=3.0), target.base, serving=gated).version
         run = run_dag(dag, run_conf={**conf, "version": None})  # the form's default: newest above stable
         assert states(run)["rollout"] == "failed", states(run)
@@ -656,9 +672,8 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
     standin = StandInServing(config, poll=0.05)
     for name, value in {
         "SAVEDMODEL_TF_SERVING_URL": standin.url,
-        "SAVEDMODEL_SERVING_CONFIG": str(config),
-        "SAVEDMODEL_SERVING_BASE": str(tmp_path / "serving" / "classifier"),
-        "SAVEDMODEL_EXPORT_ROOT": str(tmp_path / "exports"),
+        "SAVEDMODEL_SERVING_CONFIG": str(config),  # a config of its own; the base path (and its
+        "SAVEDMODEL_EXPORT_ROOT": str(tmp_path / "exports"),  # Asset) stay the demo's
         "SAVEDMODEL_BAKE_SECONDS": "0.5",
     }.items():
         monkeypatch.setenv(name, value)
@@ -668,18 +683,18 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         assert "rollout" in dag.task_ids and "promote_to_stable" not in dag.task_ids
         run = run_dag(dag)
         assert str(run.state) == "success", states(run)
-        base = resolve(str(tmp_path / "serving" / "classifier"))
-        record = records.read(base, 1)
+        base = resolve(savedmodel_demo_settings.SERVING_BASE)
+        published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
+        version = int(published["version"])
+        record = records.read(base, version)
         assert record is not None and record["state"] == "promoted", record
         assert record["metrics"]["accuracy"] >= 0.8
         skipped = {c["name"] for c in record["checks"] if c["status"] == "skip"}
         assert skipped == {"outputs", "latency", "metric:accuracy:max_drop"}  # no baseline yet
         again = run_dag(dag)
         assert str(again.state) == "success", states(again)
-        assert (
-            serving.describe(serving.find(serving.read(resolve(str(config))), "classifier")).labels["stable"]
-            == 1
-        )
+        labels = serving.describe(serving.find(serving.read(resolve(str(config))), "classifier")).labels
+        assert labels["stable"] == version
     finally:
         standin.stop()
         monkeypatch.undo()

@@ -108,38 +108,6 @@ def test_an_unreachable_server_is_waited_for_not_failed(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) is False
 
 
-def test_the_training_dag_waits_until_tf_serving_serves_its_own_version(
-    airflow_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import os
-    import sys
-
-    from integration.test_airflow import example_dag, run_dag, states
-
-    root = Path(os.environ["SAVEDMODEL_DEMO_ROOT"])
-    (root / "serving").mkdir(parents=True, exist_ok=True)
-    server = StandInServing(root / "serving" / "models.config", poll=0.1)
-    try:
-        monkeypatch.setenv("SAVEDMODEL_TF_SERVING_URL", server.url)
-        sys.modules.pop("savedmodel_demo_settings", None)  # the DAG reads its settings at parse time
-        dag = example_dag("example_savedmodel_training_to_serving")
-        assert "wait_until_served" in dag.task_ids
-        run = run_dag(dag)
-        assert str(run.state) == "success", states(run)
-        tis = {ti.task_id: ti for ti in run.get_task_instances()}
-        published = tis["publish"].xcom_pull(task_ids="publish")
-        served = tis["wait_until_served"].xcom_pull(task_ids="wait_until_served")
-        assert served == {
-            "version": published["version"],
-            "state": "AVAILABLE",
-            "error_code": "OK",
-            "error_message": "",
-        }
-    finally:
-        server.stop()
-        sys.modules.pop("savedmodel_demo_settings", None)
-
-
 def test_signatures_compared_with_what_a_running_server_serves(
     standin: StandInServing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
