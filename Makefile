@@ -31,9 +31,11 @@ $(BROWSER):
 
 browser: $(BROWSER)
 
-# The whole suite (about 15-18 minutes on 2 cores); the 15 slowest tests are listed at its end.
+# The whole suite, in two worker processes (most of its time is spent waiting on servers, Airflow
+# and killed children; tests sharing the `make demo` virtualenv run in one); the 15 slowest tests
+# are listed at its end.
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # The everyday tier: no TensorFlow models, no servers, no Airflow services (well under a minute).
 test-fast: $(STAMP)

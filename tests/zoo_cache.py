@@ -27,11 +27,17 @@ def built_zoo() -> dict[str, Path]:
     done = root / ".complete"
     if done.exists():
         return {d.name: d / "model" for d in sorted(root.iterdir()) if (d / "model").is_dir()}
+    import fcntl
+
     import tf_zoo
 
-    if not done.exists():
-        for stale in root.parent.glob("zoo-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tf_zoo.build_all(root)
-        done.touch()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Test workers (pytest -n) and the fuzzer may ask at once: one builds, the others wait.
+    with open(root.parent / "zoo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            for stale in root.parent.glob("zoo-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tf_zoo.build_all(root)
+            done.touch()
     return {name: root / name / "model" for name in tf_zoo.BUILDERS}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900), pytest.mark.xdist_group("demo")]
 
 
 def test_make_demo_runs_the_training_dag_from_the_runtime_package_alone(demo: tuple[Path, Path, str]) -> None:

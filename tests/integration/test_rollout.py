@@ -32,13 +32,14 @@ from integration.tf_serving_standin import StandInServing
 pytestmark = [pytest.mark.integration, pytest.mark.tf]
 
 ROWS = np.random.default_rng(7).standard_normal((6, 4)).astype(np.float32)
-# Short bakes for tests; latency p95 is allowed 3x (a 2 ms answer jitters), the slow case is 20x.
+# Short bakes for tests; latency p95 is allowed 4x (a 2 ms answer jitters, more beside another
+# test worker), the slow case is 20x.
 POLICY = {
     "bake_seconds": 0.3,
     "min_requests": 24,
     "warmup_requests": 2,
     "available_timeout_seconds": 30,
-    "latency": {"max_p50_ratio": 2.0, "max_p95_ratio": 3.0},
+    "latency": {"max_p50_ratio": 2.0, "max_p95_ratio": 4.0},
 }
 
 
@@ -684,7 +685,9 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         run = run_dag(dag)
         assert str(run.state) == "success", states(run)
         base = resolve(savedmodel_demo_settings.SERVING_BASE)
-        published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
+        published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(
+            task_ids="publish"
+        )
         version = int(published["version"])
         record = records.read(base, version)
         assert record is not None and record["state"] == "promoted", record
