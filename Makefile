@@ -31,11 +31,11 @@ $(BROWSER):
 
 browser: $(BROWSER)
 
-# The whole suite, in two worker processes (most of its time is spent waiting on servers, Airflow
-# and killed children; tests sharing the `make demo` virtualenv run in one); the 15 slowest tests
-# are listed at its end.
+# The whole suite, in two worker processes, a test file to each in turn (most of the suite waits
+# on servers, Airflow and killed children; a file's module fixtures, such as the Airflow the UI
+# walk drives, live once); the 15 slowest tests are listed at its end.
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 # The everyday tier: no TensorFlow models, no servers, no Airflow services (well under a minute).
 test-fast: $(STAMP)

@@ -1,12 +1,14 @@
-"""The Airflow user's path, end to end, as a newcomer walks it: the UI command `make demo` prints
-(``make ui``: Airflow's four services under ``airflow standalone``) from a shell with nothing
-extra on PATH, and a real headless Chromium.
+"""The Airflow user's path, end to end, as a newcomer walks it: `make demo` from the runtime
+package alone, then the UI command it prints (``make ui``: Airflow's four services under
+``airflow standalone``) from a shell with nothing extra on PATH, and a real headless Chromium.
 
 Log in with the generated password; see only our DAGs; trigger the training DAG from its form
 with the defaults; trigger the manual publish DAG from its form with the defaults alone; roll
-back from the rollback form; see a deferrable sensor Deferred and then completed by the
-triggerer; save a connection in the form and press its Test button; see the mirror catch up
-on events that arrive batched and out of order. No task log of the walk has an ERROR line.
+back from the rollback form; release a version from the canary rollout form against a TF
+Serving (the stand-in), deferred while it loads; see a deferrable sensor Deferred and then
+completed by the triggerer; save a connection in the form and press its Test button; see the
+mirror catch up on events that arrive batched and out of order. No task log of the walk has an
+ERROR line.
 Screenshots: test-artifacts/screenshots/user-path/.
 """
 
@@ -147,6 +149,31 @@ def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
 WALKED: list[tuple[str, str]] = []  # (dag_id, run_id) of every run the walk made, scanned at its end
 
 
+def test_make_demo_runs_the_training_dag_from_the_runtime_package_alone(demo: tuple[Path, Path, str]) -> None:
+    """`make demo` as a new user runs it: a virtualenv with only the runtime package (no
+    TensorFlow, no test tools), the training -> serving DAG on an embedded Airflow, what it
+    prints, and the UI command it prints (which the walk below starts)."""
+    import re
+    import subprocess
+
+    venv, home, out = demo
+    assert "DAG run finished: success" in out
+    assert "serving config: classifier serves 1; labels: canary=1, stable=1" in out
+    assert f"AIRFLOW_HOME={home} make ui DEMO_VENV={venv}" in out
+    assert (
+        f"log in as 'admin' with the password in {home}/simple_auth_manager_passwords.json.generated" in out
+    )
+    # What the demo shows of the task logs reads as text, not as raw structured-log records.
+    assert "training accuracy" in out and "Serving config: classifier serves [1]" in out
+    assert not [line for line in out.splitlines() if re.match(r"\s*\d{4}-\d\d-\d\dT\S+ \[", line)], out
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True
+    ).stdout.lower()
+    assert "apache-airflow==" in installed and "airflow-provider-savedmodel" in installed
+    for test_only in ("tensorflow", "tensorflow-cpu", "moto", "mypy", "pytest", "selenium", "keras"):
+        assert f"\n{test_only}==" not in f"\n{installed}", test_only
+
+
 def test_the_ui_command_serves_our_dags_and_the_login_works(stack: AirflowStack, browser: Browser) -> None:
     def listed() -> list[str] | None:
         ids = sorted(d["dag_id"] for d in stack.get("/dags?limit=100")["dags"])
@@ -217,6 +244,75 @@ def test_rollback_from_its_form(stack: AirflowStack, browser: Browser, demo_root
     stack.wait_for_run(ROLLBACK, back["dag_run_id"])
     WALKED.extend([(ROLLBACK, forward["dag_run_id"]), (ROLLBACK, back["dag_run_id"])])
     assert stable() == complete[-2]
+
+
+def test_canary_rollout_from_its_form(
+    stack: AirflowStack, browser: Browser, demo_root: Path, tmp_path: Path
+) -> None:
+    """A TF Serving (the stand-in, loading with TensorFlow) watches the demo's model config; a new
+    version is published gated; the canary rollout form with only the server URL typed in: the
+    rollout task defers in the triggerer while TF Serving loads the version, then bakes it
+    against stable and promotes it, and the decision is in the record and the task log."""
+    import shutil
+
+    from airflow_savedmodel.format.model import SavedModel
+    from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+    from airflow_savedmodel.release import records
+    from airflow_savedmodel.storage.publish import ServingTarget
+
+    from integration.tf_serving_standin import StandInServing
+
+    config = resolve(str(demo_root / "serving" / "models.config"))
+    base = demo_root / "serving" / "classifier"
+    model = serving.find(serving.read(config), "classifier")
+    assert model is not None
+    stable = serving.describe(model).labels["stable"]
+    standin = StandInServing(Path(config.path), poll=0.2)
+    try:
+        # The stable version's network, re-exported with float noise: an equal candidate.
+        with SavedModel.open(str(base / str(stable))) as served:
+            bundle = served.variables()
+            assert bundle is not None
+            layers = [
+                DenseLayer(bundle.read("dense/kernel"), bundle.read("dense/bias") + 1e-7, "relu"),
+                DenseLayer(bundle.read("dense_1/kernel"), bundle.read("dense_1/bias"), "softmax"),
+            ]
+        candidate = export_dense_model(
+            str(tmp_path / "candidate"),
+            layers,
+            classify=True,
+            class_labels=["setosa", "versicolor", "virginica"],
+        )
+        shutil.copytree(
+            base / str(stable) / "assets.extra", Path(candidate) / "assets.extra", dirs_exist_ok=True
+        )
+        (Path(candidate) / "assets.extra" / "airflow_savedmodel_manifest.json").unlink(missing_ok=True)
+        version = publish(candidate, str(base), serving=ServingTarget(config, "classifier")).version
+        stack.unpause(CANARY)
+        run = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url)
+        assert run["conf"]["version"] is None and run["conf"]["approval"] is False  # the form's defaults
+        stack.wait_for_run(CANARY, run["dag_run_id"], timeout=600)
+        WALKED.append((CANARY, run["dag_run_id"]))
+        outcome = stack.xcom(CANARY, run["dag_run_id"], "rollout")
+        assert outcome["decision"] == "promoted" and outcome["version"] == version, outcome
+        assert serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"] == version  # type: ignore[arg-type]
+        assert set(standin.served_by("classifier", "label:stable")) == {stable}  # the old one during the bake
+        record = records.read(resolve(str(base)), version)
+        assert record is not None and record["state"] == "promoted"
+        assert record["run_id"] == f"{CANARY}/{run['dag_run_id']}/rollout"
+        log = stack.task_log(CANARY, run["dag_run_id"], "rollout")
+        # Waited deferred (the triggerer polled TF Serving), then resumed in a worker to bake.
+        started = log.index("waiting until TF Serving serves it")
+        assert (
+            started
+            < log.index("Pausing task as DEFERRED")
+            < log.index(f"promoted version {version} to stable")
+        ), log
+        browser.open(f"{stack.url}/dags/{CANARY}/runs/{run['dag_run_id']}/tasks/rollout")
+        browser.wait_for_text(f"promoted version {version} to stable")
+        browser.shot("canary rollout task log")
+    finally:
+        standin.stop()
 
 
 def test_the_mirror_catches_up_on_batched_out_of_order_events(
@@ -378,6 +474,6 @@ def test_the_connection_form_and_its_test_button(
 
 
 def test_no_task_log_of_the_walk_has_an_error_line(stack: AirflowStack) -> None:
-    assert {dag_id for dag_id, _ in WALKED} == {TRAINING, MANUAL, ROLLBACK, MIRROR, EXTERNAL}, WALKED
+    assert {dag_id for dag_id, _ in WALKED} == {TRAINING, MANUAL, ROLLBACK, MIRROR, EXTERNAL, CANARY}, WALKED
     found = [line for dag_id, run_id in WALKED for line in error_lines(stack, dag_id, run_id)]
     assert not found, "\n".join(found)
