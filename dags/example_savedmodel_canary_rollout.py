@@ -34,8 +34,9 @@ from airflow_savedmodel.operators.savedmodel import (
     SavedModelRolloutOperator,
 )
 
-# A policy for a nightly retrain: its answers are expected to change a little, so outputs are
-# compared loosely and the top class must mostly agree; latency and errors as the defaults.
+# The form's policy: a re-export or a retrain whose answers may change a little, so outputs are
+# compared loosely and the top class must mostly agree; latency and errors as the defaults; a
+# half-minute bake (SAVEDMODEL_BAKE_SECONDS; at least the policy's 20 requests).
 DEFAULT_POLICY: dict[str, Any] = {
     "bake_seconds": BAKE_SECONDS,
     "min_requests": 20,

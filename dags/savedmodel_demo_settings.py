@@ -13,7 +13,7 @@ SAVEDMODEL_TARGET_TF      TensorFlow Serving release the models must load in (de
 SAVEDMODEL_TF_SERVING_URL TensorFlow Serving's REST endpoint (e.g. http://tf-serving:8501): when set,
                           the training DAG releases its version by a canary rollout (promoted or
                           rolled back on evidence), and it is the canary rollout form's default
-SAVEDMODEL_BAKE_SECONDS   how long a rollout compares canary with stable (default: 60)
+SAVEDMODEL_BAKE_SECONDS   how long the examples' rollouts compare canary with stable (default: 30)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONN_ID = os.environ.get("SAVEDMODEL_CONN_ID") or None
 MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None
 TARGET_TF = os.environ.get("SAVEDMODEL_TARGET_TF") or "2.12"
 TF_SERVING_URL = os.environ.get("SAVEDMODEL_TF_SERVING_URL") or None
-BAKE_SECONDS = float(os.environ.get("SAVEDMODEL_BAKE_SECONDS") or 60)
+BAKE_SECONDS = float(os.environ.get("SAVEDMODEL_BAKE_SECONDS") or 30)
 
 # The contract clients of the classifier rely on; a renamed input fails validation.
 SIGNATURE_SPEC = {

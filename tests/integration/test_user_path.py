@@ -132,10 +132,13 @@ def trigger_from_the_form(
 
 
 def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
-    """Lines at ERROR level in every task log of a run (every try)."""
+    """Lines at ERROR level in every task log of a run (every try of every task that ran; a
+    skipped task, such as the approval a rollout did not ask for, has none)."""
     tis = stack.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
     found = []
     for ti in tis:
+        if ti.get("state") == "skipped" and not ti.get("try_number"):
+            continue
         for attempt in range(1, max(int(ti.get("try_number") or 1), 1) + 1):
             run = stack.get(
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}?full_content=true"
