@@ -32,12 +32,7 @@ from integration.airflow_stack import AirflowStack, DemoUI, wait_until
 from integration.browser import Browser, missing_browser
 from integration.conftest import ui_command
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.browser,
-    pytest.mark.timeout(1200),
-    pytest.mark.xdist_group("demo"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(1200)]
 MANUAL = "example_savedmodel_manual_publish"
 MIRROR = "example_savedmodel_serving_mirror"
 EXTERNAL = "example_savedmodel_external_export"
