@@ -589,37 +589,23 @@ class SavedModelHook(BaseHook):
         """Label, bake, judge and decide once the wait for TF Serving ended (``available``:
         the check it gave: passing, or failing with TF Serving's error or the timeout); with
         ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`."""
-        from airflow_savedmodel.release import evidence, traffic
-        from airflow_savedmodel.release.evidence import FAIL
-        from airflow_savedmodel.release.rollout import CANARY, bake, baseline_metrics, decide, label_served
+        from airflow_savedmodel.release import traffic
+        from airflow_savedmodel.release.rollout import finish
 
         target = self.release_target(serving_config, model_name)
-        timeout = float(policy["available_timeout_seconds"])
-        check = available
-        if check.status == FAIL:
-            return decide(target, active, [check], stable_before=stable)
-        labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout)
-        if labelled.status == FAIL:
-            return decide(target, active, [check, labelled], stable_before=stable)
         inputs = self.warmup_inputs(inputs_url) if inputs_url else None
         requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
-        samples = bake(endpoint, model_name, requests, policy, has_stable=stable is not None)
-        checks = [
-            check,
-            labelled,
-            *evidence.judge(
-                policy,
-                samples,
-                has_stable=stable is not None,
-                metrics=metrics,
-                baseline_metrics=baseline_metrics(target, stable),
-            ),
-        ]
-        if hold_for_approval and not evidence.failed(checks):
-            from airflow_savedmodel.release.rollout import hold
-
-            return hold(target, active, checks, stable_before=stable)
-        return decide(target, active, checks, stable_before=stable)
+        return finish(
+            target,
+            active,
+            stable=stable,
+            available=available,
+            endpoint=endpoint,
+            policy=policy,
+            requests=requests,
+            metrics=metrics,
+            hold_for_approval=hold_for_approval,
+        )
 
     def rollout_unchanged(self, serving_config: str, model_name: str, version: int) -> Result | None:
         """A result when ``version`` is already stable (nothing to release), else None."""

@@ -366,16 +366,44 @@ def rollout(
     # Interrupted before deciding, the claim is left to expire (the record says "baking"): the
     # next rollout of this model rolls the candidate back, or this run's retry resumes it.
     active, stable = begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
+    served = wait_available(endpoint, target.model, version, float(policy["available_timeout_seconds"]), poll)
+    return finish(
+        target,
+        active,
+        stable=stable,
+        available=served,
+        endpoint=endpoint,
+        policy=policy,
+        requests=requests,
+        metrics=metrics,
+        poll=poll,
+    )
+
+
+def finish(
+    target: Target,
+    active: records.Active,
+    *,
+    stable: int | None,
+    available: Check,
+    endpoint: Endpoint,
+    policy: Policy,
+    requests: Sequence[Request],
+    metrics: Mapping[str, float] | None = None,
+    hold_for_approval: bool = False,
+    poll: float = 0.5,
+) -> Result:
+    """Steps 2 (the label) to 4, once the wait for TF Serving gave ``available``: passing, or
+    failing with TF Serving's error or the timeout (then the candidate is withdrawn at once)."""
+    if available.status == FAIL:
+        return decide(target, active, [available], stable_before=stable)
     timeout = float(policy["available_timeout_seconds"])
-    served = wait_available(endpoint, target.model, version, timeout, poll)
-    if served.status == FAIL:
-        return decide(target, active, [served], stable_before=stable)
-    labelled = label_served(endpoint, target, CANARY, version, timeout=timeout, poll=poll)
+    labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout, poll=poll)
     if labelled.status == FAIL:
-        return decide(target, active, [served, labelled], stable_before=stable)
+        return decide(target, active, [available, labelled], stable_before=stable)
     samples = bake(endpoint, target.model, requests, policy, has_stable=stable is not None)
     checks = [
-        served,
+        available,
         labelled,
         *evidence.judge(
             policy,
@@ -385,6 +413,8 @@ def rollout(
             baseline_metrics=baseline_metrics(target, stable),
         ),
     ]
+    if hold_for_approval and not evidence.failed(checks):
+        return hold(target, active, checks, stable_before=stable)
     return decide(target, active, checks, stable_before=stable)
 
 
