@@ -155,20 +155,31 @@ def fetch_status(
 
 
 async def afetch_status(
-    server: str | Endpoint, model: str, version: int | str | None = None, label: str | None = None
+    server: str | Endpoint,
+    model: str,
+    version: int | str | None = None,
+    label: str | None = None,
+    session: Any = None,
 ) -> VersionStatus:
-    """Ask the server from an event loop (aiohttp), never blocking it."""
-    import aiohttp
-
+    """Ask the server from an event loop (aiohttp), never blocking it; ``session`` (from
+    :func:`client_session`) keeps connections and TLS set-up across a waiter's polls."""
     where = endpoint(server)
     url = where.model_url(model, version=version, label=label)
-    timeout = aiohttp.ClientTimeout(total=where.timeout)
+    if session is None:
+        async with client_session(where) as own:
+            return await afetch_status(where, model, version, label, own)
     context = where.ssl_context()
-    async with (
-        aiohttp.ClientSession(timeout=timeout, headers=dict(where.headers)) as session,
-        session.get(url, ssl=context if context is not None else True) as answer,
-    ):
+    async with session.get(url, ssl=context if context is not None else True) as answer:
         return parse_status(answer.status, await answer.read(), url, version)
+
+
+def client_session(where: Endpoint) -> Any:
+    """An aiohttp session with the endpoint's headers and timeout (use with ``async with``)."""
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=where.timeout), headers=dict(where.headers)
+    )
 
 
 def is_model_url(url: str) -> bool:

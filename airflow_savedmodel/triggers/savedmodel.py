@@ -239,41 +239,52 @@ class SavedModelServedTrigger(BaseTrigger):
 
         from airflow_savedmodel.errors import SavedModelError
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
-        from airflow_savedmodel.tfserving import afetch_status
+        from airflow_savedmodel.tfserving import afetch_status, client_session
 
         # The connection is read here, in the triggerer: only its id is serialized.
         server = await sync_to_async(SavedModelHook.tf_serving_endpoint)(
             self.server_url, self.tf_serving_conn_id
         )
         deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
-        failures = 0
-        status = None
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                yield TriggerEvent(
-                    {"status": "timeout", "served": status.to_json() if status is not None else None}
+        # One session for every poll: connections and TLS set-up are kept, not redone per poll.
+        async with client_session(server) as session:
+            failures = 0
+            status = None
+            said = ""
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    yield TriggerEvent(
+                        {"status": "timeout", "served": status.to_json() if status is not None else None}
+                    )
+                    return
+                try:
+                    status = await afetch_status(
+                        server, self.model_name, self.version, self.version_label, session
+                    )
+                    failures = 0
+                except SavedModelError as exc:
+                    yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                except (
+                    OSError,
+                    TimeoutError,
+                    aiohttp.ClientError,
+                ) as exc:  # the server restarting, the network
+                    failures += 1
+                    delay = backoff_seconds(failures, self.poke_interval)
+                    self.log.warning(
+                        "TF Serving unreachable (%s: %s); next check in %.0fs", type(exc).__name__, exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if status.available or status.failed:
+                    yield TriggerEvent({"status": "success", "served": status.to_json()})
+                    return
+                if status.waiting_for() != said:  # a line when the answer changes, not every poll
+                    said = status.waiting_for()
+                    self.log.info("Waiting for %s on TF Serving: %s", self.model_name, said)
+                await asyncio.sleep(
+                    self.poke_interval
+                    if deadline is None
+                    else max(0.0, min(self.poke_interval, deadline - time.monotonic()))
                 )
-                return
-            try:
-                status = await afetch_status(server, self.model_name, self.version, self.version_label)
-                failures = 0
-            except SavedModelError as exc:
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            except (OSError, TimeoutError, aiohttp.ClientError) as exc:  # the server restarting, the network
-                failures += 1
-                delay = backoff_seconds(failures, self.poke_interval)
-                self.log.warning(
-                    "TF Serving unreachable (%s: %s); next check in %.0fs", type(exc).__name__, exc, delay
-                )
-                await asyncio.sleep(delay)
-                continue
-            if status.available or status.failed:
-                yield TriggerEvent({"status": "success", "served": status.to_json()})
-                return
-            self.log.info("Waiting for %s on TF Serving: %s", self.model_name, status.waiting_for())
-            await asyncio.sleep(
-                self.poke_interval
-                if deadline is None
-                else max(0.0, min(self.poke_interval, deadline - time.monotonic()))
-            )
