@@ -106,6 +106,10 @@ def example_savedmodel_canary_rollout() -> None:
         hold_for_approval="{{ params.approval }}",
         savedmodel_conn_id=CONN_ID,
         deferrable=True,
+        # A retry resumes the same rollout (its state is beside the versions). One covers Airflow
+        # failing a deferred task whose trigger fired at once (apache/airflow#67287, #72716).
+        retries=1,
+        retry_delay=datetime.timedelta(seconds=10),
         outlets=[CLASSIFIER],
         doc_md="Canary, wait until served, bake against stable, then promote or roll back (or hold for approval).",
     )

@@ -210,6 +210,8 @@ def example_savedmodel_training_to_serving() -> None:
             metrics="{{ {'accuracy': ti.xcom_pull(task_ids='train')['accuracy']} | tojson }}",
             savedmodel_conn_id=CONN_ID,
             deferrable=True,
+            retries=1,  # resumes the same rollout; covers apache/airflow#67287 (a trigger firing at once)
+            retry_delay=datetime.timedelta(seconds=10),
             outlets=[CLASSIFIER],
             doc_md="Canary, wait until served, bake against stable, then promote or roll back on the evidence.",
         )

@@ -996,6 +996,17 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         state = {"active": active.to_json(), "stable": stable}
         timeout = float(policy["available_timeout_seconds"])
         self.log.info("Release record: %s", state)
+        from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.release.rollout import available_check
+
+        try:  # already settled (loaded, or refused): no wait to hand to the triggerer
+            settled = available_check(
+                hook.served_status(endpoint, self.model_name, version).to_json(), timeout
+            )
+        except (OSError, SavedModelError):
+            settled = None
+        if settled is not None:
+            return self._finish(context, state, settled)
         if self.deferrable:
             from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
 

@@ -107,6 +107,25 @@ def current(base: Location) -> Active | None:
     )
 
 
+ORPHAN_CLAIM_SECONDS = 60.0
+
+
+def orphan_claim(base: Location) -> bool:
+    """Whether a claim is there without its description, for longer than a claimant needs to
+    write one (the claimant died between the two writes): such a claim names no one to wait for."""
+    claim, info = _active_paths(base)
+    if base.fs.exists(info) or not base.fs.exists(claim):
+        return False
+    age = leases.age_seconds(base.fs, claim)
+    return age is not None and age > ORPHAN_CLAIM_SECONDS
+
+
+def clear_orphan(base: Location) -> None:
+    claim, _ = _active_paths(base)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        base.fs.rm(claim, recursive=True)
+
+
 def take(base: Location, run_id: str, version: int, seconds: float) -> Active | None:
     """Claim the model's rollout for ``run_id``; None when another holds it."""
     claim, info = _active_paths(base)

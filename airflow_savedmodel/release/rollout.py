@@ -169,6 +169,9 @@ def begin(
         elif holder is not None and holder.expired:
             _abandon(target, holder)
             active = records.take(target.base, run_id, version, seconds)
+        elif holder is None and records.orphan_claim(target.base):
+            records.clear_orphan(target.base)
+            active = records.take(target.base, run_id, version, seconds)
         if active is None:
             who = (
                 f"run {holder.run_id} (version {holder.version}, started "

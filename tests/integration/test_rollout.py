@@ -702,3 +702,22 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         standin.stop()
         monkeypatch.undo()
         importlib.reload(savedmodel_demo_settings)
+
+
+def test_a_claim_left_without_its_description_does_not_block_the_model_forever(world: Any) -> None:
+    """A claimant killed between taking the claim and describing it leaves a claim naming no run:
+    fresh, it is respected; older than a claimant needs, the next rollout clears it."""
+    import os
+
+    from airflow_savedmodel.storage import leases
+
+    _, target, _ = world
+    claim = target.base.join(records.RECORDS_DIR, "active")
+    Path(target.base.join(records.RECORDS_DIR).path).mkdir(parents=True, exist_ok=True)
+    assert leases.claim(target.base.fs, claim.path, leases.new_token())
+    version = candidate(world, bias=1e-7)
+    with pytest.raises(RolloutError, match="being rolled out by another run"):
+        run(world, version)
+    old = time.time() - 2 * records.ORPHAN_CLAIM_SECONDS
+    os.utime(claim.path, (old, old))
+    assert run(world, version).promoted
