@@ -1,8 +1,8 @@
 """
 ### Canary rollout: release a published version by evidence
 
-Trigger with the form. The candidate (by default the newest version TF Serving's model config
-lists above `stable`) becomes `canary` once TF Serving has loaded it (the task waits deferred, in
+Trigger with the form. The candidate (by default the newest complete version under the serving
+base path above `stable`) becomes `canary` once TF Serving has loaded it (the task waits deferred, in
 the triggerer); then the same requests (the version's warmup file) go to `canary` and `stable`
 for the policy's bake period, and the rollout promotes `stable := canary` when every check
 passes (outputs agree, no NaN, no errors, latency within the ratios, metric gates) or rolls the
@@ -25,6 +25,7 @@ from savedmodel_demo_settings import (
     CLASSIFIER,
     CONN_ID,
     MODEL_NAME,
+    SERVING_BASE,
     SERVING_CONFIG,
     TF_SERVING_URL,
 )
@@ -56,7 +57,7 @@ DEFAULT_POLICY: dict[str, Any] = {
             type=["null", "integer"],
             minimum=1,
             title="Candidate version",
-            description="Empty: the newest version the model config lists above stable.",
+            description="Empty: the newest complete version under the serving base path above stable.",
         ),
         "server_url": Param(
             TF_SERVING_URL or "http://localhost:8501",
@@ -78,21 +79,22 @@ DEFAULT_POLICY: dict[str, Any] = {
 def example_savedmodel_canary_rollout() -> None:
     @task
     def candidate(params: dict[str, Any]) -> int:
-        """The version to release: the form's, or the newest listed above `stable`."""
+        """The version to release: the form's, or the newest complete one above `stable`."""
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
         from airflow_savedmodel.storage import serving
 
         if params.get("version"):
             return int(params["version"])
-        config = serving.read(SavedModelHook(CONN_ID).filesystem(SERVING_CONFIG), missing_ok=False)
-        model = serving.find(config, MODEL_NAME)
-        if model is None:
-            raise ValueError(f"no model {MODEL_NAME!r} in {SERVING_CONFIG}: publish one first")
-        served = serving.describe(model)
-        stable = served.labels.get("stable", 0)
-        newer = [v for v in served.versions if v > stable]
+        hook = SavedModelHook(CONN_ID)
+        model = serving.find(serving.read(hook.filesystem(SERVING_CONFIG)), MODEL_NAME)
+        stable = serving.describe(model).labels.get("stable", 0) if model is not None else 0
+        newer = [
+            v.version for v in hook.versions(SERVING_BASE) if v.state == "complete" and v.version > stable
+        ]
         if not newer:
-            raise ValueError(f"no version above stable ({stable}) in {SERVING_CONFIG}: nothing to release")
+            raise ValueError(
+                f"no complete version above stable ({stable}) under {SERVING_BASE}: nothing to release"
+            )
         return max(newer)
 
     version = candidate()
