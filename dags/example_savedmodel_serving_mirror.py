@@ -32,6 +32,9 @@ from airflow_savedmodel.operators.savedmodel import SavedModelMirrorOperator, Sa
     # Unpaused from the start: a paused consumer would only see the events queued while it
     # waited once someone unpaused it.
     is_paused_upon_creation=False,
+    # One run at a time: each catches up on every version, so a burst of events needs no
+    # parallel runs racing to write the same version numbers.
+    max_active_runs=1,
     default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=10)},  # every task is idempotent
     tags=["savedmodel", "example"],
     doc_md=__doc__,

@@ -67,17 +67,28 @@ def mirror(
             result.present.append(info.version)
             continue
         try:
-            result.mirrored.append(
-                publish(
-                    src.join(str(info.version)),
-                    dst,
-                    version=info.version,
-                    concurrency=concurrency,
-                    progress=progress_for(info.version) if progress_for else None,
-                )
+            published = publish(
+                src.join(str(info.version)),
+                dst,
+                version=info.version,
+                concurrency=concurrency,
+                progress=progress_for(info.version) if progress_for else None,
             )
+            if published.created:
+                result.mirrored.append(published)
+            else:  # another run published the same content under that number meanwhile
+                result.present.append(info.version)
         except SavedModelError as exc:
+            if _held_complete(dst, info.version):  # another mirror run published it meanwhile
+                result.present.append(info.version)
+                continue
             failures.append(str(exc))
     if failures:
         raise StorageError(f"{len(failures)} version(s) not mirrored: " + "; ".join(failures), dst.url)
     return result
+
+
+def _held_complete(dst: Location, number: int) -> bool:
+    return any(
+        i.version == number and i.state == v.COMPLETE for i in v.versions_of(dst.fs, dst.path)
+    )

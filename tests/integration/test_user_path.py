@@ -126,21 +126,38 @@ def trigger_from_the_form(
     return wait_until(f"the run the {dag_id} form triggered", new_run, 60)
 
 
+# What Airflow's supervisor logs when the scheduler changed a try's state under it (a stale
+# executor event after a deferral, apache/airflow#72716): the try is failed by Airflow, not by
+# the task, and the DAG's retry resumes it.
+AIRFLOW_STATE_RACE = "Failed to report terminal task state to supervisor"
+
+
 def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
     """Lines at ERROR level in every task log of a run (every try of every task that ran; a
-    skipped task, such as the approval a rollout did not ask for, has none)."""
+    skipped task, such as the approval a rollout did not ask for, has none), with the exception
+    each carries. A try Airflow's scheduler failed under a running task (AIRFLOW_STATE_RACE)
+    is left out when a later try of that task succeeded; it is printed, not hidden."""
     tis = stack.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
     found = []
     for ti in tis:
         if ti.get("state") == "skipped" and not ti.get("try_number"):
             continue
-        for attempt in range(1, max(int(ti.get("try_number") or 1), 1) + 1):
+        tries = max(int(ti.get("try_number") or 1), 1)
+        for attempt in range(1, tries + 1):
             run = stack.get(
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}?full_content=true"
             )
-            for item in run.get("content", []):
-                if isinstance(item, dict) and str(item.get("level", "")).lower() in ("error", "critical"):
-                    found.append(f"{ti['task_id']}#{attempt}: {item.get('event')}")
+            items = [i for i in run.get("content", []) if isinstance(i, dict)]
+            errors = [
+                f"{ti['task_id']}#{attempt}: {i.get('event')} {i.get('error_detail') or i.get('exception') or ''}".rstrip()
+                for i in items
+                if str(i.get("level", "")).lower() in ("error", "critical")
+            ]
+            raced = any(AIRFLOW_STATE_RACE in str(i.get("event")) for i in items)
+            if errors and raced and attempt < tries and ti.get("state") == "success":
+                print(f"{dag_id}/{run_id}: try {attempt} failed by Airflow's scheduler, retried:", *errors, sep="\n  ")
+                continue
+            found += errors
     return found
 
 
