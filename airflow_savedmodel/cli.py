@@ -262,7 +262,14 @@ def _print_diff(args: argparse.Namespace, old: str, new: str, changes: list[Any]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    report = _checks(args).run(args.url, storage_options=_storage_options(args.storage_option))
+    options = _storage_options(args.storage_option)
+    report = _checks(args).run(args.url, storage_options=options)
+    trust = _trust(args, options) if args.trust else None
+    if trust is not None:
+        from airflow_savedmodel.location import resolve
+        from airflow_savedmodel.storage import signatures
+
+        signatures.add_to_report(report, signatures.check(resolve(args.url, options), trust))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -445,6 +452,7 @@ def _serving_target(args: argparse.Namespace, dst_options: dict[str, Any]) -> An
             args.model_name,
             labels=tuple(args.label or ()),
             keep_served=args.keep_served,
+            trust=_trust(args, dst_options),
         )
     if args.label:
         raise argparse.ArgumentTypeError("--label needs --serving-config")
@@ -456,6 +464,8 @@ def _print_published(args: argparse.Namespace, result: Any) -> None:
         print(f"published version {result.version}: {result.url}")
     else:
         print(f"already published as version {result.version}: {result.url} (nothing copied)")
+    if result.signed_by:
+        print(f"signed by {result.signed_by}")
     if result.served is not None:
         print(_served_text(result.served))
 
@@ -474,6 +484,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=_progress_printer(args.progress),
         serving=_serving_target(args, dst_options),
+        signer=_signer(args),
+        trust=_trust(args, _side_options(args, "src")),
     )
     _finish_progress(args.progress)
     if args.json:
@@ -562,6 +574,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         serving=_serving_target(args, dst_options),
         warmup=_warmup_arg(args),
         compatible_with=_compatible_with(args, dst_options, resolve(args.dst, dst_options)) or None,
+        signer=_signer(args),
+        trust=_trust(args, _side_options(args, "src")),
     )
     _finish_progress(args.progress)
     if args.json:
@@ -627,6 +641,7 @@ def cmd_serving(args: argparse.Namespace) -> int:
         label=args.label or "stable",
         version=args.version,
         from_label=args.source_label,
+        trust=_trust(args, options),
     )
     if args.json:
         _print_json(model.to_json())
@@ -635,7 +650,7 @@ def cmd_serving(args: argparse.Namespace) -> int:
     return 0
 
 
-def _release_target(config: Location, name: str, options: dict[str, Any]) -> Any:
+def _release_target(config: Location, name: str, options: dict[str, Any], trust: Any = None) -> Any:
     from airflow_savedmodel.errors import NotFoundError
     from airflow_savedmodel.location import resolve
     from airflow_savedmodel.release.rollout import Target
@@ -644,7 +659,7 @@ def _release_target(config: Location, name: str, options: dict[str, Any]) -> Any
     model = serving.find(serving.read(config, missing_ok=False), name)
     if model is None:
         raise NotFoundError(f"no model {name!r} in the config", config.url)
-    return Target(config, name, resolve(model.base_path, options))
+    return Target(config, name, resolve(model.base_path, options), trust)
 
 
 def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -686,7 +701,8 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
     if not args.server or args.version is None:
         raise argparse.ArgumentTypeError("serving rollout needs --server and --version")
     endpoint = _tf_serving(args, args.server)
-    target = _release_target(config, args.model, options)
+    policy = args.policy or parse(None)
+    target = _release_target(config, args.model, options, _trust(args, options, policy))
     inputs = None
     if args.inputs:
         where = resolve(args.inputs, options)
@@ -697,7 +713,7 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
         target,
         args.version,
         endpoint,
-        args.policy or parse(None),
+        policy,
         requests,
         run_id=run_id,
         metrics=args.metrics,
@@ -766,6 +782,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from airflow_savedmodel.storage import verify
 
+    if args.signature:
+        return _verify_signature(args)
     result = verify(args.url, _storage_options(args.storage_option), deep=not args.quick)
     if args.json:
         _print_json(result.to_json())
@@ -774,6 +792,51 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for problem in result.problems:
             print(f"  {problem}")
     return 0 if result.ok else 1
+
+
+def _verify_signature(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import signatures
+
+    options = _storage_options(args.storage_option)
+    trust = _trust(args, options)
+    if trust is None:
+        raise argparse.ArgumentTypeError(f"verify --signature needs --trust PEM (or ${TRUST_ENV})")
+    result = signatures.check(resolve(args.url, options), trust)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(("SIGNED" if result.ok else "NOT VERIFIED") + f": {result.url}")
+        if result.ok:
+            print(f"  signed by {result.signer}")
+        for code, file, message in result.findings:
+            print(f"  {code}: {file}: {message}")
+    return 0 if result.ok else 1
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import signatures
+
+    options = _storage_options(args.storage_option)
+    model = resolve(args.url, options)
+    args.sign_key, args.sign_cert = args.key, args.cert
+    signer = _signer(args)
+    trust = _trust(args, options) if args.trust else None
+    if trust is not None and model.join(signatures.SIGNATURE_PATH).exists():
+        signatures.require(model, trust)  # re-signing vouches only for what verified before
+    signatures.sign(model, signer)
+    if args.json:
+        _print_json(
+            {
+                "url": model.url,
+                "signed_by": signer.describe(),
+                "signature": model.join(signatures.SIGNATURE_PATH).url,
+            }
+        )
+    else:
+        print(f"signed {model.url} by {signer.describe()}: {model.join(signatures.SIGNATURE_PATH).url}")
+    return 0
 
 
 def _value_text(name: str, value: Any, bundle: Any) -> str:
@@ -840,6 +903,65 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+TRUST_ENV = "SAVEDMODEL_REQUIRE_SIGNATURE"
+KEY_PASSWORD_ENV = "SAVEDMODEL_SIGNING_KEY_PASSWORD"
+
+
+def _add_trust_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--trust",
+        metavar="PEM",
+        help=f"trusted signers (PUBLIC KEY and CERTIFICATE blocks): {what} must verify against them "
+        f"(default: ${TRUST_ENV}; neither: signatures not required)",
+    )
+
+
+def _trust(args: argparse.Namespace, options: dict[str, Any] | None = None, policy: Any = None) -> Any:
+    """--trust, else the rollout policy's require_signature, else $SAVEDMODEL_REQUIRE_SIGNATURE."""
+    source = getattr(args, "trust", None) or (policy.doc.get("require_signature") if policy else None)
+    source = source or os.environ.get(TRUST_ENV, "").strip()
+    if not source:
+        return None
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage.signatures import load_trust
+
+    return load_trust(resolve(source, options))
+
+
+def _signer(args: argparse.Namespace) -> Any:
+    """--sign-key (and --sign-cert): who signs; the key's password from $SAVEDMODEL_SIGNING_KEY_PASSWORD."""
+    if not getattr(args, "sign_key", None):
+        if getattr(args, "sign_cert", None):
+            raise argparse.ArgumentTypeError("--sign-cert needs --sign-key")
+        return None
+    from airflow_savedmodel.signing.keys import Signer
+
+    with open(args.sign_key, "rb") as f:
+        key = f.read()
+    chain = None
+    if args.sign_cert:
+        with open(args.sign_cert, "rb") as f:
+            chain = f.read()
+    return Signer.from_pem(
+        key, password=os.environ.get(KEY_PASSWORD_ENV) or None, certificate_chain=chain, where=args.sign_key
+    )
+
+
+def _add_signing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sign-key",
+        metavar="PEM",
+        type=_local_file_arg,
+        help=f"sign the version (OMS, model.sig) with this EC private key (password: ${KEY_PASSWORD_ENV})",
+    )
+    p.add_argument(
+        "--sign-cert",
+        metavar="PEM",
+        type=_local_file_arg,
+        help="the signing certificate and its chain (certificate method), the signing certificate first",
+    )
+
+
 def _add_publish_args(p: argparse.ArgumentParser) -> None:
     """publish's options, shared by publish and export."""
     p.add_argument(
@@ -860,6 +982,8 @@ def _add_publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-served", type=_count(1), default=2, help="newest versions the config keeps listed (default 2)"
     )
+    _add_signing_args(p)
+    _add_trust_arg(p, "a signed SRC (and the version the config names)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -897,6 +1021,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "Check a model before it ships; exit 0 when valid, 1 when not.")
     p.add_argument("url")
     _add_check_args(p)
+    p.add_argument(
+        "--trust",
+        metavar="PEM",
+        help="also check the model's OMS signature (model.sig) against these trusted signers",
+    )
     p.add_argument(
         "--compatible-with",
         metavar="URL",
@@ -1107,11 +1236,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", type=_metrics_arg, help='rollout: the candidate\'s metrics, JSON ({"accuracy": 0.91})'
     )
     p.add_argument("--run-id", help="rollout: names this rollout; the same id resumes an interrupted one")
+    _add_trust_arg(p, "the version a label moves to (a rollout's candidate)")
     p.add_argument("--json", action="store_true")
 
-    p = add("verify", cmd_verify, "Check a model against its manifest (exit 1 on any difference).")
+    p = add(
+        "verify",
+        cmd_verify,
+        "Check a model against its manifest, and with --signature against its OMS signature "
+        "(exit 1 on any difference).",
+    )
     p.add_argument("url")
     p.add_argument("--quick", action="store_true", help="compare sizes only, not checksums")
+    p.add_argument(
+        "--signature",
+        action="store_true",
+        help="check model.sig instead: every file against its signed digest",
+    )
+    _add_trust_arg(p, "with --signature, the signer")
+    p.add_argument("--json", action="store_true")
+
+    p = add(
+        "sign",
+        cmd_sign,
+        "Sign a model in place (OMS v1.0 bundle at MODEL/model.sig over every file), e.g. a version "
+        "published before signing was on, or to re-sign with a new key.",
+    )
+    p.add_argument("url", help="the SavedModel directory (a version)")
+    p.add_argument("--key", required=True, metavar="PEM", type=_local_file_arg, help="EC private key")
+    p.add_argument(
+        "--cert", metavar="PEM", type=_local_file_arg, help="certificate chain (certificate method)"
+    )
+    _add_trust_arg(p, "an existing signature (re-signing)")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -70,3 +70,40 @@ class InputMismatchError(SavedModelError):
 
 class ServingError(SavedModelError):
     """A running TF Serving answered something unreadable, or an error, through its REST API."""
+
+
+class SignatureError(SavedModelError):
+    """A model's OMS signature is missing, malformed, untrusted or does not match its files; also
+    a signing key or trust file that cannot be used. ``code`` is the validate finding it maps to."""
+
+    code = "signature-invalid"
+
+
+class SignatureMissingError(SignatureError):
+    """Signatures are required and the model carries none."""
+
+    code = "signature-missing"
+
+
+class SignatureInvalidError(SignatureError):
+    """The signature does not verify against what it claims to sign."""
+
+    code = "signature-invalid"
+
+
+class SignatureUntrustedError(SignatureError):
+    """A valid signature by a key or certificate this deployment does not trust."""
+
+    code = "signature-untrusted"
+
+
+class SignedContentError(SignatureError):
+    """The files differ from what was signed: one added (``file-not-signed``), changed
+    (``file-changed``) or removed (``file-missing``). ``findings`` lists them all."""
+
+    def __init__(
+        self, problem: str, path: str | None = None, findings: list[tuple[str, str, str]] | None = None
+    ) -> None:
+        super().__init__(problem, path)
+        self.findings = findings or []
+        self.code = self.findings[0][0] if self.findings else "file-changed"

@@ -46,6 +46,24 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_savedmodel.links.SavedModelPublishedLink"],
+        "config": {
+            "savedmodel": {
+                "description": "Settings of the TensorFlow SavedModel provider for a whole deployment.",
+                "options": {
+                    "require_signature": {
+                        "description": "Location (local path or URL) of a PEM file of trusted signers: "
+                        "PUBLIC KEY blocks (OMS key method) and root CERTIFICATE blocks (certificate "
+                        "method). When set, every promote, rollback, label change, mirror, rollout "
+                        "and signature-aware sensor refuses a version that does not verify. Empty: "
+                        "signatures are not required.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/etc/savedmodel/trusted-signers.pem",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "savedmodel",

@@ -499,11 +499,18 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 
 
 def fd_crc32c(
-    fd: int, start: int = 0, end: int | None = None, crc: int = 0, buffer: memoryview | None = None
+    fd: int,
+    start: int = 0,
+    end: int | None = None,
+    crc: int = 0,
+    buffer: memoryview | None = None,
+    *,
+    also: Any = None,
 ) -> tuple[int, int]:
     """``(crc32c, offset reached)`` of an open local file from ``start`` to ``end`` (or its end),
     extending ``crc``; read into one reused buffer (1 MB unless given): small blocks stay in the
-    CPU cache, where large fresh ones cost page faults."""
+    CPU cache, where large fresh ones cost page faults. ``also`` (a hashlib object) is updated
+    with the same bytes."""
     buffer = memoryview(bytearray(LOCAL_CHUNK)) if buffer is None else buffer
     size = len(buffer)
     pos = start
@@ -512,6 +519,8 @@ def fd_crc32c(
         if not n:
             break
         crc = crc32c(buffer[:n], crc)
+        if also is not None:
+            also.update(buffer[:n])
         pos += n
     return crc, pos
 
@@ -543,22 +552,23 @@ def _checker() -> ThreadPoolExecutor:
         return pool
 
 
-def copy_local_checked(src: str, dst: str, advance: Callable[[int], None]) -> CheckedCopy:
+def copy_local_checked(src: str, dst: str, advance: Callable[[int], None], digest: Any = None) -> CheckedCopy:
     """Copy local file ``src`` to ``dst`` in the kernel (copy_file_range: no bytes through Python,
-    reflinks where the filesystem has them), reading both back for their crc32c. On big files
+    reflinks where the filesystem has them), reading both back for their crc32c (and, given a
+    hashlib ``digest``, hashing the destination's bytes as they are read back). On big files
     the read-back follows the copy on another thread, a few MB behind it."""
     src_fd = os.open(src, os.O_RDONLY)
     try:
         dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            return _copy_fds(src_fd, dst_fd, advance)
+            return _copy_fds(src_fd, dst_fd, advance, digest)
         finally:
             os.close(dst_fd)
     finally:
         os.close(src_fd)
 
 
-def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None]) -> CheckedCopy:
+def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: Any = None) -> CheckedCopy:
     size = os.fstat(src_fd).st_size
     copied_to: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
@@ -566,9 +576,9 @@ def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None]) -> Check
         src_crc = dst_crc = pos = 0
         while (upto := copied_to.get()) is not None:
             src_crc, _ = fd_crc32c(src_fd, pos, upto, src_crc)
-            dst_crc, pos = fd_crc32c(dst_fd, pos, upto, dst_crc)
+            dst_crc, pos = fd_crc32c(dst_fd, pos, upto, dst_crc, also=digest)
         src_crc, src_end = fd_crc32c(src_fd, pos, None, src_crc)
-        dst_crc, dst_end = fd_crc32c(dst_fd, pos, None, dst_crc)
+        dst_crc, dst_end = fd_crc32c(dst_fd, pos, None, dst_crc, also=digest)
         return src_crc, src_end, dst_crc, dst_end
 
     checking = _checker().submit(read_back) if size >= _OVERLAP_BYTES else None

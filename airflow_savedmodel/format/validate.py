@@ -52,6 +52,13 @@ MAX_SPEC_BYTES = 16 << 20  # a signature spec is a small JSON or YAML document
 MAX_SHARD_FINDINGS = 10  # missing shards named one by one; the rest are counted in one finding
 
 FINDING_CODES = {
+    # OMS signature findings (added by storage/signatures.py when signatures are required)
+    "signature-missing": "signatures are required and the model has no model.sig",
+    "signature-invalid": "model.sig is malformed or its signature does not match what it signs",
+    "signature-untrusted": "model.sig is signed by a key or certificate that is not trusted here",
+    "file-not-signed": "a file of the model is not covered by its signature",
+    "file-changed": "a file's content differs from its signed digest",
+    "file-missing": "a signed file is no longer in the model",
     "saved-model-unreadable": "saved_model.pb/.pbtxt is missing, malformed or in an unsupported variant",
     "file-not-regular": "an entry in the model is a FIFO, device, socket or a symlink leaving the model",
     "no-meta-graphs": "the SavedModel holds no meta graph",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.release.policy import Policy
     from airflow_savedmodel.release.records import Active
     from airflow_savedmodel.release.rollout import Result, Target
+    from airflow_savedmodel.signing.keys import Signer, Trust
     from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
     from airflow_savedmodel.storage.export import ExportResult, Warmup
     from airflow_savedmodel.storage.manifest import VerifyResult
@@ -121,6 +122,43 @@ def mask_sensitive(options: dict[str, Any]) -> None:
         mask_secret(value)
 
 
+def deployment_trust_source() -> str:
+    """``[savedmodel] require_signature``: the trusted signers' PEM file for the whole
+    deployment (``AIRFLOW__SAVEDMODEL__REQUIRE_SIGNATURE``); empty when signatures are optional."""
+    from airflow.sdk import conf
+
+    return str(conf.get("savedmodel", "require_signature", fallback="") or "").strip()
+
+
+def signer_from_connection(conn_id: str) -> Signer:
+    """The signing key in an Airflow connection (any type; a secrets backend works the same):
+    the PEM private key in its password (or extra ``private_key``), extra ``certificate_chain``
+    (PEM, the signing certificate first) for the certificate method and ``key_password`` for an
+    encrypted key. Every part is masked in logs; errors name the connection, never the key."""
+    from airflow.sdk.log import mask_secret
+
+    from airflow_savedmodel.errors import SignatureError
+    from airflow_savedmodel.signing.keys import Signer
+
+    conn = BaseHook.get_connection(conn_id)
+    extra = dict(conn.extra_dejson or {})
+    pem = conn.password or extra.get("private_key")
+    if not pem:
+        raise SignatureError(
+            "no private key (the password, or extra private_key, holds the PEM)", f"connection {conn_id!r}"
+        )
+    password = extra.get("key_password")
+    for secret in (pem, password):
+        if secret:
+            mask_secret(secret)
+    return Signer.from_pem(
+        pem,
+        password=password,
+        certificate_chain=extra.get("certificate_chain"),
+        where=f"connection {conn_id!r}",
+    )
+
+
 class SavedModelHook(BaseHook):
     """Resolve URLs with an optional Airflow connection and run SavedModel operations on them.
 
@@ -195,6 +233,24 @@ class SavedModelHook(BaseHook):
             problem = location.scrub(f"{type(exc).__name__}: {exc}", self.secrets())
             return False, f"{location.redact(str(url))}: {problem}"
         return True, f"listed {len(entries)} entries at {where.url}"
+
+    def trust(self, require_signature: str | None = None) -> Trust | None:
+        """The signers to trust: the PEM file at ``require_signature`` (read with this hook's
+        connection), else the deployment's ``[savedmodel] require_signature``; None when
+        neither is set (signatures not required)."""
+        source = (require_signature or "").strip() or deployment_trust_source()
+        if not source:
+            return None
+        from airflow_savedmodel.storage.signatures import load_trust
+
+        return load_trust(self.filesystem(source))
+
+    @_typed_storage_errors
+    def verify_signature(self, url: str, trust: Trust) -> Any:
+        """The model at ``url`` against its OMS signature (storage.signatures.check)."""
+        from airflow_savedmodel.storage import signatures
+
+        return signatures.check(self.filesystem(url), trust)
 
     # ---- format ------------------------------------------------------------------------------
 
@@ -295,10 +351,13 @@ class SavedModelHook(BaseHook):
         model_name: str | None = None,
         labels: Sequence[str] = (),
         keep_served: int = 2,
+        signer: Signer | None = None,
+        trust: Trust | None = None,
     ) -> PublishResult:
         """Publish ``src`` as the next version under ``base``; with ``serving_config`` (TF
         Serving's model config file, on the destination's connection) the version is named there
-        only once it is complete (gated publish)."""
+        only once it is complete (gated publish). ``signer`` signs the version before it is
+        visible; with ``trust`` a signed source must verify."""
         from airflow_savedmodel.storage import publish
 
         dst = dst_hook or self
@@ -309,7 +368,9 @@ class SavedModelHook(BaseHook):
             overwrite=overwrite,
             concurrency=concurrency,
             progress=progress,
-            serving=dst._serving_target(serving_config, model_name, labels, keep_served),
+            serving=dst._serving_target(serving_config, model_name, labels, keep_served, trust),
+            signer=signer,
+            trust=trust,
         )
 
     @_typed_storage_errors
@@ -322,9 +383,11 @@ class SavedModelHook(BaseHook):
         newest_only: bool = False,
         concurrency: int = 8,
         progress_for: Callable[[int], Any] | None = None,
+        trust: Trust | None = None,
     ) -> MirrorResult:
         """Publish to ``mirror_base`` (on ``dst_hook``'s connection) every complete version under
-        ``base`` that the mirror lacks, under the same numbers (see storage/mirror.py)."""
+        ``base`` that the mirror lacks, under the same numbers (see storage/mirror.py); with
+        ``trust``, only versions that verify."""
         from airflow_savedmodel.storage.mirror import mirror
 
         return mirror(
@@ -333,6 +396,7 @@ class SavedModelHook(BaseHook):
             newest_only=newest_only,
             concurrency=concurrency,
             progress_for=progress_for,
+            trust=trust,
         )
 
     @_typed_storage_errors
@@ -354,6 +418,8 @@ class SavedModelHook(BaseHook):
         compatible_with: str | None = None,
         on_report: Callable[[Report], None] | None = None,
         tf_serving: Endpoint | None = None,
+        signer: Signer | None = None,
+        trust: Trust | None = None,
     ) -> ExportResult:
         """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
@@ -369,10 +435,12 @@ class SavedModelHook(BaseHook):
             checks=checks,
             version=version,
             progress=progress,
-            serving=dst._serving_target(serving_config, model_name, labels, keep_served),
+            serving=dst._serving_target(serving_config, model_name, labels, keep_served, trust),
             warmup=warmup,
             compatible_with=_baseline(compatible_with, dst, tf_serving),
             on_report=on_report,
+            signer=signer,
+            trust=trust,
         )
 
     @_typed_storage_errors
@@ -409,7 +477,12 @@ class SavedModelHook(BaseHook):
         )
 
     def _serving_target(
-        self, serving_config: str | None, model_name: str | None, labels: Sequence[str], keep_served: int
+        self,
+        serving_config: str | None,
+        model_name: str | None,
+        labels: Sequence[str],
+        keep_served: int,
+        trust: Trust | None = None,
     ) -> ServingTarget | None:
         """TF Serving's model config file on this hook's connection, for a gated publish."""
         if not serving_config:
@@ -423,6 +496,7 @@ class SavedModelHook(BaseHook):
             model_name,
             labels=tuple(label for label in labels if label),
             keep_served=keep_served,
+            trust=trust,
         )
 
     @_typed_storage_errors
@@ -435,9 +509,11 @@ class SavedModelHook(BaseHook):
         label: str = "stable",
         version: int | None = None,
         from_label: str = "canary",
+        trust: Trust | None = None,
     ) -> ServedModel:
         """Change a label in TF Serving's model config (see ``storage.serving.move_label``);
-        the config and the model's base path are read with this hook's connection."""
+        the config and the model's base path are read with this hook's connection. With
+        ``trust`` the version the label moves to must verify."""
         from airflow_savedmodel.storage import serving
 
         return serving.move_label(
@@ -448,6 +524,7 @@ class SavedModelHook(BaseHook):
             label=label,
             version=version,
             from_label=from_label,
+            trust=trust,
         )
 
     @_typed_storage_errors
@@ -540,8 +617,9 @@ class SavedModelHook(BaseHook):
             verify = verify.lower() == "true"
         return Endpoint(url, headers, verify, timeout)
 
-    def release_target(self, serving_config: str, model_name: str) -> Target:
-        """The model being released: its config, name and base path, on this hook's connection."""
+    def release_target(self, serving_config: str, model_name: str, trust: Trust | None = None) -> Target:
+        """The model being released: its config, name and base path, on this hook's connection;
+        with ``trust``, the signers its candidates must be signed by."""
         from airflow_savedmodel.errors import NotFoundError
         from airflow_savedmodel.release.rollout import Target
         from airflow_savedmodel.storage import serving
@@ -550,7 +628,7 @@ class SavedModelHook(BaseHook):
         model = serving.find(serving.read(config, missing_ok=False), model_name)
         if model is None:
             raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
-        return Target(config, model_name, self.filesystem(model.base_path))
+        return Target(config, model_name, self.filesystem(model.base_path), trust)
 
     @_typed_storage_errors
     def begin_rollout(
@@ -567,7 +645,7 @@ class SavedModelHook(BaseHook):
         """Claim the model's rollout and name the candidate in the config (release.rollout.begin)."""
         from airflow_savedmodel.release.rollout import begin
 
-        target = self.release_target(serving_config, model_name)
+        target = self.release_target(serving_config, model_name, self.policy_trust(policy))
         return begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
 
     @_typed_storage_errors
@@ -592,7 +670,7 @@ class SavedModelHook(BaseHook):
         from airflow_savedmodel.release import traffic
         from airflow_savedmodel.release.rollout import finish
 
-        target = self.release_target(serving_config, model_name)
+        target = self.release_target(serving_config, model_name, self.policy_trust(policy))
         inputs = self.warmup_inputs(inputs_url) if inputs_url else None
         requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
         return finish(
@@ -606,6 +684,10 @@ class SavedModelHook(BaseHook):
             metrics=metrics,
             hold_for_approval=hold_for_approval,
         )
+
+    def policy_trust(self, policy: Policy) -> Trust | None:
+        """The signers a rollout requires: the policy's ``require_signature``, else the deployment's."""
+        return self.trust(policy.doc.get("require_signature"))
 
     def rollout_unchanged(self, serving_config: str, model_name: str, version: int) -> Result | None:
         """A result when ``version`` is already stable (nothing to release), else None."""

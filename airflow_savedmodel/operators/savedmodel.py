@@ -374,6 +374,11 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
     :param keep_served: newest versions the serving config keeps listed.
     :param source_conn_id: connection for ``src`` (templated).
     :param dest_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
+    :param signing_conn_id: a connection holding the signing key (PEM private key in its
+        password; extra ``certificate_chain`` for the certificate method, ``key_password`` for an
+        encrypted key): the version is signed (OMS, ``model.sig``) before it becomes visible.
+    :param require_signature: trusted signers (a PEM file's location) a signed source must
+        verify against; default the deployment's ``[savedmodel] require_signature`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -385,6 +390,8 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
         "labels",
         "source_conn_id",
         "dest_conn_id",
+        "signing_conn_id",
+        "require_signature",
     )
     ui_color = "teal.600"
     operator_extra_links = (SavedModelPublishedLink(),)
@@ -403,9 +410,12 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
         keep_served: int = 2,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
+        signing_conn_id: str | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.signing_conn_id, self.require_signature = signing_conn_id, require_signature
         self.src, self.base_path, self.version = src, base_path, version
         self.overwrite, self.concurrency = overwrite, concurrency
         self.serving_config, self.model_name = serving_config, model_name
@@ -430,9 +440,18 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
     :param concurrency: files copied at once.
     :param source_conn_id: connection for ``base_path`` (templated).
     :param dest_conn_id: connection for ``mirror_base_path`` (templated).
+    :param require_signature: trusted signers (a PEM file's location): a version that does not
+        verify is not mirrored and fails the task, named; default the deployment's
+        ``[savedmodel] require_signature`` (templated).
     """
 
-    template_fields: Sequence[str] = ("base_path", "mirror_base_path", "source_conn_id", "dest_conn_id")
+    template_fields: Sequence[str] = (
+        "base_path",
+        "mirror_base_path",
+        "source_conn_id",
+        "dest_conn_id",
+        "require_signature",
+    )
     ui_color = "teal.600"
 
     def __init__(
@@ -444,14 +463,17 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         concurrency: int = 8,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_signature = require_signature
         self.base_path, self.mirror_base_path = base_path, mirror_base_path
         self.newest_only, self.concurrency = newest_only, concurrency
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        _, trust = _signing(self, self.source_conn_id)
         result = _hook(self.source_conn_id).mirror(
             self.base_path,
             self.mirror_base_path,
@@ -459,6 +481,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
             newest_only=_flag(self.newest_only),
             concurrency=self.concurrency,
             progress_for=lambda n: ProgressLog(self.log, f"mirroring version {n}"),
+            trust=trust,
         )
         for published in result.mirrored:
             _log_published(self.log, published)
@@ -477,6 +500,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
 
 def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dict[str, Any]:
     """The publish both SavedModelPublishOperator and the deprecated Copy(version=...) run."""
+    signer, trust = _signing(task, task.dest_conn_id)
     published = _hook(task.source_conn_id).publish(
         task.src,
         base_path,
@@ -489,12 +513,29 @@ def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dic
         model_name=task.model_name,
         labels=_labels(task.labels),
         keep_served=int(task.keep_served),
+        signer=signer,
+        trust=trust,
     )
     _log_published(task.log, published)
     _record_outlets(context, task.outlets, published)
     result = _published_json(published)
     task._record_lineage([(task.src, {})], [(published.url, _version_facet(result))])
     return result
+
+
+def _signing(task: Any, conn_id: str | None) -> tuple[Any, Any]:
+    """(signer, trust) of a task with ``signing_conn_id`` and ``require_signature``: who signs
+    what it publishes (None: nothing signed) and whom its gates trust (None: not required)."""
+    from airflow_savedmodel.hooks.savedmodel import signer_from_connection
+
+    conn = getattr(task, "signing_conn_id", None)
+    signer = signer_from_connection(conn) if conn else None
+    trust = _hook(conn_id).trust(getattr(task, "require_signature", None))
+    if signer is not None:
+        task.log.info("Signing with %s", signer.describe())
+    if trust is not None:
+        task.log.info("Signatures required: trusting %s", trust.describe())
+    return signer, trust
 
 
 def _published_json(result: Any) -> dict[str, Any]:
@@ -504,12 +545,14 @@ def _published_json(result: Any) -> dict[str, Any]:
         "created": result.created,
         "fingerprint": result.manifest.fingerprint,
         "served": result.served,
+        "signed_by": result.signed_by,
     }
 
 
 def _log_published(log: Any, result: Any) -> None:
     verb = "Published" if result.created else "Already published"
-    log.info("%s version %s at %s", verb, result.version, result.url)
+    signed = f" (signed by {result.signed_by})" if result.signed_by else ""
+    log.info("%s version %s at %s%s", verb, result.version, result.url, signed)
     if result.served is not None:
         log.info(
             "Serving config: %s serves %s; labels %s",
@@ -581,9 +624,16 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param dest_conn_id: connection for ``base_path`` and ``serving_config``; default
         ``source_conn_id`` (templated).
     :param savedmodel_conn_id: deprecated name of ``source_conn_id``.
+    :param signing_conn_id: a connection holding the signing key (PEM private key in its
+        password; extra ``certificate_chain`` for the certificate method, ``key_password`` for an
+        encrypted key): the version is signed (OMS, ``model.sig``) before it becomes visible.
+    :param require_signature: trusted signers (a PEM file's location) a signed source must
+        verify against; default the deployment's ``[savedmodel] require_signature`` (templated).
     """
 
     template_fields: Sequence[str] = (
+        "signing_conn_id",
+        "require_signature",
         "model_url",
         "base_path",
         "version",
@@ -641,9 +691,12 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         dest_conn_id: str | None = None,
         savedmodel_conn_id: str | None = None,
         tf_serving_conn_id: str | None = None,
+        signing_conn_id: str | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.signing_conn_id, self.require_signature = signing_conn_id, require_signature
         self.tf_serving_conn_id = tf_serving_conn_id
         self.warmup_inputs, self.warmup_signature = warmup_inputs, warmup_signature
         self.warmup_count, self.compatible_with = warmup_count, compatible_with
@@ -688,6 +741,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 releases=bool(self.require_releases),
                 require_releases=self.require_releases or None,
             )
+        signer, trust = _signing(self, self.dest_conn_id or self.source_conn_id)
         with tempfile.TemporaryDirectory(prefix="savedmodel-export-") as tmp:
             src_hook = _hook(self.source_conn_id)
             model_url = self.model_url
@@ -729,6 +783,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                     if self.tf_serving_conn_id
                     else None
                 ),
+                signer=signer,
+                trust=trust,
             )
         if "strip_default_attrs" in rewrites:
             self.log.info("Stripped or cleared %d attrs and devices", exported.changed)
@@ -825,6 +881,9 @@ class SavedModelServingLabelOperator(BaseOperator):
     :param version: the version for "set", the target for "rollback" (templated).
     :param from_label: the label "promote" copies from (templated).
     :param savedmodel_conn_id: connection for the config file and the base path.
+    :param require_signature: trusted signers (a PEM file's location): the version the label
+        moves to must verify, else nothing changes; default the deployment's
+        ``[savedmodel] require_signature`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -835,6 +894,7 @@ class SavedModelServingLabelOperator(BaseOperator):
         "version",
         "from_label",
         "savedmodel_conn_id",
+        "require_signature",
     )
     ui_color = "teal.300"
 
@@ -848,15 +908,18 @@ class SavedModelServingLabelOperator(BaseOperator):
         version: int | str | None = None,
         from_label: str = "canary",
         savedmodel_conn_id: str | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_signature = require_signature
         self.serving_config, self.model_name, self.action = serving_config, model_name, action
         self.version_label, self.version, self.from_label = version_label, version, from_label
         self.savedmodel_conn_id = savedmodel_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         version = _version(self.version)
+        _, trust = _signing(self, self.savedmodel_conn_id)
         model = _hook(self.savedmodel_conn_id).serving_labels(
             self.serving_config,
             self.model_name,
@@ -864,6 +927,7 @@ class SavedModelServingLabelOperator(BaseOperator):
             label=self.version_label,
             version=None if version is None else int(version),
             from_label=self.from_label,
+            trust=trust,
         )
         self.log.info(
             "%s label %r: %s now serves %s with labels %s",

@@ -60,6 +60,8 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        # Trusted signers (a PEM file's location): the candidate must verify to be named or promoted.
+        "require_signature": {"type": ["string", "null"]},
         "latency": {
             "type": "object",
             "additionalProperties": False,

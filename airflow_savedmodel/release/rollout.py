@@ -35,7 +35,8 @@ from airflow_savedmodel.release import evidence, records
 from airflow_savedmodel.release.evidence import FAIL, Check, Sample
 from airflow_savedmodel.release.policy import Policy
 from airflow_savedmodel.release.traffic import Answer, Request, send
-from airflow_savedmodel.storage import serving
+from airflow_savedmodel.signing.keys import Trust
+from airflow_savedmodel.storage import serving, signatures
 from airflow_savedmodel.tfserving import Endpoint
 
 CANARY, STABLE = "canary", "stable"
@@ -53,6 +54,7 @@ class Target:
     config: Location
     model: str
     base: Location
+    trust: Trust | None = None  # signatures required: the candidate must verify to be named or promoted
 
 
 @dataclass
@@ -151,7 +153,9 @@ def begin(
     metrics: Mapping[str, float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[records.Active, int | None]:
-    """Step 1: claim the rollout, name ``version`` in the config; (claim, stable before)."""
+    """Step 1: claim the rollout, name ``version`` in the config; (claim, stable before). A
+    candidate that does not verify under the target's trust is refused before anything changes."""
+    signatures.require(target.base.join(str(version)), target.trust)
     _reachable(endpoint, target.model, sleep)
     stable = labels_of(target).get(STABLE)
     if stable == version:
@@ -302,6 +306,16 @@ def bake(
     return samples
 
 
+def signature_check(target: Target, version: int) -> Check:
+    """The candidate verified again just before it is promoted (a bucket writer had the bake to
+    change it)."""
+    assert target.trust is not None
+    found = signatures.check(target.base.join(str(version)), target.trust)
+    if found.ok:
+        return Check("signature", "pass", f"signed by {found.signer}")
+    return Check("signature", FAIL, found.error().problem)
+
+
 def decide(
     target: Target,
     active: records.Active,
@@ -312,6 +326,9 @@ def decide(
 ) -> Result:
     """Step 4: promote when nothing failed, else withdraw the candidate; record it; end the claim."""
     version = active.version
+    checks = list(checks)
+    if target.trust is not None and not evidence.failed(checks):
+        checks.append(signature_check(target, version))  # what baked is what was signed, still
     failures = evidence.failed(checks)
     if failures:
         serving.withdraw(target.config, target.model, version)

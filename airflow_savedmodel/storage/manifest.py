@@ -22,6 +22,7 @@ from airflow_savedmodel.location import file_crc32c, to_hex
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists files: tens of bytes each
 
 MANIFEST_PATH = "assets.extra/airflow_savedmodel_manifest.json"
+SIGNATURE_PATH = "model.sig"  # the version's OMS signature (storage/signatures.py)
 SCHEMA = "airflow-savedmodel/manifest/v1"
 
 
@@ -82,10 +83,10 @@ def identifies(path: str) -> bool:
     """Whether a model file is part of what identifies its content.
 
     fingerprint.pb is not: besides hashes of the other files it carries a random uuid, so an
-    unchanged model exported twice would otherwise never be recognised as the same. Nor is the
-    manifest, which describes the others.
+    unchanged model exported twice would otherwise never be recognised as the same. Nor are the
+    manifest and the signature, which describe the others.
     """
-    return path not in (FINGERPRINT_PB, MANIFEST_PATH)
+    return path not in (FINGERPRINT_PB, MANIFEST_PATH, SIGNATURE_PATH)
 
 
 def content_key(files: list[FileEntry]) -> tuple[tuple[str, int, str], ...]:

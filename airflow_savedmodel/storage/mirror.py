@@ -15,6 +15,8 @@ from typing import Any
 from airflow_savedmodel import location
 from airflow_savedmodel.errors import SavedModelError, StorageError
 from airflow_savedmodel.location import Location
+from airflow_savedmodel.signing.keys import Trust
+from airflow_savedmodel.storage import signatures
 from airflow_savedmodel.storage import versions as v
 from airflow_savedmodel.storage.publish import PublishResult, publish
 
@@ -43,12 +45,15 @@ def mirror(
     newest_only: bool = False,
     concurrency: int = 8,
     progress_for: Callable[[int], Any] | None = None,
+    trust: Trust | None = None,
 ) -> MirrorResult:
     """Publish to ``dst`` every complete version of ``src`` that ``dst`` does not hold complete,
     oldest first, each under its own number (``newest_only``: only the newest complete one).
 
     A version that fails to mirror does not stop the others; the failures are raised together
-    at the end, each with its version's URL.
+    at the end, each with its version's URL. With ``trust``, a version that does not verify (a
+    file changed, added or removed since it was signed, an untrusted signer) is refused, named
+    among the failures; its signature travels with it to the mirror.
     """
     result = MirrorResult()
     source = v.versions_of(src.fs, src.path)
@@ -67,6 +72,7 @@ def mirror(
             result.present.append(info.version)
             continue
         try:
+            signatures.require(src.join(str(info.version)), trust)
             published = publish(
                 src.join(str(info.version)),
                 dst,
@@ -89,6 +95,4 @@ def mirror(
 
 
 def _held_complete(dst: Location, number: int) -> bool:
-    return any(
-        i.version == number and i.state == v.COMPLETE for i in v.versions_of(dst.fs, dst.path)
-    )
+    return any(i.version == number and i.state == v.COMPLETE for i in v.versions_of(dst.fs, dst.path))

@@ -36,7 +36,8 @@ from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import has_saved_model, missing_model_error
 from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
-from airflow_savedmodel.storage import leases
+from airflow_savedmodel.signing.keys import Signer, Trust
+from airflow_savedmodel.storage import leases, signatures
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
@@ -63,6 +64,7 @@ class ServingTarget:
     labels: tuple[str, ...] = ()
     keep_served: int = serving_config.DEFAULT_KEEP_SERVED
     base_path: str | None = None
+    trust: Trust | None = None  # labels and versions named must verify (an existing version may be reused)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class PublishResult:
     manifest: manifests.Manifest
     seconds: float
     served: dict[str, Any] | None = field(default=None)  # the model's serving config after a gated publish
+    signed_by: str | None = None  # who signed the version (a signing publish), as Signer.describe says
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class PublishResult:
             "files": len(self.manifest.files),
             "seconds": round(self.seconds, 3),
             "served": self.served,
+            "signed_by": self.signed_by,
         }
 
 
@@ -96,10 +100,14 @@ def version_of_url(url: str) -> int:
 
 
 def _already_published(
-    src: Location, base: Location, infos: dict[str, dict[str, Any]], replaced: Mapping[str, bytes]
+    src: Location,
+    base: Location,
+    infos: dict[str, dict[str, Any]],
+    replaced: Mapping[str, bytes],
+    signer: Signer | None = None,
 ) -> tuple[v.VersionInfo | None, tuple[tuple[str, int, str], ...] | None]:
     """The newest complete version holding the source's content (with ``replaced`` files in
-    place of the source's protos), decided before copying.
+    place of the source's protos), decided before copying; with a ``signer``, one it signed.
 
     Checksums of the source are only taken when some version has the same files and sizes.
     """
@@ -117,7 +125,9 @@ def _already_published(
     key = manifests.content_key(manifests.source_entries(src.fs, src.path, infos) + new)
     for info in candidates:
         assert info.manifest is not None
-        if info.manifest.content_key() == key:
+        if info.manifest.content_key() == key and (
+            signer is None or signatures.signed_by(base.join(str(info.version)), signer)
+        ):
             return info, key
     return None, key
 
@@ -139,6 +149,8 @@ def publish(
     serving: ServingTarget | None = None,
     lease_seconds: float = leases.DEFAULT_LEASE_SECONDS,
     replaced: Mapping[str, bytes] | None = None,
+    signer: Signer | None = None,
+    trust: Trust | None = None,
 ) -> PublishResult:
     """Publish the model at ``src_url`` as ``base_url/<version>``.
 
@@ -146,6 +158,10 @@ def publish(
     source URL ends in, for mirrors) or a number. ``replaced`` publishes files from memory in
     place of (or beside) the source's: a rewrite's saved_model.pb and fingerprint.pb, warmup
     requests; every other file comes from the source.
+
+    With a ``signer`` the version is signed (``model.sig``) before it becomes visible, and an
+    existing version only counts as this content when this signer signed it. With ``trust``, a
+    source that carries a signature must verify (a signed source is never re-signed unchecked).
     """
     replaced = dict(replaced or {})
     started = time.monotonic()
@@ -161,6 +177,8 @@ def publish(
         raise missing_model_error(src.fs, src.path)
     if serving is not None:  # refused before anything is copied
         serving_config.check_base(serving.config, serving.model_name, base, serving.base_path)
+    if trust is not None and src.join(signatures.SIGNATURE_PATH).exists():
+        signatures.require(src, trust)
     infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
     if replaced:
         infos = {rel: info for rel, info in infos.items() if rel not in superseded(replaced)}
@@ -170,12 +188,18 @@ def publish(
             "the base path is inside the source model: a publish never writes into its source", base.url
         )
     _refuse_not_directories(base)
-    existing, source_key = _already_published(src, base, infos, replaced)
+    existing, source_key = _already_published(src, base, infos, replaced, signer)
     if existing is not None and version in ("auto", existing.version):
         assert existing.manifest is not None
         served = _serve(serving, base, existing.version)
         return PublishResult(
-            existing.version, existing.url, False, existing.manifest, time.monotonic() - started, served
+            existing.version,
+            existing.url,
+            False,
+            existing.manifest,
+            time.monotonic() - started,
+            served,
+            signer.describe() if signer else None,
         )
     copy = CopyOptions(concurrency=concurrency, chunk_size=chunk_size, retries=retries, progress=progress)
 
@@ -189,7 +213,14 @@ def publish(
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
             number, manifest = _copy_direct(
-                src, base, version=version, overwrite=overwrite, lease=lease, copy=copy, replaced=replaced
+                src,
+                base,
+                version=version,
+                overwrite=overwrite,
+                lease=lease,
+                copy=copy,
+                replaced=replaced,
+                signer=signer,
             )
             unchanged(manifest)  # before the config names it
         else:
@@ -197,7 +228,16 @@ def publish(
             lease.start(staging)
             try:
                 manifest = unchanged(
-                    copy.tree(src.fs, src.path, base.fs, staging, src.url, replaced=replaced)[0]
+                    copy.tree(
+                        src.fs,
+                        src.path,
+                        base.fs,
+                        staging,
+                        src.url,
+                        replaced=replaced,
+                        signer=signer,
+                        signed_as=base.name,
+                    )[0]
                 )
                 if is_local(base.fs):
                     number = _rename_into_place(base, staging, version, overwrite, lease)
@@ -217,7 +257,15 @@ def publish(
             lease.check()  # a publisher retention may take for dead names nothing
         served = _serve(serving, base, number)
     final = base.join(str(number))
-    return PublishResult(number, final.url, True, manifest, time.monotonic() - started, served)
+    return PublishResult(
+        number,
+        final.url,
+        True,
+        manifest,
+        time.monotonic() - started,
+        served,
+        signer.describe() if signer else None,
+    )
 
 
 def _refuse_not_directories(base: Location) -> None:
@@ -245,6 +293,7 @@ def _serve(serving: ServingTarget | None, base: Location, number: int) -> dict[s
         base_path=serving.base_path,
         keep_served=serving.keep_served,
         labels=dict.fromkeys(serving.labels, number),
+        trust=serving.trust,
     )
     return model.to_json()
 
@@ -353,6 +402,7 @@ def _copy_direct(
     lease: leases.Lease,
     copy: CopyOptions,
     replaced: Mapping[str, bytes],
+    signer: Signer | None,
 ) -> tuple[int, manifests.Manifest]:
     """Gated mode on an object store: nothing serves ``base/<N>`` until the config names it,
     so the model is copied straight into place and verified there."""
@@ -361,6 +411,8 @@ def _copy_direct(
     target = base.join(str(number))
     if exists:
         base.fs.rm(target.path, recursive=True)
-    manifest, _ = copy.tree(src.fs, src.path, base.fs, target.path, src.url, replaced=replaced)
+    manifest, _ = copy.tree(
+        src.fs, src.path, base.fs, target.path, src.url, replaced=replaced, signer=signer, signed_as=base.name
+    )
     _check_final(target, manifest)
     return number, manifest

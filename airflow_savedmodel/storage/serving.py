@@ -22,7 +22,8 @@ from google.protobuf import text_format
 from airflow_savedmodel.errors import FormatError, NotFoundError, StorageError
 from airflow_savedmodel.location import Location, write_atomic
 from airflow_savedmodel.protos import serving_config_pb2 as pb
-from airflow_savedmodel.storage import leases
+from airflow_savedmodel.signing.keys import Trust
+from airflow_savedmodel.storage import leases, signatures
 from airflow_savedmodel.storage import versions as v
 
 MODEL_PLATFORM = "tensorflow"
@@ -143,7 +144,9 @@ def _model(config: pb.ModelServerConfig, name: str, where: str) -> pb.ModelConfi
     return model
 
 
-def _require_complete(base: Location, numbers: Iterable[int]) -> None:
+def _require_complete(base: Location, numbers: Iterable[int], trust: Trust | None = None) -> None:
+    """Refuse to name a version that is not complete, or (given ``trust``) does not verify: the
+    one gate every change of the config goes through."""
     for number in sorted(set(numbers)):
         path = base.join(str(number))
         if not path.exists():
@@ -152,6 +155,7 @@ def _require_complete(base: Location, numbers: Iterable[int]) -> None:
         if state != v.COMPLETE:
             detail = "; ".join(problems[:3]) if problems else "no manifest from this tool"
             raise StorageError(f"version {number} is {state}, not complete ({detail})", path.url)
+        signatures.require(path, trust)
 
 
 def _set_specific(model: pb.ModelConfig, numbers: Iterable[int]) -> None:
@@ -182,6 +186,7 @@ def serve_version(
     base_path: str | None = None,
     keep_served: int = DEFAULT_KEEP_SERVED,
     labels: Mapping[str, int] | None = None,
+    trust: Trust | None = None,
 ) -> ServedModel:
     """Name a complete ``version`` in the model's ``specific`` list (adding the model if new).
 
@@ -191,7 +196,7 @@ def serve_version(
     """
     if keep_served < 1:
         raise ValueError("keep_served must be at least 1")
-    _require_complete(base, [version, *(labels or {}).values()])
+    _require_complete(base, [version, *(labels or {}).values()], trust)
     check_base(config, name, base, base_path)
 
     def change(current: pb.ModelServerConfig) -> ServedModel:
@@ -211,9 +216,12 @@ def serve_version(
     return update(config, change)
 
 
-def set_labels(config: Location, name: str, base: Location, labels: Mapping[str, int]) -> ServedModel:
-    """Point each label at its version (each must be complete); the versions become served."""
-    _require_complete(base, labels.values())
+def set_labels(
+    config: Location, name: str, base: Location, labels: Mapping[str, int], trust: Trust | None = None
+) -> ServedModel:
+    """Point each label at its version (each must be complete, and verify under ``trust``); the
+    versions become served."""
+    _require_complete(base, labels.values(), trust)
 
     def change(current: pb.ModelServerConfig) -> ServedModel:
         model = _model(current, name, config.url)
@@ -226,17 +234,29 @@ def set_labels(config: Location, name: str, base: Location, labels: Mapping[str,
 
 
 def promote(
-    config: Location, name: str, base: Location, *, from_label: str = "canary", to_label: str = "stable"
+    config: Location,
+    name: str,
+    base: Location,
+    *,
+    from_label: str = "canary",
+    to_label: str = "stable",
+    trust: Trust | None = None,
 ) -> ServedModel:
     """Point ``to_label`` at the version ``from_label`` names."""
     model = _model(read(config), name, config.url)
     if from_label not in model.version_labels:
         raise NotFoundError(f"model {name!r} has no label {from_label!r}", config.url)
-    return set_labels(config, name, base, {to_label: int(model.version_labels[from_label])})
+    return set_labels(config, name, base, {to_label: int(model.version_labels[from_label])}, trust)
 
 
 def rollback(
-    config: Location, name: str, base: Location, *, label: str = "stable", version: int | None = None
+    config: Location,
+    name: str,
+    base: Location,
+    *,
+    label: str = "stable",
+    version: int | None = None,
+    trust: Trust | None = None,
 ) -> ServedModel:
     """Point ``label`` back at ``version``, by default the newest complete version below its current one."""
     model = _model(read(config), name, config.url)
@@ -249,7 +269,7 @@ def rollback(
         if not older:
             raise StorageError(f"no complete version below {current} to roll back to", base.url)
         version = max(older)
-    return set_labels(config, name, base, {label: version})
+    return set_labels(config, name, base, {label: version}, trust)
 
 
 def withdraw(config: Location, name: str, version: int, *, label: str = "canary") -> ServedModel:
@@ -281,6 +301,7 @@ def move_label(
     label: str = "stable",
     version: int | None = None,
     from_label: str = "canary",
+    trust: Trust | None = None,
 ) -> ServedModel:
     """One label change on the model ``name``: ``set`` ``label`` to ``version``, ``promote``
     (``label`` := ``from_label``'s version) or ``rollback`` (``label`` to ``version``, default the
@@ -292,10 +313,10 @@ def move_label(
     if action == "set":
         if version is None:
             raise ValueError("setting a label needs a version")
-        return set_labels(config, name, base, {label: int(version)})
+        return set_labels(config, name, base, {label: int(version)}, trust)
     if action == "promote":
-        return promote(config, name, base, from_label=from_label, to_label=label)
-    return rollback(config, name, base, label=label, version=version)
+        return promote(config, name, base, from_label=from_label, to_label=label, trust=trust)
+    return rollback(config, name, base, label=label, version=version, trust=trust)
 
 
 def named_versions(config: pb.ModelServerConfig, base_url: str) -> set[int]:

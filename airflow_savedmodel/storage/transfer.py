@@ -41,7 +41,9 @@ from airflow_savedmodel.location import (
     reported_crc32c,
     to_hex,
 )
+from airflow_savedmodel.signing.keys import Signer
 from airflow_savedmodel.storage import manifest as manifests
+from airflow_savedmodel.storage import signatures
 
 MAX_BACKOFF_SECONDS = 30.0
 _BROKEN_STREAM_AIOHTTP = {
@@ -91,6 +93,8 @@ class CopyOptions:
         *,
         replaced: Mapping[str, bytes] | None = None,
         before_last: Callable[[], None] | None = None,
+        signer: Signer | None = None,
+        signed_as: str | None = None,
     ) -> tuple[manifests.Manifest, bool]:
         """:func:`copy_tree` with these options."""
         return copy_tree(
@@ -100,6 +104,8 @@ class CopyOptions:
             dst,
             replaced=replaced,
             before_last=before_last,
+            signer=signer,
+            signed_as=signed_as,
             concurrency=self.concurrency,
             chunk_size=self.chunk_size,
             retries=self.retries,
@@ -160,9 +166,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def superseded(replaced: Mapping[str, bytes]) -> set[str]:
-    """Source files not carried over beside ``replaced``: those files themselves, and when a
-    rewrite replaces the proto, every variant of it (a .pbtxt beside a new .pb) and fingerprint.pb."""
-    return set(replaced) | (set(PROTO_FILES) if PROTO_FILES & replaced.keys() else set())
+    """Source files not carried over beside ``replaced``: those files themselves, the source's
+    signature (it does not cover new content), and when a rewrite replaces the proto, every
+    variant of it (a .pbtxt beside a new .pb) and fingerprint.pb."""
+    if not replaced:
+        return set()
+    protos = set(PROTO_FILES) if PROTO_FILES & replaced.keys() else set()
+    return set(replaced) | protos | {manifests.SIGNATURE_PATH}
 
 
 def worth_recopying(exc: BaseException) -> bool:
@@ -214,8 +224,13 @@ class _Copier:
         progress: ProgressCallback | None,
         total: int,
         files_total: int,
+        digest: bool = False,
     ) -> None:
         self.src_fs, self.dst_fs = src_fs, dst_fs
+        # SHA-256 of every file written, from the bytes on their way (a signature needs them):
+        # {dst path: hex digest}.
+        self.digest = digest
+        self.sha256: dict[str, str] = {}
         self.chunk_size, self.retries, self.backoff = chunk_size, retries, backoff
         self.callback = progress
         self.server_side = src_fs is dst_fs and protocol(src_fs) in SERVER_SIDE_PROTOCOLS
@@ -276,6 +291,8 @@ class _Copier:
         def attempt(sent: list[int]) -> manifests.FileEntry:
             if self.server_side:
                 crc, copied = self._server_side(src, dst, listed)
+                if self.digest:  # no byte passed through here: one streamed read of the copy
+                    self._record(dst, _sha256_of(self.dst_fs, dst, self.chunk_size))
                 self._advance(copied, file_done=True, sent=sent)
                 return manifests.FileEntry("", copied, to_hex(crc))
             if self.local:
@@ -307,6 +324,8 @@ class _Copier:
 
         def attempt(sent: list[int]) -> manifests.FileEntry:
             crc = crc32c(data)
+            if self.digest:
+                self._record(dst, hashlib.sha256(data).hexdigest())
             self.dst_fs.pipe_file(dst, data)
             md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
             self._verify(dst, crc, len(data), md5)
@@ -329,6 +348,8 @@ class _Copier:
         if len(data) > self.chunk_size:
             return None
         crc = crc32c(data)
+        if self.digest:
+            self._record(dst, hashlib.sha256(data).hexdigest())
         self.dst_fs.pipe_file(dst, data)
         self._advance(len(data), sent=sent)
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
@@ -338,29 +359,42 @@ class _Copier:
     def _stream(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         crc = size = 0
         md5 = hashlib.md5(usedforsecurity=False) if self.want_md5 else None
+        sha = hashlib.sha256() if self.digest else None
         with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
             while block := reader.read(self.chunk_size):
                 writer.write(block)
                 crc = crc32c(block, crc)
                 if md5 is not None:
                     md5.update(block)
+                if sha is not None:
+                    sha.update(block)
                 size += len(block)
                 self._advance(len(block), sent=sent)
+        if sha is not None:
+            self._record(dst, sha.hexdigest())
         self._verify(dst, crc, size, md5.hexdigest() if md5 else None)
         return crc, size
 
     def _kernel_copy(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         """Local to local: the kernel copies, and both files are read back for their crc32c."""
+        sha = hashlib.sha256() if self.digest else None
         result = location.copy_local_checked(
             self.src_fs._strip_protocol(src),
             self.dst_fs._strip_protocol(dst),
             lambda n: self._advance(n, sent=sent),
+            digest=sha,
         )
         if (result.dst_crc, result.dst_size) != (result.src_crc, result.src_size) or (
             result.dst_size != result.copied
         ):
             raise ChecksumError("destination content differs from the source after the copy", dst)
+        if sha is not None:
+            self._record(dst, sha.hexdigest())
         return result.src_crc, result.copied
+
+    def _record(self, dst: str, sha256: str) -> None:
+        with self.lock:
+            self.sha256[dst] = sha256
 
     def _verify(self, dst: str, crc: int, size: int, md5: str | None) -> None:
         """Check what landed at ``dst``: now, or (bulk files on an object store whose listing
@@ -432,6 +466,14 @@ class _Copier:
         return crc, size
 
 
+def _sha256_of(fs: AbstractFileSystem, path: str, chunk: int) -> str:
+    sha = hashlib.sha256()
+    with fs.open(path, "rb") as reader:
+        while block := reader.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def copy_tree(
     src_fs: AbstractFileSystem,
     src: str,
@@ -446,8 +488,14 @@ def copy_tree(
     source_url: str = "",
     replaced: Mapping[str, bytes] | None = None,
     before_last: Callable[[], None] | None = None,
+    signer: Signer | None = None,
+    signed_as: str | None = None,
 ) -> tuple[manifests.Manifest, bool]:
     """Copy the model at ``src`` into ``dst`` (which should be empty) and write its manifest there last.
+
+    With a ``signer``, every file's SHA-256 is taken from the bytes as they pass (one streamed
+    read of the copy where the server copies) and the copy is signed (``model.sig``, replacing
+    any the source had; its subject named ``signed_as``) after saved_model.pb and before the manifest.
 
     ``replaced`` gives content for some files from memory (a rewrite's saved_model.pb and
     fingerprint.pb, added warmup requests): they are written instead of copied (see superseded).
@@ -462,6 +510,8 @@ def copy_tree(
     if replaced:
         sizes = {rel: n for rel, n in sizes.items() if rel not in superseded(replaced)}
         sizes.update({rel: len(data) for rel, data in replaced.items()})
+    if signer is not None:
+        sizes.pop(signatures.SIGNATURE_PATH, None)  # the copy gets a signature of its own
     bulk, last = _order(sizes)
     copier = _Copier(
         src_fs,
@@ -472,6 +522,7 @@ def copy_tree(
         progress=progress,
         total=sum(sizes[p] for p in bulk + last),
         files_total=len(bulk) + len(last),
+        digest=signer is not None,
     )
     for directory in sorted({p.rpartition("/")[0] for p in bulk + last if "/" in p}):
         location.makedirs(dst_fs, location.join(dst, directory))
@@ -499,6 +550,12 @@ def copy_tree(
         before_last()
     for rel in last:
         one(rel)
+    if signer is not None:
+        digests = {rel: copier.sha256[location.join(dst, rel)] for rel in entries}
+        subject = signed_as or location.Location(dst_fs, dst).name
+        bundle = signer.sign(signatures.statement_for(location.Location(dst_fs, dst), digests, subject))
+        replaced[signatures.SIGNATURE_PATH] = bundle
+        one(signatures.SIGNATURE_PATH)
     manifest = manifests.Manifest(
         files=[entries[p] for p in sorted(entries)],
         source=source_url,

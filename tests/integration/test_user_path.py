@@ -155,7 +155,11 @@ def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
             ]
             raced = any(AIRFLOW_STATE_RACE in str(i.get("event")) for i in items)
             if errors and raced and attempt < tries and ti.get("state") == "success":
-                print(f"{dag_id}/{run_id}: try {attempt} failed by Airflow's scheduler, retried:", *errors, sep="\n  ")
+                print(
+                    f"{dag_id}/{run_id}: try {attempt} failed by Airflow's scheduler, retried:",
+                    *errors,
+                    sep="\n  ",
+                )
                 continue
             found += errors
     return found

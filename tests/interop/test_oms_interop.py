@@ -1,0 +1,159 @@
+"""OMS signatures against the reference implementation (``model_signing`` 1.1.1, its command
+line as users run it), both ways, on models TensorFlow wrote: what we sign it verifies, what it
+signs we verify, a change after signing is refused by both, and a signed version still loads
+in TensorFlow with equal outputs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.signing.keys import Signer, Trust
+from airflow_savedmodel.storage import publish, signatures
+
+from signing_keys import certificate_chain, key_pair
+
+pytestmark = pytest.mark.interop
+
+REFERENCE = str(Path(sys.executable).parent / "model_signing")
+
+
+def reference(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([REFERENCE, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["tf1_builder", "sharded"])
+def test_versions_we_sign_verify_with_the_reference_tool(
+    zoo: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    keys = key_pair(tmp_path / "keys", "release", password=None)
+    chain = certificate_chain(tmp_path / "pki")
+    base = tmp_path / "serving"
+    by_key = publish(str(zoo[name]), str(base), signer=Signer.from_pem(keys.private_pem))
+    by_cert = publish(
+        str(zoo[name]),
+        str(base),
+        signer=Signer.from_pem(chain.leaf_key.read_bytes(), certificate_chain=chain.chain.read_bytes()),
+    )
+    assert (by_key.version, by_cert.version) == (1, 2)  # a version signed by another signer is not reused
+    key_run = reference(
+        "verify",
+        "key",
+        str(base / "1"),
+        "--signature",
+        str(base / "1" / "model.sig"),
+        "--public_key",
+        str(keys.public),
+    )
+    assert key_run.returncode == 0 and "Verification succeeded" in key_run.stdout, (
+        key_run.stdout + key_run.stderr
+    )
+    cert_run = reference(
+        "verify",
+        "certificate",
+        str(base / "2"),
+        "--signature",
+        str(base / "2" / "model.sig"),
+        "--certificate_chain",
+        str(chain.root),
+    )
+    assert cert_run.returncode == 0 and "Verification succeeded" in cert_run.stdout, (
+        cert_run.stdout + cert_run.stderr
+    )
+
+    # A byte changed after signing: the reference tool refuses it too, naming the file.
+    shard = next((base / "1" / "variables").glob("variables.data-*"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    tampered = reference(
+        "verify",
+        "key",
+        str(base / "1"),
+        "--signature",
+        str(base / "1" / "model.sig"),
+        "--public_key",
+        str(keys.public),
+    )
+    assert tampered.returncode != 0 and f"variables/{shard.name}" in tampered.stdout + tampered.stderr
+    ours = signatures.check(resolve(str(base / "1")), Trust.from_pem(keys.public.read_bytes()))
+    assert [(c, f) for c, f, _ in ours.findings] == [("file-changed", f"variables/{shard.name}")]
+
+
+@pytest.mark.parametrize("method", ["key", "certificate"])
+def test_models_the_reference_tool_signs_verify_with_ours(
+    zoo: dict[str, Path], tmp_path: Path, method: str
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(zoo["tf1_builder"], model)
+    keys = key_pair(tmp_path / "keys", "team", password=None)
+    chain = certificate_chain(tmp_path / "pki", name="team")
+    if method == "key":
+        signed = reference(
+            "sign",
+            "key",
+            str(model),
+            "--signature",
+            str(model / "model.sig"),
+            "--private_key",
+            str(keys.private),
+        )
+        trust = Trust.from_pem(keys.public.read_bytes())
+        who = f"key sha256:{Signer.from_pem(keys.private_pem).hint[:16]}"
+    else:
+        signed = reference(
+            "sign",
+            "certificate",
+            str(model),
+            "--signature",
+            str(model / "model.sig"),
+            "--private_key",
+            str(chain.leaf_key),
+            "--signing_certificate",
+            str(chain.leaf_chain_only),
+            "--certificate_chain",
+            str(chain.chain),
+        )
+        trust = Trust.from_pem(chain.root.read_bytes())
+        who = "certificate CN=team release signer"
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    result = signatures.check(resolve(str(model)), trust)
+    assert result.ok and result.signer == who, result.findings
+
+    # Published with the trust required: the source's signature is checked and travels along.
+    published = publish(str(model), str(tmp_path / "serving"), trust=trust)
+    assert signatures.check(resolve(published.url), trust).ok
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "extra.txt").write_text("not signed\n")
+    added = signatures.check(resolve(str(model)), trust)
+    assert [(c, f) for c, f, _ in added.findings] == [("file-not-signed", "assets/extra.txt")]
+    elsewhere = Trust.from_pem(key_pair(tmp_path / "other", "other").public.read_bytes())
+    untrusted = signatures.check(resolve(published.url), elsewhere)
+    assert untrusted.findings[0][0] == "signature-untrusted"
+
+
+def test_a_signed_version_loads_in_tensorflow_with_equal_outputs(
+    zoo: dict[str, Path], tmp_path: Path
+) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    keys = key_pair(tmp_path / "keys", "release")
+    published = publish(
+        str(zoo["tf2_module"]), str(tmp_path / "serving"), signer=Signer.from_pem(keys.private_pem)
+    )
+    original, signed = tf.saved_model.load(str(zoo["tf2_module"])), tf.saved_model.load(published.url)
+    fn_a, fn_b = original.signatures["serving_default"], signed.signatures["serving_default"]
+    (spec,) = fn_a.structured_input_signature[1].values()
+    x = tf.constant(
+        np.linspace(-1, 1, int(np.prod([d or 2 for d in spec.shape]))).reshape([d or 2 for d in spec.shape]),
+        spec.dtype,
+    )
+    (key,) = fn_a.structured_input_signature[1]
+    a, b = fn_a(**{key: x}), fn_b(**{key: x})
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -1,0 +1,107 @@
+"""Keys and certificates made at test time for the signing tests: EC key pairs as PEM files, and
+a root CA -> intermediate -> code-signing leaf chain (the certificate method)."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+OMS_DIR = Path(__file__).resolve().parents[2] / "shared" / "oms-v1.0"  # the spec's schemas and vectors
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Path
+    public: Path
+
+    @property
+    def private_pem(self) -> bytes:
+        return self.private.read_bytes()
+
+
+def key_pair(
+    directory: Path, name: str, curve: ec.EllipticCurve | None = None, password: bytes | None = None
+) -> KeyPair:
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    directory.mkdir(parents=True, exist_ok=True)
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    private = directory / f"{name}.key.pem"
+    public = directory / f"{name}.pub.pem"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return KeyPair(private, public)
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool,
+    days: tuple[int, int] = (-1, 365),
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class Chain:
+    root: Path  # the root CA certificate (what a deployment trusts)
+    leaf_key: Path
+    chain: Path  # leaf then intermediate (what the signer presents)
+    leaf_chain_only: Path  # the leaf alone (another signer's material, for mixing tests)
+
+
+def certificate_chain(
+    directory: Path, name: str = "ml-platform", leaf_days: tuple[int, int] = (-1, 365)
+) -> Chain:
+    directory.mkdir(parents=True, exist_ok=True)
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP384R1()) for _ in range(3))
+    root = _cert(f"{name} root CA", root_key, None, ca=True, days=(-1, 3650))
+    mid = _cert(f"{name} signing CA", mid_key, (root, root_key), ca=True, days=(-1, 1825))
+    leaf = _cert(f"{name} release signer", leaf_key, (mid, mid_key), ca=False, days=leaf_days)
+    pem = serialization.Encoding.PEM
+    paths = Chain(
+        directory / f"{name}-root.pem",
+        directory / f"{name}-leaf.key.pem",
+        directory / f"{name}-chain.pem",
+        directory / f"{name}-leaf.pem",
+    )
+    paths.root.write_bytes(root.public_bytes(pem))
+    paths.leaf_key.write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    paths.chain.write_bytes(leaf.public_bytes(pem) + mid.public_bytes(pem))
+    paths.leaf_chain_only.write_bytes(leaf.public_bytes(pem))
+    return paths
