@@ -568,18 +568,20 @@ class SavedModelHook(BaseHook):
     # ---- readiness (sensors and triggers) ----------------------------------------------------
 
     @_typed_storage_errors
-    def model_readiness(self, url: str, deep: bool = False) -> Readiness:
-        """Whether a complete, valid SavedModel is at ``url``, and if not, what is missing."""
+    def model_readiness(self, url: str, deep: bool = False, signed: bool = False) -> Readiness:
+        """Whether a complete, valid SavedModel is at ``url`` (with ``signed``: and model.sig),
+        and if not, what is missing."""
         from airflow_savedmodel.storage import versions
 
-        return versions.model_readiness(*self.filesystem(url), deep)
+        return versions.model_readiness(*self.filesystem(url), deep, signed)
 
     @_typed_storage_errors
-    def version_readiness(self, base: str, newer_than: int | None) -> Readiness:
-        """The newest complete version above ``newer_than`` under ``base``, or what is missing."""
+    def version_readiness(self, base: str, newer_than: int | None, signed: bool = False) -> Readiness:
+        """The newest complete version above ``newer_than`` under ``base`` (with ``signed``: one
+        that has model.sig), or what is missing."""
         from airflow_savedmodel.storage import versions
 
-        return versions.newer_version_readiness(*self.filesystem(base), newer_than)
+        return versions.newer_version_readiness(*self.filesystem(base), newer_than, signed)
 
     @staticmethod
     def tf_serving_endpoint(server_url: str | None = None, conn_id: str | None = None) -> Endpoint:
@@ -719,10 +721,16 @@ class SavedModelHook(BaseHook):
         approved: bool,
         approval: Mapping[str, Any],
     ) -> Result:
-        """A person's answer on a rollout held for approval (release.rollout.conclude)."""
+        """A person's answer on a rollout held for approval (release.rollout.conclude); the
+        signers its policy required (recorded when it began) must still vouch for the candidate."""
+        import dataclasses
+
+        from airflow_savedmodel.release import records
         from airflow_savedmodel.release.rollout import conclude
 
         target = self.release_target(serving_config, model_name)
+        policy = (records.read(target.base, version) or {}).get("policy") or {}
+        target = dataclasses.replace(target, trust=self.trust(policy.get("require_signature")))
         return conclude(target, version, approved=approved, approval=approval)
 
     @staticmethod

@@ -27,6 +27,37 @@ class _DeferrableSensor(BaseSensorOperator):
             self.log.info("%s", text)
             self._last_waiting = text
 
+    def _trust(self) -> Any:
+        """The trusted signers (``require_signature``, else the deployment's), loaded once."""
+        if "_trust_cache" not in self.__dict__:
+            from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+            hook = SavedModelHook(
+                getattr(self, "savedmodel_conn_id", None), getattr(self, "storage_options", None)
+            )
+            self.__dict__["_trust_cache"] = hook.trust(getattr(self, "require_signature", None))
+        return self.__dict__["_trust_cache"]
+
+    def _signed(self) -> bool:
+        return self._trust() is not None
+
+    def _verified(self, found: dict[str, Any]) -> dict[str, Any]:
+        """``found`` once its signature verifies (signatures required), with who signed it;
+        a typed error naming the reason when it does not."""
+        trust = self._trust()
+        if trust is None:
+            return found
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        hook = SavedModelHook(
+            getattr(self, "savedmodel_conn_id", None), getattr(self, "storage_options", None)
+        )
+        result = hook.verify_signature(found["url"], trust)
+        if not result.ok:
+            raise result.error()
+        self.log.info("%s is signed by %s", found["url"], result.signer)
+        return {**found, "signed_by": result.signer}
+
     def _trigger(self) -> Any:
         raise NotImplementedError
 
@@ -70,11 +101,15 @@ class SavedModelSensor(_DeferrableSensor):
     :param savedmodel_conn_id: connection for ``url`` (templated).
     :param storage_options: extra fsspec options, overriding the connection's.
     :param deep: also check every file's checksum against the manifest.
+    :param require_signature: trusted signers (a PEM file's location): wait until the model is
+        signed (model.sig), then verify it in the worker; a model that does not verify (a file
+        changed, added or removed since it was signed, an untrusted signer) fails the task with
+        the reason. Default the deployment's ``[savedmodel] require_signature`` (templated).
     :param deferrable: wait in the triggerer instead of a worker slot; default
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("url", "savedmodel_conn_id")
+    template_fields: Sequence[str] = ("url", "savedmodel_conn_id", "require_signature")
     ui_color = "teal.300"
 
     def __init__(
@@ -85,6 +120,7 @@ class SavedModelSensor(_DeferrableSensor):
         storage_options: dict[str, Any] | None = None,
         deep: bool = False,
         deferrable: bool | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,6 +128,7 @@ class SavedModelSensor(_DeferrableSensor):
         self.savedmodel_conn_id = savedmodel_conn_id
         self.storage_options = storage_options
         self.deep = deep
+        self.require_signature = require_signature
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
 
     def _hook(self) -> Any:
@@ -100,11 +137,11 @@ class SavedModelSensor(_DeferrableSensor):
         return SavedModelHook(self.savedmodel_conn_id, self.storage_options)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        ready = self._hook().model_readiness(self.url, self.deep)
+        ready = self._hook().model_readiness(self.url, self.deep, self._signed())
         if not ready.done:
             self._waiting("No complete SavedModel at %s yet: %s", self.url, ready.waiting_for)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=ready.found)
+        return PokeReturnValue(is_done=True, xcom_value=self._verified(ready.found))
 
     def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger
@@ -115,11 +152,13 @@ class SavedModelSensor(_DeferrableSensor):
             storage_options=self.storage_options,
             deep=self.deep,
             poke_interval=self.poke_interval,
+            signed=self._signed(),
         )
 
     def _on_event(self, event: dict[str, Any]) -> Any:
-        self.log.info("SavedModel ready at %s", event["model"]["url"])
-        return event["model"]
+        found = self._verified(event["model"])
+        self.log.info("SavedModel ready at %s", found["url"])
+        return found
 
 
 class SavedModelVersionSensor(_DeferrableSensor):
@@ -132,11 +171,15 @@ class SavedModelVersionSensor(_DeferrableSensor):
     :param newer_than: only a version above this number counts (templated).
     :param savedmodel_conn_id: connection for ``base_path`` (templated).
     :param storage_options: extra fsspec options, overriding the connection's.
+    :param require_signature: trusted signers (a PEM file's location): only a version that is
+        signed and verifies counts; one that does not verify is logged with the reason and
+        passed over for a newer one. Default the deployment's ``[savedmodel] require_signature``
+        (templated).
     :param deferrable: wait in the triggerer instead of a worker slot; default
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id")
+    template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id", "require_signature")
     ui_color = "teal.300"
 
     def __init__(
@@ -147,6 +190,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         deferrable: bool | None = None,
+        require_signature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -154,21 +198,38 @@ class SavedModelVersionSensor(_DeferrableSensor):
         self.newer_than = newer_than
         self.savedmodel_conn_id = savedmodel_conn_id
         self.storage_options = storage_options
+        self.require_signature = require_signature
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self._refused_up_to: int | None = None  # the newest version that failed verification
 
     def _threshold(self) -> int | None:
-        return None if self.newer_than in (None, "", "None") else int(self.newer_than)
+        given = None if self.newer_than in (None, "", "None") else int(self.newer_than)
+        if self._refused_up_to is None:
+            return given
+        return max(given if given is not None else -1, self._refused_up_to)
+
+    def _verified_or_none(self, found: dict[str, Any]) -> dict[str, Any] | None:
+        """``found`` if it verifies (see _verified); else None, the version passed over."""
+        from airflow_savedmodel.errors import SignatureError
+
+        try:
+            return self._verified(found)
+        except SignatureError as exc:
+            self.log.warning("Version %s is not trusted, waiting for a newer one: %s", found["version"], exc)
+            self._refused_up_to = int(found["version"])
+            return None
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
         found = SavedModelHook(self.savedmodel_conn_id, self.storage_options).version_readiness(
-            self.base_path, self._threshold()
+            self.base_path, self._threshold(), self._signed()
         )
         if not found.done:
             self._waiting("Waiting for a complete version under %s: %s", self.base_path, found.waiting_for)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=found.found)
+        verified = self._verified_or_none(found.found)  # type: ignore[arg-type]
+        return False if verified is None else PokeReturnValue(is_done=True, xcom_value=verified)
 
     def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelVersionTrigger
@@ -179,11 +240,15 @@ class SavedModelVersionSensor(_DeferrableSensor):
             conn_id=self.savedmodel_conn_id,
             storage_options=self.storage_options,
             poke_interval=self.poke_interval,
+            signed=self._signed(),
         )
 
     def _on_event(self, event: dict[str, Any]) -> Any:
+        verified = self._verified_or_none(event["version"])
+        if verified is None:  # passed over: wait (deferred again) for a newer version
+            self.defer(trigger=self._trigger(), method_name="execute_complete")
         self.log.info("Version %s is complete at %s", event["version"]["version"], event["version"]["url"])
-        return event["version"]
+        return verified
 
 
 class SavedModelServedSensor(_DeferrableSensor):

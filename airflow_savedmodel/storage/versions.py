@@ -147,15 +147,22 @@ class Readiness:
         return self.found is not None
 
 
-def model_readiness(fs: AbstractFileSystem, path: str, deep: bool = False) -> Readiness:
+def _unsigned(fs: AbstractFileSystem, path: str) -> bool:
+    return not fs.exists(location.join(path, manifests.SIGNATURE_PATH))
+
+
+def model_readiness(fs: AbstractFileSystem, path: str, deep: bool = False, signed: bool = False) -> Readiness:
     """Ready when the model's manifest matches or, for a model without one (written by another
-    tool), when it validates; otherwise says what is missing."""
+    tool), when it validates (with ``signed``, once it has its signature, model.sig, too: which
+    the caller then verifies); otherwise says what is missing."""
     from airflow_savedmodel.format.model import missing_model_error
     from airflow_savedmodel.format.validate import validate
 
     url = location.url_of(fs, path)
     if not has_saved_model(fs, path):
         return Readiness(None, missing_model_error(fs, path).problem)
+    if signed and _unsigned(fs, path):
+        return Readiness(None, f"not signed yet (no {manifests.SIGNATURE_PATH})")
     state, manifest, problems = state_of(fs, path, deep)
     if state == COMPLETE and manifest is not None:
         return Readiness({"url": url, "state": state, "fingerprint": manifest.fingerprint}, "")
@@ -175,11 +182,21 @@ def _relative(file: str | None, url: str) -> str:
     return (file[len(url) :].lstrip("/") if file.startswith(url) else file) + ": "
 
 
-def newer_version_readiness(fs: AbstractFileSystem, base: str, newer_than: int | None) -> Readiness:
-    """The newest complete version above ``newer_than`` (any, if None) under ``base``."""
+def newer_version_readiness(
+    fs: AbstractFileSystem, base: str, newer_than: int | None, signed: bool = False
+) -> Readiness:
+    """The newest complete version above ``newer_than`` (any, if None) under ``base`` (with
+    ``signed``: one that has its signature, model.sig, which the caller then verifies)."""
     found = versions_of(fs, base)
     candidates = [i for i in found if newer_than is None or i.version > int(newer_than)]
     complete = [i for i in candidates if i.state == COMPLETE]
+    if signed:
+        unsigned = [i for i in complete if _unsigned(fs, location.join(base, str(i.version)))]
+        complete = [i for i in complete if i not in unsigned]
+        if not complete and unsigned:
+            return Readiness(
+                None, "; ".join(f"version {i.version} not signed (no model.sig)" for i in unsigned)
+            )
     if complete:
         return Readiness(max(complete, key=lambda i: i.version).to_json(), "")
     above = "" if newer_than is None else f" above {newer_than}"

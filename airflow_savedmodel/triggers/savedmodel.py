@@ -123,10 +123,13 @@ class SavedModelTrigger(SavedModelPollingTrigger):
         storage_options: dict[str, Any] | None = None,
         deep: bool = False,
         poke_interval: float = 60.0,
+        *,
+        signed: bool = False,
     ) -> None:
         super().__init__(conn_id, storage_options, poke_interval)
         self.url = url
         self.deep = deep
+        self.signed = signed  # also wait for model.sig (the sensor verifies it in a worker)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -137,6 +140,7 @@ class SavedModelTrigger(SavedModelPollingTrigger):
                 "storage_options": self.storage_options,
                 "deep": self.deep,
                 "poke_interval": self.poke_interval,
+                "signed": self.signed,
             },
         )
 
@@ -146,7 +150,7 @@ class SavedModelTrigger(SavedModelPollingTrigger):
     def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import model_readiness
 
-        return model_readiness(fs, path, self.deep)
+        return model_readiness(fs, path, self.deep, self.signed)
 
     def success(self, found: dict[str, Any]) -> dict[str, Any]:
         return {"model": found}
@@ -165,10 +169,13 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
         conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
+        *,
+        signed: bool = False,
     ) -> None:
         super().__init__(conn_id, storage_options, poke_interval)
         self.base_path = base_path
         self.newer_than = newer_than
+        self.signed = signed  # only versions that have model.sig (the sensor verifies it in a worker)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -179,6 +186,7 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
                 "conn_id": self.conn_id,
                 "storage_options": self.storage_options,
                 "poke_interval": self.poke_interval,
+                "signed": self.signed,
             },
         )
 
@@ -188,7 +196,7 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
     def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import newer_version_readiness
 
-        return newer_version_readiness(fs, path, self.newer_than)
+        return newer_version_readiness(fs, path, self.newer_than, self.signed)
 
     def success(self, found: dict[str, Any]) -> dict[str, Any]:
         return {"version": found}

@@ -215,6 +215,7 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cases", type=int, help="stop after this many cases (a fixed, repeatable set)")
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "test-artifacts" / "fuzz")
     parser.add_argument("--no-write", action="store_true", help="leave benchmarks/RESULTS.md alone")
     args = parser.parse_args()
@@ -224,7 +225,7 @@ def main() -> int:
     bases = list(built_zoo().values())
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    summary = fuzz(bases, seed=args.seed, seconds=args.seconds, keep=args.out)
+    summary = fuzz(bases, seed=args.seed, seconds=args.seconds, max_cases=args.cases, keep=args.out)
     print(summary.line())
     for defect in summary.defects[:20]:
         print(

@@ -1,4 +1,5 @@
-"""A time-boxed fuzzing pass with a fixed seed: mutated TensorFlow-written models give typed errors
+"""A fuzzing pass with a fixed seed and a fixed number of cases (the same cases on any machine,
+however loaded): mutated TensorFlow-written models give typed errors
 or clean reads, never an untyped exception, a time-out or a memory blow-up (`make fuzz` runs
 longer, with any seed)."""
 
@@ -21,7 +22,9 @@ def test_a_fixed_seed_pass_finds_no_defect(zoo: dict[str, Path], tmp_path: Path)
             sys.executable,
             str(HERE / "run.py"),
             "--seconds",
-            "45",
+            "300",
+            "--cases",
+            "150",
             "--seed",
             "12",
             "--no-write",
@@ -35,5 +38,4 @@ def test_a_fixed_seed_pass_finds_no_defect(zoo: dict[str, Path], tmp_path: Path)
     summary = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "untyped 0, timeout 0, memory 0" in summary
-    cases = int(summary.split()[0])
-    assert cases >= 150, summary  # the pass really ran: ~10 cases a second here
+    assert summary.startswith("150 cases"), summary  # the pass really ran, every case

@@ -721,3 +721,80 @@ def test_a_claim_left_without_its_description_does_not_block_the_model_forever(w
     old = time.time() - 2 * records.ORPHAN_CLAIM_SECONDS
     os.utime(claim.path, (old, old))
     assert run(world, version).promoted
+
+
+def test_signatures_required_refuse_a_changed_candidate_before_and_during_the_rollout(world: Any) -> None:
+    """With the trusted signers required (the target's trust, or the policy's
+    ``require_signature`` on the command line): a candidate changed after signing is refused
+    before anything changes; one changed during the bake fails the ``signature`` check and is
+    rolled back, ``stable`` untouched."""
+    from airflow_savedmodel.errors import SignedContentError
+    from airflow_savedmodel.release.rollout import finish, wait_available
+    from airflow_savedmodel.signing.keys import Signer, Trust
+    from airflow_savedmodel.storage import manifest as manifests
+
+    from signing_keys import key_pair
+
+    standin, plain, root = world
+    keys = key_pair(root / "keys", "release")
+    signer, trust = Signer.from_pem(keys.private_pem), Trust.from_pem(keys.public.read_bytes())
+    target = Target(plain.config, plain.model, plain.base, trust)
+
+    def signed_candidate() -> int:
+        published = publish(
+            classifier(root, f"s{time.monotonic_ns()}", bias=1e-7),
+            target.base,
+            signer=signer,
+            serving=ServingTarget(target.config, "ranker"),
+        )
+        return int(published.version)
+
+    def forge(version: int) -> None:
+        where = target.base.join(str(version))
+        shard = Path(where.path) / "variables" / "variables.data-00000-of-00001"
+        data = bytearray(shard.read_bytes())
+        data[-1] ^= 0x01
+        shard.write_bytes(bytes(data))
+        manifests.write(where.fs, where.path, manifests.scan(where.fs, where.path))
+
+    changed = signed_candidate()
+    forge(changed)
+    before = Path(target.config.path).read_bytes()
+    with pytest.raises(
+        SignedContentError, match=r"variables/variables\.data-00000-of-00001: content changed"
+    ):
+        begin(target, changed, Endpoint(standin.url), parse(POLICY), run_id="r")
+    assert Path(target.config.path).read_bytes() == before
+    assert records.current(target.base) is None and records.read(target.base, changed) is None
+
+    policy = root / "policy.json"
+    policy.write_text(json.dumps({**POLICY, "require_signature": str(keys.public)}))
+    args = ["serving", "rollout", target.config.path, "--model", "ranker", "--version", str(changed)]
+    cli = subprocess.run(
+        [sys.executable, "-m", "airflow_savedmodel", *args, "--server", standin.url, "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 1 and "content changed since it was signed" in cli.stderr, cli.stderr
+    assert Path(target.config.path).read_bytes() == before
+
+    during = signed_candidate()
+    endpoint = Endpoint(standin.url)
+    active, stable = begin(target, during, endpoint, parse(POLICY), run_id="bake")
+    available = wait_available(endpoint, "ranker", during, 30)
+    forge(during)  # changed in the bucket while it bakes
+    result = finish(
+        target,
+        active,
+        stable=stable,
+        available=available,
+        endpoint=endpoint,
+        policy=parse(POLICY),
+        requests=traffic.for_version(target.base.join(str(during))),
+        poll=0.05,
+    )
+    assert result.decision == "rolled_back" and "signature failed" in result.message, result.message
+    (check,) = [c for c in result.checks if c.name == "signature"]
+    assert check.status == "fail" and "variables/variables.data-00000-of-00001" in check.message
+    assert labels(world)["stable"] == 1 and "canary" not in labels(world)

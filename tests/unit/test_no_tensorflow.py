@@ -95,6 +95,7 @@ with tempfile.TemporaryDirectory() as tmp:
 assert "ml_dtypes" not in sys.modules, "a float32 model's common paths imported ml_dtypes"
 assert str(dtypes.to_numpy(dtypes.from_name("bfloat16"))) == "bfloat16"  # imported when needed
 assert "ml_dtypes" in sys.modules
+assert "cryptography" not in sys.modules, "a publish without signing imported cryptography"
 print("ok")
 """
 
