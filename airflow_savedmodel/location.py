@@ -572,13 +572,22 @@ def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: 
     size = os.fstat(src_fd).st_size
     copied_to: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
+    # A big file's digest is taken from the source on a thread of its own, beside the copy and
+    # the read-back (SHA-256 costs several times a crc32c); the read-back proves the copy equal.
+    hashing = (
+        _digester().submit(_fd_digest, src_fd, digest)
+        if digest is not None and size >= _OVERLAP_BYTES
+        else None
+    )
+    inline = digest if hashing is None else None
+
     def read_back() -> tuple[int, int, int, int]:
         src_crc = dst_crc = pos = 0
         while (upto := copied_to.get()) is not None:
             src_crc, _ = fd_crc32c(src_fd, pos, upto, src_crc)
-            dst_crc, pos = fd_crc32c(dst_fd, pos, upto, dst_crc, also=digest)
+            dst_crc, pos = fd_crc32c(dst_fd, pos, upto, dst_crc, also=inline)
         src_crc, src_end = fd_crc32c(src_fd, pos, None, src_crc)
-        dst_crc, dst_end = fd_crc32c(dst_fd, pos, None, dst_crc, also=digest)
+        dst_crc, dst_end = fd_crc32c(dst_fd, pos, None, dst_crc, also=inline)
         return src_crc, src_end, dst_crc, dst_end
 
     checking = _checker().submit(read_back) if size >= _OVERLAP_BYTES else None
@@ -601,8 +610,33 @@ def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: 
                 advance(len(block))
     finally:
         copied_to.put(None)
-        sums = checking.result() if checking else read_back()
+        try:
+            sums = checking.result() if checking else read_back()
+        finally:
+            if hashing is not None:  # the source's fd must outlive the thread reading it
+                hashing.result()
     return CheckedCopy(sums[0], sums[1], sums[2], sums[3], done)
+
+
+_digesters: dict[int, ThreadPoolExecutor] = {}
+
+
+def _digester() -> ThreadPoolExecutor:
+    """Threads hashing sources beside local copies (per process, as _checker)."""
+    with _checkers_lock:
+        pool = _digesters.get(os.getpid())
+        if pool is None:
+            pool = _digesters[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="sha256")
+        return pool
+
+
+def _fd_digest(fd: int, digest: Any) -> None:
+    """Feed a whole open local file to ``digest`` (a hashlib object), 4 MB at a time."""
+    buffer = memoryview(bytearray(4 * LOCAL_CHUNK))
+    pos = 0
+    while n := os.preadv(fd, [buffer], pos):
+        digest.update(buffer[:n])
+        pos += n
 
 
 def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[int, int]:

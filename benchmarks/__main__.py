@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench_export",
     "bench_triggers",
     "bench_rollout",
+    "bench_signing",
     "bench_import",
 ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -290,9 +291,14 @@ class _Copier:
 
         def attempt(sent: list[int]) -> manifests.FileEntry:
             if self.server_side:
+                # No byte passes through here: the digest is one streamed read of the source,
+                # taken while the server copies (the copy is then checked equal to the source).
+                hashing = (
+                    _hashers().submit(_sha256_of, self.src_fs, src, self.chunk_size) if self.digest else None
+                )
                 crc, copied = self._server_side(src, dst, listed)
-                if self.digest:  # no byte passed through here: one streamed read of the copy
-                    self._record(dst, _sha256_of(self.dst_fs, dst, self.chunk_size))
+                if hashing is not None:
+                    self._record(dst, hashing.result())
                 self._advance(copied, file_done=True, sent=sent)
                 return manifests.FileEntry("", copied, to_hex(crc))
             if self.local:
@@ -464,6 +470,18 @@ class _Copier:
         if crc != expected:
             raise ChecksumError("server-side copy content differs from the source", dst)
         return crc, size
+
+
+_HASHERS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _hashers() -> ThreadPoolExecutor:
+    """Threads that read sources for their SHA-256 beside server-side copies (one pool per
+    process: a pool is not carried across a fork)."""
+    pool = _HASHERS.get(os.getpid())
+    if pool is None:
+        pool = _HASHERS[os.getpid()] = ThreadPoolExecutor(8, thread_name_prefix="sha256-read")
+    return pool
 
 
 def _sha256_of(fs: AbstractFileSystem, path: str, chunk: int) -> str:

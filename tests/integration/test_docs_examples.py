@@ -29,9 +29,13 @@ from airflow_savedmodel.cli import build_parser
 from airflow_savedmodel.format.builder import SavedModelBuilder
 from airflow_savedmodel.format.graphdef import GraphBuilder
 from airflow_savedmodel.format.servable import DenseLayer, build_dense_meta_graph, export_dense_model
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.signing.keys import Signer
+from airflow_savedmodel.storage import signatures
 from airflow_savedmodel.storage.publish import publish
 
 from integration.servers import GcsServer
+from signing_keys import key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", "docs/concepts.md", "docs/reference.md", "docs/troubleshooting.md"]
@@ -271,7 +275,11 @@ def local_world(root: Path) -> dict[str, str]:
     publish(model, str(root / "base"), version=1)
     np.savez(root / "inputs.npz", x=np.ones((2, 3), np.float32))
     (root / "spec.yaml").write_text(yaml.safe_dump({"signatures": {"serving_default": {}}}))
+    keys = key_pair(root / "keys", "release")  # the published version is signed, PEM trusts it
+    signatures.sign(resolve(str(root / "base" / "1")), Signer.from_pem(keys.private_pem))
     return {
+        "PEM": str(keys.public),
+        "PRIVATE_PEM": str(keys.private),
         "MODEL": model,
         "FIXED": str(root / "fixed"),
         "NEW": str(root / "new"),

@@ -429,3 +429,17 @@ def test_a_blake2b_or_shards_bundle_is_verified_and_blake3_refused_by_name(tmp_p
     parsed = oms.parse_bundle(signer.sign(json.dumps(doc).encode()), "m/model.sig")
     with pytest.raises(UnsupportedFormatError, match="hashed with 'blake3'"):
         oms.parse_statement(parsed, "m/model.sig")
+
+
+@pytest.mark.parametrize("dst", ["local", "memory"])
+def test_a_big_file_is_hashed_beside_its_copy_and_the_digest_is_right(tmp_path: Path, keys, dst: str) -> None:  # type: ignore[no-untyped-def]
+    """Files of 4 MB and more are hashed on their own thread while the kernel copies (local) or
+    from the stream (elsewhere); the signature then verifies by an independent read."""
+    signer, trust, _ = keys
+    rng = np.random.default_rng(3)
+    layer = DenseLayer(rng.standard_normal((1200, 1200)).astype(np.float32), np.zeros(1200, np.float32))
+    src = export_dense_model(str(tmp_path / "big"), [layer])
+    assert (Path(src) / "variables" / "variables.data-00000-of-00001").stat().st_size > 5 << 20
+    base = str(tmp_path / "serving") if dst == "local" else f"memory://big-{tmp_path.name}"
+    published = publish(src, base, signer=signer)
+    assert signatures.check(resolve(published.url), trust).ok

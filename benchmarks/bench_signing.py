@@ -1,0 +1,147 @@
+"""What signing costs: a publish with an OMS signature against the same publish without (local
+1 GB; gs -> gs through the latency proxy, where the server copies and the digests take one
+streamed read), and verifying a signed 1 GB version against a plain read of its files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.common import Row, gcs_behind_proxy, interleaved_medians
+
+LATENCY_SECONDS = 0.03
+
+
+def _signer(tmp: Path):  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from airflow_savedmodel.signing.keys import Signer, Trust
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return Signer(key), Trust.from_pem(pem)
+
+
+def _plain_read(model: Path) -> None:
+    for path in model.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(8 << 20):
+                    pass
+
+
+def _settled_medians(
+    ours: Callable[[Path], object], theirs: Callable[[Path], object], tmp: Path, repeat: int = 3
+) -> tuple[float, float]:
+    """Median times of two publishes run alternately, each into a fresh directory that is removed
+    and synced to disk outside the timing: neither pays for the other's dirty pages."""
+    a, b = [], []
+    for i in range(repeat):
+        for fn, times in ((ours, a), (theirs, b)):
+            out = tmp / f"run-{i}-{len(times)}-{id(times)}"
+            os.sync()
+            started = time.perf_counter()
+            fn(out)
+            times.append(time.perf_counter() - started)
+            shutil.rmtree(out)
+            os.sync()
+    return statistics.median(a), statistics.median(b)
+
+
+def run() -> list[Row]:
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import copy, publish, signatures
+    from benchmarks.bench_copy import _model
+
+    size_mb = int(os.environ.get("BENCH_SIGNING_MB", "1024"))
+    remote_mb = int(os.environ.get("BENCH_SIGNING_REMOTE_MB", "256"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        signer, trust = _signer(tmp)
+        model = _model(tmp, size_mb)
+        _plain_read(model)
+        t_signed, t_plain = _settled_medians(
+            lambda out: publish(str(model), str(out), signer=signer),
+            lambda out: publish(str(model), str(out)),
+            tmp,
+        )
+        mb = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) / 2**20
+        rows.append(
+            Row(
+                f"local publish, {mb:.0f} MB model, signed (OMS)",
+                t_signed,
+                t_plain,
+                "s",
+                "the same publish unsigned",
+            )
+        )
+        publish(str(model), str(tmp / "signed"), signer=signer)
+        version = resolve(str(tmp / "signed" / "1"))
+        _plain_read(Path(version.path))
+        t_verify, t_read = interleaved_medians(
+            lambda: signatures.require(version, trust), lambda: _plain_read(Path(version.path)), repeat=3
+        )
+        rows.append(
+            Row(
+                f"verify a signed {mb:.0f} MB version (throughput)",
+                mb / t_verify,
+                mb / t_read,
+                "MB/s",
+                "a plain read of its files in 8 MB blocks",
+            )
+        )
+        shutil.rmtree(model)
+        shutil.rmtree(tmp / "signed")
+
+        small = _model(tmp, remote_mb)
+        with gcs_behind_proxy(LATENCY_SECONDS) as (server, options):
+            bucket = server.store.bucket()
+            copy(str(small), f"{bucket}/exports/model", dst_options=server.store.options)
+            src = resolve(f"{bucket}/exports/model", options)
+            n = iter(range(10**6))
+
+            def gs_signed() -> None:
+                publish(src, resolve(f"{bucket}/signed-{next(n)}", options), signer=signer)
+
+            def gs_plain() -> None:
+                publish(src, resolve(f"{bucket}/plain-{next(n)}", options))
+
+            g_signed, g_plain = interleaved_medians(gs_signed, gs_plain, repeat=3)
+            rmb = sum(p.stat().st_size for p in small.rglob("*") if p.is_file()) / 2**20
+            rows.append(
+                Row(
+                    f"gs -> gs publish, {rmb:.0f} MB model, {LATENCY_SECONDS * 1000:.0f} ms per request, signed",
+                    g_signed,
+                    g_plain,
+                    "s",
+                    "the same publish unsigned (server-side copy)",
+                )
+            )
+            remote = resolve(f"{bucket}/signed-0/1", options)
+
+            def read_remote() -> None:
+                for path in remote.fs.find(remote.path):
+                    with remote.fs.open(path, "rb") as f:
+                        while f.read(8 << 20):
+                            pass
+
+            v_gs, r_gs = interleaved_medians(lambda: signatures.require(remote, trust), read_remote, repeat=3)
+            rows.append(
+                Row(
+                    f"verify a signed {rmb:.0f} MB version on gs, {LATENCY_SECONDS * 1000:.0f} ms per request (throughput)",
+                    rmb / v_gs,
+                    rmb / r_gs,
+                    "MB/s",
+                    "a plain read of its files, one after another",
+                )
+            )
+    return rows
