@@ -4,6 +4,7 @@ a root CA -> intermediate -> code-signing leaf chain (the certificate method).""
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-OMS_DIR = Path(__file__).resolve().parents[2] / "shared" / "oms-v1.0"  # the spec's schemas and vectors
+
+def _oms_dir() -> Path:
+    """The OMS spec's schemas and test vectors: ``../shared/oms-v1.0`` beside the checkout (or
+    $OMS_SPEC_DIR; a clone elsewhere on this machine finds /work/shared)."""
+    candidates = [
+        Path(os.environ.get("OMS_SPEC_DIR", "")),
+        Path(__file__).resolve().parents[2] / "shared" / "oms-v1.0",
+        Path("/work/shared/oms-v1.0"),
+    ]
+    return next((c for c in candidates if str(c) != "." and (c / "schemas").is_dir()), candidates[1])
+
+
+OMS_DIR = _oms_dir()
 
 
 @dataclass(frozen=True)
