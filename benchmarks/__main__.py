@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench_triggers",
     "bench_rollout",
     "bench_signing",
+    "bench_history",
     "bench_import",
 ]
 

@@ -37,7 +37,7 @@ from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import has_saved_model, missing_model_error
 from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import leases, signatures
+from airflow_savedmodel.storage import catalog, leases, signatures
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
@@ -256,6 +256,7 @@ def publish(
         if serving is not None:
             lease.check()  # a publisher retention may take for dead names nothing
         served = _serve(serving, base, number)
+    catalog.record(base.fs, base.path, number, manifest)  # best effort: readers heal it
     final = base.join(str(number))
     return PublishResult(
         number,

@@ -102,11 +102,32 @@ def list_versions(
 
 
 def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[VersionInfo]:
+    """Every version's state. Without ``deep``, one listing of the base path and the catalog
+    (storage/catalog.py) answer for every version the catalog vouches for; the others are read
+    one by one, and the catalog is brought up to date when that found something new."""
+    from airflow_savedmodel.storage import catalog
+
     out = []
-    for number in version_numbers(fs, base):
+    numbers = version_numbers(fs, base)
+    entries = catalog.read(fs, base) if numbers and not deep else {}
+    listed = catalog.listed_sizes(fs, base) if numbers and not deep else {}
+    learned = False
+    for number in numbers:
         path = location.join(base, str(number))
+        entry = entries.get(number)
+        if entry is not None and catalog.matches(entry, listed.get(number, {})):
+            out.append(VersionInfo(number, location.url_of(fs, path), COMPLETE, entry, []))
+            continue
         state, manifest, problems = state_of(fs, path, deep)
         out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
+        if not deep and state == COMPLETE and manifest is not None:
+            entries[number] = manifest
+            learned = True
+        elif entry is not None:  # its files no longer match what the catalog recorded
+            del entries[number]
+            learned = True
+    if not deep and numbers and (learned or set(entries) - set(numbers)):
+        catalog.write(fs, base, {n: m for n, m in entries.items() if n in numbers})
     for number, kind in not_directories(fs, base):
         url = location.url_of(fs, location.join(base, str(number)))
         out.append(VersionInfo(number, url, NOT_A_DIRECTORY, None, [f"named like a version but a {kind}"]))

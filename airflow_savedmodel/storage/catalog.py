@@ -1,0 +1,96 @@
+"""A catalog of a base path's complete versions: their manifests in one file beside them
+(``BASE/.savedmodel-catalog.json``), so that telling every version's state costs one recursive
+listing and one read, whatever the history, instead of a manifest read and a listing per version.
+
+The catalog is a cache, never the truth. A version counts as complete from its entry only when
+the files listed under it have the sizes the entry records and its manifest is there: the check
+a manifest read would make. A version without an entry (published before the catalog existed, by
+another tool, or its entry lost to a concurrent writer) or whose files differ is read the old way,
+and a complete one is added back; entries of versions that are gone are dropped. A catalog that
+is missing, stale or garbled therefore never hides a complete version nor shows a partial one:
+it only costs requests until it is rewritten. Writes are one atomic object (or rename) and best
+effort: a reader without write access still gets the right answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from fsspec import AbstractFileSystem
+
+from airflow_savedmodel import location
+from airflow_savedmodel.errors import SavedModelError
+from airflow_savedmodel.storage import manifest as manifests
+
+CATALOG_PATH = ".savedmodel-catalog.json"
+SCHEMA = "airflow-savedmodel/catalog/v1"
+MAX_CATALOG_BYTES = 128 << 20
+
+log = logging.getLogger(__name__)
+
+
+def read(fs: AbstractFileSystem, base: str) -> dict[int, manifests.Manifest]:
+    """The catalog's entries, ``{version: manifest}``; empty when it is missing or unreadable."""
+    path = location.join(base, CATALOG_PATH)
+    try:
+        raw = location.read_file(fs, path, limit=MAX_CATALOG_BYTES)
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            return {}
+        return {
+            int(number): manifests.Manifest.from_json(entry, path)
+            for number, entry in dict(doc.get("versions") or {}).items()
+        }
+    except (SavedModelError, ValueError, TypeError, AttributeError, OSError):
+        return {}  # missing, garbled or from elsewhere: the versions are read one by one
+
+
+def write(fs: AbstractFileSystem, base: str, entries: Mapping[int, manifests.Manifest]) -> None:
+    """Replace the catalog with ``entries`` in one atomic write; a failure is logged, not raised
+    (the catalog is rebuilt from the versions by the next reader that can write)."""
+    doc = {
+        "schema": SCHEMA,
+        "versions": {str(n): entries[n].to_json() for n in sorted(entries)},
+    }
+    try:
+        location.write_atomic(fs, location.join(base, CATALOG_PATH), json.dumps(doc).encode())
+    except Exception as exc:  # a read-only reader, a store hiccup: the next writer heals it
+        log.debug("catalog of %s not written: %s", location.url_of(fs, base), exc)
+
+
+def record(fs: AbstractFileSystem, base: str, number: int, manifest: manifests.Manifest) -> None:
+    """Add (or replace) version ``number``'s entry after its publish completed."""
+    entries = read(fs, base)
+    entries[number] = manifest
+    write(fs, base, entries)
+
+
+def listed_sizes(fs: AbstractFileSystem, base: str) -> dict[int, dict[str, int]]:
+    """``{version: {relative path: size}}`` of every file under every numeric version, from one
+    recursive listing of ``base`` (paged by the store: a request per 1,000 objects)."""
+    fs.invalidate_cache(base)
+    prefix = fs._strip_protocol(base).rstrip("/") + "/"
+    out: dict[int, dict[str, int]] = {}
+    try:
+        found = fs.find(base, detail=True)
+    except FileNotFoundError:
+        return out
+    for path, info in found.items():
+        if not path.startswith(prefix) or info.get("type", "file") not in ("file", "other"):
+            continue
+        head, _, rel = path[len(prefix) :].partition("/")
+        if head.isdigit() and rel:  # a local symlink ("other") is never taken on the catalog's word
+            size = info.get("size") if info.get("type", "file") == "file" else None
+            out.setdefault(int(head), {})[rel] = int(size) if size is not None else -1
+    return out
+
+
+def matches(entry: manifests.Manifest, sizes: Mapping[str, int]) -> bool:
+    """Whether the files listed under a version are the ones its entry records (the check a
+    manifest read would make, without the read): the manifest itself, and every file with its size."""
+    if manifests.MANIFEST_PATH not in sizes:
+        return False
+    present = {p: s for p, s in sizes.items() if p != manifests.MANIFEST_PATH}
+    return present == {f.path: f.size for f in entry.files}

@@ -1,0 +1,117 @@
+"""The catalog of complete versions (storage/catalog.py): the state of every version from one
+listing and one read, whatever the history; a catalog that is stale, missing, garbled or missing
+an entry never hides a complete version nor shows a partial one, and is healed by the next reader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.storage import catalog, list_versions, publish
+from airflow_savedmodel.storage import manifest as manifests
+
+
+def make_model(root: Path, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    layer = DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))
+    return export_dense_model(str(root / f"model-{seed}"), [layer])
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    """Six complete versions published with the catalog, and how TF Serving would see them."""
+    base = tmp_path / "serving"
+    for seed in range(1, 7):
+        publish(make_model(tmp_path, seed), str(base))
+    return base
+
+
+def states(base: Path) -> dict[int, str]:
+    return {v.version: v.state for v in list_versions(str(base))}
+
+
+def counted_manifest_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = manifests.read
+
+    def read(fs, path):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        return real(fs, path)
+
+    monkeypatch.setattr(manifests, "read", read)
+    return calls
+
+
+def test_states_come_from_one_listing_and_the_catalog(history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(catalog.read(resolve(str(history)).fs, str(history))) == {1, 2, 3, 4, 5, 6}
+    reads = counted_manifest_reads(monkeypatch)
+    assert states(history) == dict.fromkeys(range(1, 7), "complete")
+    assert reads == []  # no version's manifest was read
+    infos = list_versions(str(history))
+    assert all(i.manifest is not None and i.manifest.fingerprint for i in infos)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled", "other schema", "entry lost", "stale entry"])
+def test_a_damaged_catalog_never_changes_the_answer_and_is_healed(
+    history: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    expected = dict.fromkeys(range(1, 7), "complete")
+    path = history / catalog.CATALOG_PATH
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "garbled":
+        path.write_bytes(b'{"schema": "airflow-savedmodel/catalog/v1", "versions": {"1": [')
+    elif damage == "other schema":
+        path.write_text(json.dumps({"schema": "something/else", "versions": {}}))
+    elif damage == "entry lost":  # a concurrent publisher's update overwritten
+        doc = json.loads(path.read_text())
+        del doc["versions"]["4"]
+        path.write_text(json.dumps(doc))
+    else:  # version 3 lost a file after the catalog recorded it, version 5 was removed
+        (history / "3" / "variables" / "variables.index").unlink()
+        shutil.rmtree(history / "5")
+        expected[3] = "partial"
+        del expected[5]
+    assert states(history) == expected
+    healed = catalog.read(resolve(str(history)).fs, str(history))
+    assert set(healed) == {n for n, s in expected.items() if s == "complete"}
+    reads = counted_manifest_reads(monkeypatch)
+    assert states(history) == expected
+    assert len(reads) == (1 if damage == "stale entry" else 0)  # only the partial one is read again
+
+
+def test_a_changed_file_of_the_same_count_is_caught_by_its_size(history: Path) -> None:
+    shard = history / "2" / "variables" / "variables.data-00000-of-00001"
+    shard.write_bytes(shard.read_bytes() + b"x")
+    assert states(history)[2] == "partial"
+
+
+def test_versions_published_before_the_catalog_are_learned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "serving"
+    for seed in (1, 2):
+        publish(make_model(tmp_path, seed), str(base))
+    (base / catalog.CATALOG_PATH).unlink()  # as an older version of this package left them
+    (base / "3").mkdir()  # a publish in flight: partial, never catalogued
+    assert states(base) == {1: "complete", 2: "complete", 3: "partial"}
+    assert set(catalog.read(resolve(str(base)).fs, str(base))) == {1, 2}
+
+
+def test_a_reader_that_cannot_write_still_gets_the_right_answer(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (history / catalog.CATALOG_PATH).unlink()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError("read-only credentials")
+
+    monkeypatch.setattr("airflow_savedmodel.location.write_atomic", refuse)
+    assert states(history) == dict.fromkeys(range(1, 7), "complete")
+    assert not (history / catalog.CATALOG_PATH).exists()
