@@ -6,7 +6,6 @@ every version's manifest and listing (what the package did before it)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import time
@@ -32,13 +31,11 @@ def _small(root: Path, seed: int) -> str:
 
 def _fill(fs: Any, base: str, template: dict[str, bytes], upto: int) -> None:
     """Versions 1..upto under ``base``, each a copy of one published version, written straight to
-    the server (not through the proxy), and their catalog."""
-    from airflow_savedmodel.storage import catalog
-    from airflow_savedmodel.storage import manifest as manifests
+    the server (not through the proxy); one listing of them there writes their catalog."""
+    from airflow_savedmodel.storage.versions import versions_of
 
     fs.pipe({f"{base}/{n}/{rel}": data for n in range(1, upto + 1) for rel, data in template.items()})
-    entry = manifests.Manifest.from_json(json.loads(template[manifests.MANIFEST_PATH]), base)
-    catalog.write(fs, base, dict.fromkeys(range(1, upto + 1), entry))
+    assert [i.state for i in versions_of(fs, base)] == ["complete"] * upto
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from fsspec import AbstractFileSystem
 
@@ -31,8 +33,29 @@ MAX_CATALOG_BYTES = 128 << 20
 log = logging.getLogger(__name__)
 
 
-def read(fs: AbstractFileSystem, base: str) -> dict[int, manifests.Manifest]:
-    """The catalog's entries, ``{version: manifest}``; empty when it is missing or unreadable."""
+@dataclass(frozen=True)
+class Entry:
+    """A complete version as the catalog remembers it: its manifest, and the manifest object's
+    stamp as listings show it (a rewritten manifest gets a new one, so it is read again)."""
+
+    manifest: manifests.Manifest
+    stamp: str
+
+
+# What changes when an object is written again, as listings and info() report it: GCS's
+# generation, S3's ETag (the content's MD5), a local file's mtime, a memory file's creation time.
+_STAMP_KEYS = ("generation", "ETag", "mtime", "created")
+
+
+def stamp_of(info: Mapping[str, Any]) -> str:
+    for key in _STAMP_KEYS:
+        if info.get(key) not in (None, ""):
+            return f"{info.get('size')}:{key}={info[key]}"
+    return ""  # nothing to tell a rewrite by: never trusted (see matches)
+
+
+def read(fs: AbstractFileSystem, base: str) -> dict[int, Entry]:
+    """The catalog's entries, ``{version: entry}``; empty when it is missing or unreadable."""
     path = location.join(base, CATALOG_PATH)
     try:
         raw = location.read_file(fs, path, limit=MAX_CATALOG_BYTES)
@@ -40,19 +63,22 @@ def read(fs: AbstractFileSystem, base: str) -> dict[int, manifests.Manifest]:
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             return {}
         return {
-            int(number): manifests.Manifest.from_json(entry, path)
-            for number, entry in dict(doc.get("versions") or {}).items()
+            int(number): Entry(manifests.Manifest.from_json(item["manifest"], path), str(item["stamp"]))
+            for number, item in dict(doc.get("versions") or {}).items()
         }
-    except (SavedModelError, ValueError, TypeError, AttributeError, OSError):
+    except (SavedModelError, ValueError, TypeError, AttributeError, KeyError, OSError):
         return {}  # missing, garbled or from elsewhere: the versions are read one by one
 
 
-def write(fs: AbstractFileSystem, base: str, entries: Mapping[int, manifests.Manifest]) -> None:
+def write(fs: AbstractFileSystem, base: str, entries: Mapping[int, Entry]) -> None:
     """Replace the catalog with ``entries`` in one atomic write; a failure is logged, not raised
     (the catalog is rebuilt from the versions by the next reader that can write)."""
     doc = {
         "schema": SCHEMA,
-        "versions": {str(n): entries[n].to_json() for n in sorted(entries)},
+        "versions": {
+            str(n): {"stamp": entries[n].stamp, "manifest": entries[n].manifest.to_json()}
+            for n in sorted(entries)
+        },
     }
     try:
         location.write_atomic(fs, location.join(base, CATALOG_PATH), json.dumps(doc).encode())
@@ -62,17 +88,21 @@ def write(fs: AbstractFileSystem, base: str, entries: Mapping[int, manifests.Man
 
 def record(fs: AbstractFileSystem, base: str, number: int, manifest: manifests.Manifest) -> None:
     """Add (or replace) version ``number``'s entry after its publish completed."""
+    try:
+        info = location.fresh_info(fs, location.join(base, str(number), manifests.MANIFEST_PATH))
+    except Exception:
+        return
     entries = read(fs, base)
-    entries[number] = manifest
+    entries[number] = Entry(manifest, stamp_of(info))
     write(fs, base, entries)
 
 
-def listed_sizes(fs: AbstractFileSystem, base: str) -> dict[int, dict[str, int]]:
-    """``{version: {relative path: size}}`` of every file under every numeric version, from one
+def listed(fs: AbstractFileSystem, base: str) -> dict[int, dict[str, dict[str, Any]]]:
+    """``{version: {relative path: info}}`` of every file under every numeric version, from one
     recursive listing of ``base`` (paged by the store: a request per 1,000 objects)."""
     fs.invalidate_cache(base)
     prefix = fs._strip_protocol(base).rstrip("/") + "/"
-    out: dict[int, dict[str, int]] = {}
+    out: dict[int, dict[str, dict[str, Any]]] = {}
     try:
         found = fs.find(base, detail=True)
     except FileNotFoundError:
@@ -81,16 +111,19 @@ def listed_sizes(fs: AbstractFileSystem, base: str) -> dict[int, dict[str, int]]
         if not path.startswith(prefix) or info.get("type", "file") not in ("file", "other"):
             continue
         head, _, rel = path[len(prefix) :].partition("/")
-        if head.isdigit() and rel:  # a local symlink ("other") is never taken on the catalog's word
-            size = info.get("size") if info.get("type", "file") == "file" else None
-            out.setdefault(int(head), {})[rel] = int(size) if size is not None else -1
+        if head.isdigit() and rel:
+            out.setdefault(int(head), {})[rel] = info
     return out
 
 
-def matches(entry: manifests.Manifest, sizes: Mapping[str, int]) -> bool:
+def matches(entry: Entry, infos: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether the files listed under a version are the ones its entry records (the check a
-    manifest read would make, without the read): the manifest itself, and every file with its size."""
-    if manifests.MANIFEST_PATH not in sizes:
+    manifest read would make, without the read): the same manifest object, every file with its
+    size. A local symlink ("other") is never taken on the catalog's word."""
+    manifest = infos.get(manifests.MANIFEST_PATH)
+    if manifest is None or not entry.stamp or stamp_of(manifest) != entry.stamp:
         return False
-    present = {p: s for p, s in sizes.items() if p != manifests.MANIFEST_PATH}
-    return present == {f.path: f.size for f in entry.files}
+    if any(info.get("type", "file") != "file" for info in infos.values()):
+        return False
+    present = {p: int(i.get("size") or 0) for p, i in infos.items() if p != manifests.MANIFEST_PATH}
+    return present == {f.path: f.size for f in entry.manifest.files}

@@ -110,18 +110,20 @@ def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[V
     out = []
     numbers = version_numbers(fs, base)
     entries = catalog.read(fs, base) if numbers and not deep else {}
-    listed = catalog.listed_sizes(fs, base) if numbers and not deep else {}
+    listed = catalog.listed(fs, base) if numbers and not deep else {}
     learned = False
     for number in numbers:
         path = location.join(base, str(number))
         entry = entries.get(number)
-        if entry is not None and catalog.matches(entry, listed.get(number, {})):
-            out.append(VersionInfo(number, location.url_of(fs, path), COMPLETE, entry, []))
+        infos = listed.get(number, {})
+        if entry is not None and catalog.matches(entry, infos):
+            out.append(VersionInfo(number, location.url_of(fs, path), COMPLETE, entry.manifest, []))
             continue
         state, manifest, problems = state_of(fs, path, deep)
         out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
-        if not deep and state == COMPLETE and manifest is not None:
-            entries[number] = manifest
+        stamp = catalog.stamp_of(infos.get(manifests.MANIFEST_PATH) or {})
+        if not deep and state == COMPLETE and manifest is not None and stamp:
+            entries[number] = catalog.Entry(manifest, stamp)
             learned = True
         elif entry is not None:  # its files no longer match what the catalog recorded
             del entries[number]

@@ -86,6 +86,28 @@ def test_a_damaged_catalog_never_changes_the_answer_and_is_healed(
     assert len(reads) == (1 if damage == "stale entry" else 0)  # only the partial one is read again
 
 
+def test_a_rewritten_manifest_is_read_again(history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version changed and its manifest forged to match (same sizes): the catalog's record of
+    the old manifest is not trusted (the manifest object is not the one it saw), so publish's
+    content identity sees the forged content, never the catalogued one."""
+    import time
+
+    shard = history / "3" / "variables" / "variables.data-00000-of-00001"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.write_bytes(bytes(data))
+    time.sleep(0.01)
+    version = resolve(str(history / "3"))
+    forged = manifests.scan(version.fs, version.path)
+    manifests.write(version.fs, version.path, forged)
+    reads = counted_manifest_reads(monkeypatch)
+    (three,) = [v for v in list_versions(str(history)) if v.version == 3]
+    assert reads and three.state == "complete" and three.manifest is not None
+    assert three.manifest.content_key() == forged.content_key()
+    entry = catalog.read(version.fs, str(history))[3]
+    assert entry.manifest.content_key() == forged.content_key()  # the catalog learned it
+
+
 def test_a_changed_file_of_the_same_count_is_caught_by_its_size(history: Path) -> None:
     shard = history / "2" / "variables" / "variables.data-00000-of-00001"
     shard.write_bytes(shard.read_bytes() + b"x")
