@@ -41,30 +41,13 @@ def test_versions_we_sign_verify_with_the_reference_tool(
         signer=Signer.from_pem(chain.leaf_key.read_bytes(), certificate_chain=chain.chain.read_bytes()),
     )
     assert (by_key.version, by_cert.version) == (1, 2)  # a version signed by another signer is not reused
-    key_run = reference(
-        "verify",
-        "key",
-        str(base / "1"),
-        "--signature",
-        str(base / "1" / "model.sig"),
-        "--public_key",
-        str(keys.public),
-    )
-    assert key_run.returncode == 0 and "Verification succeeded" in key_run.stdout, (
-        key_run.stdout + key_run.stderr
-    )
-    cert_run = reference(
-        "verify",
-        "certificate",
-        str(base / "2"),
-        "--signature",
-        str(base / "2" / "model.sig"),
-        "--certificate_chain",
-        str(chain.root),
-    )
-    assert cert_run.returncode == 0 and "Verification succeeded" in cert_run.stdout, (
-        cert_run.stdout + cert_run.stderr
-    )
+    for method, number, material in (
+        ("key", 1, ["--public_key", str(keys.public)]),
+        ("certificate", 2, ["--certificate_chain", str(chain.root)]),
+    ):
+        version = base / str(number)
+        ran = reference("verify", method, str(version), "--signature", str(version / "model.sig"), *material)
+        assert ran.returncode == 0 and "Verification succeeded" in ran.stdout, ran.stdout + ran.stderr
 
     # A byte changed after signing: the reference tool refuses it too, naming the file.
     shard = next((base / "1" / "variables").glob("variables.data-*"))
