@@ -82,6 +82,12 @@ USAGE = [
     (["gc", "{t}/b", "--keep-last", "0"], "argument --keep-last: must be a whole number of at least 1"),
     (["gc", "{t}/b", "--min-age-hours", "-1"], "argument --min-age-hours: must be a number of 0 or more"),
     (["strip-default-attrs", "{m}", "{t}/s", "--add", "--target-tf", "1.15"], "argument --target-tf: '1.15'"),
+    (
+        ["verify", "--signature", "{m}"],
+        "verify --signature needs --trust PEM (or $SAVEDMODEL_REQUIRE_SIGNATURE)",
+    ),
+    (["sign", "{m}", "--key", "{t}/missing.pem"], "argument --key: no such file: "),
+    (["publish", "{m}", "{t}/b", "--sign-cert", "{t}/x.npz"], "--sign-cert needs --sign-key"),
 ]
 
 
@@ -201,6 +207,8 @@ FAILURES = [
     (["diff", "{m}", "{t}/nowhere"], "{t}/nowhere"),
     (["serving", "show", "{t}/models.config"], "{t}/models.config"),
     (["gc", "{t}/nowhere"], "{t}/nowhere"),
+    (["sign", "{c}", "--key", "{t}/x.npz"], "{t}/x.npz"),  # not a key: named, never quoted
+    (["verify", "--signature", "{m}", "--trust", "{t}/x.npz"], "{t}/x.npz"),  # not a trust file
 ]
 
 
