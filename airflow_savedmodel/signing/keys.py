@@ -86,6 +86,7 @@ class Signer:
         """Load a PEM private key (``password`` if encrypted) and, for the certificate method, a
         PEM chain: the signing certificate first, then the intermediates. Errors never quote the key."""
         from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
 
         data = private_key.encode() if isinstance(private_key, str) else private_key
@@ -97,7 +98,7 @@ class Signer:
                 f"the private key {'is not encrypted' if secret else 'is encrypted: give its password'}",
                 where,
             ) from None
-        except (ValueError, Exception) as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             if "password" in str(exc).lower() or "decrypt" in str(exc).lower():
                 raise SignatureError("the private key's password is wrong", where) from None
             raise SignatureError("not a PEM private key", where) from None
@@ -326,10 +327,13 @@ class Trust:
 
 
 def _issued(cert: Any, issuer: Any) -> bool:
+    """Whether ``issuer`` signed ``cert`` (names and signature)."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         cert.verify_directly_issued_by(issuer)
         return True
-    except (ValueError, TypeError, Exception):
+    except (ValueError, TypeError, InvalidSignature):
         return False
 
 
