@@ -451,8 +451,9 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
 
     standin, target, _ = world
 
-    def held_then(answer: Any, dag_id: str) -> Any:
-        version = candidate(world, bias=time.monotonic_ns() % 1000 * 1e-9 + 1e-7)
+    def held_then(answer: Any, dag_id: str, bias: float) -> Any:
+        # distinct weights per candidate: identical bytes would be deduplicated into one version
+        version = candidate(world, bias=bias)
         with DAG(dag_id, schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)) as dag:
             held = SavedModelRolloutOperator(
                 task_id="rollout",
@@ -476,7 +477,7 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
         return version, run_dag(dag)
 
     approved, run = held_then(
-        {"chosen_options": ["Promote"], "responded_by_user": {"id": "7", "name": "alice"}}, "held_approved"
+        {"chosen_options": ["Promote"], "responded_by_user": {"id": "7", "name": "alice"}}, "held_approved", 1e-7
     )
     assert str(run.state) == "success", states(run)
     record = records.read(target.base, approved)
@@ -488,7 +489,10 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
         "observed": None,
         "threshold": None,
     }
-    timed_out, run = held_then({"chosen_options": ["Roll back"], "responded_by_user": None}, "held_timeout")
+    timed_out, run = held_then(
+        {"chosen_options": ["Roll back"], "responded_by_user": None}, "held_timeout", 2e-7
+    )
+    assert timed_out != approved
     assert states(run)["decide"] == "failed"
     record = records.read(target.base, timed_out)
     assert record is not None and record["state"] == "rolled_back"
