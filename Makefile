@@ -9,8 +9,11 @@ DEMO_STAMP := $(DEMO_VENV)/.installed
 # The end-to-end UI tests drive Debian's Chromium; apt-get installs it on a fresh machine.
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The distributed stack's tests (CeleryExecutor) run Debian's PostgreSQL and Redis servers of
+# their own on 127.0.0.1; apt-get installs them on a fresh machine.
+SERVERS := /usr/bin/redis-server /usr/lib/postgresql
 
-.PHONY: venv browser test test-fast fuzz lint typecheck protos demo ui bench clean
+.PHONY: venv browser servers test test-fast fuzz lint typecheck protos demo ui bench clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +34,16 @@ $(BROWSER):
 
 browser: $(BROWSER)
 
+$(SERVERS):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql redis-server
+
+servers: $(SERVERS)
+
 # The whole suite, in two worker processes, a test file to each in turn (most of the suite waits
 # on servers, Airflow and killed children; a file's module fixtures, such as the Airflow the UI
 # walk drives, live once); the 15 slowest tests are listed at its end.
-test: $(STAMP) $(BROWSER)
+test: $(STAMP) $(BROWSER) $(SERVERS)
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 # The everyday tier: no TensorFlow models, no servers, no Airflow services (well under a minute).

@@ -14,6 +14,11 @@ SAVEDMODEL_TF_SERVING_URL TensorFlow Serving's REST endpoint (e.g. http://tf-ser
                           the training DAG releases its version by a canary rollout (promoted or
                           rolled back on evidence), and it is the canary rollout form's default
 SAVEDMODEL_BAKE_SECONDS   how long the examples' rollouts compare canary with stable (default: 30)
+SAVEDMODEL_FLEET_EXPORT_ROOT   the fleet DAG's models, one sub-directory each (default: <root>/fleet/exports)
+SAVEDMODEL_FLEET_SERVING_ROOT  their base paths (<serving root>/<model>) and the one model config
+                               file they share (<serving root>/models.config) (default: <root>/fleet/serving)
+SAVEDMODEL_FLEET_CONCURRENCY   models the fleet DAG publishes at once in one run (default: 8)
+SAVEDMODEL_FLEET_POOL          the Airflow pool its publishes run in (default: default_pool)
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ MIRROR_CONN_ID = os.environ.get("SAVEDMODEL_MIRROR_CONN_ID") or None
 TARGET_TF = os.environ.get("SAVEDMODEL_TARGET_TF") or "2.12"
 TF_SERVING_URL = os.environ.get("SAVEDMODEL_TF_SERVING_URL") or None
 BAKE_SECONDS = float(os.environ.get("SAVEDMODEL_BAKE_SECONDS") or 30)
+FLEET_EXPORT_ROOT = os.environ.get("SAVEDMODEL_FLEET_EXPORT_ROOT") or f"{ROOT}/fleet/exports"
+FLEET_SERVING_ROOT = os.environ.get("SAVEDMODEL_FLEET_SERVING_ROOT") or f"{ROOT}/fleet/serving"
+FLEET_CONCURRENCY = int(os.environ.get("SAVEDMODEL_FLEET_CONCURRENCY") or 8)
+FLEET_POOL = os.environ.get("SAVEDMODEL_FLEET_POOL") or "default_pool"
 
 # The contract clients of the classifier rely on; a renamed input fails validation.
 SIGNATURE_SPEC = {

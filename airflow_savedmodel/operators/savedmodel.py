@@ -546,6 +546,8 @@ def _published_json(result: Any) -> dict[str, Any]:
         "fingerprint": result.manifest.fingerprint,
         "served": result.served,
         "signed_by": result.signed_by,
+        "seconds": round(result.seconds, 3),
+        "config_wait_seconds": round(result.config_wait_seconds, 3),
     }
 
 

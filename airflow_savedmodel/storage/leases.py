@@ -133,8 +133,9 @@ class Held:
     """A lock this caller holds; :meth:`check` says whether it still does (an object-store lock
     is broken by others when its holder stalls past the time-to-live)."""
 
-    def __init__(self, fs: AbstractFileSystem, path: str, token: str | None) -> None:
+    def __init__(self, fs: AbstractFileSystem, path: str, token: str | None, waited: float = 0.0) -> None:
         self.fs, self.path, self.token = fs, path, token
+        self.waited = waited  # seconds spent queued behind other holders before this one got it
 
     def holds(self) -> bool:
         if self.token is None:  # flock: held until released
@@ -187,12 +188,13 @@ def exclusive(
     (default :data:`LOCK_TTL_SECONDS`).
     """
     ttl = LOCK_TTL_SECONDS if ttl is None else ttl
+    started = time.monotonic()
     if is_local(fs):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                yield Held(fs, path, None)
+                yield Held(fs, path, None, time.monotonic() - started)
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
@@ -217,7 +219,7 @@ def exclusive(
     )
     renewer.start()
     try:
-        yield Held(fs, path, token)
+        yield Held(fs, path, token, time.monotonic() - started)
     finally:
         stop.set()
         renewer.join()

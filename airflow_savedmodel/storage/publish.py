@@ -76,6 +76,7 @@ class PublishResult:
     seconds: float
     served: dict[str, Any] | None = field(default=None)  # the model's serving config after a gated publish
     signed_by: str | None = None  # who signed the version (a signing publish), as Signer.describe says
+    config_wait_seconds: float = 0.0  # queued behind other writers of the serving config (gated)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +89,7 @@ class PublishResult:
             "seconds": round(self.seconds, 3),
             "served": self.served,
             "signed_by": self.signed_by,
+            "config_wait_seconds": round(self.config_wait_seconds, 3),
         }
 
 
@@ -189,9 +191,10 @@ def publish(
         )
     _refuse_not_directories(base)
     existing, source_key = _already_published(src, base, infos, replaced, signer)
+    waited: list[float] = []
     if existing is not None and version in ("auto", existing.version):
         assert existing.manifest is not None
-        served = _serve(serving, base, existing.version)
+        served = _serve(serving, base, existing.version, waited)
         return PublishResult(
             existing.version,
             existing.url,
@@ -200,6 +203,7 @@ def publish(
             time.monotonic() - started,
             served,
             signer.describe() if signer else None,
+            sum(waited),
         )
     copy = CopyOptions(concurrency=concurrency, chunk_size=chunk_size, retries=retries, progress=progress)
 
@@ -255,7 +259,7 @@ def publish(
                 location.remove_quietly(base.fs, staging)
         if serving is not None:
             lease.check()  # a publisher retention may take for dead names nothing
-        served = _serve(serving, base, number)
+        served = _serve(serving, base, number, waited)
     catalog.record(base.fs, base.path, number, manifest)  # best effort: readers heal it
     final = base.join(str(number))
     return PublishResult(
@@ -266,6 +270,7 @@ def publish(
         time.monotonic() - started,
         served,
         signer.describe() if signer else None,
+        sum(waited),
     )
 
 
@@ -283,7 +288,9 @@ def _refuse_not_directories(base: Location) -> None:
         )
 
 
-def _serve(serving: ServingTarget | None, base: Location, number: int) -> dict[str, Any] | None:
+def _serve(
+    serving: ServingTarget | None, base: Location, number: int, waited: list[float] | None = None
+) -> dict[str, Any] | None:
     if serving is None:
         return None
     model = serving_config.serve_version(
@@ -295,6 +302,7 @@ def _serve(serving: ServingTarget | None, base: Location, number: int) -> dict[s
         keep_served=serving.keep_served,
         labels=dict.fromkeys(serving.labels, number),
         trust=serving.trust,
+        waited=waited,
     )
     return model.to_json()
 

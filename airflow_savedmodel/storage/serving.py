@@ -110,8 +110,13 @@ def find(config: pb.ModelServerConfig, name: str) -> pb.ModelConfig | None:
 LOCK_ATTEMPTS = 5
 
 
-def update(config: Location, change: Callable[[pb.ModelServerConfig], T]) -> T:
+def update(
+    config: Location, change: Callable[[pb.ModelServerConfig], T], *, waited: list[float] | None = None
+) -> T:
     """Apply ``change`` to the config under the config's lock and write it back in one step.
+
+    ``waited`` (if given) gets the seconds each acquisition of the lock queued behind other
+    writers: what a fleet of publishers into one config pays for sharing it.
 
     A writer that stalled so long that another broke its lock finds out before writing
     (:meth:`leases.Held.check`) and applies its change again to what is there now, so neither
@@ -121,6 +126,8 @@ def update(config: Location, change: Callable[[pb.ModelServerConfig], T]) -> T:
         raise FormatError("is a directory, not a model config file", config.url)
     for attempt in range(LOCK_ATTEMPTS):
         with leases.exclusive(config.fs, config.path + ".lock") as held:
+            if waited is not None:
+                waited.append(held.waited)
             current = read(config)
             before = current.SerializeToString(deterministic=True)
             result = change(current)
@@ -187,6 +194,7 @@ def serve_version(
     keep_served: int = DEFAULT_KEEP_SERVED,
     labels: Mapping[str, int] | None = None,
     trust: Trust | None = None,
+    waited: list[float] | None = None,
 ) -> ServedModel:
     """Name a complete ``version`` in the model's ``specific`` list (adding the model if new).
 
@@ -213,7 +221,7 @@ def serve_version(
         _set_specific(model, set(newest) | pinned)
         return describe(model)
 
-    return update(config, change)
+    return update(config, change, waited=waited)
 
 
 def set_labels(

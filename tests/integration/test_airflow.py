@@ -29,6 +29,7 @@ EXAMPLES = [
     "example_savedmodel_rollback",
     "example_savedmodel_external_export",
     "example_savedmodel_canary_rollout",
+    "example_savedmodel_fleet",
 ]
 
 
