@@ -103,7 +103,9 @@ def example_savedmodel_fleet() -> None:
     ).expand_kwargs(models)
 
     @task(trigger_rule="all_done")
-    def summary(models: list[dict[str, str]], params: dict[str, Any] | None = None, ti: Any = None) -> dict[str, Any]:
+    def summary(
+        models: list[dict[str, str]], params: dict[str, Any] | None = None, ti: Any = None
+    ) -> dict[str, Any]:
         """Which models published which version, which were refused and why, config lock waits."""
         published, refused, failed = [], [], []
         for index, model in enumerate(models):
@@ -147,7 +149,9 @@ def example_savedmodel_fleet() -> None:
             from airflow.sdk.exceptions import AirflowFailException
 
             names = ", ".join(row["model"] for row in [*refused, *failed])
-            raise AirflowFailException(f"{len(refused) + len(failed)} of {len(models)} models did not publish: {names}")
+            raise AirflowFailException(
+                f"{len(refused) + len(failed)} of {len(models)} models did not publish: {names}"
+            )
         return outcome
 
     summary(models) << publish
@@ -168,7 +172,9 @@ def _write_samples(fs: Any, path: str, count: int) -> None:
 
     for index in range(count):
         rng = np.random.default_rng(index)
-        layers = [DenseLayer(rng.normal(0, 0.5, (4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")]
+        layers = [
+            DenseLayer(rng.normal(0, 0.5, (4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")
+        ]
         export_dense_model(f"{path.rstrip('/')}/model-{index:03d}", layers, fs=fs)
 
 

@@ -56,6 +56,7 @@ class AirflowStack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(12)
+        self.user = USER
         home.mkdir(parents=True, exist_ok=True)
         (home / "passwords.json").write_text(json.dumps({USER: self.password}))
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "SAVEDMODEL_"))}
@@ -138,7 +139,7 @@ class AirflowStack:
     def token(self) -> str:
         if self._token is None:
             reply = self._request(
-                "POST", "/auth/token", {"username": USER, "password": self.password}, auth=False
+                "POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False
             )
             self._token = str(reply["access_token"])
         return self._token
@@ -238,6 +239,7 @@ class DemoUI(AirflowStack):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = ""
+        self.user = USER
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "SAVEDMODEL_"))}
         self.env = {**base, "AIRFLOW_HOME": str(home), "PATH": self.PLAIN_PATH}
         self.processes = {}
@@ -269,3 +271,109 @@ class DemoUI(AirflowStack):
             return False
         components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         return all((health.get(c) or {}).get("status") == "healthy" for c in components)
+
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def compose_environment() -> dict[str, str]:
+    """The Airflow settings docker-compose.yml gives every Airflow container (x-airflow-common):
+    the one source of the distributed stack's configuration, for the compose file and the tests."""
+    import yaml
+
+    document = yaml.safe_load(COMPOSE.read_text())
+    return {str(k): str(v) for k, v in document["x-airflow-common"]["environment"].items()}
+
+
+class CeleryStack(AirflowStack):
+    """The stack docker-compose.yml describes, run as processes on 127.0.0.1: PostgreSQL and Redis
+    (started by the caller), the api-server, scheduler, dag-processor, triggerer and two Celery
+    workers, with compose's Airflow settings; only addresses and paths are mapped to this machine
+    (``hosts``: a service's address as compose writes it -> a local one; ``paths``: a container
+    path -> a local directory). ``overrides`` are the test's own settings (short heartbeats), said by name."""
+
+    WORKERS = ("worker-1", "worker-2")
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        hosts: dict[str, str],
+        paths: dict[str, str],
+        overrides: dict[str, str],
+        concurrency: int = 4,
+    ) -> None:
+        super().__init__(home, home / "savedmodel-demo")
+        self.user = "airflow"  # compose's simple auth manager user
+        hosts = {**hosts, "airflow-apiserver:8080": f"127.0.0.1:{self.port}"}
+        compose = compose_environment()
+        for key in compose:
+            for old, new in [*hosts.items(), *paths.items()]:
+                compose[key] = compose[key].replace(old, new)
+        (home / "passwords.json").write_text(json.dumps({self.user: self.password}))
+        keep = {k: v for k, v in self.env.items() if not k.startswith("AIRFLOW__CORE__SIMPLE_AUTH")}
+        self.env = {**keep, **compose, **overrides}
+        self.env.pop("SAVEDMODEL_DEMO_ROOT", None)
+        self.concurrency = concurrency
+        self.services = {
+            **{name: args for name, args in AirflowStack.SERVICES.items()},
+            **{
+                worker: [
+                    "celery",
+                    "worker",
+                    "--concurrency",
+                    str(concurrency),
+                    "-H",
+                    f"{worker}@%h",
+                    "--skip-serve-logs",
+                ]
+                for worker in self.WORKERS
+            },
+        }
+
+    def start(self) -> CeleryStack:
+        done = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True
+        )
+        if done.returncode:
+            raise AssertionError(f"airflow db migrate failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        for name, args in self.services.items():
+            self.launch(name, args)
+        wait_for_port(self.port, timeout=120)
+        wait_until("the api-server to answer", self._health, timeout=120)
+        wait_until("both Celery workers to answer", self.workers_answer, timeout=120, every=2)
+        return self
+
+    def launch(self, name: str, args: list[str]) -> None:
+        extra = ["--port", str(self.port)] if name == "api-server" else []
+        log = (self.home / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / "airflow"), *args, *extra],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def workers_answer(self) -> bool:
+        self.check_alive()
+        text = "".join(self.log_tail(worker, 400) for worker in self.WORKERS)
+        return text.count(" ready.") >= len(self.WORKERS)
+
+    def worker_busy(self, name: str) -> bool:
+        """Whether the worker runs a task now: its process group holds more than the worker and
+        its pool (each running task adds a supervisor and the task's own process)."""
+        group = self.processes[name].pid
+        members = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                members += int(fields[2]) == group  # pgrp
+        return members > 1 + self.concurrency
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service and every process it started (a worker and its running tasks)."""
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)

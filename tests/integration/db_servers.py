@@ -92,7 +92,17 @@ class Redis:
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="savedmodel-redis-"))
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             cwd=self.root,
             stdout=(self.root / "server.log").open("wb"),
             stderr=subprocess.STDOUT,

@@ -80,7 +80,9 @@ def test_a_fleet_publishes_each_model_once_into_one_config_and_a_refused_one_sto
         assert [v.version for v in list_versions(str(serving_root / name))] == [1]
 
 
-def test_the_form_defaults_write_samples_when_the_export_root_is_empty(airflow_db: str, tmp_path: Path) -> None:
+def test_the_form_defaults_write_samples_when_the_export_root_is_empty(
+    airflow_db: str, tmp_path: Path
+) -> None:
     serving_root = Path(os.environ["SAVEDMODEL_DEMO_ROOT"]) / "fleet" / "serving"
     shutil.rmtree(serving_root, ignore_errors=True)
     run = example_dag(FLEET).test(run_conf={"export_root": str(tmp_path / "empty")})

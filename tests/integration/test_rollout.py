@@ -477,7 +477,9 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
         return version, run_dag(dag)
 
     approved, run = held_then(
-        {"chosen_options": ["Promote"], "responded_by_user": {"id": "7", "name": "alice"}}, "held_approved", 1e-7
+        {"chosen_options": ["Promote"], "responded_by_user": {"id": "7", "name": "alice"}},
+        "held_approved",
+        1e-7,
     )
     assert str(run.state) == "success", states(run)
     record = records.read(target.base, approved)

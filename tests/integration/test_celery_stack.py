@@ -1,0 +1,184 @@
+"""The user's path on the distributed engine teams run: the stack docker-compose.yml describes
+(CeleryExecutor with two workers, PostgreSQL, Redis, api-server, scheduler, dag-processor,
+triggerer) with compose's own Airflow settings, as processes on 127.0.0.1 (no container engine
+runs here). Debian's postgresql and redis-server (`make servers`) run as instances of this test.
+
+On it: the training DAG (unpaused at creation, as compose sets: its scheduled run, then one
+triggered with the form's defaults), the external-export sensor deferred to the triggerer and
+firing, the Asset-scheduled mirror to the GCS bucket, the manual publish form's defaults, a
+rollback; then the fleet DAG over 50 models with one Celery worker SIGKILLed while publishes run
+on it: every model published exactly once, no config entry lost, no torn read of the config.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_savedmodel.location import resolve
+from airflow_savedmodel.storage import copy, list_versions, serving, verify
+
+from integration.airflow_stack import CeleryStack, wait_until
+from integration.db_servers import missing_servers
+from integration.distributed import FLEET, celery_stack, describe, run_fleet
+from integration.servers import Store
+from integration.test_user_path import small_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+TRAINING = "example_savedmodel_training_to_serving"
+EXTERNAL = "example_savedmodel_external_export"
+MIRROR = "example_savedmodel_serving_mirror"
+MANUAL = "example_savedmodel_manual_publish"
+ROLLBACK = "example_savedmodel_rollback"
+FLEET_MODELS = 50
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("celery")
+
+
+@pytest.fixture(scope="module")
+def stack(gcs: Store, root: Path) -> Iterator[CeleryStack]:
+    reason = missing_servers()
+    if reason:
+        pytest.fail(reason)
+    with celery_stack(gcs, root) as running:
+        yield running
+
+
+def runs(stack: CeleryStack, dag_id: str) -> list[dict[str, Any]]:
+    return list(stack.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit=100")["dag_runs"])
+
+
+def quoted(run_id: str) -> str:
+    return urllib.parse.quote(run_id, safe="")
+
+
+def config_of(root: Path) -> serving.ServedModel:
+    config = serving.read(resolve(str(root / "models" / "models.config")))
+    model = serving.find(config, "classifier")
+    assert model is not None
+    return serving.describe(model)
+
+
+def test_the_compose_settings_reach_every_service(stack: CeleryStack) -> None:
+    """The executor, database and broker are compose's; both workers serve the default queue."""
+    assert stack.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
+        "postgresql+psycopg2://airflow:airflow@127.0.0.1:"
+    )
+    assert stack.env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:@127.0.0.1:")
+    health = stack.get("/monitor/health")
+    assert health["metadatabase"]["status"] == "healthy", health
+    wait_until(
+        "the scheduler, triggerer and dag-processor to report healthy",
+        lambda: all(
+            (stack.get("/monitor/health").get(c) or {}).get("status") == "healthy"
+            for c in ("scheduler", "triggerer", "dag_processor")
+        ),
+        120,
+    )
+
+
+def test_training_runs_on_the_workers_scheduled_and_from_the_form(stack: CeleryStack, root: Path) -> None:
+    stack.wait_for_dag(TRAINING)
+    # compose unpauses DAGs at creation: the daily schedule starts a run by itself
+    scheduled = wait_until("the training DAG's scheduled run", lambda: runs(stack, TRAINING), 120)[0]
+    stack.wait_for_run(TRAINING, scheduled["dag_run_id"], timeout=400)
+    run_id = stack.trigger(TRAINING, {})  # what the form sends with its defaults
+    stack.wait_for_run(TRAINING, run_id, timeout=400)
+    published = stack.xcom(TRAINING, run_id, "publish")
+    checked = stack.xcom(TRAINING, run_id, "check_served")
+    assert checked["version"] == published["version"] and checked["max_abs_diff"] <= 1e-6
+    assert published["uri"] == f"{root}/models/classifier/{published['version']}"
+    assert config_of(root).labels["stable"] == published["version"]
+    assert verify(published["uri"]).ok
+
+
+def test_the_external_export_sensor_defers_and_fires_and_the_mirror_follows(
+    stack: CeleryStack, gcs: Store, root: Path, tmp_path: Path
+) -> None:
+    stack.unpause(EXTERNAL)
+    export = "gs://training/exports/external/model"  # the form's default on compose's settings
+    run_id = stack.trigger(EXTERNAL, {})
+    wait_until(
+        "the sensor to defer to the triggerer",
+        lambda: stack.task_state(EXTERNAL, run_id, "wait_for_export") == "deferred",
+        180,
+    )
+    mirrored_before = {r["dag_run_id"] for r in runs(stack, MIRROR)}
+    # the external job writes its model to the bucket (saved_model.pb lands last)
+    copy(small_model(tmp_path / "external", seed=5), export, dst_options=gcs.options)
+    stack.wait_for_run(EXTERNAL, run_id, timeout=240)
+    published = stack.xcom(EXTERNAL, run_id, "publish")
+    assert config_of(root).labels["canary"] == published["version"]
+    log = stack.task_log(EXTERNAL, run_id, "wait_for_export")
+    assert f"SavedModel ready at {export}" in log
+
+    def mirror_runs() -> list[dict[str, Any]] | None:
+        fresh = [r for r in runs(stack, MIRROR) if r["dag_run_id"] not in mirrored_before]
+        return fresh if fresh and all(r["state"] in ("success", "failed") for r in fresh) else None
+
+    done = wait_until("the Asset-scheduled mirror run", mirror_runs, 240, 2)
+    assert all(r["state"] == "success" and r["run_type"] == "asset_triggered" for r in done), done
+    mirrored = [
+        v.version
+        for v in list_versions("gs://training/mirror/classifier", gcs.options)
+        if v.state == "complete"
+    ]
+    assert published["version"] in mirrored, mirrored
+
+
+def test_the_manual_publish_form_and_a_rollback(stack: CeleryStack, root: Path) -> None:
+    stack.unpause(MANUAL)
+    run_id = stack.trigger(MANUAL, {})
+    stack.wait_for_run(MANUAL, run_id, timeout=300)
+    published = stack.xcom(MANUAL, run_id, "publish")
+    assert published["validation"]["valid"] is True and published["served"]["name"] == "classifier"
+    complete = [
+        v.version for v in list_versions(str(root / "models" / "classifier")) if v.state == "complete"
+    ]
+    assert len(complete) >= 2, complete
+    stack.unpause(ROLLBACK)
+    forward = stack.trigger(ROLLBACK, {"version": complete[-1]})
+    stack.wait_for_run(ROLLBACK, forward)
+    assert config_of(root).labels["stable"] == complete[-1]
+    back = stack.trigger(ROLLBACK, {})
+    stack.wait_for_run(ROLLBACK, back)
+    assert config_of(root).labels["stable"] == complete[-2]
+
+
+def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
+    stack: CeleryStack, root: Path
+) -> None:
+    run = run_fleet(stack, root, FLEET_MODELS, kill="worker-1")
+    print(describe(run))
+    outcome = run.outcome
+    assert len(outcome["published"]) == FLEET_MODELS and not outcome["refused"] and not outcome["failed"]
+    assert max(run.tries.values()) >= 2, f"the kill hit no running publish: {run.tries}"
+    serving_root = root / "fleet" / "serving"
+    config = serving.read(resolve(str(serving_root / "models.config")))
+    entries = {m.name: serving.describe(m) for m in config.model_config_list.config}
+    assert len(entries) == FLEET_MODELS
+    for row in outcome["published"]:
+        versions = [v for v in list_versions(str(serving_root / row["model"])) if v.state == "complete"]
+        assert [v.version for v in versions] == [row["version"]], (row, versions)  # exactly once
+        assert entries[row["model"]].versions == [row["version"]]
+    assert run.watcher.reads > 100 and run.watcher.torn == [] and run.watcher.lost == []
+
+
+def test_no_task_log_has_a_traceback_outside_the_killed_tries(stack: CeleryStack) -> None:
+    """Every run of the walk succeeded; the workers' own logs show no task crashed but the ones
+    killed with their worker."""
+    for dag_id in (TRAINING, EXTERNAL, MIRROR, MANUAL, ROLLBACK, FLEET):
+        for run in runs(stack, dag_id):
+            assert run["state"] == "success", (dag_id, run["dag_run_id"], run["state"])
+    survivor = (stack.home / "worker-2.log").read_text(errors="replace")
+    assert "Traceback" not in survivor, survivor[-3000:]
+    assert os.path.getsize(stack.home / "worker-1.log") > 0
