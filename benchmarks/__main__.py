@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench_rollout",
     "bench_signing",
     "bench_history",
+    "bench_fleet",
     "bench_import",
 ]
 
@@ -32,7 +33,8 @@ def table(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {r.name} | **{r.ratio:.2f}x** | {r.ours:.3f} {r.unit} | {r.theirs:.3f} {r.unit} | {r.alternative} |"
         )
-    return lines
+    notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
+    return lines + (["", "Notes:", *notes] if notes else [])
 
 
 WATCHER_SECTION = "## Publishes watched like TensorFlow Serving"

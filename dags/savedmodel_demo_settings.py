@@ -19,6 +19,10 @@ SAVEDMODEL_FLEET_SERVING_ROOT  their base paths (<serving root>/<model>) and the
                                file they share (<serving root>/models.config) (default: <root>/fleet/serving)
 SAVEDMODEL_FLEET_CONCURRENCY   models the fleet DAG publishes at once in one run (default: 8)
 SAVEDMODEL_FLEET_POOL          the Airflow pool its publishes run in (default: default_pool)
+SAVEDMODEL_WATCH_BASE     a base path another tool publishes to (TFX's Pusher, a notebook, the CLI),
+                          watched for new versions (default: <root>/pushed/ranker)
+SAVEDMODEL_WATCH_MIRROR   where the watcher DAG mirrors what it validated (default: <root>/mirror/ranker)
+SAVEDMODEL_WATCH_SECONDS  how often the watcher lists it (default: 60)
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ FLEET_EXPORT_ROOT = os.environ.get("SAVEDMODEL_FLEET_EXPORT_ROOT") or f"{ROOT}/f
 FLEET_SERVING_ROOT = os.environ.get("SAVEDMODEL_FLEET_SERVING_ROOT") or f"{ROOT}/fleet/serving"
 FLEET_CONCURRENCY = int(os.environ.get("SAVEDMODEL_FLEET_CONCURRENCY") or 8)
 FLEET_POOL = os.environ.get("SAVEDMODEL_FLEET_POOL") or "default_pool"
+WATCH_BASE = os.environ.get("SAVEDMODEL_WATCH_BASE") or f"{ROOT}/pushed/ranker"
+WATCH_MIRROR = os.environ.get("SAVEDMODEL_WATCH_MIRROR") or f"{ROOT}/mirror/ranker"
+WATCH_SECONDS = float(os.environ.get("SAVEDMODEL_WATCH_SECONDS") or 60)
 
 # The contract clients of the classifier rely on; a renamed input fails validation.
 SIGNATURE_SPEC = {

@@ -296,3 +296,191 @@ class SavedModelServedTrigger(BaseTrigger):
                     if deadline is None
                     else max(0.0, min(self.poke_interval, deadline - time.monotonic()))
                 )
+
+
+try:  # event-driven scheduling (AssetWatcher) needs BaseEventTrigger, in Airflow since 3.0
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # pragma: no cover - older Airflow: the watcher cannot be used there
+    BaseEventTrigger = BaseTrigger  # type: ignore[misc,assignment]
+
+# Where a watcher remembers the last version it announced (Airflow's asset state store, 3.3+).
+ANNOUNCED_KEY = "savedmodel_announced_version"
+
+
+class SavedModelNewVersionTrigger(BaseEventTrigger):
+    """Emits an event for every complete version that appears under ``base_path``: the trigger of
+    an ``AssetWatcher``, so a DAG is scheduled on "a new version exists" for models published
+    outside Airflow (TFX's Pusher, a notebook, ``savedmodel publish``), with no sensor task.
+
+    The event's payload holds ``version``, ``uri`` and ``fingerprint``; versions that complete
+    together are announced one by one, oldest first. On its first start the watcher announces
+    nothing that already exists (unless ``newer_than`` says from where); it then remembers the
+    last version it announced in Airflow's asset state store (Airflow 3.3+), so a restarted
+    triggerer neither repeats a version nor misses one published while it was down. Watchers of
+    the same base path (same connection, options, interval) share one listing per poll. Storage
+    errors are logged and retried with backoff: a watcher never ends.
+
+    :param base_path: the serving base path to watch.
+    :param conn_id: a connection for ``base_path`` (gs://, s3://).
+    :param storage_options: fsspec options, for use without a connection.
+    :param poke_interval: seconds between listings.
+    :param newer_than: announce versions above this number (default: above the newest present
+        at the first start).
+    :param signed: announce only versions that carry their signature (model.sig).
+    """
+
+    def __init__(
+        self,
+        base_path: str,
+        conn_id: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        poke_interval: float = 60.0,
+        newer_than: int | None = None,
+        signed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.base_path, self.conn_id, self.storage_options = base_path, conn_id, storage_options
+        self.poke_interval, self.newer_than, self.signed = poke_interval, newer_than, signed
+        self._announced: int | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airflow_savedmodel.triggers.savedmodel.SavedModelNewVersionTrigger",
+            {
+                "base_path": self.base_path,
+                "conn_id": self.conn_id,
+                "storage_options": self.storage_options,
+                "poke_interval": self.poke_interval,
+                "newer_than": self.newer_than,
+                "signed": self.signed,
+            },
+        )
+
+    def shared_stream_key(self) -> Any:
+        import json
+
+        options = json.dumps(self.storage_options or {}, sort_keys=True, default=str)
+        return (
+            "savedmodel-versions",
+            self.conn_id or "",
+            self.base_path.rstrip("/"),
+            options,
+            float(self.poke_interval),
+            bool(self.signed),
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        async for complete in cls(**kwargs)._complete_versions():
+            yield complete
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        async for complete in shared_stream:
+            for event in await self._announce(complete):
+                yield event
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for complete in self._complete_versions():
+            for event in await self._announce(complete):
+                yield event
+
+    async def _complete_versions(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The complete versions, oldest first, at the start and whenever the listing changes."""
+        from airflow_savedmodel import location
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        hook = SavedModelHook(self.conn_id, self.storage_options)
+        where = None
+        seen: Any = None
+        failures = 0
+        while True:
+            try:
+                if where is None:
+                    where = await hook.afilesystem(self.base_path)
+                listing = await location.alisting(where.fs, where.path)
+                if listing != seen:
+                    complete = await asyncio.to_thread(_complete, where.fs, where.path, self.signed)
+                    seen = listing
+                    yield complete
+                failures = 0
+            except Exception as exc:  # a watcher outlives outages: say so and try again later
+                failures += 1
+                delay = backoff_seconds(failures, self.poke_interval)
+                self.log.warning(
+                    "Watching %s: storage error %d in a row (%s); next listing in %.0fs",
+                    self.base_path,
+                    failures,
+                    _scrubbed(exc, hook),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            await asyncio.sleep(self.poke_interval)
+
+    async def _announce(self, complete: list[dict[str, Any]]) -> list[TriggerEvent]:
+        last = await self._last_announced(complete)
+        events = []
+        for version in complete:
+            if version["version"] > last:
+                events.append(TriggerEvent({"status": "success", **version}))
+                last = version["version"]
+                self.log.info("New complete version %s at %s", version["version"], version["uri"])
+        if last != self._announced:
+            self._announced = last
+            await self._remember(last)
+        return events
+
+    async def _last_announced(self, complete: list[dict[str, Any]]) -> int:
+        if self._announced is not None:
+            return self._announced
+        stored = await self._recall()
+        if stored is not None:
+            self._announced = int(stored)
+        elif self.newer_than is not None:
+            self._announced = int(self.newer_than)
+        else:  # first start: what exists now is not news
+            self._announced = max((v["version"] for v in complete), default=0)
+            await self._remember(self._announced)
+        return self._announced
+
+    async def _recall(self) -> Any:
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            return None
+        try:
+            return await store.aget(ANNOUNCED_KEY)
+        except Exception as exc:  # more than one watched asset, an older Airflow: keep it in memory
+            self.log.info("No asset state for %s (%s); remembering in memory", self.base_path, exc)
+            return None
+
+    async def _remember(self, version: int) -> None:
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            return
+        try:
+            await store.aset(ANNOUNCED_KEY, int(version))
+        except Exception as exc:
+            self.log.info("Could not record version %s for %s (%s)", version, self.base_path, exc)
+
+
+def _complete(fs: Any, path: str, signed: bool) -> list[dict[str, Any]]:
+    """Complete versions under ``path`` (with ``signed``: those with model.sig), oldest first."""
+    from airflow_savedmodel import location
+    from airflow_savedmodel.storage import manifest as manifests
+    from airflow_savedmodel.storage.versions import COMPLETE, versions_of
+
+    found = []
+    for info in versions_of(fs, path):
+        if info.state != COMPLETE:
+            continue
+        if signed and not fs.exists(location.join(path, str(info.version), manifests.SIGNATURE_PATH)):
+            continue
+        fingerprint = info.manifest.fingerprint if info.manifest is not None else None
+        found.append({"version": info.version, "uri": info.url, "fingerprint": fingerprint})
+    return found
+
+
+def _scrubbed(exc: BaseException, hook: Any) -> str:
+    from airflow_savedmodel import location
+
+    return location.scrub(f"{type(exc).__name__}: {exc}", hook.secrets())

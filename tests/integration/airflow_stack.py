@@ -1,6 +1,7 @@
 """A real Airflow 3 for end-to-end tests: api-server, scheduler, dag-processor and triggerer as
-separate processes on 127.0.0.1 (LocalExecutor, SQLite), a login through the simple auth
-manager, and a small client for the REST API v2 with a JWT from /auth/token.
+separate processes on 127.0.0.1 (LocalExecutor, SQLite; or, as CeleryStack, docker-compose.yml's
+settings with the CeleryExecutor, two workers, PostgreSQL and Redis), a login through the simple
+auth manager, and a small client for the REST API v2 with a JWT from /auth/token.
 
 Every process runs in its own session and is SIGKILLed with its children by ``stop()``.
 """

@@ -30,6 +30,7 @@ EXAMPLES = [
     "example_savedmodel_external_export",
     "example_savedmodel_canary_rollout",
     "example_savedmodel_fleet",
+    "example_savedmodel_version_watcher",
 ]
 
 
