@@ -31,7 +31,9 @@ PUSHED = Asset(
     watchers=[
         AssetWatcher(
             name="savedmodel_pushed_ranker_versions",
-            trigger=SavedModelNewVersionTrigger(base_path=WATCH_BASE, conn_id=CONN_ID, poke_interval=WATCH_SECONDS),
+            trigger=SavedModelNewVersionTrigger(
+                base_path=WATCH_BASE, conn_id=CONN_ID, poke_interval=WATCH_SECONDS
+            ),
         )
     ],
 )

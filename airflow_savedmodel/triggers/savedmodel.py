@@ -58,6 +58,7 @@ class SavedModelPollingTrigger(BaseTrigger):
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await _imported()
         from airflow_savedmodel import location
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
         from airflow_savedmodel.storage.transfer import is_transient
@@ -335,6 +336,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
+        *,
         newer_than: int | None = None,
         signed: bool = False,
     ) -> None:
@@ -386,6 +388,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
 
     async def _complete_versions(self) -> AsyncIterator[list[dict[str, Any]]]:
         """The complete versions, oldest first, at the start and whenever the listing changes."""
+        await _imported()
         from airflow_savedmodel import location
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
@@ -441,6 +444,12 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         else:  # first start: what exists now is not news
             self._announced = max((v["version"] for v in complete), default=0)
             await self._remember(self._announced)
+        self.log.info(
+            "Watching %s every %ss: announcing complete versions above %s",
+            self.base_path,
+            self.poke_interval,
+            self._announced,
+        )
         return self._announced
 
     async def _recall(self) -> Any:
@@ -461,6 +470,28 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
             await store.aset(ANNOUNCED_KEY, int(version))
         except Exception as exc:
             self.log.info("Could not record version %s for %s (%s)", version, self.base_path, exc)
+
+
+async def _imported() -> None:
+    """Import what polling needs in a thread, not on the triggerer's event loop (a first import
+    of the storage layer takes longer than the 0.2 s Airflow allows a trigger to block it)."""
+    import importlib
+
+    def load() -> None:
+        for name in _POLLING_MODULES:
+            importlib.import_module(name)
+
+    await asyncio.to_thread(load)
+
+
+_POLLING_MODULES = (
+    "airflow_savedmodel.hooks.savedmodel",
+    "airflow_savedmodel.location",
+    "airflow_savedmodel.storage.transfer",
+    "airflow_savedmodel.storage.versions",
+    "airflow_savedmodel.storage.catalog",
+    "airflow_savedmodel.storage.manifest",
+)
 
 
 def _complete(fs: Any, path: str, signed: bool) -> list[dict[str, Any]]:

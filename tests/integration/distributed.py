@@ -56,6 +56,9 @@ def celery_stack(gcs: Store, root: Path, *, concurrency: int = 4) -> Iterator[Ce
                 "SAVEDMODEL_TF_SERVING_URL": "",
                 "SAVEDMODEL_FLEET_EXPORT_ROOT": f"{root}/fleet/exports",
                 "SAVEDMODEL_FLEET_SERVING_ROOT": f"{root}/fleet/serving",
+                "SAVEDMODEL_WATCH_BASE": f"{root}/pushed/ranker",
+                "SAVEDMODEL_WATCH_MIRROR": f"{root}/mirror/ranker",
+                "SAVEDMODEL_WATCH_SECONDS": "2",
                 # A lost worker's tasks are noticed in seconds, not Airflow's default 5 minutes.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",

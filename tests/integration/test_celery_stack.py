@@ -35,6 +35,7 @@ EXTERNAL = "example_savedmodel_external_export"
 MIRROR = "example_savedmodel_serving_mirror"
 MANUAL = "example_savedmodel_manual_publish"
 ROLLBACK = "example_savedmodel_rollback"
+WATCHER = "example_savedmodel_version_watcher"
 FLEET_MODELS = 50
 
 
@@ -154,6 +155,89 @@ def test_the_manual_publish_form_and_a_rollback(stack: CeleryStack, root: Path) 
     assert config_of(root).labels["stable"] == complete[-2]
 
 
+def test_a_version_the_cli_publishes_outside_airflow_starts_the_watcher_dag(
+    stack: CeleryStack, root: Path, tmp_path: Path
+) -> None:
+    """The AssetWatcher's trigger runs in the triggerer: a version `savedmodel publish` writes
+    starts a run of the DAG scheduled on the Asset, which validates it and mirrors it; a
+    version directory still being written starts nothing."""
+    import subprocess
+    import sys
+
+    stack.wait_for_dag(WATCHER)
+    base = root / "pushed" / "ranker"
+    wait_until(
+        "the watcher's first listing in the triggerer",
+        lambda: (
+            f"Watching {base} every 2.0s: announcing complete versions above 0"
+            in stack.log_tail("triggerer", 400)
+        ),
+        120,
+    )
+    before = {r["dag_run_id"] for r in runs(stack, WATCHER)}
+    (base / "7" / "variables").mkdir(parents=True)  # another tool's version, half written
+    (base / "7" / "variables" / "variables.index").write_bytes(b"")
+    published = []
+    for seed in (31, 32):
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "airflow_savedmodel",
+                "publish",
+                small_model(tmp_path / f"m{seed}", seed),
+                str(base),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        published.append(__import__("json").loads(cli.stdout)["version"])
+    assert published == [8, 9], published  # after the numbers another tool took
+
+    def watcher_runs(before: set[str], expected: list[int]) -> list[dict[str, Any]] | None:
+        """The runs started since ``before``, once finished and announcing ``expected``."""
+        fresh = [r for r in runs(stack, WATCHER) if r["dag_run_id"] not in before]
+        done = fresh and all(r["state"] in ("success", "failed") for r in fresh)
+        if not done:
+            return None
+        announced = [
+            item["version"]
+            for r in fresh
+            for item in stack.xcom(WATCHER, r["dag_run_id"], "validate_announced") or []
+        ]
+        assert len(announced) == len(set(announced)), f"a version announced twice: {announced}"
+        return fresh if sorted(announced) == expected else None
+
+    fresh = wait_until(
+        "the watcher DAG's runs for both versions", lambda: watcher_runs(before, published), 180, 2
+    )
+    assert all(r["state"] == "success" and r["run_type"] == "asset_triggered" for r in fresh), fresh
+    mirrored = [v.version for v in list_versions(str(root / "mirror" / "ranker")) if v.state == "complete"]
+    assert mirrored == published, mirrored
+
+    # The triggerer goes down; a version published meanwhile is announced once it is back, and
+    # the versions announced before are not announced again (the asset state store remembers).
+    stack.kill("triggerer")
+    before = {r["dag_run_id"] for r in runs(stack, WATCHER)}
+    cli = subprocess.run(
+        [sys.executable, "-m", "airflow_savedmodel", "publish", small_model(tmp_path / "m33", 33), str(base)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    stack.launch("triggerer", stack.services["triggerer"])
+    wait_until(
+        "the watcher's run for the version published while the triggerer was down",
+        lambda: watcher_runs(before, [10]),
+        180,
+        2,
+    )
+
+
 def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
     stack: CeleryStack, root: Path
 ) -> None:
@@ -176,7 +260,7 @@ def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
 def test_no_task_log_has_a_traceback_outside_the_killed_tries(stack: CeleryStack) -> None:
     """Every run of the walk succeeded; the workers' own logs show no task crashed but the ones
     killed with their worker."""
-    for dag_id in (TRAINING, EXTERNAL, MIRROR, MANUAL, ROLLBACK, FLEET):
+    for dag_id in (TRAINING, EXTERNAL, MIRROR, MANUAL, ROLLBACK, WATCHER, FLEET):
         for run in runs(stack, dag_id):
             assert run["state"] == "success", (dag_id, run["dag_run_id"], run["state"])
     survivor = (stack.home / "worker-2.log").read_text(errors="replace")

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 
 
 def small_model(root: Path, name: str = "model") -> str:
-    layer = DenseLayer(np.ones((3, 2), np.float32), np.zeros(2, np.float32), "softmax")
+    """A small model whose weights differ by name (equal content would be one version)."""
+    bias = np.full(2, sum(map(ord, name)) * 1e-3, np.float32)
+    layer = DenseLayer(np.ones((3, 2), np.float32), bias, "softmax")
     return export_dense_model(str(root / name), [layer])
 
 
@@ -117,3 +119,129 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     delays = [backoff_seconds(n, 1.0) for n in range(1, 12)]
     assert 1.0 <= delays[0] <= 2.0 and 4.0 <= delays[2] <= 8.0
     assert all(d <= 600 for d in delays) and delays[-1] >= 300
+
+
+async def events_until(trigger: Any, count: int, act: Any, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Run a watcher; call ``act()`` (in a thread) once it has listed once; collect ``count`` events."""
+    got: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for event in trigger.run():
+            got.append(event.payload)
+            if len(got) == count:
+                return
+
+    task = asyncio.create_task(collect())
+    while trigger._announced is None:  # its first listing: what exists then is not news
+        await asyncio.sleep(0.02)
+    await asyncio.to_thread(act)
+    await asyncio.wait_for(task, timeout)
+    return got
+
+
+def test_a_watcher_announces_each_new_complete_version_once_in_order(gcs: Store, tmp_path: Path) -> None:
+    """What exists at the first start is not news; a half-written version is not announced; two
+    versions completing between listings are announced one by one, oldest first."""
+    from airflow_savedmodel.triggers.savedmodel import SavedModelNewVersionTrigger
+
+    base = f"{gcs.bucket()}/pushed"
+    publish(small_model(tmp_path, "a"), base, base_options=gcs.options)
+    trigger = SavedModelNewVersionTrigger(base, storage_options=gcs.options, poke_interval=0.2)
+
+    def two_versions_and_a_torso() -> None:
+        gcs.fs().pipe(f"{base.removeprefix('gs://')}/5/variables/variables.index", b"half written")
+        for name in ("b", "c"):
+            publish(small_model(tmp_path, name), base, base_options=gcs.options)
+
+    got = asyncio.run(events_until(trigger, 2, two_versions_and_a_torso))
+    assert [e["version"] for e in got] == [6, 7]
+    assert all(e["status"] == "success" and e["uri"] == f"{base}/{e['version']}" for e in got)
+    assert all(len(e["fingerprint"] or "") > 10 for e in got), got
+
+
+def test_watchers_of_one_base_path_share_one_listing_and_each_keeps_its_own_place(tmp_path: Path) -> None:
+    """The shared stream: one poll loop (open_shared_stream) fans out to every watcher's filter;
+    a watcher told where to start (newer_than) announces from there, another from what exists."""
+    from airflow_savedmodel.triggers.savedmodel import SavedModelNewVersionTrigger
+
+    base = str(tmp_path / "serving")
+    publish(small_model(tmp_path, "a"), base)
+    first = SavedModelNewVersionTrigger(base, poke_interval=0.05)
+    second = SavedModelNewVersionTrigger(base, poke_interval=0.05, newer_than=0)
+    assert first.shared_stream_key() == second.shared_stream_key()  # newer_than is each watcher's own
+    assert (
+        first.shared_stream_key() == SavedModelNewVersionTrigger(base, poke_interval=0.05).shared_stream_key()
+    )
+    assert first.shared_stream_key() != SavedModelNewVersionTrigger(base, poke_interval=1).shared_stream_key()
+
+    async def fan_out() -> tuple[list[int], list[int], int]:
+        queues: list[asyncio.Queue[Any]] = [asyncio.Queue(), asyncio.Queue()]
+        polls = 0
+
+        async def pump() -> None:
+            nonlocal polls
+            async for raw in SavedModelNewVersionTrigger.open_shared_stream(first.serialize()[1]):
+                polls += 1
+                for queue in queues:
+                    queue.put_nowait(raw)
+
+        async def stream(queue: asyncio.Queue[Any]) -> Any:
+            while True:
+                yield await queue.get()
+
+        async def take(trigger: Any, queue: asyncio.Queue[Any], count: int) -> list[int]:
+            got = []
+            async for event in trigger.filter_shared_stream(stream(queue)):
+                got.append(event.payload["version"])
+                if len(got) == count:
+                    return got
+            return got
+
+        pumping = asyncio.create_task(pump())
+        while polls == 0:
+            await asyncio.sleep(0.01)
+        waiting = [
+            asyncio.create_task(take(first, queues[0], 1)),
+            asyncio.create_task(take(second, queues[1], 2)),
+        ]
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(publish, small_model(tmp_path, "b"), base)
+        a, b = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        pumping.cancel()
+        return a, b, polls
+
+    a, b, polls = asyncio.run(fan_out())
+    assert a == [2] and b == [1, 2]
+    assert polls == 2  # one listing result per change, shared: the start and the new version
+
+
+def test_a_watcher_outlives_a_store_outage(
+    gcs: Store, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Errors never end a watcher (a trigger that returns would stop the Asset's events): it
+    says so, backs off, and announces once the store answers again."""
+    from airflow_savedmodel.triggers.savedmodel import SavedModelNewVersionTrigger
+
+    bucket = gcs.bucket()
+    proxy = FaultProxy(gcs.options["endpoint_url"])
+    down = {"on": False}
+    proxy.fault = lambda method, path: 503 if down["on"] and is_listing(method, path) else None
+    try:
+        trigger = SavedModelNewVersionTrigger(
+            f"{bucket}/pushed",
+            storage_options={"token": "anon", "endpoint_url": proxy.endpoint},
+            poke_interval=0.05,
+        )
+
+        def outage_then_publish() -> None:
+            down["on"] = True
+            import time
+
+            time.sleep(3)
+            down["on"] = False
+            publish(small_model(tmp_path), f"{bucket}/pushed", base_options=gcs.options)
+
+        got = asyncio.run(events_until(trigger, 1, outage_then_publish, timeout=120))
+        assert [e["version"] for e in got] == [1]
+    finally:
+        proxy.stop()
