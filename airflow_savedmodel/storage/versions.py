@@ -206,11 +206,17 @@ def _relative(file: str | None, url: str) -> str:
 
 
 def newer_version_readiness(
-    fs: AbstractFileSystem, base: str, newer_than: int | None, signed: bool = False
+    fs: AbstractFileSystem,
+    base: str,
+    newer_than: int | None,
+    signed: bool = False,
+    found: list[VersionInfo] | None = None,
 ) -> Readiness:
     """The newest complete version above ``newer_than`` (any, if None) under ``base`` (with
-    ``signed``: one that has its signature, model.sig, which the caller then verifies)."""
-    found = versions_of(fs, base)
+    ``signed``: one that has its signature, model.sig, which the caller then verifies).
+    ``found``: the versions as :func:`versions_of` told them (triggers watching one base path
+    share one telling)."""
+    found = versions_of(fs, base) if found is None else found
     candidates = [i for i in found if newer_than is None or i.version > int(newer_than)]
     complete = [i for i in candidates if i.state == COMPLETE]
     if signed:

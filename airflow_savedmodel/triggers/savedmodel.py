@@ -17,11 +17,28 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_savedmodel.triggers import shared
+
 MAX_BACKOFF_SECONDS = 600.0
+
+
+def _location_key(conn_id: str | None, storage_options: dict[str, Any] | None, url: str) -> tuple[str, ...]:
+    """Triggers with equal keys watch the same objects the same way and share their listing."""
+    import json
+
+    options = json.dumps(storage_options or {}, sort_keys=True, default=str)
+    return (conn_id or "", options, url.rstrip("/"))
+
+
+def _max_age(poke_interval: float) -> float:
+    """How old a listing another trigger made may be and still answer this one's poll: half an
+    interval (at most 5 s), so an event comes at most that much later than with a listing of its own."""
+    return min(5.0, float(poke_interval) / 2)
 
 
 def backoff_seconds(failures: int, poke_interval: float) -> float:
@@ -46,6 +63,16 @@ class SavedModelPollingTrigger(BaseTrigger):
 
     def watched(self) -> str:
         raise NotImplementedError
+
+    def check_key(self) -> tuple[Any, ...]:
+        """What makes :meth:`check`'s answer differ between triggers watching one location."""
+        raise NotImplementedError
+
+    async def ready_on(self, poll: shared.SharedPoll, listing: Any, where: Any) -> Any:
+        """The readiness for ``listing``: checked once for every trigger that asks the same."""
+        return await poll.check(
+            self.check_key(), listing, lambda: asyncio.to_thread(self.check, where.fs, where.path)
+        )
 
     def check(self, fs: Any, path: str) -> Any:
         """The Readiness (storage/versions.py) of the watched location; blocking."""
@@ -73,11 +100,14 @@ class SavedModelPollingTrigger(BaseTrigger):
         ready: Any = None
         failures = 0
         last_said = ""
+        poll = shared.poll_for(_location_key(self.conn_id, self.storage_options, self.watched()))
         while True:
             try:
-                listing = await location.alisting(where.fs, where.path)
+                listing = await poll.list(
+                    lambda: location.alisting(where.fs, where.path), _max_age(self.poke_interval)
+                )
                 if ready is None or listing != seen:
-                    ready = await asyncio.to_thread(self.check, where.fs, where.path)
+                    ready = await self.ready_on(poll, listing, where)
                     seen = listing
                 failures = 0
             except Exception as exc:
@@ -148,6 +178,9 @@ class SavedModelTrigger(SavedModelPollingTrigger):
     def watched(self) -> str:
         return self.url
 
+    def check_key(self) -> tuple[Any, ...]:
+        return ("model", bool(self.deep), bool(self.signed))
+
     def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import model_readiness
 
@@ -193,6 +226,23 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
 
     def watched(self) -> str:
         return self.base_path
+
+    def check_key(self) -> tuple[Any, ...]:
+        return ("newer", self.newer_than, bool(self.signed))
+
+    async def ready_on(self, poll: shared.SharedPoll, listing: Any, where: Any) -> Any:
+        """The versions are told once per listing for every trigger of the base path; which of
+        them this sensor waits for is its own (a signed wait looks for model.sig in a thread)."""
+        from airflow_savedmodel.storage.versions import newer_version_readiness, versions_of
+
+        found = await poll.check(
+            ("versions",), listing, lambda: asyncio.to_thread(versions_of, where.fs, where.path)
+        )
+        if self.signed:
+            return await asyncio.to_thread(
+                newer_version_readiness, where.fs, where.path, self.newer_than, True, found
+            )
+        return newer_version_readiness(where.fs, where.path, self.newer_than, False, found)
 
     def check(self, fs: Any, path: str) -> Any:
         from airflow_savedmodel.storage.versions import newer_version_readiness
@@ -387,24 +437,33 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                 yield event
 
     async def _complete_versions(self) -> AsyncIterator[list[dict[str, Any]]]:
-        """The complete versions, oldest first, at the start and whenever the listing changes."""
+        """The complete versions, oldest first, at the start and whenever they change."""
         await _imported()
         from airflow_savedmodel import location
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
         hook = SavedModelHook(self.conn_id, self.storage_options)
-        where = None
+        where: Any = None
         seen: Any = None
+        told: Any = None
         failures = 0
+        poll = shared.poll_for(_location_key(self.conn_id, self.storage_options, self.base_path))
         while True:
             try:
                 if where is None:
                     where = await hook.afilesystem(self.base_path)
-                listing = await location.alisting(where.fs, where.path)
+                fs, path = where.fs, where.path
+                listing = await poll.list(partial(location.alisting, fs, path), _max_age(self.poke_interval))
                 if listing != seen:
-                    complete = await asyncio.to_thread(_complete, where.fs, where.path, self.signed)
+                    complete = await poll.check(
+                        ("complete", bool(self.signed)),
+                        listing,
+                        partial(asyncio.to_thread, _complete, fs, path, self.signed),
+                    )
                     seen = listing
-                    yield complete
+                    if complete != told:  # a version half written changes the listing, not this
+                        told = complete
+                        yield complete
                 failures = 0
             except Exception as exc:  # a watcher outlives outages: say so and try again later
                 failures += 1

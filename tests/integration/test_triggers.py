@@ -245,3 +245,32 @@ def test_a_watcher_outlives_a_store_outage(
         assert [e["version"] for e in got] == [1]
     finally:
         proxy.stop()
+
+
+def test_sensors_waiting_on_one_base_path_share_its_listing_and_readiness(tmp_path: Path) -> None:
+    """Sixteen waits on one base path in one event loop (a triggerer): one listing per interval
+    for all of them, not sixteen, and each still fires on the version it waits for."""
+    from airflow_savedmodel.triggers import shared
+    from airflow_savedmodel.triggers.savedmodel import _location_key
+
+    base = str(tmp_path / "serving")
+    publish(small_model(tmp_path, "v1"), base)
+
+    async def scenario() -> tuple[list[int], int, float]:
+        triggers = [
+            SavedModelVersionTrigger(base, newer_than=1 if i % 2 else None, poke_interval=0.2)
+            for i in range(16)
+        ]
+        waits = [asyncio.create_task(first_event(t)) for t in triggers[::2]]  # newer_than=None: fire at once
+        fired = [e.payload["version"]["version"] for e in await asyncio.gather(*waits)]
+        pending = [asyncio.create_task(first_event(t)) for t in triggers[1::2]]
+        await asyncio.sleep(2.0)  # about ten intervals of eight waiting triggers
+        poll = shared.poll_for(_location_key(None, None, base))
+        listings_while_waiting = poll.listings
+        await asyncio.to_thread(publish, small_model(tmp_path, "v2"), base)
+        fired += [e.payload["version"]["version"] for e in await asyncio.gather(*pending)]
+        return fired, listings_while_waiting, 2.0 / 0.2
+
+    fired, listings, rounds = asyncio.run(scenario())
+    assert fired == [1] * 8 + [2] * 8
+    assert listings <= rounds + 3, f"{listings} listings for {rounds:.0f} intervals of 8 waits"
