@@ -16,6 +16,7 @@ BENCHMARKS = [
     "bench_copy",
     "bench_export",
     "bench_triggers",
+    "bench_thousand",
     "bench_rollout",
     "bench_signing",
     "bench_history",

@@ -24,14 +24,14 @@ class Row:
     name: str
     ours: float
     theirs: float
-    unit: str  # "s", "ms", "MB" (lower is better) or "MB/s" (higher is better)
+    unit: str  # "s", "ms", "MB", "requests" (lower is better) or "MB/s" (higher is better)
     alternative: str
     note: str = ""
 
     @property
     def ratio(self) -> float:
         """How many times better we are (>1 means faster or higher throughput)."""
-        if self.unit in ("s", "ms", "MB"):
+        if self.unit in ("s", "ms", "MB", "requests"):
             return self.theirs / self.ours if self.ours else float("inf")
         return self.ours / self.theirs if self.theirs else float("inf")
 

@@ -13,6 +13,19 @@ def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _triggerer_renders_templates() -> bool:
+    """Airflow 3.3's triggerer renders a started-from-trigger task's templated fields that the
+    trigger has under the same name; earlier releases hand the trigger the raw template."""
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("apache-airflow-core").split(".")[:2])
+    return (major, minor) >= (3, 3)
+
+
 class _DeferrableSensor(BaseSensorOperator):
     """Poke once; if not done and deferrable, hand the wait to the trigger from ``_trigger()``."""
 
@@ -63,6 +76,30 @@ class _DeferrableSensor(BaseSensorOperator):
 
     def _on_event(self, event: dict[str, Any]) -> Any:
         raise NotImplementedError
+
+    def _start_in_triggerer(self, classpath: str, kwargs: dict[str, Any], renderable: set[str]) -> None:
+        """Start the wait in the triggerer (``start_from_trigger``: no worker slot, not even for
+        a first poke) where the arguments allow it: deferrable; no signature required (whether to
+        wait for model.sig is decided in the worker, from connections and settings); every
+        templated argument one the triggerer renders (``renderable``, Airflow 3.3+). Otherwise
+        the sensor pokes once in a worker and defers, as before."""
+        if not self.deferrable or getattr(self, "require_signature", None):
+            return
+        if conf.get("savedmodel", "require_signature", fallback=""):
+            return
+        templated = {name for name, value in kwargs.items() if _templated(value)}
+        if templated and (not templated <= renderable or not _triggerer_renders_templates()):
+            return
+        from airflow.triggers.base import StartTriggerArgs
+
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=classpath,
+            trigger_kwargs=kwargs,
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+        self.start_from_trigger = True
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -130,6 +167,18 @@ class SavedModelSensor(_DeferrableSensor):
         self.deep = deep
         self.require_signature = require_signature
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self._start_in_triggerer(
+            "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger",
+            {
+                "url": url,
+                "conn_id": savedmodel_conn_id,
+                "storage_options": storage_options,
+                "deep": deep,
+                "poke_interval": self.poke_interval,
+                "signed": False,
+            },
+            renderable={"url"},
+        )
 
     def _hook(self) -> Any:
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
@@ -201,6 +250,18 @@ class SavedModelVersionSensor(_DeferrableSensor):
         self.require_signature = require_signature
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._refused_up_to: int | None = None  # the newest version that failed verification
+        self._start_in_triggerer(
+            "airflow_savedmodel.triggers.savedmodel.SavedModelVersionTrigger",
+            {
+                "base_path": base_path,
+                "newer_than": newer_than if _templated(newer_than) else self._threshold(),
+                "conn_id": savedmodel_conn_id,
+                "storage_options": storage_options,
+                "poke_interval": self.poke_interval,
+                "signed": False,
+            },
+            renderable={"base_path"},
+        )
 
     def _threshold(self) -> int | None:
         given = None if self.newer_than in (None, "", "None") else int(self.newer_than)

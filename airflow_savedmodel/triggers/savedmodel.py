@@ -36,9 +36,10 @@ def _location_key(conn_id: str | None, storage_options: dict[str, Any] | None, u
 
 
 def _max_age(poke_interval: float) -> float:
-    """How old a listing another trigger made may be and still answer this one's poll: half an
-    interval (at most 5 s), so an event comes at most that much later than with a listing of its own."""
-    return min(5.0, float(poke_interval) / 2)
+    """How old a listing another trigger made may be and still answer this one's poll: the
+    triggers of a location poll on the same ticks, so a listing made at this tick (a second at
+    most, a quarter of a short interval) is shared and an event comes no later for it."""
+    return min(1.0, float(poke_interval) / 4)
 
 
 def backoff_seconds(failures: int, poke_interval: float) -> float:
@@ -71,7 +72,7 @@ class SavedModelPollingTrigger(BaseTrigger):
     async def ready_on(self, poll: shared.SharedPoll, listing: Any, where: Any) -> Any:
         """The readiness for ``listing``: checked once for every trigger that asks the same."""
         return await poll.check(
-            self.check_key(), listing, lambda: asyncio.to_thread(self.check, where.fs, where.path)
+            self.check_key(), listing, lambda: shared.in_thread(self.check, where.fs, where.path)
         )
 
     def check(self, fs: Any, path: str) -> Any:
@@ -100,7 +101,8 @@ class SavedModelPollingTrigger(BaseTrigger):
         ready: Any = None
         failures = 0
         last_said = ""
-        poll = shared.poll_for(_location_key(self.conn_id, self.storage_options, self.watched()))
+        key = _location_key(self.conn_id, self.storage_options, self.watched())
+        poll = shared.poll_for(key)
         while True:
             try:
                 listing = await poll.list(
@@ -131,7 +133,7 @@ class SavedModelPollingTrigger(BaseTrigger):
             if said != last_said:  # a line when what is missing changes, not one per poll
                 self.log.info("%s; checking every %ss", said, self.poke_interval)
                 last_said = said
-            await asyncio.sleep(self.poke_interval)
+            await asyncio.sleep(shared.next_tick(key, self.poke_interval))
 
     def _message(self, exc: BaseException, hook: Any) -> str:
         from airflow_savedmodel import location
@@ -236,10 +238,10 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
         from airflow_savedmodel.storage.versions import newer_version_readiness, versions_of
 
         found = await poll.check(
-            ("versions",), listing, lambda: asyncio.to_thread(versions_of, where.fs, where.path)
+            ("versions",), listing, lambda: shared.in_thread(versions_of, where.fs, where.path)
         )
         if self.signed:
-            return await asyncio.to_thread(
+            return await shared.in_thread(
                 newer_version_readiness, where.fs, where.path, self.newer_than, True, found
             )
         return newer_version_readiness(where.fs, where.path, self.newer_than, False, found)
@@ -447,7 +449,8 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         seen: Any = None
         told: Any = None
         failures = 0
-        poll = shared.poll_for(_location_key(self.conn_id, self.storage_options, self.base_path))
+        key = _location_key(self.conn_id, self.storage_options, self.base_path)
+        poll = shared.poll_for(key)
         while True:
             try:
                 if where is None:
@@ -458,7 +461,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                     complete = await poll.check(
                         ("complete", bool(self.signed)),
                         listing,
-                        partial(asyncio.to_thread, _complete, fs, path, self.signed),
+                        partial(shared.in_thread, _complete, fs, path, self.signed),
                     )
                     seen = listing
                     if complete != told:  # a version half written changes the listing, not this
@@ -477,7 +480,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                 )
                 await asyncio.sleep(delay)
                 continue
-            await asyncio.sleep(self.poke_interval)
+            await asyncio.sleep(shared.next_tick(key, self.poke_interval))
 
     async def _announce(self, complete: list[dict[str, Any]]) -> list[TriggerEvent]:
         last = await self._last_announced(complete)

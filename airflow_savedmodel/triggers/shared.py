@@ -3,9 +3,10 @@ trigger of the process that watches it.
 
 A triggerer runs up to a thousand triggers on one event loop; sixteen sensors waiting on one
 base path need not list it sixteen times per interval, nor run the same readiness check on the
-same listing sixteen times. A listing younger than ``max_age`` is handed to whoever asks; one
-being made is awaited, not repeated; a check is run once per (check, listing). Errors reach
-every waiter, who decides for itself (retry or fail).
+same listing sixteen times. Triggers of a location poll on the same ticks (:func:`next_tick`),
+whenever each started; at a tick, a listing younger than ``max_age`` is handed to whoever asks
+and one being made is awaited, not repeated; a check is run once per (check, listing). Errors
+reach every waiter, who decides for itself (retry or fail).
 
 State is per event loop (a triggerer has one; tests run several in turn).
 """
@@ -13,10 +14,16 @@ State is per event loop (a triggerer has one; tests run several in turn).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CHECK_THREADS = 32
 
 _POLLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, SharedPoll]] = (
     weakref.WeakKeyDictionary()
@@ -62,3 +69,24 @@ def poll_for(key: Hashable) -> SharedPoll:
     if poll is None:
         poll = polls[key] = SharedPoll()
     return poll
+
+
+def next_tick(key: Hashable, interval: float) -> float:
+    """Seconds until the next poll of the location ``key``: the triggers of a location poll on
+    the same ticks (multiples of ``interval``), so they share one listing whenever each of them
+    started; each location's ticks are offset by its key, so locations do not all list at once."""
+    interval = max(float(interval), 0.01)
+    offset = zlib.crc32(repr(key).encode()) % 1000 / 1000 * interval
+    return interval - ((time.monotonic() - offset) % interval)
+
+
+@functools.cache
+def _checks_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="savedmodel-check")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking readiness check off the event loop, on threads of the triggers' own: the
+    checks wait on storage round trips, and the loop's default pool (a few threads) would
+    queue fifty locations' checks behind each other after every publish."""
+    return await asyncio.get_running_loop().run_in_executor(_checks_pool(), functools.partial(fn, *args))

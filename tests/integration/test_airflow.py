@@ -784,3 +784,41 @@ def test_example_dag_discovery_finds_the_providers_import_name(caplog: pytest.Lo
     finally:
         manager.log.exception = original  # type: ignore[method-assign]
     assert not [f for f in failures if "savedmodel" in f], failures
+
+
+def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(airflow_db: str) -> None:
+    """start_from_trigger: deferrable, no signature required, nothing templated but the watched
+    URL (rendered by Airflow 3.3's triggerer); the trigger's kwargs survive serialization."""
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
+
+    with task_dag("start_from_trigger") as dag:
+        started = SavedModelSensor(
+            task_id="started", url="{{ params.url }}", deferrable=True, poke_interval=7
+        )
+        versions = SavedModelVersionSensor(
+            task_id="versions", base_path="/m/r", newer_than=3, deferrable=True
+        )
+        poking = SavedModelSensor(task_id="poking", url="/m/r/1", deferrable=False)
+        signed = SavedModelSensor(task_id="signed", url="/m/r/1", deferrable=True, require_signature="/k.pem")
+        templated_conn = SavedModelVersionSensor(
+            task_id="templated_conn",
+            base_path="/m/r",
+            savedmodel_conn_id="{{ params.conn }}",
+            deferrable=True,
+        )
+        templated_threshold = SavedModelVersionSensor(
+            task_id="templated_threshold", base_path="/m/r", newer_than="{{ params.n }}", deferrable=True
+        )
+    assert started.start_from_trigger and versions.start_from_trigger
+    for sensor in (poking, signed, templated_conn, templated_threshold):
+        assert not sensor.start_from_trigger, sensor.task_id
+    restored = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+    args = restored.get_task("started").start_trigger_args
+    assert restored.get_task("started").start_from_trigger
+    assert args.trigger_cls == "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger"
+    assert args.next_method == "execute_complete"
+    assert args.trigger_kwargs["url"] == "{{ params.url }}" and args.trigger_kwargs["poke_interval"] == 7
+    kwargs = restored.get_task("versions").start_trigger_args.trigger_kwargs
+    assert kwargs["newer_than"] == 3 and kwargs["signed"] is False

@@ -113,6 +113,10 @@ def test_the_external_export_sensor_defers_and_fires_and_the_mirror_follows(
         lambda: stack.task_state(EXTERNAL, run_id, "wait_for_export") == "deferred",
         180,
     )
+    # started in the triggerer (start_from_trigger: the templated URL rendered there): no
+    # worker took the task before it deferred
+    ti = stack.get(f"/dags/{EXTERNAL}/dagRuns/{quoted(run_id)}/taskInstances/wait_for_export")
+    assert ti["queued_when"] is None and ti["try_number"] <= 1, ti
     mirrored_before = {r["dag_run_id"] for r in runs(stack, MIRROR)}
     # the external job writes its model to the bucket (saved_model.pb lands last)
     copy(small_model(tmp_path / "external", seed=5), export, dst_options=gcs.options)
