@@ -789,7 +789,7 @@ def test_example_dag_discovery_finds_the_providers_import_name(caplog: pytest.Lo
 def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(airflow_db: str) -> None:
     """start_from_trigger: deferrable, no signature required, nothing templated but the watched
     URL (rendered by Airflow 3.3's triggerer); the trigger's kwargs survive serialization."""
-    from airflow.serialization.serialized_objects import SerializedDAG
+    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
     from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
 
@@ -814,11 +814,12 @@ def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(a
     assert started.start_from_trigger and versions.start_from_trigger
     for sensor in (poking, signed, templated_conn, templated_threshold):
         assert not sensor.start_from_trigger, sensor.task_id
-    restored = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+    restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     args = restored.get_task("started").start_trigger_args
     assert restored.get_task("started").start_from_trigger
     assert args.trigger_cls == "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger"
     assert args.next_method == "execute_complete"
-    assert args.trigger_kwargs["url"] == "{{ params.url }}" and args.trigger_kwargs["poke_interval"] == 7
-    kwargs = restored.get_task("versions").start_trigger_args.trigger_kwargs
+    kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # stored encoded
+    assert kwargs["url"] == "{{ params.url }}" and kwargs["poke_interval"] == 7
+    kwargs = BaseSerialization.deserialize(restored.get_task("versions").start_trigger_args.trigger_kwargs)
     assert kwargs["newer_than"] == 3 and kwargs["signed"] is False
