@@ -179,6 +179,7 @@ class FaultProxy:
         self.requests: list[tuple[str, str, int]] = []
         self.uploaded = self.downloaded = 0  # object bytes sent (uploads) and received (media downloads)
         lock = threading.Lock()
+        upstream_slots = threading.BoundedSemaphore(4)
 
         class Forward(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real stores do
@@ -213,13 +214,17 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 if body is not None:
                     headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
+                # The GCS test server answers one request at a time and listens with a backlog
+                # of 5: more connections at once than that are dropped and retried by TCP a
+                # second later. It is serial anyway, so requests queue here instead.
+                with upstream_slots:
+                    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
                 if "alt=media" in self.path:
                     with lock:
                         proxy.downloaded += len(data)
@@ -246,7 +251,12 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        class Server(http.server.ThreadingHTTPServer):
+            # Clients open many connections at once (16 uploads); the default backlog of 5
+            # drops SYNs, which TCP retries a second later: stalls that are the harness's own.
+            request_queue_size = 256
+
+        self.server = Server(("127.0.0.1", 0), Forward)
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
