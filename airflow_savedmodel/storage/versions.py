@@ -101,10 +101,14 @@ def list_versions(
     return versions_of(filesystem, base, deep)
 
 
-def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[VersionInfo]:
+def versions_of(
+    fs: AbstractFileSystem, base: str, deep: bool = False, record: bool = True
+) -> list[VersionInfo]:
     """Every version's state. Without ``deep``, one listing of the base path and the catalog
     (storage/catalog.py) answer for every version the catalog vouches for; the others are read
-    one by one, and the catalog is brought up to date when that found something new."""
+    one by one, and the catalog is brought up to date when that found something new (unless
+    ``record`` is off: a watcher that polls while versions are written leaves the catalog to
+    the publishers, who record each version they complete)."""
     from airflow_savedmodel.storage import catalog
 
     out = []
@@ -128,7 +132,7 @@ def versions_of(fs: AbstractFileSystem, base: str, deep: bool = False) -> list[V
         elif entry is not None:  # its files no longer match what the catalog recorded
             del entries[number]
             learned = True
-    if not deep and numbers and (learned or set(entries) - set(numbers)):
+    if record and not deep and numbers and (learned or set(entries) - set(numbers)):
         catalog.write(fs, base, {n: m for n, m in entries.items() if n in numbers})
     for number, kind in not_directories(fs, base):
         url = location.url_of(fs, location.join(base, str(number)))

@@ -235,10 +235,10 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
     async def ready_on(self, poll: shared.SharedPoll, listing: Any, where: Any) -> Any:
         """The versions are told once per listing for every trigger of the base path; which of
         them this sensor waits for is its own (a signed wait looks for model.sig in a thread)."""
-        from airflow_savedmodel.storage.versions import newer_version_readiness, versions_of
+        from airflow_savedmodel.storage.versions import newer_version_readiness
 
         found = await poll.check(
-            ("versions",), listing, lambda: shared.in_thread(versions_of, where.fs, where.path)
+            ("versions",), listing, lambda: shared.in_thread(_told, where.fs, where.path)
         )
         if self.signed:
             return await shared.in_thread(
@@ -458,10 +458,13 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                 fs, path = where.fs, where.path
                 listing = await poll.list(partial(location.alisting, fs, path), _max_age(self.poke_interval))
                 if listing != seen:
+                    found = await poll.check(
+                        ("versions",), listing, partial(shared.in_thread, _told, fs, path)
+                    )
                     complete = await poll.check(
                         ("complete", bool(self.signed)),
                         listing,
-                        partial(shared.in_thread, _complete, fs, path, self.signed),
+                        partial(shared.in_thread, _complete, fs, path, self.signed, found),
                     )
                     seen = listing
                     if complete != told:  # a version half written changes the listing, not this
@@ -556,14 +559,22 @@ _POLLING_MODULES = (
 )
 
 
-def _complete(fs: Any, path: str, signed: bool) -> list[dict[str, Any]]:
-    """Complete versions under ``path`` (with ``signed``: those with model.sig), oldest first."""
+def _told(fs: Any, path: str) -> Any:
+    """Every version's state under ``path``, as the triggers of a location share it (read only:
+    the catalog is the publishers' to write)."""
+    from airflow_savedmodel.storage.versions import versions_of
+
+    return versions_of(fs, path, record=False)
+
+
+def _complete(fs: Any, path: str, signed: bool, told: Any) -> list[dict[str, Any]]:
+    """Complete versions among ``told`` (with ``signed``: those with model.sig), oldest first."""
     from airflow_savedmodel import location
     from airflow_savedmodel.storage import manifest as manifests
-    from airflow_savedmodel.storage.versions import COMPLETE, versions_of
+    from airflow_savedmodel.storage.versions import COMPLETE
 
     found = []
-    for info in versions_of(fs, path):
+    for info in told:
         if info.state != COMPLETE:
             continue
         if signed and not fs.exists(location.join(path, str(info.version), manifests.SIGNATURE_PATH)):
