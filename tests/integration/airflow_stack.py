@@ -97,18 +97,22 @@ class AirflowStack:
             stderr=subprocess.DEVNULL,
         )
         for name, args in self.SERVICES.items():
-            extra = ["--port", str(self.port)] if name == "api-server" else []
-            log = (self.home / f"{name}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
-                [str(BIN / "airflow"), *args, *extra],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.launch(name, args)
         wait_for_port(self.port, timeout=120)
         wait_until("the api-server to answer", self._health, timeout=120)
         return self
+
+    def launch(self, name: str, args: list[str]) -> None:
+        """Start one service in a session of its own, its output appended to ``name``.log."""
+        extra = ["--port", str(self.port)] if name == "api-server" else []
+        log = (self.home / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / "airflow"), *args, *extra],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _health(self) -> bool:
         try:
@@ -344,17 +348,6 @@ class CeleryStack(AirflowStack):
         wait_until("the api-server to answer", self._health, timeout=120)
         wait_until("both Celery workers to answer", self.workers_answer, timeout=120, every=2)
         return self
-
-    def launch(self, name: str, args: list[str]) -> None:
-        extra = ["--port", str(self.port)] if name == "api-server" else []
-        log = (self.home / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [str(BIN / "airflow"), *args, *extra],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
     def workers_answer(self) -> bool:
         self.check_alive()
