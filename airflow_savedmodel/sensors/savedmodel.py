@@ -77,13 +77,15 @@ class _DeferrableSensor(BaseSensorOperator):
     def _on_event(self, event: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def _start_in_triggerer(self, classpath: str, kwargs: dict[str, Any], renderable: set[str]) -> None:
-        """Start the wait in the triggerer (``start_from_trigger``: no worker slot, not even for
-        a first poke) where the arguments allow it: deferrable; no signature required (whether to
-        wait for model.sig is decided in the worker, from connections and settings); every
-        templated argument one the triggerer renders (``renderable``, Airflow 3.3+). Otherwise
-        the sensor pokes once in a worker and defers, as before."""
-        if not self.deferrable or getattr(self, "require_signature", None):
+    def _start_in_triggerer(
+        self, wanted: bool, classpath: str, kwargs: dict[str, Any], renderable: set[str]
+    ) -> None:
+        """With ``wanted``, start the wait in the triggerer (``start_from_trigger``: no worker
+        slot, not even for a first poke) where the arguments allow it: deferrable; no signature
+        required (whether to wait for model.sig is decided in the worker, from connections and
+        settings); every templated argument one the triggerer renders (``renderable``, Airflow
+        3.3+). Otherwise the sensor pokes once in a worker and defers, as before."""
+        if not wanted or not self.deferrable or getattr(self, "require_signature", None):
             return
         if conf.get("savedmodel", "require_signature", fallback=""):
             return
@@ -144,6 +146,12 @@ class SavedModelSensor(_DeferrableSensor):
         the reason. Default the deployment's ``[savedmodel] require_signature`` (templated).
     :param deferrable: wait in the triggerer instead of a worker slot; default
         ``[operators] default_deferrable``.
+    :param start_from_trigger: with ``deferrable``, start the wait in the triggerer: no worker
+        slot at all until the model is there (for many waiting sensors). Taken where the
+        arguments allow (no signature required; nothing templated but the watched URL, which
+        Airflow 3.3's triggerer renders). Airflow shows no task log while such a task is
+        deferred (it never ran on a worker) unless remote logging is configured; the wait's
+        lines are in the triggerer's log.
     """
 
     template_fields: Sequence[str] = ("url", "savedmodel_conn_id", "require_signature")
@@ -158,6 +166,7 @@ class SavedModelSensor(_DeferrableSensor):
         deep: bool = False,
         deferrable: bool | None = None,
         require_signature: str | None = None,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -168,6 +177,7 @@ class SavedModelSensor(_DeferrableSensor):
         self.require_signature = require_signature
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._start_in_triggerer(
+            start_from_trigger,
             "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger",
             {
                 "url": url,
@@ -226,6 +236,12 @@ class SavedModelVersionSensor(_DeferrableSensor):
         (templated).
     :param deferrable: wait in the triggerer instead of a worker slot; default
         ``[operators] default_deferrable``.
+    :param start_from_trigger: with ``deferrable``, start the wait in the triggerer: no worker
+        slot at all until the model is there (for many waiting sensors). Taken where the
+        arguments allow (no signature required; nothing templated but the watched URL, which
+        Airflow 3.3's triggerer renders). Airflow shows no task log while such a task is
+        deferred (it never ran on a worker) unless remote logging is configured; the wait's
+        lines are in the triggerer's log.
     """
 
     template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id", "require_signature")
@@ -240,6 +256,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         storage_options: dict[str, Any] | None = None,
         deferrable: bool | None = None,
         require_signature: str | None = None,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -251,6 +268,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._refused_up_to: int | None = None  # the newest version that failed verification
         self._start_in_triggerer(
+            start_from_trigger,
             "airflow_savedmodel.triggers.savedmodel.SavedModelVersionTrigger",
             {
                 "base_path": base_path,

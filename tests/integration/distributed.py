@@ -10,6 +10,7 @@ proto), optionally SIGKILLs a Celery worker while publishes run on it, and retur
 from __future__ import annotations
 
 import contextlib
+import shutil
 import statistics
 import threading
 import time
@@ -28,6 +29,24 @@ from integration.db_servers import Postgres, Redis
 from integration.servers import Store
 
 FLEET = "example_savedmodel_fleet"
+ROOT = Path(__file__).resolve().parents[2]
+STARTED_DAG = '''"""A sensor that starts in the triggerer (start_from_trigger), for the distributed test."""
+import datetime
+
+from airflow.sdk import DAG, Param
+
+from airflow_savedmodel.sensors.savedmodel import SavedModelSensor
+
+with DAG(
+    "savedmodel_started_in_triggerer",
+    schedule=None,
+    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    params={"url": Param("/nonexistent", type="string")},
+):
+    SavedModelSensor(
+        task_id="wait", url="{{ params.url }}", deferrable=True, start_from_trigger=True, poke_interval=2
+    )
+'''
 
 
 @contextlib.contextmanager
@@ -39,6 +58,9 @@ def celery_stack(gcs: Store, root: Path, *, concurrency: int = 4) -> Iterator[Ce
     if not fs.exists("training"):
         fs.mkdir("training")
     (root / "models" / "classifier").mkdir(parents=True, exist_ok=True)
+    dags = root / "dags"  # compose mounts ./dags; here a copy, with one test DAG beside the examples
+    shutil.copytree(ROOT / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    (dags / "savedmodel_started_in_triggerer.py").write_text(STARTED_DAG)
     postgres = Postgres()
     redis = Redis()
     stack = None
@@ -59,6 +81,7 @@ def celery_stack(gcs: Store, root: Path, *, concurrency: int = 4) -> Iterator[Ce
                 "SAVEDMODEL_WATCH_BASE": f"{root}/pushed/ranker",
                 "SAVEDMODEL_WATCH_MIRROR": f"{root}/mirror/ranker",
                 "SAVEDMODEL_WATCH_SECONDS": "2",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 # A lost worker's tasks are noticed in seconds, not Airflow's default 5 minutes.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",

@@ -787,32 +787,28 @@ def test_example_dag_discovery_finds_the_providers_import_name(caplog: pytest.Lo
 
 
 def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(airflow_db: str) -> None:
-    """start_from_trigger: deferrable, no signature required, nothing templated but the watched
-    URL (rendered by Airflow 3.3's triggerer); the trigger's kwargs survive serialization."""
+    """start_from_trigger when asked: deferrable, no signature required, nothing templated but
+    the watched URL (rendered by Airflow 3.3's triggerer); the trigger's kwargs survive
+    serialization. Not asked, a sensor pokes once in a worker first (its log is visible)."""
     from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
     from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
 
     with task_dag("start_from_trigger") as dag:
-        started = SavedModelSensor(
-            task_id="started", url="{{ params.url }}", deferrable=True, poke_interval=7
-        )
-        versions = SavedModelVersionSensor(
-            task_id="versions", base_path="/m/r", newer_than=3, deferrable=True
-        )
-        poking = SavedModelSensor(task_id="poking", url="/m/r/1", deferrable=False)
-        signed = SavedModelSensor(task_id="signed", url="/m/r/1", deferrable=True, require_signature="/k.pem")
+        asked: dict[str, Any] = {"start_from_trigger": True, "deferrable": True}
+        started = SavedModelSensor(task_id="started", url="{{ params.url }}", poke_interval=7, **asked)
+        versions = SavedModelVersionSensor(task_id="versions", base_path="/m/r", newer_than=3, **asked)
+        not_asked = SavedModelSensor(task_id="not_asked", url="/m/r/1", deferrable=True)
+        poking = SavedModelSensor(task_id="poking", url="/m/r/1", deferrable=False, start_from_trigger=True)
+        signed = SavedModelSensor(task_id="signed", url="/m/r/1", require_signature="/k.pem", **asked)
         templated_conn = SavedModelVersionSensor(
-            task_id="templated_conn",
-            base_path="/m/r",
-            savedmodel_conn_id="{{ params.conn }}",
-            deferrable=True,
+            task_id="templated_conn", base_path="/m/r", savedmodel_conn_id="{{ params.conn }}", **asked
         )
         templated_threshold = SavedModelVersionSensor(
-            task_id="templated_threshold", base_path="/m/r", newer_than="{{ params.n }}", deferrable=True
+            task_id="templated_threshold", base_path="/m/r", newer_than="{{ params.n }}", **asked
         )
     assert started.start_from_trigger and versions.start_from_trigger
-    for sensor in (poking, signed, templated_conn, templated_threshold):
+    for sensor in (not_asked, poking, signed, templated_conn, templated_threshold):
         assert not sensor.start_from_trigger, sensor.task_id
     restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     args = restored.get_task("started").start_trigger_args

@@ -36,6 +36,7 @@ MIRROR = "example_savedmodel_serving_mirror"
 MANUAL = "example_savedmodel_manual_publish"
 ROLLBACK = "example_savedmodel_rollback"
 WATCHER = "example_savedmodel_version_watcher"
+STARTED = "savedmodel_started_in_triggerer"  # a test DAG beside the examples (distributed.py)
 FLEET_MODELS = 50
 
 
@@ -113,10 +114,6 @@ def test_the_external_export_sensor_defers_and_fires_and_the_mirror_follows(
         lambda: stack.task_state(EXTERNAL, run_id, "wait_for_export") == "deferred",
         180,
     )
-    # started in the triggerer (start_from_trigger: the templated URL rendered there): no
-    # worker took the task before it deferred
-    ti = stack.get(f"/dags/{EXTERNAL}/dagRuns/{quoted(run_id)}/taskInstances/wait_for_export")
-    assert ti["queued_when"] is None and ti["try_number"] <= 1, ti
     mirrored_before = {r["dag_run_id"] for r in runs(stack, MIRROR)}
     # the external job writes its model to the bucket (saved_model.pb lands last)
     copy(small_model(tmp_path / "external", seed=5), export, dst_options=gcs.options)
@@ -157,6 +154,26 @@ def test_the_manual_publish_form_and_a_rollback(stack: CeleryStack, root: Path) 
     back = stack.trigger(ROLLBACK, {})
     stack.wait_for_run(ROLLBACK, back)
     assert config_of(root).labels["stable"] == complete[-2]
+
+
+def test_a_sensor_asked_to_start_in_the_triggerer_never_takes_a_worker_until_the_model_is_there(
+    stack: CeleryStack, root: Path, tmp_path: Path
+) -> None:
+    """start_from_trigger on the distributed stack: the scheduler defers the sensor itself (no
+    worker takes it: never queued), the triggerer renders its templated URL, and a worker runs
+    it only once the model is there."""
+    stack.unpause(STARTED)
+    export = root / "started" / "model"
+    run_id = stack.trigger(STARTED, {"url": str(export)})
+    path = f"/dags/{STARTED}/dagRuns/{quoted(run_id)}/taskInstances/wait"
+    ti = wait_until("the sensor to defer", lambda: (t := stack.get(path))["state"] == "deferred" and t, 120)
+    assert ti["queued_when"] is None, ti  # no worker took it
+    small_model(tmp_path / "writing", seed=9)
+    export.parent.mkdir(parents=True)
+    os.rename(tmp_path / "writing", export)
+    stack.wait_for_run(STARTED, run_id, timeout=180)
+    assert stack.xcom(STARTED, run_id, "wait")["url"] == str(export)
+    assert "SavedModel ready at" in stack.task_log(STARTED, run_id, "wait")
 
 
 def test_a_version_the_cli_publishes_outside_airflow_starts_the_watcher_dag(
@@ -264,7 +281,7 @@ def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
 def test_no_task_log_has_a_traceback_outside_the_killed_tries(stack: CeleryStack) -> None:
     """Every run of the walk succeeded; the workers' own logs show no task crashed but the ones
     killed with their worker."""
-    for dag_id in (TRAINING, EXTERNAL, MIRROR, MANUAL, ROLLBACK, WATCHER, FLEET):
+    for dag_id in (TRAINING, EXTERNAL, MIRROR, MANUAL, ROLLBACK, WATCHER, STARTED, FLEET):
         for run in runs(stack, dag_id):
             assert run["state"] == "success", (dag_id, run["dag_run_id"], run["state"])
     survivor = (stack.home / "worker-2.log").read_text(errors="replace")
