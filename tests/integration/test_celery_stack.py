@@ -227,9 +227,9 @@ def test_a_version_the_cli_publishes_outside_airflow_starts_the_watcher_dag(
         announced = [
             item["version"]
             for r in fresh
-            for item in stack.xcom(WATCHER, r["dag_run_id"], "validate_announced") or []
+            for item in stack.xcom(WATCHER, r["dag_run_id"], "validate_new") or []
         ]
-        assert len(announced) == len(set(announced)), f"a version announced twice: {announced}"
+        assert len(announced) == len(set(announced)), f"a version validated twice: {announced}"
         return fresh if sorted(announced) == expected else None
 
     fresh = wait_until(
