@@ -295,6 +295,7 @@ class SavedModelServedTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await _imported(_SERVED_MODULES)
         import aiohttp
         from asgiref.sync import sync_to_async
 
@@ -537,13 +538,14 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
             self.log.info("Could not record version %s for %s (%s)", version, self.base_path, exc)
 
 
-async def _imported() -> None:
-    """Import what polling needs in a thread, not on the triggerer's event loop (a first import
-    of the storage layer takes longer than the 0.2 s Airflow allows a trigger to block it)."""
+async def _imported(modules: tuple[str, ...] | None = None) -> None:
+    """Import what a trigger needs in a thread, not on the triggerer's event loop (a first import
+    of the storage layer, or of aiohttp, takes longer than the 0.2 s Airflow allows a trigger to
+    block it)."""
     import importlib
 
     def load() -> None:
-        for name in _POLLING_MODULES:
+        for name in _POLLING_MODULES if modules is None else modules:
             importlib.import_module(name)
 
     await asyncio.to_thread(load)
@@ -556,6 +558,13 @@ _POLLING_MODULES = (
     "airflow_savedmodel.storage.versions",
     "airflow_savedmodel.storage.catalog",
     "airflow_savedmodel.storage.manifest",
+)
+
+_SERVED_MODULES = (
+    "aiohttp",
+    "asgiref.sync",
+    "airflow_savedmodel.hooks.savedmodel",
+    "airflow_savedmodel.tfserving",
 )
 
 

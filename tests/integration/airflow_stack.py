@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -51,6 +52,8 @@ class AirflowStack:
         "dag-processor": ["dag-processor"],
         "triggerer": ["triggerer", "--skip-serve-logs"],
     }
+
+    database = "sqlite"  # Airflow's default, as the demo runs it
 
     def __init__(self, home: Path, demo_root: Path) -> None:
         self.home = home
@@ -154,13 +157,47 @@ class AirflowStack:
         if auth:
             headers["Authorization"] = f"Bearer {self.token()}"
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                raw = reply.read()
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
-        return json.loads(raw) if raw else None
+        for attempt in range(5):
+            request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=30) as reply:
+                    raw = reply.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:500]
+                waited = time.monotonic() - began
+                cause = self.server_error(detail.decode(errors="replace")) if exc.code == 500 else ""
+                if self.sqlite_locked(exc.code, detail, waited) and attempt < 4:
+                    print(f"{method} {path}: SQLite stayed locked for {waited:.1f}s; sent again{cause}")
+                    time.sleep(2**attempt)
+                    continue
+                raise AssertionError(f"{method} {path}: HTTP {exc.code}: {detail!r}{cause}") from None
+        raise AssertionError("not reached")
+
+    def sqlite_locked(self, code: int, detail: bytes, waited: float) -> bool:
+        """Whether a reply is SQLite's busy timeout: with SQLite (this stack's database) one writer
+        gets in at a time, and a write that waited out the 5 s timeout is rolled back whole, so
+        sending it again is safe, as for any client of a SQLite-backed Airflow (seen on CI for
+        POST /assets/events beside a busy scheduler). Airflow answers it as a plain 500 "Database
+        error" (constraint and value errors have their own codes), after the 5 s wait."""
+        return self.database == "sqlite" and code == 500 and b'"Database error"' in detail and waited >= 4.5
+
+    def server_error(self, detail: str) -> str:
+        """The api-server's own account of a 500 it answered with an error id: the exception
+        lines its log holds under that id (the reply hides them)."""
+        found = re.search(r"look for ID (\w+)", detail)
+        if not found:
+            return ""
+        marker = f"Error with id {found.group(1)}"
+        for log in self.home.glob("*.log"):
+            lines = log.read_text(errors="replace").splitlines()
+            for index, line in enumerate(lines):
+                if marker in line:
+                    tail = lines[index : index + 150]
+                    causes = [t for t in tail if re.search(r"\w+(Error|Exception)\b[:)]", t)]
+                    return "\n" + "\n".join([line, *causes[:6]])
+        return ""
 
     def ui(self, path: str) -> Any:
         """The UI's own API (what the React pages render from)."""
@@ -298,6 +335,7 @@ class CeleryStack(AirflowStack):
     path -> a local directory). ``overrides`` are the test's own settings (short heartbeats), said by name."""
 
     WORKERS = ("worker-1", "worker-2")
+    database = "postgresql"
 
     def __init__(
         self,

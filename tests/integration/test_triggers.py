@@ -274,3 +274,102 @@ def test_sensors_waiting_on_one_base_path_share_its_listing_and_readiness(tmp_pa
     fired, listings, rounds = asyncio.run(scenario())
     assert fired == [1] * 8 + [2] * 8
     assert listings <= rounds + 3, f"{listings} listings for {rounds:.0f} intervals of 8 waits"
+
+
+# Each case runs in a child forked from an interpreter that has loaded only Airflow, so every
+# import a trigger makes is a first import, as in a triggerer that has just started. The trigger
+# class is imported on the loop, as Airflow does; the CPU time each loop callback takes is
+# measured on the loop's own thread (time.thread_time), so work done in threads, or time the
+# machine spends elsewhere, is not counted as blocking.
+LOOP_PROBE = r"""
+import asyncio, json, os, sys, time
+from asyncio import events
+
+import airflow.triggers.base  # the triggerer has Airflow loaded before it starts a trigger
+
+
+def probe(classpath, kwargs, wait):
+    worst = {"seconds": 0.0, "callback": ""}
+    plain_run = events.Handle._run
+
+    def timed(handle):
+        start = time.thread_time()
+        plain_run(handle)
+        spent = time.thread_time() - start
+        if spent > worst["seconds"]:
+            worst.update(seconds=spent, callback=repr(handle)[:300])
+
+    events.Handle._run = timed
+
+    async def main():
+        from airflow._shared.module_loading import import_string
+
+        trigger = import_string(classpath)(**kwargs)
+        first = asyncio.ensure_future(trigger.run().__anext__())
+        done, _ = await asyncio.wait([first], timeout=wait)
+        if not done:
+            first.cancel()
+            return None
+        return first.result().payload
+
+    return {"worst": worst, "payload": asyncio.run(main())}
+
+
+for name, (classpath, kwargs, wait) in json.loads(sys.argv[1]).items():
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        print(json.dumps({"case": name, **probe(classpath, kwargs, wait)}), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_no_trigger_blocks_the_triggerers_loop(gcs: Store, tmp_path: Path) -> None:
+    """Airflow warns when a trigger holds the triggerer's event loop for more than 0.2 s: every
+    trigger's first poll, imports included, stays under that on the loop's own thread."""
+    import json
+    import subprocess
+    import sys
+
+    base = tmp_path / "serving"
+    model = publish(small_model(tmp_path), str(base)).url
+    triggers = "airflow_savedmodel.triggers.savedmodel."
+    cases: dict[str, tuple[str, dict[str, Any], float]] = {
+        "model": (triggers + "SavedModelTrigger", {"url": model, "poke_interval": 0.2}, 60),
+        "version": (
+            triggers + "SavedModelVersionTrigger",
+            {"base_path": str(base), "newer_than": 0, "poke_interval": 0.2},
+            60,
+        ),
+        "new-version": (
+            triggers + "SavedModelNewVersionTrigger",
+            {"base_path": str(base), "newer_than": 0, "poke_interval": 0.2},
+            60,
+        ),
+        "new-version-gs": (
+            triggers + "SavedModelNewVersionTrigger",
+            {"base_path": f"{gcs.bucket()}/empty", "storage_options": gcs.options, "poke_interval": 0.2},
+            3,
+        ),
+        # nothing listens there: the trigger keeps waiting, with its retries and backoff
+        "served": (
+            triggers + "SavedModelServedTrigger",
+            {"server_url": "http://127.0.0.1:9", "model_name": "m", "version": 1, "poke_interval": 0.05},
+            2,
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP_PROBE, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"case": ')]
+    results = {r["case"]: r for r in map(json.loads, lines)}
+    assert set(results) == set(cases), out.stderr[-2000:]
+    for kind in ("model", "version", "new-version"):  # a real first poll, not an early error
+        assert results[kind]["payload"]["status"] == "success", results[kind]
+    worst = {kind: r["worst"] for kind, r in results.items() if r["worst"]["seconds"] >= 0.2}
+    assert not worst, worst
