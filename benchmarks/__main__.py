@@ -41,6 +41,35 @@ def table(rows: list[Row]) -> list[str]:
 WATCHER_SECTION = "## Publishes watched like TensorFlow Serving"
 
 
+def merged(text: str, rows: list[Row]) -> str:
+    """RESULTS.md after a run of some benchmarks: their rows (and notes) replaced where present,
+    added after the table's last row otherwise; every other row and all the prose kept (the
+    sections from the serving watcher's on are the tests' figures, left as they are)."""
+    head, section, rest = text.partition(WATCHER_SECTION)
+    lines = head.rstrip("\n").splitlines()
+    fresh = table(rows)
+    for row, line in zip(rows, fresh[2 : 2 + len(rows)], strict=True):
+        note = f"- {row.name}: {row.note}" if row.note else None
+        for prefix, new in ((f"| {row.name} |", line), (f"- {row.name}: ", note)):
+            at = [i for i, old in enumerate(lines) if old.startswith(prefix)]
+            if at and new is not None:
+                lines[at[0]] = new
+            elif at:
+                del lines[at[0]]
+            elif new is not None:
+                last = max((i for i, old in enumerate(lines) if old.startswith("| ")), default=len(lines) - 1)
+                if new.startswith("- ") and not any(old == "Notes:" for old in lines):
+                    lines[last + 1 : last + 1] = ["", "Notes:"]
+                    last += 2
+                elif new.startswith("- "):
+                    last = max(i for i, old in enumerate(lines) if old.startswith("- ") or old == "Notes:")
+                lines.insert(last + 1, new)
+    notes_at = lines.index("Notes:") if "Notes:" in lines else -1
+    if notes_at >= 0 and not any(line.startswith("- ") for line in lines[notes_at + 1 : notes_at + 2]):
+        del lines[notes_at - 1 : notes_at + 1]  # no note left: no heading
+    return "\n".join(lines) + "\n" + ("\n" + section + rest if section else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -54,20 +83,24 @@ def main() -> int:
         rows += importlib.import_module(f"benchmarks.{name}").run()
     lines = table(rows)
     print("\n".join(lines))
-    if not args.no_write:
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        header = [
-            "# Benchmark results",
-            "",
-            f"Written by `make bench` on {stamp}. Machine: {machine()}.",
-            "Each row runs ours and the alternative on the same input in the same run; ratio first.",
-            "",
-        ]
-        results = ROOT / "benchmarks" / "RESULTS.md"
-        # Figures the integration tests measure (serving watcher) are kept as they are.
-        kept = results.read_text().partition(WATCHER_SECTION)
-        tail = WATCHER_SECTION + kept[2] if kept[1] else ""
-        results.write_text("\n".join(header + lines) + "\n" + ("\n" + tail if tail else ""))
+    if args.no_write:
+        return 0
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    if args.names:  # a part of the benchmarks: the other rows stay as they were measured
+        results.write_text(merged(results.read_text(), rows))
+        return 0
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {stamp}. Machine: {machine()}.",
+        "Each row runs ours and the alternative on the same input in the same run; ratio first.",
+        "",
+    ]
+    # Figures the integration tests measure (serving watcher) are kept as they are.
+    kept = results.read_text().partition(WATCHER_SECTION)
+    tail = WATCHER_SECTION + kept[2] if kept[1] else ""
+    results.write_text("\n".join(header + lines) + "\n" + ("\n" + tail if tail else ""))
     return 0
 
 
