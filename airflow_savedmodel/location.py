@@ -18,7 +18,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -409,11 +409,32 @@ def read_file(
 _CHANGE_KEYS = ("crc32c", "ETag", "etag", "generation", "mtime", "updated", "LastModified")
 
 
-def _listing_key(infos: dict[str, dict[str, Any]]) -> frozenset[tuple[str, int, str]]:
-    def changed(info: dict[str, Any]) -> str:
+def _listing_key(infos: Mapping[str, Mapping[str, Any]]) -> frozenset[tuple[str, int, str]]:
+    def changed(info: Mapping[str, Any]) -> str:
         return next((str(info[k]) for k in _CHANGE_KEYS if info.get(k) is not None), "")
 
     return frozenset((name, int(info.get("size") or 0), changed(info)) for name, info in infos.items())
+
+
+class Listing:
+    """A recursive listing of a path: ``infos`` (``{path: fsspec info}`` of every file) and what
+    two listings are compared by, each file's name, size and checksum (or generation, ETag,
+    mtime). Readers of the listed path may take their file sizes from it instead of listing again."""
+
+    __slots__ = ("infos", "key")
+
+    def __init__(self, infos: Mapping[str, Mapping[str, Any]]) -> None:
+        self.infos = infos
+        self.key = _listing_key(infos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Listing) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __len__(self) -> int:
+        return len(self.key)
 
 
 def _find_fresh(fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
@@ -425,9 +446,8 @@ def _find_fresh(fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
     return found if isinstance(found, dict) else {}
 
 
-async def alisting(fs: AbstractFileSystem, path: str) -> frozenset[tuple[str, int, str]]:
-    """What changes whenever a file under ``path`` is written: each file's name, size and
-    checksum (or generation, ETag, mtime); empty when nothing is there.
+async def alisting(fs: AbstractFileSystem, path: str) -> Listing:
+    """Every file under ``path`` (an empty listing when nothing is there), listed afresh.
 
     On async filesystems (gcsfs, s3fs) the listing runs as their native coroutine on their own
     event loop and the caller only awaits it, so a triggerer's loop never blocks and no thread
@@ -435,13 +455,13 @@ async def alisting(fs: AbstractFileSystem, path: str) -> frozenset[tuple[str, in
     """
     loop = getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
     if loop is None or getattr(fs, "asynchronous", False):
-        return _listing_key(await asyncio.to_thread(_find_fresh, fs, path))
+        return Listing(await asyncio.to_thread(_find_fresh, fs, path))
     fs.invalidate_cache(path)
     try:
         found = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fs._find(path, detail=True), loop))
     except FileNotFoundError:
-        return frozenset()
-    return _listing_key(found if isinstance(found, dict) else {})
+        return Listing({})
+    return Listing(found if isinstance(found, dict) else {})
 
 
 def children(fs: AbstractFileSystem, path: str, refresh: bool = False) -> list[tuple[str, str]]:

@@ -97,16 +97,20 @@ def record(fs: AbstractFileSystem, base: str, number: int, manifest: manifests.M
     write(fs, base, entries)
 
 
-def listed(fs: AbstractFileSystem, base: str) -> dict[int, dict[str, dict[str, Any]]]:
+def listed(
+    fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[int, dict[str, Mapping[str, Any]]]:
     """``{version: {relative path: info}}`` of every file under every numeric version, from one
-    recursive listing of ``base`` (paged by the store: a request per 1,000 objects)."""
-    fs.invalidate_cache(base)
+    recursive listing of ``base`` (paged by the store: a request per 1,000 objects), or from
+    ``found``, such a listing the caller has just made."""
     prefix = fs._strip_protocol(base).rstrip("/") + "/"
-    out: dict[int, dict[str, dict[str, Any]]] = {}
-    try:
-        found = fs.find(base, detail=True)
-    except FileNotFoundError:
-        return out
+    out: dict[int, dict[str, Mapping[str, Any]]] = {}
+    if found is None:
+        fs.invalidate_cache(base)
+        try:
+            found = fs.find(base, detail=True)
+        except FileNotFoundError:
+            return out
     for path, info in found.items():
         if not path.startswith(prefix) or info.get("type", "file") not in ("file", "other"):
             continue

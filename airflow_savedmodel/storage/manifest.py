@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -182,10 +183,20 @@ class VerifyResult:
         }
 
 
-def check(fs: AbstractFileSystem, model_path: str, manifest: Manifest, deep: bool = True) -> list[str]:
-    """Differences between the files at ``model_path`` and ``manifest`` (sizes, and crc32c when deep)."""
+def check(
+    fs: AbstractFileSystem,
+    model_path: str,
+    manifest: Manifest,
+    deep: bool = True,
+    sizes: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Differences between the files at ``model_path`` and ``manifest`` (sizes, and crc32c when
+    deep). ``sizes``: ``{relative path: size}`` of the files there, from a listing the caller
+    has just made (else they are listed)."""
     problems = []
-    present = {p: s for p, s in location.relative_sizes(fs, model_path).items() if p != MANIFEST_PATH}
+    if sizes is None:
+        sizes = location.relative_sizes(fs, model_path)
+    present = {p: s for p, s in sizes.items() if p != MANIFEST_PATH}
     for entry in manifest.files:
         size = present.pop(entry.path, None)
         if size is None:

@@ -14,6 +14,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,33 +59,40 @@ class VersionInfo:
 
 
 def version_numbers(fs: AbstractFileSystem, base: str) -> list[int]:
-    return sorted(
-        int(n) for n, kind in location.children(fs, base, refresh=True) if n.isdigit() and kind == "directory"
-    )
+    return _numbered(fs, base)[0]
 
 
 def not_directories(fs: AbstractFileSystem, base: str) -> list[tuple[int, str]]:
     """(number, what it is) of entries named like a version that are not directories; a local
     symlink is named as one, whatever it points to."""
-    out = []
+    return _numbered(fs, base)[1]
+
+
+def _numbered(fs: AbstractFileSystem, base: str) -> tuple[list[int], list[tuple[int, str]]]:
+    """From one fresh listing of ``base``: its version directories, and (number, what it is) of
+    the entries named like a version that are not directories."""
+    numbers, others = [], []
     for name, kind in location.children(fs, base, refresh=True):
-        if not name.isdigit() or kind == "directory":
+        if not name.isdigit():
             continue
-        path = location.join(base, name)
-        is_link = location.is_local(fs) and os.path.islink(path)
-        out.append((int(name), "symlink" if is_link else ("file" if kind == "file" else kind)))
-    return sorted(out)
+        if kind == "directory":
+            numbers.append(int(name))
+            continue
+        is_link = location.is_local(fs) and os.path.islink(location.join(base, name))
+        others.append((int(name), "symlink" if is_link else ("file" if kind == "file" else kind)))
+    return sorted(numbers), sorted(others)
 
 
 def state_of(
-    fs: AbstractFileSystem, path: str, deep: bool = False
+    fs: AbstractFileSystem, path: str, deep: bool = False, sizes: Mapping[str, int] | None = None
 ) -> tuple[str, manifests.Manifest | None, list[str]]:
+    """A version's state; ``sizes``: its files' sizes from a listing the caller has just made."""
     try:
         manifest = manifests.read(fs, path)
     except FormatError as exc:
         return PARTIAL, None, [exc.problem]
     if manifest is not None:
-        problems = manifests.check(fs, path, manifest, deep=deep)
+        problems = manifests.check(fs, path, manifest, deep=deep, sizes=sizes)
         return (COMPLETE if not problems else PARTIAL), manifest, problems
     has_model = has_saved_model(fs, path)
     return (UNVERIFIED, None, []) if has_model else (PARTIAL, None, ["no saved_model.pb and no manifest"])
@@ -102,19 +110,30 @@ def list_versions(
 
 
 def versions_of(
-    fs: AbstractFileSystem, base: str, deep: bool = False, record: bool = True
+    fs: AbstractFileSystem,
+    base: str,
+    deep: bool = False,
+    record: bool = True,
+    listing: location.Listing | None = None,
 ) -> list[VersionInfo]:
-    """Every version's state. Without ``deep``, one listing of the base path and the catalog
-    (storage/catalog.py) answer for every version the catalog vouches for; the others are read
-    one by one, and the catalog is brought up to date when that found something new (unless
-    ``record`` is off: a watcher that polls while versions are written leaves the catalog to
-    the publishers, who record each version they complete)."""
+    """Every version's state. Without ``deep``, a listing of the base path, a recursive one and
+    the catalog (storage/catalog.py) answer for every version the catalog vouches for; the others
+    have their manifest read and checked against the recursive listing, and the catalog is brought
+    up to date when that found something new (unless ``record`` is off: a watcher that polls
+    while versions are written leaves the catalog to the publishers, who record each version they
+    complete). ``listing``: the recursive listing of ``base`` the caller has just made (a
+    triggerer's shared poll), used instead of making another."""
     from airflow_savedmodel.storage import catalog
 
     out = []
-    numbers = version_numbers(fs, base)
+    numbers, others = _numbered(fs, base)
     entries = catalog.read(fs, base) if numbers and not deep else {}
-    listed = catalog.listed(fs, base) if numbers and not deep else {}
+    listed = (
+        catalog.listed(fs, base, None if listing is None else listing.infos) if numbers and not deep else {}
+    )
+    # On a local disk the version's own listing resolves symlinks (relative_infos); a store's
+    # recursive listing is already the truth of what is there.
+    reuse = not deep and not location.is_local(fs)
     learned = False
     for number in numbers:
         path = location.join(base, str(number))
@@ -123,7 +142,8 @@ def versions_of(
         if entry is not None and catalog.matches(entry, infos):
             out.append(VersionInfo(number, location.url_of(fs, path), COMPLETE, entry.manifest, []))
             continue
-        state, manifest, problems = state_of(fs, path, deep)
+        sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()} if reuse else None
+        state, manifest, problems = state_of(fs, path, deep, sizes)
         out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
         stamp = catalog.stamp_of(infos.get(manifests.MANIFEST_PATH) or {})
         if not deep and state == COMPLETE and manifest is not None and stamp:
@@ -134,7 +154,7 @@ def versions_of(
             learned = True
     if record and not deep and numbers and (learned or set(entries) - set(numbers)):
         catalog.write(fs, base, {n: m for n, m in entries.items() if n in numbers})
-    for number, kind in not_directories(fs, base):
+    for number, kind in others:
         url = location.url_of(fs, location.join(base, str(number)))
         out.append(VersionInfo(number, url, NOT_A_DIRECTORY, None, [f"named like a version but a {kind}"]))
     return sorted(out, key=lambda info: info.version)

@@ -238,7 +238,7 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
         from airflow_savedmodel.storage.versions import newer_version_readiness
 
         found = await poll.check(
-            ("versions",), listing, lambda: shared.in_thread(_told, where.fs, where.path)
+            ("versions",), listing, lambda: shared.in_thread(_told, where.fs, where.path, listing)
         )
         if self.signed:
             return await shared.in_thread(
@@ -460,7 +460,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                 listing = await poll.list(partial(location.alisting, fs, path), _max_age(self.poke_interval))
                 if listing != seen:
                     found = await poll.check(
-                        ("versions",), listing, partial(shared.in_thread, _told, fs, path)
+                        ("versions",), listing, partial(shared.in_thread, _told, fs, path, listing)
                     )
                     complete = await poll.check(
                         ("complete", bool(self.signed)),
@@ -568,12 +568,12 @@ _SERVED_MODULES = (
 )
 
 
-def _told(fs: Any, path: str) -> Any:
-    """Every version's state under ``path``, as the triggers of a location share it (read only:
-    the catalog is the publishers' to write)."""
+def _told(fs: Any, path: str, listing: Any) -> Any:
+    """Every version's state under ``path``, as the triggers of a location share it, told from
+    their shared ``listing`` (read only: the catalog is the publishers' to write)."""
     from airflow_savedmodel.storage.versions import versions_of
 
-    return versions_of(fs, path, record=False)
+    return versions_of(fs, path, record=False, listing=listing)
 
 
 def _complete(fs: Any, path: str, signed: bool, told: Any) -> list[dict[str, Any]]:

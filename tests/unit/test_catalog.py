@@ -137,3 +137,49 @@ def test_a_reader_that_cannot_write_still_gets_the_right_answer(
     monkeypatch.setattr("airflow_savedmodel.location.write_atomic", refuse)
     assert states(history) == dict.fromkeys(range(1, 7), "complete")
     assert not (history / catalog.CATALOG_PATH).exists()
+
+
+def test_a_watchers_listing_tells_the_versions_with_one_more_listing(tmp_path: Path) -> None:
+    """The triggers of a base path hand their shared recursive listing to the telling: on a store
+    it costs one listing of the base path, the catalog read and, for a version the catalog does
+    not know, its manifest read, and never lists a version again."""
+    import asyncio
+
+    import fsspec
+
+    from airflow_savedmodel import location
+    from airflow_savedmodel.storage.versions import versions_of
+
+    fs = fsspec.filesystem("memory")
+    base = f"/watch-{tmp_path.name}"
+    for seed in (1, 2, 3):
+        publish(make_model(tmp_path, seed), f"memory://{base}")
+    doc = json.loads(fs.cat_file(f"{base}/{catalog.CATALOG_PATH}"))
+    del doc["versions"]["3"]  # version 3 unknown to the catalog: read the old way
+    fs.pipe_file(f"{base}/{catalog.CATALOG_PATH}", json.dumps(doc).encode())
+    listing = asyncio.run(location.alisting(fs, base))
+
+    calls: list[str] = []
+    for name in ("find", "ls"):
+        real = getattr(fs, name)
+
+        def counted(path: str, *args: object, _real=real, _name=name, **kwargs: object):  # type: ignore[no-untyped-def]
+            calls.append(_name)
+            return _real(path, *args, **kwargs)
+
+        setattr(fs, name, counted)
+    try:
+        told = versions_of(fs, base, record=False, listing=listing)
+        assert [(i.version, i.state) for i in told] == [(1, "complete"), (2, "complete"), (3, "complete")]
+        assert calls == ["ls"]
+        # A listing made before version 3's last file arrived never shows it complete.
+        older = location.Listing(
+            {p: i for p, i in listing.infos.items() if not p.endswith("variables.index") or "/3/" not in p}
+        )
+        assert older != listing
+        (three,) = [i for i in versions_of(fs, base, record=False, listing=older) if i.version == 3]
+        assert three.state == "partial" and three.problems == ["variables/variables.index: missing"]
+    finally:
+        for name in ("find", "ls"):
+            fs.__dict__.pop(name, None)
+        fs.rm(base, recursive=True)
