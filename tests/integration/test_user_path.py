@@ -128,17 +128,41 @@ def trigger_from_the_form(
     return wait_until(f"the run the {dag_id} form triggered", new_run, 60)
 
 
-# What Airflow's supervisor logs when the scheduler changed a try's state under it (a stale
-# executor event after a deferral, apache/airflow#72716): the try is failed by Airflow, not by
-# the task, and the DAG's retry resumes it.
-AIRFLOW_STATE_RACE = "Failed to report terminal task state to supervisor"
+# What Airflow's supervisor logs when the scheduler changed a try's state under it: the try
+# deferred, its trigger fired at once, and the executor's stale "success" for the deferring
+# process reached the scheduler after the resumed try was queued under the same key
+# (apache/airflow#72716). The scheduler then fails the running try ("state mismatch" in its
+# audit log); the supervisor says so when the task ends, or at its next heartbeat, which kills it.
+AIRFLOW_STATE_RACE = (
+    "Failed to report terminal task state to supervisor",
+    "Server indicated the task shouldn't be running anymore",
+)
+
+
+def failed_by_the_scheduler(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, attempt: int
+) -> bool:
+    """Whether Airflow's audit log says its scheduler failed this try under a running task."""
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "task_id": task_id,
+            "try_number": attempt,
+            "event": "state mismatch",
+        }
+    )
+    return bool(stack.get(f"/eventLogs?{query}")["event_logs"])
 
 
 def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
     """Lines at ERROR level in every task log of a run (every try of every task that ran; a
     skipped task, such as the approval a rollout did not ask for, has none), with the exception
-    each carries. A try Airflow's scheduler failed under a running task (AIRFLOW_STATE_RACE)
-    is left out when a later try of that task succeeded; it is printed, not hidden."""
+    each carries. A try Airflow's scheduler failed under a running task (AIRFLOW_STATE_RACE, and
+    a "state mismatch" for that try in Airflow's audit log) is left out when a later try of that
+    task succeeded; it is printed, not hidden."""
     tis = stack.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
     found = []
     for ti in tis:
@@ -151,12 +175,19 @@ def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
             )
             items = [i for i in run.get("content", []) if isinstance(i, dict)]
             errors = [
-                f"{ti['task_id']}#{attempt}: {i.get('event')} {i.get('error_detail') or i.get('exception') or ''}".rstrip()
+                f"{ti['task_id']}#{attempt}: {i.get('event')} "
+                f"{i.get('error_detail') or i.get('exception') or i.get('detail') or ''}".rstrip()
                 for i in items
                 if str(i.get("level", "")).lower() in ("error", "critical")
             ]
-            raced = any(AIRFLOW_STATE_RACE in str(i.get("event")) for i in items)
-            if errors and raced and attempt < tries and ti.get("state") == "success":
+            raced = any(any(m in str(i.get("event")) for m in AIRFLOW_STATE_RACE) for i in items)
+            if (
+                errors
+                and raced
+                and attempt < tries
+                and ti.get("state") == "success"
+                and failed_by_the_scheduler(stack, dag_id, run_id, ti["task_id"], attempt)
+            ):
                 print(
                     f"{dag_id}/{run_id}: try {attempt} failed by Airflow's scheduler, retried:",
                     *errors,
