@@ -382,11 +382,17 @@ def storage_error(
 
 
 def read_file(
-    fs: AbstractFileSystem, path: str, *, root: str | None = None, limit: int | None = None
+    fs: AbstractFileSystem,
+    path: str,
+    *,
+    root: str | None = None,
+    limit: int | None = None,
+    size: int | None = None,
 ) -> bytes:
     """The bytes of the model file at ``path``, with typed errors naming it: MissingFileError when
     absent, FormatError for anything but a regular file (see file_kind_problem) or for a file
-    larger than ``limit`` bytes (checked before reading)."""
+    larger than ``limit`` bytes (checked before reading; ``size``: its size from a listing the
+    caller has just made, else the store is asked)."""
     from airflow_savedmodel.errors import MissingFileError
 
     where = url_of(fs, path)
@@ -396,7 +402,8 @@ def read_file(
             raise FormatError(problem, where)
     try:
         if limit is not None:
-            size = fs.size(path)
+            if size is None:
+                size = fs.size(path)
             if size is not None and size > limit:
                 raise FormatError(f"{size:,} bytes, more than the {limit:,} this file may have", where)
         return bytes(fs.cat_file(path))

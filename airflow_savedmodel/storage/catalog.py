@@ -54,11 +54,21 @@ def stamp_of(info: Mapping[str, Any]) -> str:
     return ""  # nothing to tell a rewrite by: never trusted (see matches)
 
 
-def read(fs: AbstractFileSystem, base: str) -> dict[int, Entry]:
-    """The catalog's entries, ``{version: entry}``; empty when it is missing or unreadable."""
+def read(
+    fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[int, Entry]:
+    """The catalog's entries, ``{version: entry}``; empty when it is missing or unreadable.
+    ``found``: a recursive listing of ``base`` the caller has just made (the catalog's size is
+    taken from it, and a catalog it does not show is not asked for)."""
     path = location.join(base, CATALOG_PATH)
+    size = None
+    if found is not None:
+        info = found.get(fs._strip_protocol(path))
+        if info is None:
+            return {}
+        size = int(info.get("size") or 0)
     try:
-        raw = location.read_file(fs, path, limit=MAX_CATALOG_BYTES)
+        raw = location.read_file(fs, path, limit=MAX_CATALOG_BYTES, size=size)
         doc = json.loads(raw)
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             return {}

@@ -118,10 +118,12 @@ def source_entries(
     return out
 
 
-def read(fs: AbstractFileSystem, model_path: str) -> Manifest | None:
+def read(fs: AbstractFileSystem, model_path: str, size: int | None = None) -> Manifest | None:
+    """The manifest of the model at ``model_path``, None when it has none. ``size``: the
+    manifest's size from a listing the caller has just made (not asked of the store again)."""
     path = location.join(model_path, MANIFEST_PATH)
     try:
-        raw = location.read_file(fs, path, root=model_path, limit=MAX_MANIFEST_BYTES)
+        raw = location.read_file(fs, path, root=model_path, limit=MAX_MANIFEST_BYTES, size=size)
     except MissingFileError:
         return None
     try:

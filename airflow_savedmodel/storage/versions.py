@@ -22,7 +22,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location
 from airflow_savedmodel.errors import FormatError
-from airflow_savedmodel.format.model import has_saved_model
+from airflow_savedmodel.format.model import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, has_saved_model
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage.leases import CLAIMS_DIR
 
@@ -68,9 +68,22 @@ def not_directories(fs: AbstractFileSystem, base: str) -> list[tuple[int, str]]:
     return _numbered(fs, base)[1]
 
 
-def _numbered(fs: AbstractFileSystem, base: str) -> tuple[list[int], list[tuple[int, str]]]:
-    """From one fresh listing of ``base``: its version directories, and (number, what it is) of
-    the entries named like a version that are not directories."""
+def _numbered(
+    fs: AbstractFileSystem, base: str, listing: location.Listing | None = None
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """From one fresh listing of ``base`` (or from ``listing``, a recursive one of a store the
+    caller has just made: a version directory there is a name with objects below it): its version
+    directories, and (number, what it is) of the entries named like a version that are not
+    directories."""
+    if listing is not None and not location.is_local(fs):
+        prefix = fs._strip_protocol(base).rstrip("/") + "/"
+        dirs: set[int] = set()
+        files: set[int] = set()
+        for path in listing.infos:
+            head, _, rel = path[len(prefix) :].partition("/") if path.startswith(prefix) else ("", "", "")
+            if head.isdigit():
+                (dirs if rel else files).add(int(head))
+        return sorted(dirs), sorted((n, "file") for n in files)
     numbers, others = [], []
     for name, kind in location.children(fs, base, refresh=True):
         if not name.isdigit():
@@ -86,15 +99,22 @@ def _numbered(fs: AbstractFileSystem, base: str) -> tuple[list[int], list[tuple[
 def state_of(
     fs: AbstractFileSystem, path: str, deep: bool = False, sizes: Mapping[str, int] | None = None
 ) -> tuple[str, manifests.Manifest | None, list[str]]:
-    """A version's state; ``sizes``: its files' sizes from a listing the caller has just made."""
+    """A version's state; ``sizes``: its files' sizes from a listing the caller has just made
+    (then only the manifest is read, and nothing when the listing has none)."""
     try:
-        manifest = manifests.read(fs, path)
+        if sizes is not None and manifests.MANIFEST_PATH not in sizes:
+            manifest = None
+        else:
+            manifest = manifests.read(fs, path, None if sizes is None else sizes[manifests.MANIFEST_PATH])
     except FormatError as exc:
         return PARTIAL, None, [exc.problem]
     if manifest is not None:
         problems = manifests.check(fs, path, manifest, deep=deep, sizes=sizes)
         return (COMPLETE if not problems else PARTIAL), manifest, problems
-    has_model = has_saved_model(fs, path)
+    if sizes is not None:
+        has_model = any(name in sizes for name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT))
+    else:
+        has_model = has_saved_model(fs, path)
     return (UNVERIFIED, None, []) if has_model else (PARTIAL, None, ["no saved_model.pb and no manifest"])
 
 
@@ -123,11 +143,47 @@ def versions_of(
     while versions are written leaves the catalog to the publishers, who record each version they
     complete). ``listing``: the recursive listing of ``base`` the caller has just made (a
     triggerer's shared poll), used instead of making another."""
+    return _tell(fs, base, deep, record, listing=listing).versions
+
+
+@dataclass(frozen=True)
+class Told:
+    """The versions under a base path as told from one listing, and the catalog entries
+    (``{version: storage.catalog.Entry}``) that vouch for its complete ones."""
+
+    versions: list[VersionInfo]
+    entries: Mapping[int, Any]
+
+
+def told_from(
+    fs: AbstractFileSystem, base: str, listing: location.Listing, before: Told | None = None
+) -> Told:
+    """The versions under ``base`` from ``listing``, a recursive listing of it just made, read
+    only (the triggers' telling). ``before``: the telling of an older listing of the same base;
+    its entries are trusted wherever the listed files still match them, as the catalog's would
+    be, so after the first telling a new version costs one read, its manifest's, and the catalog
+    is not read again."""
+    return _tell(fs, base, False, False, listing=listing, before=before)
+
+
+def _tell(
+    fs: AbstractFileSystem,
+    base: str,
+    deep: bool,
+    record: bool,
+    *,
+    listing: location.Listing | None = None,
+    before: Told | None = None,
+) -> Told:
     from airflow_savedmodel.storage import catalog
 
     out = []
-    numbers, others = _numbered(fs, base)
-    entries = catalog.read(fs, base) if numbers and not deep else {}
+    numbers, others = _numbered(fs, base, listing)
+    if deep or not numbers:
+        entries: dict[int, Any] = {}
+    else:
+        found = None if listing is None or location.is_local(fs) else listing.infos
+        entries = dict(before.entries) if before is not None else catalog.read(fs, base, found)
     listed = (
         catalog.listed(fs, base, None if listing is None else listing.infos) if numbers and not deep else {}
     )
@@ -157,7 +213,8 @@ def versions_of(
     for number, kind in others:
         url = location.url_of(fs, location.join(base, str(number)))
         out.append(VersionInfo(number, url, NOT_A_DIRECTORY, None, [f"named like a version but a {kind}"]))
-    return sorted(out, key=lambda info: info.version)
+    kept = {n: e for n, e in entries.items() if n in numbers}
+    return Told(sorted(out, key=lambda info: info.version), kept)
 
 
 def staging_areas(fs: AbstractFileSystem, base: str) -> list[tuple[str, int]]:

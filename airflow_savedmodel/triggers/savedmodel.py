@@ -237,9 +237,7 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
         them this sensor waits for is its own (a signed wait looks for model.sig in a thread)."""
         from airflow_savedmodel.storage.versions import newer_version_readiness
 
-        found = await poll.check(
-            ("versions",), listing, lambda: shared.in_thread(_told, where.fs, where.path, listing)
-        )
+        found = (await _versions(poll, where.fs, where.path, listing)).versions
         if self.signed:
             return await shared.in_thread(
                 newer_version_readiness, where.fs, where.path, self.newer_than, True, found
@@ -459,9 +457,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
                 fs, path = where.fs, where.path
                 listing = await poll.list(partial(location.alisting, fs, path), _max_age(self.poke_interval))
                 if listing != seen:
-                    found = await poll.check(
-                        ("versions",), listing, partial(shared.in_thread, _told, fs, path, listing)
-                    )
+                    found = (await _versions(poll, fs, path, listing)).versions
                     complete = await poll.check(
                         ("complete", bool(self.signed)),
                         listing,
@@ -568,12 +564,16 @@ _SERVED_MODULES = (
 )
 
 
-def _told(fs: Any, path: str, listing: Any) -> Any:
-    """Every version's state under ``path``, as the triggers of a location share it, told from
-    their shared ``listing`` (read only: the catalog is the publishers' to write)."""
-    from airflow_savedmodel.storage.versions import versions_of
+async def _versions(poll: shared.SharedPoll, fs: Any, path: str, listing: Any) -> Any:
+    """Every version's state under ``path``, told once per listing for every trigger of the
+    location, from their shared ``listing`` and the telling before it (read only: the catalog is
+    the publishers' to write)."""
+    from airflow_savedmodel.storage.versions import told_from
 
-    return versions_of(fs, path, record=False, listing=listing)
+    before = poll.last(("versions",))
+    return await poll.check(
+        ("versions",), listing, partial(shared.in_thread, told_from, fs, path, listing, before)
+    )
 
 
 def _complete(fs: Any, path: str, signed: bool, told: Any) -> list[dict[str, Any]]:

@@ -61,6 +61,14 @@ class SharedPoll:
             self.checks[key] = known
         return await asyncio.shield(known[1])
 
+    def last(self, key: Hashable) -> Any:
+        """The answer of check ``key`` on an earlier listing (None if there is none yet), for a
+        check that builds on the one before it."""
+        known = self.checks.get(key)
+        if known is None or not known[1].done() or known[1].cancelled() or known[1].exception() is not None:
+            return None
+        return known[1].result()
+
 
 def poll_for(key: Hashable) -> SharedPoll:
     """The shared poll of ``key`` on the running event loop."""

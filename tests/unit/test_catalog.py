@@ -40,9 +40,9 @@ def counted_manifest_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = manifests.read
 
-    def read(fs, path):  # type: ignore[no-untyped-def]
+    def read(fs, path, *args):  # type: ignore[no-untyped-def]
         calls.append(path)
-        return real(fs, path)
+        return real(fs, path, *args)
 
     monkeypatch.setattr(manifests, "read", read)
     return calls
@@ -139,16 +139,18 @@ def test_a_reader_that_cannot_write_still_gets_the_right_answer(
     assert not (history / catalog.CATALOG_PATH).exists()
 
 
-def test_a_watchers_listing_tells_the_versions_with_one_more_listing(tmp_path: Path) -> None:
+def test_a_watchers_listing_tells_a_new_version_with_one_read(tmp_path: Path) -> None:
     """The triggers of a base path hand their shared recursive listing to the telling: on a store
-    it costs one listing of the base path, the catalog read and, for a version the catalog does
-    not know, its manifest read, and never lists a version again."""
+    the first telling reads the catalog and the manifest of a version the catalog does not know,
+    and lists nothing; each later one trusts the telling before it where the listed files still
+    match, so a new version costs the read of its manifest and nothing else, and a version whose
+    files changed, or that a listing shows half written, is never told complete."""
     import asyncio
 
     import fsspec
 
     from airflow_savedmodel import location
-    from airflow_savedmodel.storage.versions import versions_of
+    from airflow_savedmodel.storage.versions import told_from
 
     fs = fsspec.filesystem("memory")
     base = f"/watch-{tmp_path.name}"
@@ -159,27 +161,61 @@ def test_a_watchers_listing_tells_the_versions_with_one_more_listing(tmp_path: P
     fs.pipe_file(f"{base}/{catalog.CATALOG_PATH}", json.dumps(doc).encode())
     listing = asyncio.run(location.alisting(fs, base))
 
-    calls: list[str] = []
-    for name in ("find", "ls"):
-        real = getattr(fs, name)
+    calls: list[tuple[str, str]] = []
+    watched = ("find", "ls", "info", "cat_file", "exists", "isfile")
 
-        def counted(path: str, *args: object, _real=real, _name=name, **kwargs: object):  # type: ignore[no-untyped-def]
-            calls.append(_name)
-            return _real(path, *args, **kwargs)
+    def count() -> None:
+        for name in watched:
+            real = getattr(fs, name)
 
-        setattr(fs, name, counted)
+            def counted(path: str, *args: object, _real=real, _name=name, **kwargs: object):  # type: ignore[no-untyped-def]
+                calls.append((_name, path.removeprefix(base)))
+                return _real(path, *args, **kwargs)
+
+            setattr(fs, name, counted)
+
+    def uncount() -> None:
+        for name in watched:
+            fs.__dict__.pop(name, None)
+
+    def told(told: object) -> list[tuple[int, str]]:
+        return [(i.version, i.state) for i in told.versions]  # type: ignore[attr-defined]
+
+    count()
     try:
-        told = versions_of(fs, base, record=False, listing=listing)
-        assert [(i.version, i.state) for i in told] == [(1, "complete"), (2, "complete"), (3, "complete")]
-        assert calls == ["ls"]
-        # A listing made before version 3's last file arrived never shows it complete.
+        first = told_from(fs, base, listing)
+        assert told(first) == [(1, "complete"), (2, "complete"), (3, "complete")]
+        assert [c for c in calls if c[0] != "cat_file"] == []
+        assert [p for _, p in calls] == [f"/{catalog.CATALOG_PATH}", f"/3/{manifests.MANIFEST_PATH}"]
+        assert set(first.entries) == {1, 2, 3}
+
+        uncount()
+        publish(make_model(tmp_path, 4), f"memory://{base}")
+        newer = asyncio.run(location.alisting(fs, base))
+        count()
+        calls.clear()
+        second = told_from(fs, base, newer, first)
+        assert told(second)[-1] == (4, "complete")
+        assert calls == [("cat_file", f"/4/{manifests.MANIFEST_PATH}")]  # not the catalog again
+
+        # A listing made before version 3's last file arrived never shows it complete, with or
+        # without the telling before it.
         older = location.Listing(
             {p: i for p, i in listing.infos.items() if not p.endswith("variables.index") or "/3/" not in p}
         )
         assert older != listing
-        (three,) = [i for i in versions_of(fs, base, record=False, listing=older) if i.version == 3]
-        assert three.state == "partial" and three.problems == ["variables/variables.index: missing"]
+        for before in (None, second):
+            (three,) = [i for i in told_from(fs, base, older, before).versions if i.version == 3]
+            assert three.state == "partial" and three.problems == ["variables/variables.index: missing"]
+        # Nor one whose file changed size after the telling before (its manifest is read again).
+        changed = {
+            p: ({**i, "size": int(i["size"]) + 1} if p.endswith("/2/variables/variables.index") else i)
+            for p, i in newer.infos.items()
+        }
+        (two,) = [
+            i for i in told_from(fs, base, location.Listing(changed), second).versions if i.version == 2
+        ]
+        assert two.state == "partial" and two.problems and "variables/variables.index" in two.problems[0]
     finally:
-        for name in ("find", "ls"):
-            fs.__dict__.pop(name, None)
+        uncount()
         fs.rm(base, recursive=True)
