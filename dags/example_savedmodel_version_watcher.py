@@ -6,7 +6,8 @@ or `savedmodel publish`. No sensor task waits for them: an **AssetWatcher** in t
 lists the base path (`SavedModelNewVersionTrigger`) and emits an Asset event for every complete
 version that appears (never a half-copied one), and this DAG is scheduled on that Asset. Each
 run validates every complete version the mirror lacks (deep checks, the target TensorFlow
-Serving release), oldest first, and mirrors them, keeping their numbers.
+Serving release), oldest first, and mirrors those it validated, keeping their numbers (a
+version that completes between the two tasks is left for the next run, never copied unchecked).
 
 The run works from the listings, not only from its events: Airflow folds events that arrive
 together into one run and may hand that run only some of them (seen on the distributed stack:
@@ -83,15 +84,18 @@ def example_savedmodel_version_watcher() -> None:
             checked.append({"version": info.version, "uri": info.url, "valid": True})
         return checked
 
+    checked = validate_new()
     mirror = SavedModelMirrorOperator(
         task_id="mirror",
         base_path=WATCH_BASE,
         mirror_base_path=WATCH_MIRROR,
+        # Only what validate_new passed: a version completed after it looked is the next run's.
+        versions="{{ ti.xcom_pull(task_ids='validate_new') | map(attribute='version') | join(',') }}",
         source_conn_id=CONN_ID,
         dest_conn_id=CONN_ID,
-        doc_md="Copy every complete version the mirror lacks, keeping its number.",
+        doc_md="Copy the versions validate_new passed, keeping their numbers.",
     )
-    validate_new() >> mirror
+    checked >> mirror
 
 
 example_savedmodel_version_watcher()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -384,10 +384,11 @@ class SavedModelHook(BaseHook):
         concurrency: int = 8,
         progress_for: Callable[[int], Any] | None = None,
         trust: Trust | None = None,
+        versions: Collection[int] | None = None,
     ) -> MirrorResult:
         """Publish to ``mirror_base`` (on ``dst_hook``'s connection) every complete version under
         ``base`` that the mirror lacks, under the same numbers (see storage/mirror.py); with
-        ``trust``, only versions that verify."""
+        ``trust``, only versions that verify; with ``versions``, only those numbers."""
         from airflow_savedmodel.storage.mirror import mirror
 
         return mirror(
@@ -397,6 +398,7 @@ class SavedModelHook(BaseHook):
             concurrency=concurrency,
             progress_for=progress_for,
             trust=trust,
+            versions=versions,
         )
 
     @_typed_storage_errors

@@ -7,6 +7,7 @@ small JSON documents (uri, version, fingerprint, findings summary) pushed to XCo
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -426,6 +427,18 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
         return _publish(self, context, self.base_path, _version(self.version) or "auto")
 
 
+def _version_numbers(value: Collection[int] | str | None) -> list[int] | None:
+    """A rendered ``versions`` argument as numbers: a list, or a string of numbers such as
+    ``"8,9"`` or ``"[8, 9]"`` (an empty one: none)."""
+    if value is None:
+        return None
+    items = re.split(r"[\s,\[\]]+", value) if isinstance(value, str) else list(value)
+    try:
+        return [int(item) for item in items if item != ""]
+    except (TypeError, ValueError):
+        raise ValueError(f"versions must be version numbers, got {value!r}") from None
+
+
 class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
     """Mirror a serving base path to another filesystem or region: every complete version under
     ``base_path`` that ``mirror_base_path`` lacks is published there under the same number,
@@ -437,6 +450,9 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
     :param base_path: the source serving base path (templated).
     :param mirror_base_path: the mirror's base path (templated).
     :param newest_only: mirror only the newest complete version, if the mirror lacks it.
+    :param versions: mirror only these version numbers (templated: a list, e.g. an upstream
+        task's XCom, or a string such as ``"8,9"`` rendered from one), so a version completed
+        after that task checked the source waits for the next run.
     :param concurrency: files copied at once.
     :param source_conn_id: connection for ``base_path`` (templated).
     :param dest_conn_id: connection for ``mirror_base_path`` (templated).
@@ -451,6 +467,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         "source_conn_id",
         "dest_conn_id",
         "require_signature",
+        "versions",
     )
     ui_color = "teal.600"
 
@@ -460,6 +477,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         base_path: str,
         mirror_base_path: str,
         newest_only: bool = False,
+        versions: Collection[int] | str | None = None,
         concurrency: int = 8,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
@@ -470,6 +488,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         self.require_signature = require_signature
         self.base_path, self.mirror_base_path = base_path, mirror_base_path
         self.newest_only, self.concurrency = newest_only, concurrency
+        self.versions = versions
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -482,6 +501,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
             concurrency=self.concurrency,
             progress_for=lambda n: ProgressLog(self.log, f"mirroring version {n}"),
             trust=trust,
+            versions=_version_numbers(self.versions),
         )
         for published in result.mirrored:
             _log_published(self.log, published)

@@ -8,7 +8,7 @@ late) catches up on its next run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +46,12 @@ def mirror(
     concurrency: int = 8,
     progress_for: Callable[[int], Any] | None = None,
     trust: Trust | None = None,
+    versions: Collection[int] | None = None,
 ) -> MirrorResult:
     """Publish to ``dst`` every complete version of ``src`` that ``dst`` does not hold complete,
-    oldest first, each under its own number (``newest_only``: only the newest complete one).
+    oldest first, each under its own number (``newest_only``: only the newest complete one;
+    ``versions``: only these numbers, e.g. those a validation step passed, so that a version
+    completed after that step is left for the next run, not copied unchecked).
 
     A version that fails to mirror does not stop the others; the failures are raised together
     at the end, each with its version's URL. With ``trust``, a version that does not verify (a
@@ -57,6 +60,9 @@ def mirror(
     """
     result = MirrorResult()
     source = v.versions_of(src.fs, src.path)
+    if versions is not None:
+        wanted = {int(n) for n in versions}
+        source = [info for info in source if info.version in wanted]
     for info in source:
         if info.state != v.COMPLETE:
             result.skipped[info.version] = info.state

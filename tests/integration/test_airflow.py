@@ -660,13 +660,17 @@ def test_operator_templates_render_as_airflow_renders_them(
     airflow_db: str, tmp_path: Path, zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Labels, flags and counts given as templates arrive as the values they name: a label is
-    never split into characters, "False" is false."""
+    never split into characters, "False" is false, "2" names version 2."""
     from airflow.sdk import Param
 
     from airflow_savedmodel.operators import savedmodel as operators
+    from airflow_savedmodel.storage import list_versions, publish
 
     base, config = str(tmp_path / "base"), str(tmp_path / "models.config")
     src = small_model(tmp_path, seed=5)
+    pushed = str(tmp_path / "pushed")
+    for seed in (6, 7, 8):
+        publish(small_model(tmp_path / f"pushed-{seed}", seed=seed), pushed)
     unstripped = str(zoo["tf2_module"])  # attrs release 2.12 does not know: invalid for it
     monkeypatch.setattr(operators, "XCOM_FINDINGS_PER_CODE", 1)
     with task_dag("test_savedmodel_templates") as dag:
@@ -676,7 +680,14 @@ def test_operator_templates_render_as_airflow_renders_them(
                 "labels": Param("canary, stable", type="string"),
                 "off": Param(False, type="boolean"),
                 "on": Param(True, type="boolean"),
+                "only": Param("2", type="string"),
             }
+        )
+        operators.SavedModelMirrorOperator(  # only the versions named: not 1, nor 3
+            task_id="mirror_named",
+            base_path=pushed,
+            mirror_base_path=f"{tmp_path}/mirror",
+            versions="{{ params.only }}",
         )
         one = operators.SavedModelPublishOperator(
             task_id="one_label",
@@ -712,7 +723,9 @@ def test_operator_templates_render_as_airflow_renders_them(
         "two_labels_unvalidated": "success",
         "capped_report": "failed",
         "dry_retention": "success",
+        "mirror_named": "success",
     }, result
+    assert [v.version for v in list_versions(f"{tmp_path}/mirror")] == [2]
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert tis["one_label"].xcom_pull(task_ids="one_label")["served"]["labels"] == {"canary": 1}
     two_labels = tis["two_labels_unvalidated"].xcom_pull(task_ids="two_labels_unvalidated")

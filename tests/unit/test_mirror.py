@@ -54,6 +54,23 @@ def test_newest_only_mirrors_the_newest_complete_version(tmp_path: Path) -> None
     assert [r.version for r in result.mirrored] == [3] and complete(dst) == [3]
 
 
+def test_only_the_versions_named_are_mirrored(tmp_path: Path) -> None:
+    """What a validation step passed, not what completed after it looked."""
+    from airflow_savedmodel.operators.savedmodel import _version_numbers
+
+    src, dst = tmp_path / "serving", tmp_path / "mirror"
+    for seed in range(1, 4):
+        publish(make_model(tmp_path, seed), str(src))
+    assert mirror(resolve(str(src)), resolve(str(dst)), versions=[]).mirrored == []
+    result = mirror(resolve(str(src)), resolve(str(dst)), versions=[1, 3])
+    assert [r.version for r in result.mirrored] == [1, 3] and complete(dst) == [1, 3]
+    # As the operator renders it from a template or takes it from XCom.
+    assert _version_numbers("8,9") == _version_numbers("[8, 9]") == _version_numbers([8, 9]) == [8, 9]
+    assert _version_numbers("") == [] and _version_numbers(None) is None
+    with pytest.raises(ValueError, match="versions must be version numbers, got 'latest'"):
+        _version_numbers("latest")
+
+
 def test_a_version_that_cannot_be_mirrored_is_named_and_does_not_stop_the_others(tmp_path: Path) -> None:
     src, dst = tmp_path / "serving", tmp_path / "mirror"
     for seed in range(1, 4):
