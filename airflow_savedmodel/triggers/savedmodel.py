@@ -294,17 +294,25 @@ class SavedModelServedTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await _imported(_SERVED_MODULES)
-        import aiohttp
         from asgiref.sync import sync_to_async
 
-        from airflow_savedmodel.errors import SavedModelError
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
-        from airflow_savedmodel.tfserving import afetch_status, client_session
 
         # The connection is read here, in the triggerer: only its id is serialized.
         server = await sync_to_async(SavedModelHook.tf_serving_endpoint)(
             self.server_url, self.tf_serving_conn_id
         )
+        # The event is yielded once the HTTP session is closed: a generator closed after its
+        # event (as the triggerer and tests do) then has nothing left to await.
+        yield TriggerEvent(await self._outcome(server))
+
+    async def _outcome(self, server: Any) -> dict[str, Any]:
+        """Poll until the version is served, fails, or the timeout passes; the event's payload."""
+        import aiohttp
+
+        from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.tfserving import afetch_status, client_session
+
         deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
         # One session for every poll: connections and TLS set-up are kept, not redone per poll.
         async with client_session(server) as session:
@@ -313,18 +321,14 @@ class SavedModelServedTrigger(BaseTrigger):
             said = ""
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
-                    yield TriggerEvent(
-                        {"status": "timeout", "served": status.to_json() if status is not None else None}
-                    )
-                    return
+                    return {"status": "timeout", "served": status.to_json() if status is not None else None}
                 try:
                     status = await afetch_status(
                         server, self.model_name, self.version, self.version_label, session
                     )
                     failures = 0
                 except SavedModelError as exc:
-                    yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-                    return
+                    return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
                 except (
                     OSError,
                     TimeoutError,
@@ -338,8 +342,7 @@ class SavedModelServedTrigger(BaseTrigger):
                     await asyncio.sleep(delay)
                     continue
                 if status.available or status.failed:
-                    yield TriggerEvent({"status": "success", "served": status.to_json()})
-                    return
+                    return {"status": "success", "served": status.to_json()}
                 if status.waiting_for() != said:  # a line when the answer changes, not every poll
                     said = status.waiting_for()
                     self.log.info("Waiting for %s on TF Serving: %s", self.model_name, said)
