@@ -137,8 +137,7 @@ class AirflowStack:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_tree(process.pid)
         for process in self.processes.values():
             process.wait(timeout=30)
 
@@ -315,6 +314,35 @@ class DemoUI(AirflowStack):
         return all((health.get(c) or {}).get("status") == "healthy" for c in components)
 
 
+def _tree(pid: int) -> list[Any]:
+    """A process and all its descendants (psutil processes); empty when it is gone."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process, its process group and every descendant wherever its group. The tree is
+    stopped first (SIGSTOP), until no new member appears, so none forks or is orphaned on the way."""
+    import psutil
+
+    stopped: dict[int, Any] = {}
+    while fresh := [p for p in _tree(pid) if p.pid not in stopped]:
+        for process in fresh:
+            with contextlib.suppress(psutil.Error):
+                process.suspend()
+            stopped[process.pid] = process
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for process in stopped.values():
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
 COMPOSE = ROOT / "docker-compose.yml"
 
 
@@ -392,20 +420,21 @@ class CeleryStack(AirflowStack):
         text = "".join(self.log_tail(worker, 400) for worker in self.WORKERS)
         return text.count(" ready.") >= len(self.WORKERS)
 
-    def worker_busy(self, name: str) -> bool:
-        """Whether the worker runs a task now: its process group holds more than the worker and
-        its pool (each running task adds a supervisor and the task's own process)."""
-        group = self.processes[name].pid
-        members = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                members += int(fields[2]) == group  # pgrp
-        return members > 1 + self.concurrency
+    def holding(self, name: str, path: Path) -> list[int]:
+        """The processes a service started (its tasks included, whatever their process group)
+        that have ``path`` open now."""
+        import psutil
+
+        found = []
+        for process in _tree(self.processes[name].pid):
+            with contextlib.suppress(psutil.Error):
+                if any(f.path == str(path.resolve()) for f in process.open_files()):
+                    found.append(process.pid)
+        return found
 
     def kill(self, name: str) -> None:
-        """SIGKILL a service and every process it started (a worker and its running tasks)."""
+        """SIGKILL a service and every process it started, as a lost machine would (a worker, its
+        supervisors and their tasks, each task in a process group of its own)."""
         process = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid)
         process.wait(timeout=30)

@@ -4,12 +4,14 @@ test_celery_stack.py and benchmarks/bench_fleet.py.
 ``celery_stack()`` starts PostgreSQL, Redis and Airflow with the CeleryExecutor (two workers)
 against a GCS server; ``run_fleet()`` triggers example_savedmodel_fleet over N models while a
 watcher reads the shared model config the way TF Serving does (parsed with TF Serving's own
-proto), optionally SIGKILLs a Celery worker while publishes run on it, and returns the figures.
+proto), optionally SIGKILLs a Celery worker while publishes on it wait to name their copied
+versions, and returns the figures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import statistics
 import threading
@@ -166,6 +168,7 @@ class FleetRun:
     tries: dict[str, int]  # model -> try number of its publish
     watcher: ConfigWatcher
     killed: str | None = None
+    killed_waiting: int = 0  # the killed worker's publishes that had copied and waited for the config
 
 
 def _publish_tis(stack: CeleryStack, run_id: str) -> list[dict[str, Any]]:
@@ -176,7 +179,7 @@ def _publish_tis(stack: CeleryStack, run_id: str) -> list[dict[str, Any]]:
 
 def run_fleet(stack: CeleryStack, root: Path, count: int, *, kill: str | None = None) -> FleetRun:
     """Trigger the fleet DAG over ``count`` fresh models; with ``kill``, SIGKILL that worker
-    once it runs publishes and some models are already published (mid-fleet)."""
+    mid-fleet while publishes on it wait to name their copied version in the config."""
     exports = root / "fleet" / "exports"
     serving_root = root / "fleet" / "serving"
     write_models(exports, count)
@@ -184,17 +187,11 @@ def run_fleet(stack: CeleryStack, root: Path, count: int, *, kill: str | None = 
     with ConfigWatcher(serving_root / "models.config") as watcher:
         started = time.monotonic()
         run_id = stack.trigger(FLEET, {})
+        held: list[int] = []
         if kill:
-
-            def mid_fleet() -> bool:
-                stack.check_alive()
-                tis = _publish_tis(stack, run_id)
-                done = sum(ti["state"] == "success" for ti in tis)
-                running = [ti for ti in tis if ti["state"] == "running"]
-                return done >= 2 and len(running) >= 2 and stack.worker_busy(kill)
-
-            wait_until(f"publishes running on {kill} mid-fleet", mid_fleet, 300, 0.2)
-            stack.kill(kill)
+            held = _kill_while_waiting_for_the_config(
+                stack, run_id, kill, serving_root / "models.config.lock"
+            )
         state = wait_until(
             f"the fleet run {run_id} to finish",
             lambda: (s := stack.run_state(FLEET, run_id)) in ("success", "failed") and s,
@@ -215,7 +212,35 @@ def run_fleet(stack: CeleryStack, root: Path, count: int, *, kill: str | None = 
         tries=tries,
         watcher=watcher,
         killed=kill,
+        killed_waiting=len(held),
     )
+
+
+def _kill_while_waiting_for_the_config(stack: CeleryStack, run_id: str, worker: str, lock: Path) -> list[int]:
+    """SIGKILL ``worker`` mid-fleet while at least two of its publishes have copied their version
+    and wait to name it in the shared model config: the window in which a lost worker leaves a
+    complete version no config names. The test holds the config's lock (as a slow writer would)
+    from when two models are published until the kill, so the window is certain, not lucky.
+    Returns the killed processes that were waiting."""
+
+    def published_some() -> bool:
+        stack.check_alive()
+        return sum(ti["state"] == "success" for ti in _publish_tis(stack, run_id)) >= 2
+
+    wait_until("two models published", published_some, 300, 0.2)
+    with lock.open("a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+
+            def waiting() -> list[int] | None:
+                stack.check_alive()
+                return found if len(found := stack.holding(worker, lock)) >= 2 else None
+
+            held = wait_until(f"two publishes on {worker} waiting for the config", waiting, 300, 0.2)
+            stack.kill(worker)
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return held
 
 
 def describe(run: FleetRun) -> str:
@@ -225,4 +250,5 @@ def describe(run: FleetRun) -> str:
         f"publish {median:.2f} s median); config lock waits {run.lock_waits}; watcher {run.watcher.reads} "
         f"reads, {len(run.watcher.torn)} torn, {len(run.watcher.lost)} entries lost; retried "
         f"{sum(t > 1 for t in run.tries.values())}"
+        + (f" ({run.killed_waiting} killed while waiting for the config)" if run.killed else "")
     )

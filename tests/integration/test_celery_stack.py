@@ -6,8 +6,9 @@ runs here). Debian's postgresql and redis-server (`make servers`) run as instanc
 On it: the training DAG (unpaused at creation, as compose sets: its scheduled run, then one
 triggered with the form's defaults), the external-export sensor deferred to the triggerer and
 firing, the Asset-scheduled mirror to the GCS bucket, the manual publish form's defaults, a
-rollback; then the fleet DAG over 50 models with one Celery worker SIGKILLed while publishes run
-on it: every model published exactly once, no config entry lost, no torn read of the config.
+rollback; then the fleet DAG over 50 models with one Celery worker SIGKILLed while publishes on it
+wait, their version copied, to name it in the shared config: every model published exactly once
+(those retries reuse their version), no config entry lost, no torn read of the config.
 """
 
 from __future__ import annotations
@@ -282,7 +283,12 @@ def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
     print(describe(run))
     outcome = run.outcome
     assert len(outcome["published"]) == FLEET_MODELS and not outcome["refused"] and not outcome["failed"]
-    assert max(run.tries.values()) >= 2, f"the kill hit no running publish: {run.tries}"
+    # The kill took publishes that had copied their version and waited to name it; each one's
+    # retry found its version complete and named that, copying nothing again.
+    assert run.killed_waiting >= 2, run.killed_waiting
+    retried = {model for model, tries in run.tries.items() if tries >= 2}
+    reused = [row["model"] for row in outcome["published"] if row["model"] in retried and not row["created"]]
+    assert len(reused) >= run.killed_waiting, (run.tries, outcome["published"])
     serving_root = root / "fleet" / "serving"
     config = serving.read(resolve(str(serving_root / "models.config")))
     entries = {m.name: serving.describe(m) for m in config.model_config_list.config}
