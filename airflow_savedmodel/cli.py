@@ -206,7 +206,7 @@ def _checks(args: argparse.Namespace) -> Any:
 
     return Checks(
         tags=args.tag_set,
-        required_signatures=args.require_signature or ["serving_default"],
+        required_signatures=args.require_signature,  # None: serving_default of a serve graph
         deep=args.deep,
         target_tf=args.target_tf,
         target_device=args.target_device,
@@ -859,7 +859,7 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
         "--require-signature",
         action="append",
         metavar="KEY",
-        help="signature that must exist (default: serving_default)",
+        help="signature that must exist (default: serving_default when the tag set holds serve, else none)",
     )
     p.add_argument("--deep", action="store_true", help="verify every tensor's crc32c (reads all variables)")
     p.add_argument(

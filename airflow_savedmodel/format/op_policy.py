@@ -4,7 +4,9 @@ the network or dump debug data, in the graph and every function, against an allo
 saved_model_cli refuses three ops (ReadFile, WriteFile, PrintV2) before ``run``; a model server
 loading untrusted models needs the families those stand for. The checkpoint ops of the model's
 own saver (the main graph's ``save/`` scope in TF1, the functions its saver_def calls in TF2)
-are how variables are restored and are not flagged.
+are how variables are restored and are not flagged; checkpoint ops nothing the loader or a
+request runs can reach (a training ``tf.train.Saver`` left in a TF1 graph beside the builder's)
+are never run and are not flagged either. Every other family is flagged wherever it is placed.
 """
 
 from __future__ import annotations
@@ -218,10 +220,12 @@ def saver_nodes(mg: meta_graph_pb2.MetaGraphDef, savers: Iterable[meta_graph_pb2
 def scan(mg: meta_graph_pb2.MetaGraphDef, savers: Iterable[meta_graph_pb2.SaverDef] = ()) -> list[OpUse]:
     """Every flagged op of what can run (the graph, and the functions its nodes call, see
     reach.placed), grouped by family and op; the checkpoint ops of the model's own savers (this
-    meta graph's, and ``savers``: the other meta graphs' of the same SavedModel) excepted."""
+    meta graph's, and ``savers``: the other meta graphs' of the same SavedModel) excepted, and
+    main-graph checkpoint ops that nothing run at load or request time reaches (reach.served)."""
     family_of = {op: family for family, (_, _, ops) in FAMILIES.items() for op in ops}
     exempt_nodes = saver_nodes(mg, savers)
     exempt_functions = reach.saver_functions(mg)
+    runs = {node.name for node in reach.served(mg)}
     found: dict[tuple[str, str], list[str]] = {}
     for function, node in reach.placed(mg):
         family = family_of.get(node.op)
@@ -230,7 +234,7 @@ def scan(mg: meta_graph_pb2.MetaGraphDef, savers: Iterable[meta_graph_pb2.SaverD
         if family is None:
             continue
         if node.op in _SAVER_OPS and (
-            (function is None and node.name in exempt_nodes)
+            (function is None and (node.name in exempt_nodes or node.name not in runs))
             or (function is not None and function in exempt_functions)
         ):
             continue

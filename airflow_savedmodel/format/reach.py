@@ -50,6 +50,19 @@ def node_name(tensor_or_input: str) -> str:
     return tensor_or_input.lstrip("^").split(":", 1)[0]
 
 
+def tensor_names(info: meta_graph_pb2.TensorInfo) -> list[str]:
+    """Every graph tensor a signature entry names (dense, sparse parts, composite components)."""
+    encoding = info.WhichOneof("encoding")
+    if encoding == "name":
+        return [info.name]
+    if encoding == "coo_sparse":
+        coo = info.coo_sparse
+        return [coo.values_tensor_name, coo.indices_tensor_name, coo.dense_shape_tensor_name]
+    if encoding == "composite_tensor":
+        return [n for component in info.composite_tensor.components for n in tensor_names(component)]
+    return []
+
+
 def upstream(
     graph: graph_pb2.GraphDef, roots: Iterable[str], fed: Iterable[str] = ()
 ) -> list[graph_pb2.NodeDef]:
@@ -78,6 +91,26 @@ def restore_path(mg: meta_graph_pb2.MetaGraphDef) -> tuple[list[graph_pb2.NodeDe
         return [], set()
     nodes = upstream(mg.graph_def, [mg.saver_def.restore_op_name])
     return nodes, functions_called(mg.graph_def, nodes)
+
+
+# Collections whose ops a TF1 loader runs after the restore when no init signature names one.
+INIT_OP_COLLECTIONS = ("saved_model_main_op", "legacy_init_op")
+
+
+def served(mg: meta_graph_pb2.MetaGraphDef) -> list[graph_pb2.NodeDef]:
+    """The main graph's nodes that loading and serving can run: the saver's restore, the init
+    op (the ``__saved_model_init_op`` signature, else the main or legacy init op collection),
+    and every signature's outputs with its inputs fed. A node outside this set is placed but
+    never executed by TF Serving's loader or any request it answers."""
+    roots = [mg.saver_def.restore_op_name]
+    for key in INIT_OP_COLLECTIONS:
+        roots += list(mg.collection_def[key].node_list.value) if key in mg.collection_def else []
+    found = {node.name: node for node in upstream(mg.graph_def, roots)}
+    for signature in mg.signature_def.values():  # each request feeds its own signature's inputs
+        outputs = [name for info in signature.outputs.values() for name in tensor_names(info)]
+        fed = [name for info in signature.inputs.values() for name in tensor_names(info)]
+        found.update((node.name, node) for node in upstream(mg.graph_def, outputs, fed))
+    return list(found.values())
 
 
 def saver_functions(mg: meta_graph_pb2.MetaGraphDef) -> set[str]:

@@ -43,6 +43,7 @@ from airflow_savedmodel.format.model import (
 from airflow_savedmodel.format.signatures import DEFAULT_SERVING_KEY, RESERVED_KEYS
 from airflow_savedmodel.protos import graph_pb2, meta_graph_pb2, types_pb2
 
+SERVE_TAG = "serve"  # the tag set TF Serving loads (tag_constants.SERVING)
 ERROR = "error"
 WARNING = "warning"
 SCHEMA = "airflow-savedmodel/validate/v1"
@@ -235,7 +236,7 @@ class Checks:
     (the keyword arguments of :func:`validate` other than the model)."""
 
     tags: TagsArg = "serve"
-    required_signatures: Sequence[str] = (DEFAULT_SERVING_KEY,)
+    required_signatures: Sequence[str] | None = None
     deep: bool = False
     target_tf: str | None = None
     target_device: str = "cpu"
@@ -250,6 +251,12 @@ class Checks:
     def run(self, model: str | location.Location | SavedModel, **where: Any) -> Report:
         """Validate ``model`` with these checks (``where``: storage_options or fs for a URL)."""
         return validate(model, **{f.name: getattr(self, f.name) for f in fields(self)}, **where)
+
+
+def default_required_signatures(tags: frozenset[str]) -> tuple[str, ...]:
+    """The signatures a meta graph must have when the caller names none: ``serving_default``
+    where TF Serving serves it (its tag set holds ``serve``), none elsewhere."""
+    return (DEFAULT_SERVING_KEY,) if SERVE_TAG in tags else ()
 
 
 def load_spec(source: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -298,7 +305,7 @@ def validate(
     url: str | location.Location | SavedModel,
     *,
     tags: TagsArg = "serve",
-    required_signatures: Sequence[str] = (DEFAULT_SERVING_KEY,),
+    required_signatures: Sequence[str] | None = None,
     deep: bool = False,
     target_tf: str | None = None,
     target_device: str = "cpu",
@@ -362,7 +369,9 @@ def validate(
                 f"no meta graph with tag set {{{format_tags(wanted)}}}; have {available}",
             )
         else:
-            for key in required_signatures:
+            for key in (
+                default_required_signatures(wanted) if required_signatures is None else required_signatures
+            ):
                 if key not in served.signatures:
                     report.add(
                         ERROR,
@@ -480,25 +489,12 @@ def _signatures_against_graph(mg: MetaGraph, report: Report) -> None:
             _unfed_placeholders(mg, key, sig, report)
 
 
-def _tensor_names(info: meta_graph_pb2.TensorInfo) -> list[str]:
-    """Every graph tensor a signature entry names (dense, sparse parts, composite components)."""
-    encoding = info.WhichOneof("encoding")
-    if encoding == "name":
-        return [info.name]
-    if encoding == "coo_sparse":
-        coo = info.coo_sparse
-        return [coo.values_tensor_name, coo.indices_tensor_name, coo.dense_shape_tensor_name]
-    if encoding == "composite_tensor":
-        return [n for component in info.composite_tensor.components for n in _tensor_names(component)]
-    return []
-
-
 def _unfed_placeholders(mg: MetaGraph, key: str, sig: meta_graph_pb2.SignatureDef, report: Report) -> None:
     """A request feeds only the signature's inputs: an output that needs another placeholder
     fails every request ("You must feed a value for placeholder tensor")."""
-    fed = {reach.node_name(t) for info in sig.inputs.values() for t in _tensor_names(info)}
+    fed = {reach.node_name(t) for info in sig.inputs.values() for t in reach.tensor_names(info)}
     for name, info in sorted(sig.outputs.items()):
-        needed = reach.upstream(mg.proto.graph_def, _tensor_names(info), fed)
+        needed = reach.upstream(mg.proto.graph_def, reach.tensor_names(info), fed)
         unfed = sorted(n.name for n in needed if n.op == "Placeholder" and n.name not in fed)
         if unfed:
             report.add(

@@ -143,7 +143,8 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
 
     :param url: the SavedModel directory (templated).
     :param tag_set: the meta graph TF Serving loads, comma-separated tags (templated).
-    :param required_signatures: signature keys clients call; missing ones are errors.
+    :param required_signatures: signature keys clients call; missing ones are errors. Default:
+        ``serving_default`` when the tag set holds ``serve``, none for other tag sets.
     :param deep: also read every variables shard and check its checksums.
     :param target_tf: the TensorFlow Serving release ("2.12") that must load the model: every op
         and attr known, a kernel for every node on ``target_device``, no node pinned to a device
@@ -174,7 +175,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         *,
         url: str,
         tag_set: str = "serve",
-        required_signatures: Collection[str] = ("serving_default",),
+        required_signatures: Collection[str] | None = None,
         deep: bool = False,
         target_tf: str | None = None,
         target_device: str = "cpu",
@@ -190,7 +191,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         self.op_policy = op_policy
         self.url = url
         self.tag_set = tag_set
-        self.required_signatures = tuple(required_signatures)
+        self.required_signatures = None if required_signatures is None else tuple(required_signatures)
         self.deep = deep
         self.target_tf = target_tf or None
         self.target_device = target_device
@@ -616,7 +617,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param deep: validation reads every variables shard (templated flag).
     :param strict: warnings refuse the model too (templated flag).
     :param tag_set: the meta graph TF Serving loads.
-    :param required_signatures: signature keys clients call.
+    :param required_signatures: signature keys clients call (default: ``serving_default`` when
+        the tag set holds ``serve``, none for other tag sets).
     :param target_tf: the TensorFlow Serving release that must load the model (default: the
         newest the package ships) (templated).
     :param target_device: "cpu" or "gpu": the serving device whose kernels are checked.
@@ -695,7 +697,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         deep: bool | str = True,
         strict: bool | str = False,
         tag_set: str = "serve",
-        required_signatures: Collection[str] = ("serving_default",),
+        required_signatures: Collection[str] | None = None,
         target_tf: str | None = None,
         target_device: str = "cpu",
         require_releases: str | None = None,
@@ -731,7 +733,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         self.version = version
         self.clear_devices, self.strip_default_attrs = clear_devices, strip_default_attrs
         self.validate, self.deep, self.strict, self.tag_set = validate, deep, strict, tag_set
-        self.required_signatures = tuple(required_signatures)
+        self.required_signatures = None if required_signatures is None else tuple(required_signatures)
         self.target_tf, self.expect = target_tf or None, expect or None
         self.target_device, self.require_releases = target_device, require_releases or None
         self.op_policy = op_policy

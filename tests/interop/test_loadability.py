@@ -38,12 +38,16 @@ v1 = tf.compat.v1
 root = Path(sys.argv[1])
 
 
-def tf1(name, build, clear_devices=False, main_op=None):
+def tf1(name, build, clear_devices=False, main_op=None, tags=("serve",), key="serving_default",
+        user_saver=False):
     graph = tf.Graph()
     with graph.as_default():
         x = v1.placeholder(tf.float32, [None, 2], name="x")
         w = v1.get_variable("w", initializer=np.array([[1.0], [2.0]], np.float32))
         y = build(x, w)
+        if user_saver:  # the user's own checkpoints, beside the builder's saver (save/)
+            with tf.name_scope("training"):
+                v1.train.Saver(name="checkpoints")
         # Soft placement lets this CPU machine write a graph pinned to a GPU (kept in the NodeDefs).
         config = v1.ConfigProto(allow_soft_placement=True)
         with v1.Session(graph=graph, config=config) as sess:
@@ -51,7 +55,7 @@ def tf1(name, build, clear_devices=False, main_op=None):
             builder = v1.saved_model.Builder(str(root / name))
             sig = v1.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"y": y})
             builder.add_meta_graph_and_variables(
-                sess, ["serve"], signature_def_map={"serving_default": sig},
+                sess, list(tags), signature_def_map={key: sig},
                 clear_devices=clear_devices, main_op=main_op() if main_op else None,
                 assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
             )
@@ -87,6 +91,8 @@ tf1("gpu_pinned_cleared", gpu_pinned, clear_devices=True)
 tf1("plain", lambda x, w: tf.matmul(x, w))
 tf1("unread_asset", unread_asset)
 tf1("read_asset", read_asset, main_op=v1.tables_initializer)
+tf1("two_savers", lambda x, w: tf.matmul(x, w), user_saver=True)
+tf1("eval_only", lambda x, w: tf.matmul(x, w), tags=("eval",), key="evaluate")
 
 
 class Module(tf.Module):
@@ -172,8 +178,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "read_asset",
         "plain",
         "tf2",
+        "two_savers",
     ]
-    return {name: root / name for name in names}
+    return {name: root / name for name in [*names, "eval_only"]}
 
 
 def _feeds(path: Path) -> dict[str, Any]:
@@ -231,6 +238,7 @@ EXPECTED = {
     "read_asset": (["asset-missing"], "read-vocab.txt"),
     "plain": ([], ""),
     "tf2": ([], ""),
+    "two_savers": ([], ""),
 }
 
 
@@ -243,6 +251,41 @@ def test_each_reason_is_what_tensorflow_says(matrix: dict[str, Path], name: str)
     serves, why = tensorflow_serves(matrix[name])
     assert serves == (not codes), why
     assert tf_says in why
+
+
+def test_a_second_saver_nothing_runs_is_not_refused(matrix: dict[str, Path]) -> None:
+    """A TF1 graph with the user's own tf.train.Saver (training/checkpoints/) beside the
+    builder's (save/): its SaveV2 and RestoreV2 nodes are placed but nothing the loader or a
+    request runs reaches them. TensorFlow serves the model, and the default op policy passes it."""
+    with SavedModel.open(str(matrix["two_savers"])) as model:
+        graph = model.meta_graph("serve").proto.graph_def
+        ops = {n.name: n.op for n in graph.node if n.name.startswith("training/checkpoints/")}
+    assert {"SaveV2", "RestoreV2"} <= set(ops.values()), "TensorFlow wrote the second saver's ops"
+    report = validate(str(matrix["two_savers"]))
+    assert report.valid and not report.findings, report.to_text()
+    assert tensorflow_serves(matrix["two_savers"]) == (True, "")
+
+
+def test_an_eval_only_export_needs_no_serving_signature(matrix: dict[str, Path]) -> None:
+    """The only meta graph is tagged eval, its signature is "evaluate": TensorFlow loads it
+    with those tags and runs it, so validate with that tag set and no signature named passes
+    (serving_default is required of a serve graph by default, not of others). A signature the
+    caller names is still required."""
+    from interop import tf_oracle
+
+    path = matrix["eval_only"]
+    assert validate(str(path), tags="eval").valid, validate(str(path), tags="eval").to_text()
+    out = tf_oracle.run_tf1(path, ["eval"], "evaluate", {"x": np.ones((1, 2), np.float32)})
+    assert out["y"].tolist() == [[3.0]]
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_savedmodel", "validate", str(path), "--tag-set", "eval"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("VALID"), done.stdout + done.stderr
+    named = validate(str(path), tags="eval", required_signatures=["serving_default"])
+    assert [f.code for f in named.findings] == ["required-signature-missing"], named.to_text()
+    assert [f.code for f in validate(str(path)).findings] == ["tag-set-missing"]
 
 
 def test_warnings_tell_what_tensorflow_tolerates(matrix: dict[str, Path]) -> None:
@@ -290,8 +333,9 @@ def test_every_tensorflow_written_model_gets_tensorflows_verdict(
     rows = []
     for name, path in [*sorted(zoo.items()), *matrix.items()]:
         with SavedModel.open(str(path)) as model:
-            if "serving_default" not in model.meta_graph("serve").signatures:
-                continue
+            serve = next((mg for mg in model.meta_graphs if mg.tag_set == {"serve"}), None)
+            if serve is None or "serving_default" not in serve.signatures:
+                continue  # judged by TF Serving's path only (eval_only has its own test)
         report = validate(str(path), op_policy="off")
         serves, why = tensorflow_serves(path)
         loads2, why2 = tensorflow2_loads(path)

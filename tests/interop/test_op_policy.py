@@ -139,7 +139,9 @@ def test_network_and_debug_ops_and_restores_outside_the_saver(models: Path, tmp_
     graph = proto.meta_graphs[0].graph_def
     graph.node.add(name="call_home", op="RpcCall")
     graph.node.add(name="tap", op="DebugIdentityV2")
-    graph.node.add(name="sneaky_restore", op="RestoreV2")  # not the saver's
+    graph.node.add(name="sneaky_restore", op="RestoreV2")  # not the saver's, and a request runs it:
+    served = proto.meta_graphs[0].signature_def["serving_default"].outputs["y"].name.split(":")[0]
+    next(n for n in graph.node if n.name == served).input.append("^sneaky_restore")
     (model / "saved_model.pb").write_bytes(proto.SerializeToString())
     uses = op_policy.scan(proto.meta_graphs[0])
     assert [(u.family, u.op, u.nodes) for u in uses] == [
@@ -173,8 +175,9 @@ def test_the_cli_refuses_a_model_that_breaks_the_policy_and_reads_a_policy_file(
 def test_only_what_can_run_is_judged_and_the_saver_is_found_by_reachability(models: Path) -> None:
     """The library of the "unreached" model holds a function with ReadFile that no node calls:
     not flagged (TF Serving never runs it). A SaveV2 whose scope looks like a saver's
-    (``save_1/``, reading ``save_1/Const``) that no saver_def reaches is flagged; the model's
-    own saver ops are not."""
+    (``save_1/``, reading ``save_1/Const``) that no saver_def reaches but a request runs is
+    flagged (a saver's name is no exemption); the same SaveV2 that nothing run at load or
+    request time reaches is not (it never executes); the model's own saver ops are not."""
     proto = meta_graph_pb2.SavedModel()
     proto.ParseFromString((models / "unreached" / "saved_model.pb").read_bytes())
     mg = proto.meta_graphs[0]
@@ -186,6 +189,9 @@ def test_only_what_can_run_is_judged_and_the_saver_is_found_by_reachability(mode
     graph.node.add(name="save_1/Const", op="Const")
     spoof = graph.node.add(name="save_1/SaveV2", op="SaveV2")
     spoof.input.append("save_1/Const")
+    assert op_policy.scan(mg) == [], "an unreachable save op never runs"
+    served = mg.signature_def["serving_default"].outputs["y"].name.split(":")[0]
+    next(n for n in graph.node if n.name == served).input.append("^save_1/SaveV2")
     caller = graph.node.add(name="calls_the_reader", op="StatefulPartitionedCall")
     caller.attr["f"].func.name = holders[0]
     uses = {(u.op, u.nodes) for u in op_policy.scan(mg)}
