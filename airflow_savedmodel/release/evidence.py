@@ -86,6 +86,12 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.array(values, dtype=np.float64), q)) if values else math.nan
 
 
+def _at_most(value: float, limit: float) -> bool:
+    """``value <= limit``, where a figure computed from two others (a drop, a ratio) that prints
+    as the limit counts as at the limit: 0.92 - 0.91 is a drop of 0.01, not 0.010000000000000009."""
+    return value <= limit or math.isclose(value, limit, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def _differs(a: Any, b: Any, abs_tol: float, rel_tol: float) -> tuple[bool, float]:
     """(whether canary ``a`` differs from stable ``b`` beyond abs + rel*|b|, the max abs diff)."""
     if (
@@ -238,7 +244,7 @@ def _latency(policy: Policy, samples: Sequence[Sample]) -> list[Check]:
         out.append(
             Check(
                 f"latency_p{q}",
-                PASS if ratio <= allowed else FAIL,
+                PASS if _at_most(ratio, allowed) else FAIL,
                 f"p{q} latency {c * 1000:.1f} ms against stable's {s * 1000:.1f} ms: ratio {ratio:.2f} (at most {allowed:g})",
                 ratio,
                 allowed,
@@ -292,7 +298,7 @@ def _metrics(
             out.append(
                 Check(
                     f"metric:{name}:{bound}",
-                    PASS if change <= limit else FAIL,
+                    PASS if _at_most(change, limit) else FAIL,
                     f"{name} {value:g} against stable's {float(before):g}: "
                     f"{'drop' if sign > 0 else 'rise'} {change:g} (at most {limit:g})",
                     change,
