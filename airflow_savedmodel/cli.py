@@ -990,6 +990,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="savedmodel", description="Inspect, validate, transform and ship TensorFlow SavedModels."
     )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        dest="library_logs",
+        help="also print the storage libraries' own log lines (retries of gcsfs, s3fs, botocore); "
+        "without it a failure is the command's one line",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -1290,6 +1298,11 @@ def _given_secrets(args: argparse.Namespace) -> list[str]:
     return found
 
 
+# The storage libraries log each retry and their final give-up (gcsfs: "_request out of retries
+# on exception ...") before the command reports the same failure in its own line.
+STORAGE_LOGGERS = ("gcsfs", "s3fs", "botocore", "aiobotocore", "fsspec", "google", "urllib3", "aiohttp")
+
+
 class _OneLineLog(logging.Formatter):
     """Library warnings (gcsfs, s3fs, botocore retries) as one scrubbed line, no traceback: the
     command reports the failure itself."""
@@ -1310,6 +1323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineLog(_given_secrets(args)))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    if not (args.library_logs or getattr(args, "verbose", False)):
+        for name in STORAGE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     started = time.monotonic()
     try:
         return int(args.handler(args))
