@@ -36,6 +36,11 @@ from airflow_savedmodel.sensors.savedmodel import SavedModelSensor
     catchup=False,
     tags=["savedmodel", "example"],
     doc_md=__doc__,
+    # Every task resumes idempotently (the sensor pokes before it defers; the export reuses a
+    # version holding the same content), so a retry is safe. It covers Airflow's resume race
+    # (apache/airflow#72716): a trigger that fires right after the task deferred can have the
+    # resumed try failed by the scheduler ("state mismatch"); see docs/troubleshooting.md.
+    default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=10)},
     params={
         "export_url": Param(
             f"{EXPORT_ROOT}/external/model",
