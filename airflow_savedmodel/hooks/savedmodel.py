@@ -4,6 +4,7 @@ versions, gc, verify). All logic lives in ``airflow_savedmodel.format`` and ``.s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -671,12 +672,16 @@ class SavedModelHook(BaseHook):
         """Label, bake, judge and decide once the wait for TF Serving ended (``available``:
         the check it gave: passing, or failing with TF Serving's error or the timeout); with
         ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`."""
+        from airflow_savedmodel.errors import SavedModelError
         from airflow_savedmodel.release import traffic
-        from airflow_savedmodel.release.rollout import finish
+        from airflow_savedmodel.release.rollout import finish, stopped_before_bake
 
         target = self.release_target(serving_config, model_name, self.policy_trust(policy))
-        inputs = self.warmup_inputs(inputs_url) if inputs_url else None
-        requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
+        try:
+            inputs = self.warmup_inputs(inputs_url) if inputs_url else None
+            requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
+        except SavedModelError as exc:  # inputs or warmup file unreadable: nothing to bake with
+            return stopped_before_bake(target, active, [available], stable_before=stable, reason=str(exc))
         return finish(
             target,
             active,
@@ -688,6 +693,17 @@ class SavedModelHook(BaseHook):
             metrics=metrics,
             hold_for_approval=hold_for_approval,
         )
+
+    def rollout_refused(
+        self, serving_config: str, model_name: str, version: int, run_id: str, reason: str
+    ) -> None:
+        """Record why a rollout of ``version`` ended before it changed anything (best effort:
+        a config or base path that cannot be read has nowhere to keep it)."""
+        from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.release.rollout import refused
+
+        with contextlib.suppress(SavedModelError):
+            refused(self.release_target(serving_config, model_name), version, run_id, reason)
 
     def policy_trust(self, policy: Policy) -> Trust | None:
         """The signers a rollout requires: the policy's ``require_signature``, else the deployment's."""

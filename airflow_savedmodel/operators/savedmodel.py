@@ -1058,23 +1058,38 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         return f"{self.dag_id}/{context['run_id']}/{self.task_id}"
 
     def execute(self, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_savedmodel.errors import SignatureError
+        from airflow_savedmodel.release.policy import PolicyError
+        from airflow_savedmodel.release.rollout import ServerUnreachableError
+
         hook = _hook(self.savedmodel_conn_id)
-        policy = self._policy()  # a policy that does not parse fails here, before anything changes
-        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
         version = int(str(self.version))
+        try:  # a policy that does not parse fails here, before anything changes
+            policy = self._policy()
+        except PolicyError as exc:
+            hook.rollout_refused(
+                self.serving_config, self.model_name, version, self._run_id(context), str(exc)
+            )
+            raise AirflowFailException(str(exc)) from None  # a retry would read the same policy
+        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
         done = hook.rollout_unchanged(self.serving_config, self.model_name, version)
         if done is not None:  # a rerun whose export is the version already stable
             self.log.info("%s", done.message)
             return done.to_json()
-        active, stable = hook.begin_rollout(
-            self.serving_config,
-            self.model_name,
-            version,
-            endpoint,
-            policy,
-            run_id=self._run_id(context),
-            metrics=self._metrics(),
-        )
+        try:
+            active, stable = hook.begin_rollout(
+                self.serving_config,
+                self.model_name,
+                version,
+                endpoint,
+                policy,
+                run_id=self._run_id(context),
+                metrics=self._metrics(),
+            )
+        except (ServerUnreachableError, SignatureError) as exc:  # no retry changes these: fail at once
+            raise AirflowFailException(str(exc)) from None
         self.log.info(
             "Rolling out %s version %s (stable: %s); waiting until TF Serving serves it",
             self.model_name,

@@ -40,11 +40,19 @@ from airflow_savedmodel.storage import serving, signatures
 from airflow_savedmodel.tfserving import Endpoint
 
 CANARY, STABLE = "canary", "stable"
-REACH_ATTEMPTS = 5
+REACH_ATTEMPTS = 3  # a server restarting answers within these; none listening fails in seconds
 
 
 class RolloutError(SavedModelError):
     """A rollout that cannot start or go on (busy, unreachable server, nothing to send)."""
+
+
+class RolloutBusyError(RolloutError):
+    """Another run is rolling the model out; this one changed nothing."""
+
+
+class ServerUnreachableError(RolloutError):
+    """TF Serving did not answer at all: the rollout needs a running one; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,9 @@ def _reachable(endpoint: Endpoint, model: str, sleep: Callable[[float], None] = 
         if attempt < REACH_ATTEMPTS - 1:
             sleep(delay)
             delay = min(delay * 2, 30.0)
-    raise RolloutError(
-        f"TF Serving does not answer after {REACH_ATTEMPTS} attempts ({last}); nothing was changed",
+    raise ServerUnreachableError(
+        f"TF Serving does not answer after {REACH_ATTEMPTS} attempts ({last}): a rollout needs a running "
+        "TF Serving at this address; nothing was changed",
         endpoint.display,
     )
 
@@ -154,9 +163,14 @@ def begin(
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[records.Active, int | None]:
     """Step 1: claim the rollout, name ``version`` in the config; (claim, stable before). A
-    candidate that does not verify under the target's trust is refused before anything changes."""
-    signatures.require(target.base.join(str(version)), target.trust)
-    _reachable(endpoint, target.model, sleep)
+    candidate that does not verify under the target's trust is refused before anything changes;
+    a rollout refused before its claim (not by another run's) leaves its reason in the record."""
+    try:
+        signatures.require(target.base.join(str(version)), target.trust)
+        _reachable(endpoint, target.model, sleep)
+    except SavedModelError as exc:
+        refused(target, version, run_id, str(exc))
+        raise
     stable = labels_of(target).get(STABLE)
     if stable == version:
         raise RolloutError(f"version {version} is already {STABLE}", target.config.url)
@@ -183,13 +197,14 @@ def begin(
                 if holder is not None
                 else "another run"
             )
-            raise RolloutError(
+            raise RolloutBusyError(
                 f"model {target.model!r} is being rolled out by {who}; nothing was changed", target.config.url
             )
     try:  # served, not yet labelled: TF Serving refuses a label on a version it has not loaded
         serving.serve_version(target.config, target.model, target.base, version)
-    except SavedModelError:
+    except SavedModelError as exc:
         records.give_up(target.base, active)
+        refused(target, version, run_id, str(exc))
         raise
     records.write(
         target.base,
@@ -205,6 +220,34 @@ def begin(
         },
     )
     return active, stable
+
+
+def refused(target: Target, version: int, run_id: str, message: str) -> None:
+    """Record why a rollout of ``version`` ended before it changed anything, unless the version
+    has a record of a rollout that did (a decision, or another run's bake in flight)."""
+    record = records.read(target.base, version)
+    if record is not None and record.get("state") != "failed":
+        return
+    records.write(
+        target.base,
+        {
+            "version": version,
+            "model": target.model,
+            "state": "failed",
+            "run_id": run_id,
+            "decided": _now(),
+            "message": f"rollout of version {version} failed before it changed anything: {message}",
+        },
+    )
+
+
+def stopped_before_bake(
+    target: Target, active: records.Active, checks: Sequence[Check], *, stable_before: int | None, reason: str
+) -> Result:
+    """End a rollout that named its candidate but cannot bake (no requests to send, inputs that
+    cannot be read): the candidate withdrawn, the record closed with the reason, the claim freed,
+    so the next rollout of the model starts at once."""
+    return decide(target, active, [*checks, Check("bake", FAIL, reason)], stable_before=stable_before)
 
 
 def wait_available(endpoint: Endpoint, model: str, version: int, timeout: float, poll: float = 1.0) -> Check:
@@ -417,11 +460,17 @@ def finish(
     failing with TF Serving's error or the timeout (then the candidate is withdrawn at once)."""
     if available.status == FAIL:
         return decide(target, active, [available], stable_before=stable)
+    if not requests:  # known before any label moves
+        reason = "no requests to send: the candidate has no warmup file and no inputs were given"
+        return stopped_before_bake(target, active, [available], stable_before=stable, reason=reason)
     timeout = float(policy["available_timeout_seconds"])
-    labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout, poll=poll)
-    if labelled.status == FAIL:
-        return decide(target, active, [available, labelled], stable_before=stable)
-    samples = bake(endpoint, target.model, requests, policy, has_stable=stable is not None)
+    try:
+        labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout, poll=poll)
+        if labelled.status == FAIL:
+            return decide(target, active, [available, labelled], stable_before=stable)
+        samples = bake(endpoint, target.model, requests, policy, has_stable=stable is not None)
+    except SavedModelError as exc:  # e.g. a signature that no longer verifies when canary moves
+        return stopped_before_bake(target, active, [available], stable_before=stable, reason=str(exc))
     checks = [
         available,
         labelled,

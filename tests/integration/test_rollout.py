@@ -6,6 +6,7 @@ with the check named, while ``stable`` keeps serving the old version throughout.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,13 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.format import warmup
 from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.release import records, traffic
 from airflow_savedmodel.release.policy import PolicyError, parse
-from airflow_savedmodel.release.rollout import RolloutError, Target, begin, rollout
+from airflow_savedmodel.release.rollout import RolloutError, ServerUnreachableError, Target, begin, rollout
 from airflow_savedmodel.storage import publish, serving
 from airflow_savedmodel.storage.publish import ServingTarget
 from airflow_savedmodel.tfserving import Endpoint, fetch_status
@@ -233,14 +235,91 @@ def test_an_unreachable_server_changes_nothing(world: Any) -> None:
     version = candidate(world, bias=1e-7)
     config_before = Path(target.config.path).read_bytes()
     with pytest.raises(
-        RolloutError,
-        match=r"TF Serving does not answer after 5 attempts \(URLError: .*refused.*\); nothing was changed",
+        ServerUnreachableError,
+        match=r"TF Serving does not answer after 3 attempts \(URLError: .*refused.*\): a rollout needs a "
+        r"running TF Serving at this address; nothing was changed",
     ):
         begin(
             target, version, Endpoint("http://127.0.0.1:9"), parse(POLICY), run_id="r", sleep=lambda _: None
         )
     assert Path(target.config.path).read_bytes() == config_before
     assert records.current(target.base) is None
+    assert "needs a running TF Serving" in (records.read(target.base, version) or {}).get("message", "")
+    assert run(world, version).promoted  # the next rollout of the model starts at once
+
+
+def test_a_rollout_that_fails_frees_its_model_and_says_why(world: Any) -> None:
+    """Each way a rollout fails after it named its candidate or before it changed anything
+    (nothing to send, a version the config refuses, inputs that cannot be read) ends its record
+    with the reason and frees the claim: the next rollout of the model starts at once and
+    promotes, and ``serving history`` says why the failed one ended."""
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+    from airflow_savedmodel.release.rollout import wait_available
+
+    standin, target, root = world
+    endpoint = Endpoint(standin.url)
+    rng = np.random.default_rng(3)
+    bare = export_dense_model(  # no warmup file, and the rollout is given no inputs
+        str(root / "bare"),
+        [DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))],
+    )
+    silent = publish(bare, target.base, serving=ServingTarget(target.config, "ranker")).version
+    result = run(world, silent)
+    assert result.decision == "rolled_back", result.message
+    assert result.message == (
+        f"rolled back version {silent}: bake failed: no requests to send: the candidate has no warmup file "
+        "and no inputs were given"
+    )
+    assert (
+        records.current(target.base) is None and "canary" not in labels(world) and silent not in listed(world)
+    )
+
+    unlisted = candidate(world, bias=2e-7)
+    shutil.rmtree(Path(target.base.path) / str(unlisted) / "variables")  # partial: the config refuses it
+    with pytest.raises(StorageError, match="not complete"):
+        run(world, unlisted)
+    assert records.current(target.base) is None
+
+    unreadable = candidate(world, bias=3e-7)
+    active, stable = begin(target, unreadable, endpoint, parse(POLICY), run_id="inputs")
+    hook = SavedModelHook(storage_options={})
+    missing = str(root / "no-such-inputs.npz")
+    outcome = hook.finish_rollout(
+        target.config.path,
+        "ranker",
+        active=active,
+        stable=stable,
+        available=wait_available(endpoint, "ranker", unreadable, 30),
+        endpoint=endpoint,
+        policy=parse(POLICY),
+        inputs_url=missing,
+    )
+    assert (
+        outcome.decision == "rolled_back" and "bake failed" in outcome.message and missing in outcome.message
+    )
+    assert records.current(target.base) is None and "canary" not in labels(world)
+
+    good = candidate(world, bias=4e-7)
+    assert run(world, good).promoted, "the model was free for the next rollout at once"
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_savedmodel",
+            "serving",
+            "history",
+            target.config.path,
+            "--model",
+            "ranker",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert f"version {silent}: rolled_back" in shown and "bake failed: no requests to send" in shown, shown
+    assert f"version {unlisted}: failed" in shown and "not complete" in shown, shown
+    assert f"version {unreadable}: rolled_back" in shown, shown
+    assert f"version {good}: promoted" in shown, shown
 
 
 def test_a_policy_that_does_not_parse_is_refused_before_anything() -> None:
@@ -431,6 +510,19 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
         assert serving.describe(serving.find(serving.read(target.config), "classifier")).labels == {
             "stable": good
         }
+        # No TF Serving at the form's address: the task fails at its first try (a retry would
+        # find none either) saying a running TF Serving is needed; nothing changed, model free.
+        from integration.servers import free_port
+
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        again = publish(classifier(tmp_path, "n", bias=5e-7), target.base, serving=gated).version
+        run = run_dag(dag, run_conf={**conf, "server_url": nowhere, "version": again})
+        (rollout_ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "rollout"]
+        assert (str(rollout_ti.state), rollout_ti.try_number) == ("failed", 1), states(run)
+        refused = records.read(target.base, again)
+        assert refused is not None and refused["state"] == "failed", refused
+        assert "a rollout needs a running TF Serving at this address" in refused["message"], refused
+        assert records.current(target.base) is None
     finally:
         standin.stop()
 
@@ -771,7 +863,12 @@ def test_signatures_required_refuse_a_changed_candidate_before_and_during_the_ro
     ):
         begin(target, changed, Endpoint(standin.url), parse(POLICY), run_id="r")
     assert Path(target.config.path).read_bytes() == before
-    assert records.current(target.base) is None and records.read(target.base, changed) is None
+    assert records.current(target.base) is None
+    refused = records.read(target.base, changed)  # history says why; nothing else changed
+    assert refused is not None and refused["state"] == "failed", refused
+    assert (
+        "failed before it changed anything" in refused["message"] and "content changed" in refused["message"]
+    )
 
     policy = root / "policy.json"
     policy.write_text(json.dumps({**POLICY, "require_signature": str(keys.public)}))
