@@ -672,7 +672,7 @@ def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]
         return 0
     if not found:
         print(f"no releases recorded for {args.model} under {target.base.url}")
-    for record in found:
+    for record in [r for current in found for r in [*(current.get("earlier") or []), current]]:
         checks = record.get("checks") or []
         counts = ", ".join(
             f"{sum(1 for c in checks if c['status'] == s)} {s}"

@@ -63,10 +63,52 @@ DEFAULT_POLICY: dict[str, Any] = {
             TF_SERVING_URL or "http://localhost:8501",
             type="string",
             title="TF Serving REST URL",
-            description="Where TF Serving's REST API answers (SAVEDMODEL_TF_SERVING_URL by default).",
+            description=(
+                "Needs a running TF Serving that reads the serving config: the rollout talks to its REST "
+                "API, and fails at once, changing nothing, when none answers here. Default: "
+                "SAVEDMODEL_TF_SERVING_URL, else TF Serving's own default port on this machine."
+            ),
+        ),
+        "inputs": Param(
+            None,
+            type=["null", "string"],
+            title="Request inputs",
+            description=(
+                "A .npz file of inputs (one array per input of the signature below) to send to canary "
+                "and stable besides the version's own warmup requests. Empty: the warmup requests "
+                "alone (the manual publish and training DAGs write them into every version)."
+            ),
+        ),
+        "signature": Param(
+            "serving_default",
+            type="string",
+            title="Signature of the inputs",
+            description="The SignatureDef the request inputs are for.",
         ),
         "policy": Param(
-            DEFAULT_POLICY, type="object", title="Rollout policy", description="See docs/concepts.md."
+            DEFAULT_POLICY,
+            type="object",
+            title="Rollout policy",
+            description_md=(
+                "What the canary must show to become `stable`; keys left out take the defaults. "
+                "`bake_seconds` and `min_requests`: how long and how much to compare canary with "
+                "stable; `outputs`: answers may differ by `max_abs_diff` + `max_rel_diff` x stable's in "
+                "at most `max_differing_fraction` of requests (`compare: false` for a retrain whose "
+                "answers should change); `max_error_rate`; `latency`: canary's p50 and p95 at most "
+                "`max_p50_ratio`/`max_p95_ratio` x stable's; `metrics`: gates on the training metrics "
+                "(`min`, `max`, `max_drop`, `max_rise`); `available_timeout_seconds`: how long TF "
+                "Serving may take to load the version. The provider's docs/concepts.md, \"Releasing "
+                'by evidence", has the whole schema.'
+            ),
+        ),
+        "compare_outputs": Param(
+            True,
+            type="boolean",
+            title="Compare answers with stable",
+            description=(
+                "Off for a different or retrained model whose answers are expected to change: then "
+                "errors, NaN or Inf, latency and the metric gates decide, not agreement with stable."
+            ),
         ),
         "approval": Param(
             False,
@@ -104,7 +146,12 @@ def example_savedmodel_canary_rollout() -> None:
         model_name=MODEL_NAME,
         version="{{ ti.xcom_pull(task_ids='candidate') }}",
         server_url="{{ params.server_url }}",
-        policy="{{ params.policy | tojson }}",
+        inputs="{{ params.inputs or '' }}",
+        signature="{{ params.signature }}",
+        policy=(
+            "{{ dict(params.policy, outputs=dict(params.policy.get('outputs') or {}, "
+            "compare=params.compare_outputs)) | tojson }}"
+        ),
         hold_for_approval="{{ params.approval }}",
         savedmodel_conn_id=CONN_ID,
         deferrable=True,

@@ -50,7 +50,8 @@ SAMPLE_MODEL = f"{EXPORT_ROOT}/sample/model"
             title="Source model",
             description=(
                 "SavedModel directory to publish: a path, gs://, s3:// or any fsspec URL. "
-                f"Empty: a sample classifier at {SAMPLE_MODEL}, written there on first use."
+                f"Empty: a sample classifier at {SAMPLE_MODEL}, written there on first use with "
+                "TF Serving warmup requests (so the canary rollout can release it)."
             ),
         ),
         "destination": Param(
@@ -134,7 +135,15 @@ def example_savedmodel_manual_publish() -> None:
             if fs.exists(path):  # an earlier attempt that died while writing it
                 fs.rm(path, recursive=True)
             export_dense_model(path, layers, classify=True, class_labels=["a", "b", "c"], fs=fs)
-            print(f"wrote the sample classifier to {SAMPLE_MODEL}")
+            # Warmup requests in the model: TF Serving replays them when it loads a version, and
+            # the canary rollout sends them to canary and stable, so what this DAG publishes can
+            # be released by example_savedmodel_canary_rollout.
+            from airflow_savedmodel.format.warmup import write_into
+            from airflow_savedmodel.location import Location
+
+            probe = np.random.default_rng(1).normal(0, 1, (8, 4)).astype(np.float32)
+            write_into(Location(fs, path), {"x": probe}, count=4)
+            print(f"wrote the sample classifier to {SAMPLE_MODEL}, with warmup requests")
         return SAMPLE_MODEL
 
     publish = SavedModelExportOperator(

@@ -32,7 +32,12 @@ from airflow_savedmodel.operators.savedmodel import SavedModelServingLabelOperat
             type=["null", "integer"],
             minimum=1,
             title="Version",
-            description="Roll back to this version; empty: the newest complete version below the current one.",
+            description=(
+                "Roll back to this version. Empty: the newest complete version below the one the label "
+                "names now, so the defaults need two published versions (on a fresh demo: publish "
+                "once more, or release a second version, first); with one version there is nothing "
+                "to go back to and the run says so, changing nothing."
+            ),
         ),
     },
 )

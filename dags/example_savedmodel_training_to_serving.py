@@ -70,6 +70,9 @@ CLASSES = ["setosa", "versicolor", "virginica"]
     schedule="@daily",
     start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
     catchup=False,
+    # One run at a time: unpausing to trigger a run from the form also starts the day's scheduled
+    # run, and two runs would publish and move the labels at once. The second waits, queued.
+    max_active_runs=1,
     tags=["savedmodel", "example"],
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=30)},

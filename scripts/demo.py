@@ -2,9 +2,9 @@
 `make ui` (``--ui``): browse the same Airflow home in the web UI.
 
 Uses SQLite and AIRFLOW_HOME=./airflow_home (git-ignored); models land under
-./airflow_home/savedmodel-demo unless SAVEDMODEL_* variables point elsewhere. The UI is
-``airflow standalone`` with this virtualenv's bin first on PATH (standalone starts its services
-by the bare name ``airflow``), the example DAGs of this project only, on 127.0.0.1:8080 unless
+./airflow_home/savedmodel-demo unless SAVEDMODEL_* variables point elsewhere. The UI is what
+``airflow standalone`` runs, started by demo_ui.py so that every socket is on 127.0.0.1 and a
+SIGTERM stops every process: the example DAGs of this project only, on 127.0.0.1:8080 unless
 AIRFLOW__API__HOST / AIRFLOW__API__PORT say otherwise.
 """
 
@@ -61,7 +61,10 @@ def ui_command(home: Path) -> str:
 
 
 def ui() -> int:
-    """Replace this process with ``airflow standalone`` on the demo's home and DAGs."""
+    """Airflow's four services on the demo's home and DAGs, until Ctrl-C or SIGTERM (demo_ui.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import demo_ui
+
     home, env = demo_env()
     print(
         f"==> Airflow UI for {home} at http://{env['AIRFLOW__API__HOST']}:{env['AIRFLOW__API__PORT']}\n"
@@ -70,8 +73,7 @@ def ui() -> int:
         f"Ctrl-C stops it",
         flush=True,
     )
-    os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], env)
-    return 1  # not reached
+    return demo_ui.run(BIN / "airflow", home, env)
 
 
 def main() -> int:
@@ -118,7 +120,7 @@ def main() -> int:
         f"Browse it in the UI:\n"
         f"  {ui_command(home)}\n"
         f"  then open http://localhost:8080 and log in as 'admin' with the password in {passwords}\n"
-        f"  (standalone also prints it the first time it starts)."
+        f"  (make ui also prints it the first time it starts)."
     )
     return 0
 

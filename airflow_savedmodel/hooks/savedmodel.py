@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.tfserving import Endpoint, VersionStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
+CONNECTION_TEST_SECONDS = 12.0  # the Test button answers within this, either way
 
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
@@ -222,18 +223,37 @@ class SavedModelHook(BaseHook):
     def test_connection(self, url: str | None = None) -> tuple[bool, str]:
         """The UI's Test button: list ``url`` (default: the connection's Test URL) with this
         connection's credentials. The message names the (redacted) URL and never a secret."""
+        import queue
+        import threading
+
         from airflow_savedmodel import location
 
         url = url or _extra(self.connection).get("test_url")
         if not url:
             return False, "set the connection's Test URL (a directory it can list) to test it"
+        answers: queue.Queue[tuple[bool, str]] = queue.Queue()
+
+        def listing() -> None:
+            try:
+                where = self.filesystem(str(url))
+                entries = where.fs.ls(where.path, detail=False)
+            except Exception as exc:
+                problem = location.scrub(f"{type(exc).__name__}: {exc}", self.secrets())
+                answers.put((False, f"{location.redact(str(url))}: {problem}"))
+            else:
+                answers.put((True, f"listed {len(entries)} entries at {where.url}"))
+
+        # The UI waits on this answer: a store that does not answer (a bucket behind a firewall,
+        # credentials looked up on a metadata server that is not there) is reported within the
+        # deadline while the storage library's retries go on in the background.
+        threading.Thread(target=listing, name="savedmodel-connection-test", daemon=True).start()
         try:
-            where = self.filesystem(str(url))
-            entries = where.fs.ls(where.path, detail=False)
-        except Exception as exc:
-            problem = location.scrub(f"{type(exc).__name__}: {exc}", self.secrets())
-            return False, f"{location.redact(str(url))}: {problem}"
-        return True, f"listed {len(entries)} entries at {where.url}"
+            return answers.get(timeout=CONNECTION_TEST_SECONDS)
+        except queue.Empty:
+            return False, (
+                f"{location.redact(str(url))}: no answer within {CONNECTION_TEST_SECONDS:g} s: the store, or the "
+                "service its credentials come from, is not reachable from the API server"
+            )
 
     def trust(self, require_signature: str | None = None) -> Trust | None:
         """The signers to trust: the PEM file at ``require_signature`` (read with this hook's

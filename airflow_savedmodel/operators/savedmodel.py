@@ -508,10 +508,10 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
             _log_published(self.log, published)
         for number, state in sorted(result.skipped.items()):
             self.log.info("Version %s is %s under %s: not mirrored yet", number, state, self.base_path)
-        self.log.info(
-            "The mirror already held %s",
-            ", ".join(map(str, result.present)) if result.present else "no version of the source",
-        )
+        if result.present:
+            self.log.info("The mirror already held version(s) %s", ", ".join(map(str, result.present)))
+        elif not result.mirrored:
+            self.log.info("Nothing to mirror: no complete version under %s", self.base_path)
         self._record_lineage(
             [(f"{self.base_path.rstrip('/')}/{r.version}", {}) for r in result.mirrored],
             [(r.url, {"version": r.version, "fingerprint": r.manifest.fingerprint}) for r in result.mirrored],

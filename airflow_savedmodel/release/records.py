@@ -39,6 +39,18 @@ def write(base: Location, record: dict[str, Any]) -> str:
     return str(target.url)
 
 
+def earlier(base: Location, version: int, run_id: str) -> list[dict[str, Any]]:
+    """The outcomes of earlier rollouts of ``version`` by other runs (a failed or rolled-back
+    try before this one), oldest first, for the record that replaces them to keep: the history
+    of a version is every rollout of it, not only the last."""
+    previous = read(base, version)
+    if previous is None or previous.get("run_id") == run_id or previous.get("state") in (None, "baking"):
+        return list(previous.get("earlier") or []) if previous else []
+    kept = list(previous.pop("earlier", None) or [])
+    previous.pop("schema", None)
+    return [*kept, previous]
+
+
 def read(base: Location, version: int) -> dict[str, Any] | None:
     target = _dir(base).join(f"{int(version)}.json")
     try:

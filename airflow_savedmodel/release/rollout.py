@@ -217,17 +217,18 @@ def begin(
             "stable_before": stable,
             "policy": policy.doc,
             "metrics": dict(metrics or {}),
+            "earlier": records.earlier(target.base, version, run_id),
         },
     )
     return active, stable
 
 
 def refused(target: Target, version: int, run_id: str, message: str) -> None:
-    """Record why a rollout of ``version`` ended before it changed anything, unless the version
-    has a record of a rollout that did (a decision, or another run's bake in flight)."""
+    """Record why a rollout of ``version`` ended before it changed anything (the version's
+    earlier outcomes kept beside it), unless another run's rollout of it is in flight."""
     record = records.read(target.base, version)
-    if record is not None and record.get("state") != "failed":
-        return
+    if record is not None and record.get("state") in ("baking", "awaiting_approval"):
+        return  # another run's rollout of it is in flight: its record is not this one's to end
     records.write(
         target.base,
         {
@@ -237,6 +238,7 @@ def refused(target: Target, version: int, run_id: str, message: str) -> None:
             "run_id": run_id,
             "decided": _now(),
             "message": f"rollout of version {version} failed before it changed anything: {message}",
+            "earlier": records.earlier(target.base, version, run_id),
         },
     )
 

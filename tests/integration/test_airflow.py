@@ -588,6 +588,39 @@ def test_the_connection_test_button_lists_the_test_url_and_never_shows_the_secre
     assert secret not in message
 
 
+def test_the_connection_test_button_answers_in_time_when_the_store_never_does(
+    airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket behind a black hole (connections accepted, never answered): the Test button's
+    answer comes within 15 s, saying nothing answered, while the library's retries run on."""
+    import time
+
+    from airflow_savedmodel.hooks.savedmodel import CONNECTION_TEST_SECONDS, SavedModelHook
+
+    from integration.servers import SilentServer
+
+    hole = SilentServer()
+    try:
+        conn = {
+            "conn_type": "savedmodel",
+            "extra": {
+                "client_kwargs": {"endpoint_url": hole.endpoint, "region_name": "us-west-2"},
+                "anon": True,
+            },
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_SM_SILENT", json.dumps(conn))
+        started = time.monotonic()
+        ok, message = SavedModelHook("sm_silent").test_connection("s3://bucket/models")
+        took = time.monotonic() - started
+    finally:
+        hole.stop()
+    assert not ok and message == (
+        f"s3://bucket/models: no answer within {CONNECTION_TEST_SECONDS:g} s: the store, or the service its "
+        "credentials come from, is not reachable from the API server"
+    )
+    assert took < 15, took
+
+
 def test_aws_connection_goes_through_airflow_object_storage(
     s3: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

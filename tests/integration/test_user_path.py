@@ -107,9 +107,10 @@ def newest_run(stack: AirflowStack, dag_id: str, **match: Any) -> dict[str, Any]
 
 
 def trigger_from_the_form(
-    stack: AirflowStack, browser: Browser, dag_id: str, **fields: str
+    stack: AirflowStack, browser: Browser, dag_id: str, **fields: str | bool
 ) -> dict[str, Any]:
-    """Open the DAG's trigger form, type ``fields`` (by Param name), press Trigger; the run."""
+    """Open the DAG's trigger form, type ``fields`` (by Param name; a bool flips the switch to
+    that value), press Trigger; the run."""
     from selenium.webdriver.common.by import By
 
     before = {r["dag_run_id"] for r in stack.get(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
@@ -117,7 +118,13 @@ def trigger_from_the_form(
     browser.find(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
     browser.wait_for_text("Trigger")
     for name, value in fields.items():
-        browser.type_into(browser.find(By.NAME, f"element_{name}"), value)
+        element = browser.find(By.NAME, f"element_{name}")
+        if isinstance(value, bool):
+            if element.is_selected() != value:  # the switch's input is hidden: click it as the label does
+                browser.driver.execute_script("arguments[0].click()", element)
+            wait_until(f"{name} switched {value}", lambda e=element, v=value: e.is_selected() == v, 10, 0.2)
+        else:
+            browser.type_into(element, value)
     browser.shot(f"{dag_id} form")
     browser.find(By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']").click()
 
@@ -276,6 +283,97 @@ def test_manual_publish_from_the_form_with_its_defaults_alone(
     browser.shot("publish task log")
 
 
+def test_a_release_chains_from_the_forms(
+    stack: AirflowStack, browser: Browser, demo_root: Path, demo: tuple[Path, Path, str]
+) -> None:
+    """The second hour, as the README walks it: the version the manual publish form published
+    (the sample classifier, which carries its warmup requests) is released from the canary
+    rollout form. With the form's default server URL no TF Serving answers: the run fails at
+    its first try saying one is needed, and leaves the model free. Against a TF Serving (the
+    stand-in, loading with TensorFlow), the rollout defers while the version loads, bakes it
+    against stable with the version's own warmup requests and promotes it; a second rollout
+    triggered meanwhile is refused naming the first; ``savedmodel serving history`` tells all
+    three. (The rollback form then moves stable back: the next test.)"""
+    import subprocess
+
+    from airflow_savedmodel.format.warmup import WARMUP_FILE
+    from airflow_savedmodel.release import records
+
+    from integration.tf_serving_standin import StandInServing
+
+    config = resolve(str(demo_root / "serving" / "models.config"))
+    base = demo_root / "serving" / "classifier"
+    stable = serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"]  # type: ignore[arg-type]
+    published = [v.version for v in list_versions(str(base)) if v.state == "complete" and v.version > stable]
+    version = max(published)  # what the form's default candidate is: the manual publish's version
+    assert (base / str(version) / WARMUP_FILE).is_file(), "the published sample carries warmup requests"
+    stack.unpause(CANARY)
+
+    nowhere = trigger_from_the_form(stack, browser, CANARY)
+    assert nowhere["conf"]["server_url"] == "http://localhost:8501" and nowhere["conf"]["version"] is None
+    with pytest.raises(AssertionError, match="ended failed"):
+        stack.wait_for_run(CANARY, nowhere["dag_run_id"], timeout=300)
+    ti = stack.get(f"/dags/{CANARY}/dagRuns/{nowhere['dag_run_id']}/taskInstances/rollout")
+    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti  # at once: a retry finds none either
+    said = stack.task_log(CANARY, nowhere["dag_run_id"], "rollout")
+    assert "a rollout needs a running TF Serving at this address; nothing was changed" in said, said
+    assert records.current(resolve(str(base))) is None
+
+    standin = StandInServing(Path(config.path), poll=0.2)
+    try:
+        run = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url, compare_outputs=False)
+        assert run["conf"]["compare_outputs"] is False and run["conf"]["inputs"] is None
+        wait_until(
+            "the rollout to bake",
+            lambda: (records.read(resolve(str(base)), version) or {}).get("state") == "baking",
+            300,
+        )
+        second = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url)
+        with pytest.raises(AssertionError, match="ended failed"):
+            stack.wait_for_run(CANARY, second["dag_run_id"], timeout=300)
+        refused = stack.task_log(CANARY, second["dag_run_id"], "rollout")
+        assert (
+            f"model 'classifier' is being rolled out by run {CANARY}/{run['dag_run_id']}/rollout" in refused
+        )
+        stack.wait_for_run(CANARY, run["dag_run_id"], timeout=600)
+        WALKED.append((CANARY, run["dag_run_id"]))
+        outcome = stack.xcom(CANARY, run["dag_run_id"], "rollout")
+        assert outcome["decision"] == "promoted" and outcome["version"] == version, outcome
+        assert serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"] == version  # type: ignore[arg-type]
+        assert set(standin.served_by("classifier", "label:stable")) == {stable}  # the old one during the bake
+        record = records.read(resolve(str(base)), version)
+        assert record is not None and record["state"] == "promoted"
+        assert record["run_id"] == f"{CANARY}/{run['dag_run_id']}/rollout"
+        assert record["policy"]["outputs"]["compare"] is False
+        ti = stack.get(f"/dags/{CANARY}/dagRuns/{run['dag_run_id']}/taskInstances/rollout")
+        log = "\n".join(  # a second try resumes the rollout (the example retries once)
+            stack.task_log(CANARY, run["dag_run_id"], "rollout", n)
+            for n in range(1, int(ti["try_number"]) + 1)
+        )
+        # Waited deferred (the triggerer polled TF Serving), then resumed in a worker to bake.
+        started = log.index("waiting until TF Serving serves it")
+        assert (
+            started
+            < log.index("Pausing task as DEFERRED")
+            < log.index(f"promoted version {version} to stable")
+        ), log
+        browser.open(f"{stack.url}/dags/{CANARY}/runs/{run['dag_run_id']}/tasks/rollout")
+        browser.wait_for_text(f"promoted version {version} to stable")
+        browser.shot("canary rollout task log")
+    finally:
+        standin.stop()
+    history = subprocess.run(  # the CLI of the demo's own virtualenv, as the README walks it
+        [str(demo[0] / "bin" / "savedmodel"), "serving", "history", config.path, "--model", "classifier"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert (
+        f"version {version}: promoted" in history and f"run {CANARY}/{run['dag_run_id']}/rollout" in history
+    )
+    assert f"promoted version {version} to stable" in history, history
+
+
 def test_rollback_from_its_form(stack: AirflowStack, browser: Browser, demo_root: Path) -> None:
     """Move stable to the newest version with the form's Version field, then roll back with the
     form's defaults: stable returns to the newest complete version below it."""
@@ -297,79 +395,6 @@ def test_rollback_from_its_form(stack: AirflowStack, browser: Browser, demo_root
     stack.wait_for_run(ROLLBACK, back["dag_run_id"])
     WALKED.extend([(ROLLBACK, forward["dag_run_id"]), (ROLLBACK, back["dag_run_id"])])
     assert stable() == complete[-2]
-
-
-def test_canary_rollout_from_its_form(
-    stack: AirflowStack, browser: Browser, demo_root: Path, tmp_path: Path
-) -> None:
-    """A TF Serving (the stand-in, loading with TensorFlow) watches the demo's model config; a new
-    version is published gated; the canary rollout form with only the server URL typed in: the
-    rollout task defers in the triggerer while TF Serving loads the version, then bakes it
-    against stable and promotes it, and the decision is in the record and the task log."""
-    import shutil
-
-    from airflow_savedmodel.format.model import SavedModel
-    from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
-    from airflow_savedmodel.release import records
-
-    from integration.tf_serving_standin import StandInServing
-
-    config = resolve(str(demo_root / "serving" / "models.config"))
-    base = demo_root / "serving" / "classifier"
-    model = serving.find(serving.read(config), "classifier")
-    assert model is not None
-    stable = serving.describe(model).labels["stable"]
-    standin = StandInServing(Path(config.path), poll=0.2)
-    try:
-        # The stable version's network, re-exported with float noise: an equal candidate.
-        with SavedModel.open(str(base / str(stable))) as served:
-            bundle = served.variables()
-            assert bundle is not None
-            layers = [
-                DenseLayer(bundle.read("dense/kernel"), bundle.read("dense/bias") + 1e-7, "relu"),
-                DenseLayer(bundle.read("dense_1/kernel"), bundle.read("dense_1/bias"), "softmax"),
-            ]
-        candidate = export_dense_model(
-            str(tmp_path / "candidate"),
-            layers,
-            classify=True,
-            class_labels=["setosa", "versicolor", "virginica"],
-        )
-        shutil.copytree(
-            base / str(stable) / "assets.extra", Path(candidate) / "assets.extra", dirs_exist_ok=True
-        )
-        (Path(candidate) / "assets.extra" / "airflow_savedmodel_manifest.json").unlink(missing_ok=True)
-        # Published but not yet named in the config: the rollout names it, and waits for the load.
-        version = publish(candidate, str(base)).version
-        stack.unpause(CANARY)
-        run = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url)
-        assert run["conf"]["version"] is None and run["conf"]["approval"] is False  # the form's defaults
-        stack.wait_for_run(CANARY, run["dag_run_id"], timeout=600)
-        WALKED.append((CANARY, run["dag_run_id"]))
-        outcome = stack.xcom(CANARY, run["dag_run_id"], "rollout")
-        assert outcome["decision"] == "promoted" and outcome["version"] == version, outcome
-        assert serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"] == version  # type: ignore[arg-type]
-        assert set(standin.served_by("classifier", "label:stable")) == {stable}  # the old one during the bake
-        record = records.read(resolve(str(base)), version)
-        assert record is not None and record["state"] == "promoted"
-        assert record["run_id"] == f"{CANARY}/{run['dag_run_id']}/rollout"
-        ti = stack.get(f"/dags/{CANARY}/dagRuns/{run['dag_run_id']}/taskInstances/rollout")
-        log = "\n".join(  # a second try resumes the rollout (the example retries once)
-            stack.task_log(CANARY, run["dag_run_id"], "rollout", n)
-            for n in range(1, int(ti["try_number"]) + 1)
-        )
-        # Waited deferred (the triggerer polled TF Serving), then resumed in a worker to bake.
-        started = log.index("waiting until TF Serving serves it")
-        assert (
-            started
-            < log.index("Pausing task as DEFERRED")
-            < log.index(f"promoted version {version} to stable")
-        ), log
-        browser.open(f"{stack.url}/dags/{CANARY}/runs/{run['dag_run_id']}/tasks/rollout")
-        browser.wait_for_text(f"promoted version {version} to stable")
-        browser.shot("canary rollout task log")
-    finally:
-        standin.stop()
 
 
 def test_the_mirror_catches_up_on_batched_out_of_order_events(
