@@ -69,7 +69,7 @@ $(DEMO_STAMP): pyproject.toml Makefile
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python scripts/demo.py
 
-# The web UI on the demo's Airflow home (airflow standalone, our example DAGs only).
+# The web UI on the demo's Airflow home (scripts/demo_ui.py: standalone's services on 127.0.0.1, our example DAGs only).
 ui: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python scripts/demo.py --ui
 

@@ -180,7 +180,6 @@ def resolve(
 # read timeout bounds the silence between two reads of one response, not a whole transfer.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
-TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
 
 
 def with_timeouts(scheme: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -138,11 +138,8 @@ def example_savedmodel_manual_publish() -> None:
             # Warmup requests in the model: TF Serving replays them when it loads a version, and
             # the canary rollout sends them to canary and stable, so what this DAG publishes can
             # be released by example_savedmodel_canary_rollout.
-            from airflow_savedmodel.format.warmup import write_into
-            from airflow_savedmodel.location import Location
-
             probe = np.random.default_rng(1).normal(0, 1, (8, 4)).astype(np.float32)
-            write_into(Location(fs, path), {"x": probe}, count=4)
+            SavedModelHook(CONN_ID).write_warmup(SAMPLE_MODEL, {"x": probe}, count=4)
             print(f"wrote the sample classifier to {SAMPLE_MODEL}, with warmup requests")
         return SAMPLE_MODEL
 

@@ -421,12 +421,6 @@ class BundleReader:
         )
 
 
-def open_bundle(url: str, storage_options: dict[str, Any] | None = None) -> BundleReader:
-    """Open a bundle by prefix URL, e.g. ``gs://b/model/1/variables/variables``."""
-    fs, prefix = location.resolve(url, storage_options)
-    return BundleReader(fs, prefix)
-
-
 def encode_tensor(array: np.ndarray, dtype: int) -> tuple[bytes, int]:
     """``(bytes, crc32c)`` of one tensor as a bundle data shard stores it."""
     import numpy as np

@@ -10,7 +10,7 @@ import base64
 import math
 from typing import TYPE_CHECKING, Any
 
-from airflow_savedmodel.format.model import MetaGraph, SavedModel, TagsArg, format_tags
+from airflow_savedmodel.format.model import ASSETS_EXTRA_DIR, MetaGraph, SavedModel, TagsArg, format_tags
 from airflow_savedmodel.format.signatures import Signature
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def describe(model: SavedModel, tags: TagsArg = None) -> dict[str, Any]:
         "meta_graphs": [meta_graph_json(mg) for mg in metas],
         "variables": variables_json(model),
         "assets": model.list_files("assets"),
-        "assets_extra": model.list_files("assets.extra"),
+        "assets_extra": model.list_files(ASSETS_EXTRA_DIR),
         "fingerprint": fingerprint_json(model),
     }
 

@@ -86,10 +86,6 @@ def base(dtype: int) -> int:
     return dtype - REF_OFFSET if dtype > REF_OFFSET else dtype
 
 
-def is_known(dtype: int) -> bool:
-    return dtype in types_pb2.DataType.values()
-
-
 def name(dtype: int) -> str:
     """``DT_FLOAT`` style name; unknown numbers render as ``DT_<n>`` rather than failing."""
     try:

@@ -46,7 +46,6 @@ class RewritePlan:
     source: SavedModel
     model: SavedModel
     files: dict[str, bytes]
-    applied: tuple[str, ...]
     stats: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -62,7 +61,6 @@ def plan(model: SavedModel, changes: Sequence[str | Rewrite]) -> RewritePlan:
     """Apply ``changes`` (names in :data:`REWRITES`, or functions) to every meta graph of ``model``
     in one pass over a copy of its proto; the source is not modified."""
     functions = [REWRITES[c] if isinstance(c, str) else c for c in changes]
-    names = tuple(c if isinstance(c, str) else getattr(c, "__name__", "rewrite") for c in changes)
     proto = meta_graph_pb2.SavedModel()
     proto.CopyFrom(model.proto)
     stats = []
@@ -90,7 +88,7 @@ def plan(model: SavedModel, changes: Sequence[str | Rewrite]) -> RewritePlan:
     fp = fingerprints.compute(proto, bundle.index_bytes if bundle is not None else None)
     files = {model.saved_model_file: data, FINGERPRINT_PB: fp.SerializeToString(deterministic=True)}
     view = SavedModel(model.fs, model.path, proto, model.saved_model_file, fp, in_memory=files)
-    return RewritePlan(model, view, files, names, stats)
+    return RewritePlan(model, view, files, stats)
 
 
 @dataclass(frozen=True)

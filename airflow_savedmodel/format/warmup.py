@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 from airflow_savedmodel.errors import InputMismatchError
 from airflow_savedmodel.format import dtypes, tensor_proto
 from airflow_savedmodel.format.crc import crc32c, mask, unmask
+from airflow_savedmodel.format.model import ASSETS_EXTRA_DIR
 from airflow_savedmodel.format.signatures import (
     CLASSIFY_METHOD,
     PREDICT_METHOD,
@@ -32,7 +33,7 @@ from airflow_savedmodel.format.signatures import (
 )
 from airflow_savedmodel.protos import example_pb2, prediction_log_pb2
 
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+WARMUP_FILE = f"{ASSETS_EXTRA_DIR}/tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving refuses more (kMaxNumRecords)
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")

@@ -787,7 +787,3 @@ class SavedModelHook(BaseHook):
     def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:
         """A summary if a complete, valid SavedModel is at ``url``, else None."""
         return self.model_readiness(url, deep).found
-
-    def newer_version(self, base: str, newer_than: int | None) -> dict[str, Any] | None:
-        """The newest complete version above ``newer_than`` under ``base``, or None."""
-        return self.version_readiness(base, newer_than).found

@@ -27,7 +27,6 @@ OLD_PREDICATE_TYPE = "https://model_signing/Digests/v0.1"  # 0.2.0's layout; ref
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
 DEFAULT_IGNORED = (".git", ".gitignore", ".gitattributes", ".github")  # always excluded (top level)
 
 # Digest lengths (bytes) of the hash types a verifier here recomputes; blake3 is in the OMS

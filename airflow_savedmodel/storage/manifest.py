@@ -17,12 +17,12 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import __version__, location, schemas
 from airflow_savedmodel.errors import FormatError, MissingFileError
-from airflow_savedmodel.format.model import FINGERPRINT_PB
+from airflow_savedmodel.format.model import ASSETS_EXTRA_DIR, FINGERPRINT_PB
 from airflow_savedmodel.location import file_crc32c, to_hex
 
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists files: tens of bytes each
 
-MANIFEST_PATH = "assets.extra/airflow_savedmodel_manifest.json"
+MANIFEST_PATH = f"{ASSETS_EXTRA_DIR}/airflow_savedmodel_manifest.json"
 SIGNATURE_PATH = "model.sig"  # the version's OMS signature (storage/signatures.py)
 SCHEMA = "airflow-savedmodel/manifest/v1"
 
@@ -141,7 +141,7 @@ def read(fs: AbstractFileSystem, model_path: str, size: int | None = None) -> Ma
 
 
 def write(fs: AbstractFileSystem, model_path: str, manifest: Manifest) -> None:
-    location.makedirs(fs, location.join(model_path, "assets.extra"))
+    location.makedirs(fs, location.join(model_path, ASSETS_EXTRA_DIR))
     fs.pipe_file(location.join(model_path, MANIFEST_PATH), json.dumps(manifest.to_json(), indent=1).encode())
 
 

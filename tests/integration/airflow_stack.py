@@ -265,14 +265,30 @@ class AirflowStack:
         content = reply.get("content", [])
         return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
 
+    def full_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task log as the log view shows it: each line with the exception it carries."""
+        run = urllib.request.quote(run_id, safe="")
+        reply = self.get(
+            f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        )
+        return "\n".join(_log_line(item) for item in reply.get("content", []))
+
+
+def _log_line(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    detail = item.get("error_detail")
+    return str(item.get("event", "")) + (f" {json.dumps(detail)}" if detail else "")
+
 
 class DemoUI(AirflowStack):
-    """The UI command `make demo` prints (``make ui``: ``airflow standalone`` on the demo's home),
-    run as a newcomer runs it: from a shell whose PATH holds only the system's directories. The
-    port is the one thing changed (``AIRFLOW__API__PORT``, so tests can run beside each other).
-    Logs in with the password standalone generated; stopped with its whole process group."""
+    """The UI command `make demo` prints (``make ui``: Airflow's four services on the demo's
+    home, scripts/demo_ui.py), run as a newcomer runs it: from a shell whose PATH holds only the
+    system's directories. The port is the one thing changed (``AIRFLOW__API__PORT``, so tests can
+    run beside each other). Logs in with the password it generated; :meth:`terminate` stops it as
+    a SIGTERM would, :meth:`stop` kills whatever is left."""
 
-    SERVICES: ClassVar[dict[str, list[str]]] = {"standalone": []}
+    SERVICES: ClassVar[dict[str, list[str]]] = {"standalone": []}  # the one process: make ui
     PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 
     def __init__(self, command: str, home: Path) -> None:  # one process, not AirflowStack's four
@@ -300,6 +316,24 @@ class DemoUI(AirflowStack):
         passwords = self.home / "simple_auth_manager_passwords.json.generated"
         self.password = json.loads(passwords.read_text())[USER]
         return self
+
+    def tree(self) -> list[Any]:
+        """``make ui`` and every process it started (psutil processes)."""
+        return _tree(self.processes["standalone"].pid)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM to the ``make`` process alone, as a service manager or ``kill`` sends it; its
+        exit code once it and everything it started have ended."""
+        process = self.processes["standalone"]
+        started = self.tree()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=timeout)
+        wait_until(
+            "every process make ui started to end",
+            lambda: not [p for p in started if p.is_running() and p.status() != "zombie"],
+            timeout,
+        )
+        return code
 
     def _all_healthy(self) -> bool:
         self.check_alive()

@@ -315,7 +315,7 @@ def test_a_release_chains_from_the_forms(
         stack.wait_for_run(CANARY, nowhere["dag_run_id"], timeout=300)
     ti = stack.get(f"/dags/{CANARY}/dagRuns/{nowhere['dag_run_id']}/taskInstances/rollout")
     assert (ti["state"], ti["try_number"]) == ("failed", 1), ti  # at once: a retry finds none either
-    said = stack.task_log(CANARY, nowhere["dag_run_id"], "rollout")
+    said = stack.full_log(CANARY, nowhere["dag_run_id"], "rollout")
     assert "a rollout needs a running TF Serving at this address; nothing was changed" in said, said
     assert records.current(resolve(str(base))) is None
 
@@ -331,7 +331,7 @@ def test_a_release_chains_from_the_forms(
         second = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url)
         with pytest.raises(AssertionError, match="ended failed"):
             stack.wait_for_run(CANARY, second["dag_run_id"], timeout=300)
-        refused = stack.task_log(CANARY, second["dag_run_id"], "rollout")
+        refused = stack.full_log(CANARY, second["dag_run_id"], "rollout")
         assert (
             f"model 'classifier' is being rolled out by run {CANARY}/{run['dag_run_id']}/rollout" in refused
         )
@@ -556,8 +556,67 @@ def test_the_connection_form_and_its_test_button(
     browser.wait_for_text(f"{tmp_path / 'nowhere'}: FileNotFoundError", timeout=30)
     browser.shot("test button: failure")
 
+    # A bucket behind a black hole (accepts connections, never answers): the button answers
+    # within 15 s either way, saying nothing answered.
+    import time
+
+    from integration.servers import SilentServer
+
+    hole = SilentServer()
+    try:
+        silent = {"client_kwargs": {"endpoint_url": hole.endpoint, "region_name": "us-west-2"}, "anon": True}
+        stack.post(
+            "/connections",
+            {
+                "connection_id": "savedmodel_silent",
+                "conn_type": "savedmodel",
+                "extra": json.dumps(
+                    {"storage_options": json.dumps(silent), "test_url": "s3://bucket/models"}
+                ),
+            },
+        )
+        browser.open(f"{stack.url}/connections")
+        started = time.monotonic()
+        row_test_button(browser, "savedmodel_silent").click()
+        browser.wait_for_text("s3://bucket/models: no answer within 12 s", timeout=15)
+        assert time.monotonic() - started < 15
+        browser.shot("test button: no answer")
+    finally:
+        hole.stop()
+
+
+def test_every_socket_of_the_ui_listens_on_loopback(stack: AirflowStack) -> None:
+    """What `make ui` started listens on 127.0.0.1 only (no log server on 0.0.0.0)."""
+    import psutil
+
+    assert isinstance(stack, DemoUI)
+    listening = []
+    for process in stack.tree():
+        try:
+            sockets = process.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        listening += [
+            (process.name(), c.laddr.ip, c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN
+        ]
+    assert ("127.0.0.1", stack.port) in {(ip, port) for _, ip, port in listening}, listening
+    assert all(ip in ("127.0.0.1", "::1") for _, ip, _ in listening), listening
+
 
 def test_no_task_log_of_the_walk_has_an_error_line(stack: AirflowStack) -> None:
     assert {dag_id for dag_id, _ in WALKED} == {TRAINING, MANUAL, ROLLBACK, MIRROR, EXTERNAL, CANARY}, WALKED
     found = [line for dag_id, run_id in WALKED for line in error_lines(stack, dag_id, run_id)]
     assert not found, "\n".join(found)
+
+
+def test_a_sigterm_stops_make_ui_and_everything_it_started(stack: AirflowStack) -> None:
+    """Last: SIGTERM to `make ui` (not Ctrl-C) ends it, its four services and every task process
+    they started, and frees its port."""
+    import socket
+
+    assert isinstance(stack, DemoUI)
+    assert len(stack.tree()) > 4
+    assert stack.terminate() == 0, stack.log_tail("standalone")
+    assert "==> stopped" in stack.log_tail("standalone", 20)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", stack.port)) != 0, "the UI's port is still open"
