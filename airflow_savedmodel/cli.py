@@ -75,11 +75,13 @@ def _side_options(args: argparse.Namespace, side: str) -> dict[str, Any]:
     shared = _storage_options(getattr(args, "storage_option", None))
     if not shared:
         return own
-    schemes = {name: _scheme(getattr(args, name)) for name in ("src", "dst")}
-    remote = {name for name, scheme in schemes.items() if scheme not in ("", "file", "local")}
-    if len({schemes[name] for name in remote}) > 1:
+    from airflow_savedmodel import schemes
+
+    kinds = {name: _scheme(getattr(args, name)) for name in ("src", "dst")}
+    remote = {name for name, kind in kinds.items() if kind and not schemes.of(kind).local}
+    if len({schemes.canonical(kinds[name]) for name in remote}) > 1:
         raise argparse.ArgumentTypeError(
-            f"-o would apply to both {schemes['src']}:// and {schemes['dst']}://; "
+            f"-o would apply to both {kinds['src']}:// and {kinds['dst']}://; "
             "use --src-option and --dst-option"
         )
     return {**shared, **own} if side in remote or not remote else own

@@ -15,6 +15,7 @@ import attr
 from airflow.providers.common.compat.openlineage.facet import Dataset, DatasetFacet
 from airflow.providers.openlineage.extractors import OperatorLineage
 
+from airflow_savedmodel import schemes
 from airflow_savedmodel.location import redact
 
 FACET_KEY = "savedmodel"
@@ -50,11 +51,7 @@ def naming(url: str) -> tuple[str, str]:
     authority, _, path = rest.partition("/")
     if scheme == "file":
         return "file", "/" + path if authority in ("", "localhost") else f"/{authority}/{path}"
-    if scheme == "gcs":
-        scheme = "gs"
-    if scheme in ("s3a", "s3n"):
-        scheme = "s3"
-    return f"{scheme}://{authority}", path
+    return f"{schemes.canonical(scheme)}://{authority}", path
 
 
 def dataset(url: str, **facet: Any) -> Dataset:

@@ -7,24 +7,10 @@ the link reads the task's return value (``{"uri": ...}``), so it needs no state 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-
-def console_url(uri: str | None) -> str:
-    """The web console page of a gs:// or s3:// directory; "" for stores without one."""
-    if not uri or "://" not in uri:
-        return ""
-    scheme, rest = uri.split("://", 1)
-    bucket, _, path = rest.partition("/")
-    path = path.strip("/")
-    if scheme in ("gs", "gcs"):
-        return f"https://console.cloud.google.com/storage/browser/{quote(bucket)}/{quote(path)}"
-    if scheme in ("s3", "s3a", "s3n"):
-        prefix = quote(f"{path}/" if path else "")
-        return f"https://s3.console.aws.amazon.com/s3/buckets/{quote(bucket)}?prefix={prefix}"
-    return ""
+from airflow_savedmodel.schemes import console_url
 
 
 class SavedModelPublishedLink(BaseOperatorLink):

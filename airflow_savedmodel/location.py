@@ -26,11 +26,11 @@ import fsspec
 from awscrt import checksums as _checksums
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import schemes
 from airflow_savedmodel.errors import FormatError, SavedModelError, StorageError
 
 CHUNK = 8 << 20
 LOCAL_CHUNK = 1 << 20
-_NO_USERINFO = ("gs", "gcs", "s3", "s3a", "s3n")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
 
@@ -84,16 +84,13 @@ def protocol(fs: AbstractFileSystem) -> str:
 
 
 def is_local(fs: AbstractFileSystem) -> bool:
-    return protocol(fs) in ("file", "local")
-
-
-OBJECT_STORES = ("gs", "gcs", "s3", "s3a", "s3n")
+    return schemes.of_fs(fs).local
 
 
 def makedirs(fs: AbstractFileSystem, path: str) -> None:
     """Make ``path`` a directory where directories exist; on an object store nothing (keys need
     none, and gcsfs/s3fs would create a missing bucket, so a typo in its name would make one)."""
-    if protocol(fs) not in OBJECT_STORES:
+    if not schemes.of_fs(fs).object_store:
         fs.makedirs(path, exist_ok=True)
 
 
@@ -139,7 +136,7 @@ def resolve(
     if isinstance(url, Location):
         return url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in _NO_USERINFO and _USERINFO.match(url):
+    if schemes.of(scheme).url_credentials_ignored and _USERINFO.match(url):
         raise SavedModelError(
             "credentials in a gs:// or s3:// URL are not used by the filesystem; pass them as storage "
             "options or through an Airflow connection",
@@ -150,7 +147,7 @@ def resolve(
     options = storage_options or {}
     token = options.get("token")
     token_file = isinstance(token, str) and token not in TOKEN_MODES and _looks_like_path(token)
-    if scheme in ("gs", "gcs") and token_file and not os.path.exists(str(token)):
+    if schemes.canonical(scheme) == "gs" and token_file and not os.path.exists(str(token)):
         # gcsfs would send the path to Google as if it were an access token
         raise StorageError(f"token file {token} does not exist", redact(url))
     try:
@@ -194,11 +191,11 @@ def with_timeouts(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("connect_timeout and read_timeout must be numbers of seconds") from None
     if connect <= 0 or read <= 0:
         raise ValueError("connect_timeout and read_timeout must be more than 0 seconds")
-    if scheme in ("gs", "gcs") and "requests_timeout" not in options:
+    if schemes.of(scheme).timeouts == "aiohttp" and "requests_timeout" not in options:
         import aiohttp
 
         options["requests_timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
-    elif scheme in ("s3", "s3a", "s3n"):
+    elif schemes.of(scheme).timeouts == "botocore":
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", connect)
         config.setdefault("read_timeout", read)

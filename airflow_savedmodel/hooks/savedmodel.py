@@ -36,7 +36,6 @@ CONNECTION_TEST_SECONDS = 12.0  # the Test button answers within this, either wa
 
 # Connection types whose credentials Airflow's own object-storage layer (ObjectStoragePath)
 # turns into an authenticated filesystem when the google / amazon providers are installed.
-OBJECT_STORAGE_CONN_TYPES = {"google_cloud_platform": ("gs", "gcs"), "aws": ("s3", "s3a", "s3n")}
 
 
 # Keys of a connection's extra that are form fields of ours, not fsspec options.
@@ -195,11 +194,10 @@ class SavedModelHook(BaseHook):
     def filesystem(self, url: str) -> Location:
         """``url`` resolved with this hook's connection: the authenticated fsspec filesystem and
         the path on it (unpacks as ``fs, path``), with a printable URL."""
-        from airflow_savedmodel import location
+        from airflow_savedmodel import location, schemes
 
         conn = self.connection
-        scheme = url.split("://", 1)[0] if "://" in url else "file"
-        if conn is not None and scheme in OBJECT_STORAGE_CONN_TYPES.get(conn.conn_type or "", ()):
+        if conn is not None and (conn.conn_type or "") in schemes.of_url(url).conn_types:
             from airflow.sdk import ObjectStoragePath
 
             fs = ObjectStoragePath(url, conn_id=self.savedmodel_conn_id).fs

@@ -34,8 +34,9 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from airflow_savedmodel import schemes
 from airflow_savedmodel.errors import StorageError
-from airflow_savedmodel.location import children, is_local, join, protocol, url_of, write_atomic
+from airflow_savedmodel.location import children, is_local, join, url_of, write_atomic
 
 CLAIMS_DIR = ".savedmodel-claims"
 LEASES_DIR = ".savedmodel-leases"
@@ -69,8 +70,8 @@ def new_token() -> str:
 
 def claim(fs: AbstractFileSystem, path: str, token: str) -> bool:
     """Take the name ``path`` for ``token``; True if this caller won it (and no one else can)."""
-    proto = protocol(fs)
-    if proto in ("gs", "gcs"):
+    claim_by = schemes.of_fs(fs).claim
+    if claim_by == "generation":
         # Every claimant writes its own object; generations grow with completion time and
         # listings are strongly consistent, so the lowest generation is the first and only winner.
         fs.pipe_file(join(path, token), token.encode())
@@ -83,7 +84,7 @@ def claim(fs: AbstractFileSystem, path: str, token: str) -> bool:
             return False
         winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
         return str(winner["name"]).rstrip("/").endswith("/" + token)
-    if proto == "memory":
+    if claim_by == "process":
         with _MEMORY_LOCK:
             if fs.exists(path):
                 return False
@@ -99,7 +100,7 @@ def claim(fs: AbstractFileSystem, path: str, token: str) -> bool:
 def release(fs: AbstractFileSystem, path: str, token: str) -> None:
     """Give up a claim this caller won (best effort: an expired claim is reclaimed anyway)."""
     with contextlib.suppress(FileNotFoundError, OSError):
-        if protocol(fs) in ("gs", "gcs"):
+        if schemes.of_fs(fs).claim == "generation":
             fs.rm(path, recursive=True)
         elif fs.cat_file(path).decode(errors="replace") == token:
             fs.rm(path)
@@ -141,7 +142,7 @@ class Held:
         if self.token is None:  # flock: held until released
             return True
         try:
-            if protocol(self.fs) in ("gs", "gcs"):
+            if schemes.of_fs(self.fs).claim == "generation":
                 self.fs.invalidate_cache(self.path)
                 entries = [e for e in self.fs.ls(self.path, detail=True) if not _is_heartbeat(e["name"])]
                 winner = min(entries, key=lambda e: (int(e.get("generation") or 0), e["name"]))
@@ -169,7 +170,7 @@ def _renew_lock(fs: AbstractFileSystem, path: str, token: str, every: float, sto
     """Keep a held object-store lock young, so that only a dead or stalled holder loses it."""
     while not stop.wait(every):
         try:
-            if protocol(fs) in ("gs", "gcs"):  # a beside object: the claim's generation decides
+            if schemes.of_fs(fs).claim == "generation":  # a beside object: the claim's generation decides
                 fs.pipe_file(join(path, token + ".alive"), token.encode())
             else:
                 fs.pipe_file(path, token.encode())
@@ -202,7 +203,7 @@ def exclusive(
     deadline = time.monotonic() + timeout
     delay = 0.05
     while not claim(fs, path, token):
-        if protocol(fs) in ("gs", "gcs"):
+        if schemes.of_fs(fs).claim == "generation":
             with contextlib.suppress(FileNotFoundError, OSError):
                 fs.rm(join(path, token))
         age = age_seconds(fs, path, store_now(fs, path.rpartition("/")[0]))

@@ -22,7 +22,7 @@ from typing import Any
 import tenacity
 from fsspec import AbstractFileSystem
 
-from airflow_savedmodel import location
+from airflow_savedmodel import location, schemes
 from airflow_savedmodel.errors import ChecksumError, MissingFileError, SavedModelError, StorageError
 from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import (
@@ -38,7 +38,6 @@ from airflow_savedmodel.location import (
     file_crc32c,
     fresh_info,
     is_local,
-    protocol,
     reported_crc32c,
     to_hex,
 )
@@ -55,7 +54,6 @@ _BROKEN_STREAM_AIOHTTP = {
     "ConnectionTimeoutError",
     "SocketTimeoutError",
 }
-SERVER_SIDE_PROTOCOLS = {"gs", "gcs", "s3", "s3a", "memory"}
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
 
@@ -194,7 +192,7 @@ def worth_recopying(exc: BaseException) -> bool:
 def _missing_bucket(fs: AbstractFileSystem, path: str) -> str | None:
     """The bucket of ``path`` on an object store when it does not exist (a write there fails
     as if the file vanished), else None."""
-    if location.is_local(fs) or location.protocol(fs) not in ("gs", "gcs", "s3", "s3a", "s3n"):
+    if not schemes.of_fs(fs).object_store:
         return None
     bucket = path.lstrip("/").split("/", 1)[0]
     try:
@@ -234,11 +232,11 @@ class _Copier:
         self.sha256: dict[str, str] = {}
         self.chunk_size, self.retries, self.backoff = chunk_size, retries, backoff
         self.callback = progress
-        self.server_side = src_fs is dst_fs and protocol(src_fs) in SERVER_SIDE_PROTOCOLS
-        self.want_md5 = protocol(dst_fs) in ("s3", "s3a")
+        self.server_side = src_fs is dst_fs and schemes.of_fs(src_fs).server_side_copy
+        self.want_md5 = schemes.of_fs(dst_fs).md5_etag
         # Object stores whose listings carry each object's checksum: bulk files are verified
         # from one listing after they are all written (verify_listed).
-        self.listing_verifies = protocol(dst_fs) in ("gs", "gcs", "s3", "s3a")
+        self.listing_verifies = schemes.of_fs(dst_fs).listing_checksums
         self.deferring = threading.local()
         self.pending: dict[str, tuple[int, int, str | None]] = {}
         self.local = is_local(src_fs) and is_local(dst_fs)
