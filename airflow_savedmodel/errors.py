@@ -107,3 +107,23 @@ class SignedContentError(SignatureError):
         super().__init__(problem, path)
         self.findings = findings or []
         self.code = self.findings[0][0] if self.findings else "file-changed"
+
+
+class LockLostError(StorageError):
+    """A lock holder found that another writer broke its lock; its change was not written."""
+
+
+class PolicyError(SavedModelError):
+    """A rollout policy that does not parse or does not fit the schema."""
+
+
+class RolloutError(SavedModelError):
+    """A rollout that cannot start or go on (busy, unreachable server, nothing to send)."""
+
+
+class RolloutBusyError(RolloutError):
+    """Another run is rolling the model out; this one changed nothing."""
+
+
+class ServerUnreachableError(RolloutError):
+    """TF Serving did not answer at all: the rollout needs a running one; nothing was changed."""

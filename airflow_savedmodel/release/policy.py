@@ -17,7 +17,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_savedmodel.errors import SavedModelError
+from airflow_savedmodel.errors import PolicyError
+
+__all__ = ["DEFAULT", "SCHEMA", "Policy", "PolicyError", "load", "parse"]
 
 DEFAULT: dict[str, Any] = {
     "available_timeout_seconds": 600,
@@ -85,10 +87,6 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-class PolicyError(SavedModelError):
-    """A rollout policy that does not parse or does not fit the schema."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_savedmodel.errors import SavedModelError, ServingError
+from airflow_savedmodel.errors import (  # the rollout's errors, importable from here as before
+    RolloutBusyError,
+    RolloutError,
+    SavedModelError,
+    ServerUnreachableError,
+    ServingError,
+)
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.release import evidence, records
 from airflow_savedmodel.release.evidence import FAIL, Check, Sample
@@ -41,18 +47,6 @@ from airflow_savedmodel.tfserving import Endpoint
 
 CANARY, STABLE = "canary", "stable"
 REACH_ATTEMPTS = 3  # a server restarting answers within these; none listening fails in seconds
-
-
-class RolloutError(SavedModelError):
-    """A rollout that cannot start or go on (busy, unreachable server, nothing to send)."""
-
-
-class RolloutBusyError(RolloutError):
-    """Another run is rolling the model out; this one changed nothing."""
-
-
-class ServerUnreachableError(RolloutError):
-    """TF Serving did not answer at all: the rollout needs a running one; nothing was changed."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import schemes
-from airflow_savedmodel.errors import StorageError
+from airflow_savedmodel.errors import LockLostError, StorageError
 from airflow_savedmodel.location import children, is_local, join, url_of, write_atomic
 
 CLAIMS_DIR = ".savedmodel-claims"
@@ -156,10 +156,6 @@ class Held:
             raise LockLostError(
                 "the lock was taken over while this writer stalled", url_of(self.fs, self.path)
             )
-
-
-class LockLostError(StorageError):
-    """A lock holder found that another writer broke its lock; its change was not written."""
 
 
 def _is_heartbeat(name: str) -> bool:

@@ -52,3 +52,25 @@ def test_every_finding_code_is_documented_in_the_reference() -> None:
 
     reference = (ROOT / "docs" / "reference.md").read_text()
     assert [code for code in FINDING_CODES if code not in reference] == []
+
+
+def test_every_error_class_is_in_the_one_hierarchy() -> None:
+    """Errors are defined in airflow_savedmodel/errors.py only, each a SavedModelError: callers
+    catch one hierarchy and read one module to know what can be raised."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from airflow_savedmodel import errors
+
+    package = Path(errors.__file__).parent
+    elsewhere = [
+        f"{path.relative_to(package)}:{node.lineno} {node.name}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "errors.py" and "protos" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and node.name.endswith(("Error", "Exception"))
+    ]
+    assert elsewhere == [], f"define errors in airflow_savedmodel/errors.py: {elsewhere}"
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    assert len(classes) > 20 and all(issubclass(c, errors.SavedModelError) for c in classes), classes
