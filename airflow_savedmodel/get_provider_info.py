@@ -24,7 +24,10 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "TensorFlow SavedModel",
-                "python-modules": ["airflow_savedmodel.hooks.savedmodel"],
+                "python-modules": [
+                    "airflow_savedmodel.hooks.savedmodel",
+                    "airflow_savedmodel.hooks.tfserving",
+                ],
             }
         ],
         "operators": [

@@ -606,39 +606,18 @@ class SavedModelHook(BaseHook):
 
     @staticmethod
     def tf_serving_endpoint(server_url: str | None = None, conn_id: str | None = None) -> Endpoint:
-        """TF Serving's REST API: a bare URL (local use), or an Airflow HTTP connection as a
-        gateway in front of TF Serving needs it: scheme (``schema`` or in the host), host, port,
-        login/password as basic auth, extra ``headers`` (or other string keys) sent with every
-        request (a bearer token), ``verify`` (false, or a CA bundle's path) and ``timeout``.
-        Header and password values are masked in logs and never put in messages."""
-        from airflow_savedmodel.tfserving import Endpoint
+        """Deprecated: ``TFServingHook(server_url, tf_serving_conn_id).endpoint()``."""
+        import warnings
 
-        if not conn_id:
-            if not server_url:
-                raise ValueError("TF Serving needs server_url or tf_serving_conn_id")
-            return Endpoint(server_url)
-        from airflow.sdk.log import mask_secret
+        from airflow_savedmodel.hooks.tfserving import TFServingHook
 
-        conn = BaseHook.get_connection(conn_id)
-        extra = dict(conn.extra_dejson or {})
-        verify = extra.pop("verify", True)
-        timeout = float(extra.pop("timeout", 30.0))
-        headers = {str(k): str(v) for k, v in dict(extra.pop("headers", {}) or {}).items()}
-        headers.update({str(k): v for k, v in extra.items() if isinstance(v, str)})
-        if conn.login and conn.password:
-            import base64
-
-            token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
-            headers.setdefault("Authorization", f"Basic {token}")
-        for value in headers.values():
-            mask_secret(value)
-        host = str(conn.host or "")
-        if "://" not in host:
-            host = f"{conn.schema or 'http'}://{host}"
-        url = host.rstrip("/") + (f":{conn.port}" if conn.port else "")
-        if isinstance(verify, str) and verify.lower() in ("false", "true"):
-            verify = verify.lower() == "true"
-        return Endpoint(url, headers, verify, timeout)
+        warnings.warn(
+            "SavedModelHook.tf_serving_endpoint is deprecated; use TFServingHook(server_url, "
+            "tf_serving_conn_id).endpoint()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TFServingHook(server_url, conn_id).endpoint()
 
     def release_target(self, serving_config: str, model_name: str, trust: Trust | None = None) -> Target:
         """The model being released: its config, name and base path, on this hook's connection;
@@ -776,10 +755,16 @@ class SavedModelHook(BaseHook):
         version: int | None = None,
         version_label: str | None = None,
     ) -> VersionStatus:
-        """What a running TF Serving reports for a version (REST status API): its state
-        (AVAILABLE, LOADING, END...) and error; ``state`` None when it does not know it yet."""
+        """Deprecated: ``TFServingHook(...).status(model_name, version, label)``."""
+        import warnings
+
         from airflow_savedmodel.tfserving import fetch_status
 
+        warnings.warn(
+            "SavedModelHook.served_status is deprecated; use TFServingHook(...).status()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return fetch_status(server_url, model_name, version, version_label)
 
     def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:

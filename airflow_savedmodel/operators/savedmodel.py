@@ -803,9 +803,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 compatible_with=self.compatible_with or None,
                 on_report=lambda report: self.log.info("%s", report.to_text()),
                 tf_serving=(
-                    _hook(None).tf_serving_endpoint(conn_id=self.tf_serving_conn_id)
-                    if self.tf_serving_conn_id
-                    else None
+                    _tf_serving(None, self.tf_serving_conn_id).endpoint() if self.tf_serving_conn_id else None
                 ),
                 signer=signer,
                 trust=trust,
@@ -1073,7 +1071,8 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
                 self.serving_config, self.model_name, version, self._run_id(context), str(exc)
             )
             raise AirflowFailException(str(exc)) from None  # a retry would read the same policy
-        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
+        tf_serving = _tf_serving(self.server_url, self.tf_serving_conn_id)
+        endpoint = tf_serving.endpoint()
         done = hook.rollout_unchanged(self.serving_config, self.model_name, version)
         if done is not None:  # a rerun whose export is the version already stable
             self.log.info("%s", done.message)
@@ -1103,9 +1102,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         from airflow_savedmodel.release.rollout import available_check
 
         try:  # already settled (loaded, or refused): no wait to hand to the triggerer
-            settled = available_check(
-                hook.served_status(endpoint, self.model_name, version).to_json(), timeout
-            )
+            settled = available_check(tf_serving.status(self.model_name, version).to_json(), timeout)
         except (OSError, SavedModelError):
             settled = None
         if settled is not None:
@@ -1159,7 +1156,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
 
         hook = _hook(self.savedmodel_conn_id)
         policy = self._policy()
-        endpoint = hook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id)
+        endpoint = _tf_serving(self.server_url, self.tf_serving_conn_id).endpoint()
         result = hook.finish_rollout(
             self.serving_config,
             self.model_name,
@@ -1272,6 +1269,13 @@ class SavedModelRolloutDecisionOperator(BaseOperator):
         )
         self.log.info("%s (record: %s)", result.message, result.record_url)
         return _rollout_outcome(context, result, self.fail_on_rollback)
+
+
+def _tf_serving(server_url: str | None, tf_serving_conn_id: str | None) -> Any:
+    """The TF Serving hook of a task (its REST API from a URL or an HTTP connection)."""
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
+
+    return TFServingHook(server_url or None, tf_serving_conn_id or None)
 
 
 def _default_deferrable() -> bool:

@@ -382,14 +382,10 @@ class SavedModelServedSensor(_DeferrableSensor):
         return None if self.version in (None, "", "None") else int(str(self.version))
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+        from airflow_savedmodel.hooks.tfserving import TFServingHook
 
-        status = SavedModelHook.served_status(
-            SavedModelHook.tf_serving_endpoint(self.server_url, self.tf_serving_conn_id),
-            self.model_name,
-            self._version(),
-            self.version_label or None,
-        )
+        hook = TFServingHook(self.server_url or None, self.tf_serving_conn_id or None)
+        status = hook.status(self.model_name, self._version(), self.version_label or None)
         return self._judge(status.to_json())
 
     def _judge(self, status: dict[str, Any]) -> bool | PokeReturnValue:

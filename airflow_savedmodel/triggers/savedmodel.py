@@ -294,24 +294,21 @@ class SavedModelServedTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await _imported(_SERVED_MODULES)
-        from asgiref.sync import sync_to_async
+        from airflow_savedmodel.hooks.tfserving import TFServingHook
 
-        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
-
+        hook = TFServingHook(self.server_url or None, self.tf_serving_conn_id or None)
         # The connection is read here, in the triggerer: only its id is serialized.
-        server = await sync_to_async(SavedModelHook.tf_serving_endpoint)(
-            self.server_url, self.tf_serving_conn_id
-        )
+        server = await hook.aendpoint()
         # The event is yielded once the HTTP session is closed: a generator closed after its
         # event (as the triggerer and tests do) then has nothing left to await.
-        yield TriggerEvent(await self._outcome(server))
+        yield TriggerEvent(await self._outcome(hook, server))
 
-    async def _outcome(self, server: Any) -> dict[str, Any]:
+    async def _outcome(self, hook: Any, server: Any) -> dict[str, Any]:
         """Poll until the version is served, fails, or the timeout passes; the event's payload."""
         import aiohttp
 
         from airflow_savedmodel.errors import SavedModelError
-        from airflow_savedmodel.tfserving import afetch_status, client_session
+        from airflow_savedmodel.tfserving import client_session
 
         deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
         # One session for every poll: connections and TLS set-up are kept, not redone per poll.
@@ -323,7 +320,7 @@ class SavedModelServedTrigger(BaseTrigger):
                 if deadline is not None and time.monotonic() >= deadline:
                     return {"status": "timeout", "served": status.to_json() if status is not None else None}
                 try:
-                    status = await afetch_status(
+                    status = await hook.astatus(
                         server, self.model_name, self.version, self.version_label, session
                     )
                     failures = 0
@@ -562,7 +559,7 @@ _POLLING_MODULES = (
 _SERVED_MODULES = (
     "aiohttp",
     "asgiref.sync",
-    "airflow_savedmodel.hooks.savedmodel",
+    "airflow_savedmodel.hooks.tfserving",
     "airflow_savedmodel.tfserving",
 )
 

@@ -650,6 +650,7 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
     stand-in behind TLS for the served sensor, diff's TF Serving URL and the rollout; without the
     CA or the token it is refused, and the token never shows in a message."""
     from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
 
     ca, chain, key = _certificates(tmp_path)
     token = "Bearer tok-9f8e7d6c5b4a"
@@ -673,12 +674,16 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
         target = Target(resolve(str(config)), "ranker", base)
         publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
         serving.set_labels(target.config, "ranker", base, {"stable": 1})
-        endpoint = SavedModelHook.tf_serving_endpoint(conn_id="tf_gateway")
+        hook = TFServingHook(tf_serving_conn_id="tf_gateway")
+        endpoint = hook.endpoint()
         assert endpoint.url == standin.url and "tok-" not in repr(endpoint)
+        with pytest.warns(DeprecationWarning, match="use TFServingHook"):  # the old spelling still works
+            assert SavedModelHook.tf_serving_endpoint(conn_id="tf_gateway") == endpoint
         deadline = time.monotonic() + 60
-        while not fetch_status(endpoint, "ranker", 1).available:
+        while not hook.status("ranker", 1).available:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        assert hook.test_connection() == (True, f"TF Serving answers at {standin.url}")
         # The deferred sensor's trigger asks through aiohttp, with the same connection.
         import asyncio
 
