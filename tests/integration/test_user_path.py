@@ -575,7 +575,7 @@ def test_the_connection_form_and_its_test_button(
                 ),
             },
         )
-        said = "gs://bucket/models: no answer within 12 s"
+        said = "gs://bucket/models: no answer within 10 s"
         started = time.monotonic()  # the API call the button makes
         answer = stack.post(
             "/connections/test", {**stack.get("/connections/savedmodel_silent"), "port": None}

@@ -112,15 +112,17 @@ def test_a_lease_is_judged_by_the_stores_timestamps_not_the_publishers_clock(tmp
 
 @pytest.fixture
 def stalled_lease(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Renewals stop, and the publisher stalls past its lease's term right after it names its
-    version in the lease (the window between claiming a number and finishing the version)."""
-    seconds = 0.3
+    """Renewals stop, and right after the publisher names its version in the lease (the window
+    between claiming a number and finishing the version) its last renewal is a whole term old,
+    as if it had stalled that long: set on the lease's own clock, not waited for, so a busy
+    machine cannot move the moment."""
+    seconds = 60.0
     monkeypatch.setattr(leases.Lease, "_renew", lambda self: None)
     original = leases.Lease.set_version
 
     def then_stall(self: leases.Lease, version: int) -> None:
         original(self, version)
-        time.sleep(seconds * 1.5)
+        self._renewed = time.monotonic() - self.seconds - 1
 
     monkeypatch.setattr(leases.Lease, "set_version", then_stall)
     return seconds
