@@ -208,7 +208,7 @@ def _checks(args: argparse.Namespace) -> Any:
 
     return Checks(
         tags=args.tag_set,
-        required_signatures=args.require_signature,  # None: serving_default of a serve graph
+        required_signatures=args.required_signatures,  # None: serving_default of a serve graph
         deep=args.deep,
         target_tf=args.target_tf,
         target_device=args.target_device,
@@ -234,7 +234,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     config = location.resolve(args.serving_config, options) if args.serving_config else None
     server = _tf_serving(args, args.old) if args.old.startswith(("http://", "https://")) else None
-    old = model_to_compare(args.old, options=options, config=config, model_name=args.model, server=server)
+    old = model_to_compare(
+        args.old, options=options, config=config, model_name=args.model_name, server=server
+    )
     if old is None:
         raise NotFoundError("nothing is served there yet", location.redact(args.old))
     with SavedModel.open(args.new, options) as after:
@@ -266,7 +268,7 @@ def _print_diff(args: argparse.Namespace, old: str, new: str, changes: list[Any]
 def cmd_validate(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     report = _checks(args).run(args.url, storage_options=options)
-    trust = _trust(args, options) if args.trust else None
+    trust = _trust(args, options) if args.trusted_signers else None
     if trust is not None:
         from airflow_savedmodel.location import resolve
         from airflow_savedmodel.storage import signatures
@@ -505,28 +507,28 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     written = warmup.write_into(
         location.resolve(args.url, options),
         warmup.load_inputs(*location.resolve(args.inputs, options)),
-        signature=args.signature,
-        count=args.count,
+        signature=args.signature_name,
+        count=args.warmup_count,
         tags=args.tag_set,
         model_name=args.model_name,
         overwrite=args.overwrite,
     )
-    print(f"wrote {args.count} warmup request(s) for {args.signature!r} to {written}")
+    print(f"wrote {args.warmup_count} warmup request(s) for {args.signature_name!r} to {written}")
     return 0
 
 
 def _warmup_arg(args: argparse.Namespace) -> Any:
     """export --warmup-inputs: the Warmup to add, inputs read with the source's options."""
-    if not args.warmup_inputs:
+    if not args.inputs:
         return None
     from airflow_savedmodel import location
     from airflow_savedmodel.format import warmup
     from airflow_savedmodel.storage.export import Warmup
 
-    inputs = warmup.load_inputs(*location.resolve(args.warmup_inputs, _side_options(args, "src")))
+    inputs = warmup.load_inputs(*location.resolve(args.inputs, _side_options(args, "src")))
     return Warmup(
         inputs,
-        signature=args.warmup_signature,
+        signature=args.signature_name,
         count=args.warmup_count,
         tags=args.tag_set,
         model_name=args.model_name or "",
@@ -613,12 +615,12 @@ def cmd_serving(args: argparse.Namespace) -> int:
     config = resolve(args.config, options)
     if args.action == "show":
         every = serving.models(serving.read(config, missing_ok=False))
-        shown = [m.to_json() for m in every if args.model in (None, m.name)]
-        if args.model is not None and not shown:
+        shown = [m.to_json() for m in every if args.model_name in (None, m.name)]
+        if args.model_name is not None and not shown:
             from airflow_savedmodel.errors import NotFoundError
 
             names = ", ".join(m.name for m in every) or "none"
-            raise NotFoundError(f"no model {args.model!r} in the config (models: {names})", config.url)
+            raise NotFoundError(f"no model {args.model_name!r} in the config (models: {names})", config.url)
         if not shown and not args.json:
             print("no models in the config")
         if args.json:
@@ -627,7 +629,7 @@ def cmd_serving(args: argparse.Namespace) -> int:
             for doc in shown:
                 print(_served_text(doc) + f" (base {doc['base_path']})")
         return 0
-    if not args.model:
+    if not args.model_name:
         raise argparse.ArgumentTypeError(f"serving {args.action} needs --model")
     if args.action == "history":
         return _history(config, args, options)
@@ -637,7 +639,7 @@ def cmd_serving(args: argparse.Namespace) -> int:
         raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
     model = serving.move_label(
         config,
-        args.model,
+        args.model_name,
         lambda url: resolve(url, options),
         action={"set-label": "set"}.get(args.action, args.action),
         label=args.label or "stable",
@@ -667,13 +669,13 @@ def _release_target(config: Location, name: str, options: dict[str, Any], trust:
 def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]) -> int:
     from airflow_savedmodel.release import records
 
-    target = _release_target(config, args.model, options)
+    target = _release_target(config, args.model_name, options)
     found = records.history(target.base)
     if args.json:
         _print_json(found)
         return 0
     if not found:
-        print(f"no releases recorded for {args.model} under {target.base.url}")
+        print(f"no releases recorded for {args.model_name} under {target.base.url}")
     for record in [r for current in found for r in [*(current.get("earlier") or []), current]]:
         checks = record.get("checks") or []
         counts = ", ".join(
@@ -704,12 +706,12 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
         raise argparse.ArgumentTypeError("serving rollout needs --server and --version")
     endpoint = _tf_serving(args, args.server)
     policy = args.policy or parse(None)
-    target = _release_target(config, args.model, options, _trust(args, options, policy))
+    target = _release_target(config, args.model_name, options, _trust(args, options, policy))
     inputs = None
     if args.inputs:
         where = resolve(args.inputs, options)
         inputs = load_inputs(where.fs, where.path)
-    requests = traffic.for_version(target.base.join(str(args.version)), inputs, args.signature)
+    requests = traffic.for_version(target.base.join(str(args.version)), inputs, args.signature_name)
     run_id = args.run_id or f"cli-{socket.gethostname()}-{int(time.time())}"
     result = rollout(
         target,
@@ -765,7 +767,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     result = gc(
         _existing_base(args),
         keep_last=args.keep_last,
-        min_age=args.min_age_hours * 3600,
+        min_age=args.min_age_seconds if args.min_age_hours is None else args.min_age_hours * 3600,
         keep=args.keep or (),
         dry_run=args.dry_run,
         serving_config_url=args.serving_config,
@@ -803,7 +805,7 @@ def _verify_signature(args: argparse.Namespace) -> int:
     options = _storage_options(args.storage_option)
     trust = _trust(args, options)
     if trust is None:
-        raise argparse.ArgumentTypeError(f"verify --signature needs --trust PEM (or ${TRUST_ENV})")
+        raise argparse.ArgumentTypeError(f"verify --signature needs --trusted-signers PEM (or ${TRUST_ENV})")
     result = signatures.check(resolve(args.url, options), trust)
     if args.json:
         _print_json(result.to_json())
@@ -824,7 +826,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     model = resolve(args.url, options)
     args.sign_key, args.sign_cert = args.key, args.cert
     signer = _signer(args)
-    trust = _trust(args, options) if args.trust else None
+    trust = _trust(args, options) if args.trusted_signers else None
     if trust is not None and model.join(signatures.SIGNATURE_PATH).exists():
         signatures.require(model, trust)  # re-signing vouches only for what verified before
     signatures.sign(model, signer)
@@ -858,8 +860,10 @@ def _add_check_args(p: argparse.ArgumentParser) -> None:
     """validate's options, shared by validate and export."""
     p.add_argument("--tag-set", default="serve", help="meta graph that is served (default: serve)")
     p.add_argument(
+        "--required-signature",
         "--require-signature",
         action="append",
+        dest="required_signatures",
         metavar="KEY",
         help="signature that must exist (default: serving_default when the tag set holds serve, else none)",
     )
@@ -911,7 +915,9 @@ KEY_PASSWORD_ENV = "SAVEDMODEL_SIGNING_KEY_PASSWORD"
 
 def _add_trust_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
+        "--trusted-signers",
         "--trust",
+        dest="trusted_signers",
         metavar="PEM",
         help=f"trusted signers (PUBLIC KEY and CERTIFICATE blocks): {what} must verify against them "
         f"(default: ${TRUST_ENV}; neither: signatures not required)",
@@ -919,8 +925,10 @@ def _add_trust_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _trust(args: argparse.Namespace, options: dict[str, Any] | None = None, policy: Any = None) -> Any:
-    """--trust, else the rollout policy's require_signature, else $SAVEDMODEL_REQUIRE_SIGNATURE."""
-    source = getattr(args, "trust", None) or (policy.doc.get("require_signature") if policy else None)
+    """--trusted-signers, else the rollout policy's require_signature, else $SAVEDMODEL_REQUIRE_SIGNATURE."""
+    source = getattr(args, "trusted_signers", None) or (
+        policy.doc.get("require_signature") if policy else None
+    )
     source = source or os.environ.get(TRUST_ENV, "").strip()
     if not source:
         return None
@@ -1032,7 +1040,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     _add_check_args(p)
     p.add_argument(
+        "--trusted-signers",
         "--trust",
+        dest="trusted_signers",
         metavar="PEM",
         help="also check the model's OMS signature (model.sig) against these trusted signers",
     )
@@ -1069,7 +1079,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="with a base path: the served version is the one labelled stable here",
     )
-    p.add_argument("--model", help="the model's name in --serving-config")
+    p.add_argument("--model-name", "--model", dest="model_name", help="the model's name in --serving-config")
     _tf_serving_arguments(p, "OLD as a TF Serving URL")
     p.add_argument("--json", action="store_true")
 
@@ -1145,11 +1155,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="publish without validating")
     p.add_argument("--verbose", action="store_true", help="print the validation report when valid too")
     p.add_argument(
+        "--inputs",
         "--warmup-inputs",
+        dest="inputs",
         metavar="NPZ",
         help="add TF Serving warmup requests built from these inputs (a numpy .npz file)",
     )
-    p.add_argument("--warmup-signature", default="serving_default", metavar="KEY")
+    p.add_argument(
+        "--signature-name",
+        "--warmup-signature",
+        dest="signature_name",
+        default="serving_default",
+        metavar="KEY",
+    )
     p.add_argument(
         "--warmup-count", type=_count(1, 1000), default=1, metavar="N", help="warmup records (1 to 1000)"
     )
@@ -1174,9 +1192,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_local_file_arg,
         help="numpy .npz: one array per input (predict) or feature (classify, regress)",
     )
-    p.add_argument("--signature", default="serving_default", metavar="KEY")
     p.add_argument(
-        "--count", type=_count(1, 1000), default=1, metavar="N", help="records to write (1 to 1000)"
+        "--signature-name", "--signature", dest="signature_name", default="serving_default", metavar="KEY"
+    )
+    p.add_argument(
+        "--warmup-count",
+        "--count",
+        dest="warmup_count",
+        type=_count(1, 1000),
+        default=1,
+        metavar="N",
+        help="records to write (1 to 1000)",
     )
     p.add_argument("--tag-set", default="serve")
     p.add_argument("--model-name", default="", help="the model name the requests carry")
@@ -1190,7 +1216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gc", cmd_gc, "Remove old versions and stale staging areas under a base path.")
     p.add_argument("base")
     p.add_argument("--keep-last", type=_count(1), default=5, help="servable versions to keep (default 5)")
-    p.add_argument("--min-age-hours", type=_non_negative, default=0.0, help="never remove anything younger")
+    p.add_argument(
+        "--min-age-seconds", type=_non_negative, default=0.0, help="never remove anything younger (seconds)"
+    )
+    p.add_argument("--min-age-hours", type=_non_negative, help=argparse.SUPPRESS)  # deprecated
     p.add_argument(
         "--keep", type=_count(0), action="append", metavar="VERSION", help="a version to keep; repeatable"
     )
@@ -1207,7 +1236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["show", "set-label", "promote", "rollback", "rollout", "history"])
     p.add_argument("config", help="the model config file (TF Serving's --model_config_file)")
-    p.add_argument("--model", help="the model's name in the config")
+    p.add_argument("--model-name", "--model", dest="model_name", help="the model's name in the config")
     p.add_argument(
         "--label", help="set-label: the label; promote/rollback: the label to move (default stable)"
     )
@@ -1241,7 +1270,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_local_file_arg,
         help="rollout: requests from these inputs, besides the warmup file's",
     )
-    p.add_argument("--signature", default="serving_default", help="rollout: the signature --inputs are for")
+    p.add_argument(
+        "--signature-name",
+        "--signature",
+        dest="signature_name",
+        default="serving_default",
+        help="rollout: the signature --inputs are for",
+    )
     p.add_argument(
         "--metrics", type=_metrics_arg, help='rollout: the candidate\'s metrics, JSON ({"accuracy": 0.91})'
     )
@@ -1278,6 +1313,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_trust_arg(p, "an existing signature (re-signing)")
     p.add_argument("--json", action="store_true")
+    _hide_old_spellings(parser)
     return parser
 
 
@@ -1319,9 +1355,49 @@ class _OneLineLog(logging.Formatter):
         return f"savedmodel: {record.name}: {scrub(record.getMessage(), self.secrets)}"
 
 
+# Old spellings that still work for a deprecation period: {flag: (new flag, commands where it is old)}.
+RENAMED_FLAGS = {
+    "--require-signature": ("--required-signature", None),
+    "--trust": ("--trusted-signers", None),
+    "--model": ("--model-name", None),
+    "--warmup-inputs": ("--inputs", None),
+    "--warmup-signature": ("--signature-name", None),
+    "--signature": ("--signature-name", ("warmup", "serving")),  # verify's --signature is current
+    "--count": ("--warmup-count", None),
+    "--min-age-hours": ("--min-age-seconds", None),
+}
+
+
+def _hide_old_spellings(parser: argparse.ArgumentParser) -> None:
+    """Old flag spellings still parse but are left out of --help and of error messages."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                for option in sub._actions:
+                    option.option_strings = [
+                        o for o in option.option_strings if not _old_spelling(o, option, command)
+                    ]
+
+
+def _old_spelling(flag: str, action: argparse.Action, command: str) -> bool:
+    """Whether ``flag`` is an old spelling of ``action``'s first (current) flag in ``command``."""
+    new, commands = RENAMED_FLAGS.get(flag, (None, None))
+    return new == action.option_strings[0] and (commands is None or command in commands)
+
+
+def _warn_renamed_flags(argv: Sequence[str], command: str) -> None:
+    """One line on stderr for each old flag spelling the command line used."""
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        new, commands = RENAMED_FLAGS.get(flag, (None, None))
+        if new and (commands is None or command in commands):
+            print(f"savedmodel {command}: {flag} is deprecated; use {new}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _warn_renamed_flags(sys.argv[1:] if argv is None else argv, args.command)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineLog(_given_secrets(args)))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)

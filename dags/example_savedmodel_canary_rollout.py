@@ -9,7 +9,7 @@ passes (outputs agree, no NaN, no errors, latency within the ratios, metric gate
 candidate back, naming the check, the figure and the threshold. With **approval** on, passing
 evidence waits for a person (Promote / Roll back in the UI; no answer in time rolls back).
 
-Every decision is recorded beside the versions: `savedmodel serving history CONFIG --model NAME`.
+Every decision is recorded beside the versions: `savedmodel serving history CONFIG --model-name NAME`.
 Needs a running TF Serving (`SAVEDMODEL_TF_SERVING_URL`, or the form's server URL).
 """
 
@@ -89,7 +89,7 @@ DEFAULT_POLICY: dict[str, Any] = {
             DEFAULT_POLICY,
             type="object",
             title="Rollout policy",
-            description_md=(
+            description=(
                 "What the canary must show to become `stable`; keys left out take the defaults. "
                 "`bake_seconds` and `min_requests`: how long and how much to compare canary with "
                 "stable; `outputs`: answers may differ by `max_abs_diff` + `max_rel_diff` x stable's in "
@@ -146,8 +146,8 @@ def example_savedmodel_canary_rollout() -> None:
         model_name=MODEL_NAME,
         version="{{ ti.xcom_pull(task_ids='candidate') }}",
         server_url="{{ params.server_url }}",
-        inputs="{{ params.inputs or '' }}",
-        signature="{{ params.signature }}",
+        inputs_url="{{ params.inputs or '' }}",
+        signature_name="{{ params.signature }}",
         policy=(
             "{{ dict(params.policy, outputs=dict(params.policy.get('outputs') or {}, "
             "compare=params.compare_outputs)) | tojson }}"

@@ -54,7 +54,7 @@ from airflow_savedmodel.sensors.savedmodel import SavedModelSensor
 def example_savedmodel_external_export() -> None:
     wait = SavedModelSensor(
         task_id="wait_for_export",
-        url="{{ params.export_url }}",
+        model_url="{{ params.export_url }}",
         savedmodel_conn_id=CONN_ID,
         deferrable=True,
         poke_interval=5,
@@ -68,7 +68,7 @@ def example_savedmodel_external_export() -> None:
         target_tf=TARGET_TF,
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
-        labels=["canary"],
+        version_labels=["canary"],
         source_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
         doc_md="Validate, strip, copy and verify; then name the version in the serving config as `canary`.",

@@ -139,7 +139,7 @@ def example_savedmodel_manual_publish() -> None:
             # the canary rollout sends them to canary and stable, so what this DAG publishes can
             # be released by example_savedmodel_canary_rollout.
             probe = np.random.default_rng(1).normal(0, 1, (8, 4)).astype(np.float32)
-            SavedModelHook(CONN_ID).write_warmup(SAMPLE_MODEL, {"x": probe}, count=4)
+            SavedModelHook(CONN_ID).write_warmup(SAMPLE_MODEL, {"x": probe}, warmup_count=4)
             print(f"wrote the sample classifier to {SAMPLE_MODEL}, with warmup requests")
         return SAMPLE_MODEL
 
@@ -152,7 +152,7 @@ def example_savedmodel_manual_publish() -> None:
         compatible_with="{{ 'served' if params.check_clients else '' }}",
         serving_config="{{ params.serving_config or '' }}",
         model_name="{{ params.model_name }}",
-        labels="{{ params.label or '' }}",
+        version_labels="{{ params.label or '' }}",
         source_conn_id=CONN_ID,
         outlets=[CLASSIFIER],
         doc_md="Validate (after stripping), copy and verify, then name the version in the serving config.",

@@ -160,8 +160,8 @@ def example_savedmodel_training_to_serving() -> None:
         expect=SIGNATURE_SPEC,
         serving_config=SERVING_CONFIG,
         model_name=MODEL_NAME,
-        labels=[] if TF_SERVING_URL else ["canary"],  # the rollout labels it once TF Serving has it
-        warmup_inputs="{{ ti.xcom_pull(task_ids='train')['warmup_url'] }}",
+        version_labels=[] if TF_SERVING_URL else ["canary"],  # the rollout labels it once TF Serving has it
+        inputs_url="{{ ti.xcom_pull(task_ids='train')['warmup_url'] }}",
         warmup_count=10,
         source_conn_id=CONN_ID,
         dest_conn_id=CONN_ID,

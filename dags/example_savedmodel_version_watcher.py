@@ -35,7 +35,7 @@ PUSHED = Asset(
         AssetWatcher(
             name="savedmodel_pushed_ranker_versions",
             trigger=SavedModelNewVersionTrigger(
-                base_path=WATCH_BASE, conn_id=CONN_ID, poke_interval=WATCH_SECONDS
+                base_path=WATCH_BASE, savedmodel_conn_id=CONN_ID, poke_interval=WATCH_SECONDS
             ),
         )
     ],

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_savedmodel.deprecation import renamed
+
 if TYPE_CHECKING:
     from airflow_savedmodel.format.transforms import TransformResult
     from airflow_savedmodel.format.validate import Checks, Report
@@ -218,26 +220,27 @@ class SavedModelHook(BaseHook):
             self.__dict__["connection"] = await self.aget_connection(self.savedmodel_conn_id)
         return await asyncio.to_thread(self.filesystem, url)
 
-    def test_connection(self, url: str | None = None) -> tuple[bool, str]:
-        """The UI's Test button: list ``url`` (default: the connection's Test URL) with this
+    @renamed(url="test_url")
+    def test_connection(self, test_url: str | None = None) -> tuple[bool, str]:
+        """The UI's Test button: list ``test_url`` (default: the connection's Test URL) with this
         connection's credentials. The message names the (redacted) URL and never a secret."""
         import queue
         import threading
 
         from airflow_savedmodel import location
 
-        url = url or _extra(self.connection).get("test_url")
-        if not url:
+        test_url = test_url or _extra(self.connection).get("test_url")
+        if not test_url:
             return False, "set the connection's Test URL (a directory it can list) to test it"
         answers: queue.Queue[tuple[bool, str]] = queue.Queue()
 
         def listing() -> None:
             try:
-                where = self.filesystem(str(url))
+                where = self.filesystem(str(test_url))
                 entries = where.fs.ls(where.path, detail=False)
             except Exception as exc:
                 problem = location.scrub(f"{type(exc).__name__}: {exc}", self.secrets())
-                answers.put((False, f"{location.redact(str(url))}: {problem}"))
+                answers.put((False, f"{location.redact(str(test_url))}: {problem}"))
             else:
                 answers.put((True, f"listed {len(entries)} entries at {where.url}"))
 
@@ -249,117 +252,133 @@ class SavedModelHook(BaseHook):
             return answers.get(timeout=CONNECTION_TEST_SECONDS)
         except queue.Empty:
             return False, (
-                f"{location.redact(str(url))}: no answer within {CONNECTION_TEST_SECONDS:g} s: the store, or the "
+                f"{location.redact(str(test_url))}: no answer within {CONNECTION_TEST_SECONDS:g} s: the store, or the "
                 "service its credentials come from, is not reachable from the API server"
             )
 
-    def trust(self, require_signature: str | None = None) -> Trust | None:
-        """The signers to trust: the PEM file at ``require_signature`` (read with this hook's
+    @renamed(require_signature="trusted_signers")
+    def trust(self, trusted_signers: str | None = None) -> Trust | None:
+        """The signers to trust: the PEM file at ``trusted_signers`` (read with this hook's
         connection), else the deployment's ``[savedmodel] require_signature``; None when
         neither is set (signatures not required)."""
-        source = (require_signature or "").strip() or deployment_trust_source()
+        source = (trusted_signers or "").strip() or deployment_trust_source()
         if not source:
             return None
         from airflow_savedmodel.storage.signatures import load_trust
 
         return load_trust(self.filesystem(source))
 
+    @renamed(url="model_url")
     @_typed_storage_errors
-    def verify_signature(self, url: str, trust: Trust) -> Any:
-        """The model at ``url`` against its OMS signature (storage.signatures.check)."""
+    def verify_signature(self, model_url: str, trust: Trust) -> Any:
+        """The model at ``model_url`` against its OMS signature (storage.signatures.check)."""
         from airflow_savedmodel.storage import signatures
 
-        return signatures.check(self.filesystem(url), trust)
+        return signatures.check(self.filesystem(model_url), trust)
 
     # ---- format ------------------------------------------------------------------------------
 
+    @renamed(url="model_url")
     @_typed_storage_errors
-    def inspect(self, url: str, tag_set: str | None = None) -> dict[str, Any]:
+    def inspect(self, model_url: str, tag_set: str | None = None) -> dict[str, Any]:
         from airflow_savedmodel.format import describe
         from airflow_savedmodel.format.model import SavedModel
 
-        fs, path = self.filesystem(url)
+        fs, path = self.filesystem(model_url)
         with SavedModel.open(path, fs=fs) as model:
             return describe.describe(model, tag_set)
 
+    @renamed(url="model_url")
     @_typed_storage_errors
-    def validate(self, url: str, checks: Checks | None = None, **options: Any) -> Report:
-        """Validate the model at ``url`` with ``checks`` (or validate's keyword ``options``)."""
+    def validate(self, model_url: str, checks: Checks | None = None, **options: Any) -> Report:
+        """Validate the model at ``model_url`` with ``checks`` (or validate's keyword ``options``)."""
         from airflow_savedmodel.format.validate import Checks
 
-        return (checks or Checks(**options)).run(self.filesystem(url))
+        return (checks or Checks(**options)).run(self.filesystem(model_url))
 
+    @renamed(src="model_url", dst="destination_url")
     @_typed_storage_errors
     def rewrite(
         self,
-        src: str,
-        dst: str,
+        model_url: str,
+        destination_url: str,
         rewrites: Sequence[str],
         *,
         overwrite: bool = False,
         dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
-        """Write ``src`` to ``dst`` with ``rewrites`` ("clear_devices", "strip_default_attrs",
-        "add_default_attrs") applied in one pass; ``dst`` is on ``dst_hook``'s connection."""
+        """Write ``model_url`` to ``destination_url`` with ``rewrites`` ("clear_devices", "strip_default_attrs",
+        "add_default_attrs") applied in one pass; ``destination_url`` is on ``dst_hook``'s connection."""
         from airflow_savedmodel.format import transforms
 
         return transforms.rewrite(
-            src,
-            dst,
+            model_url,
+            destination_url,
             list(rewrites),
             overwrite=overwrite,
-            src_fs=self.filesystem(src).fs,
-            dst_fs=(dst_hook or self).filesystem(dst).fs,
+            src_fs=self.filesystem(model_url).fs,
+            dst_fs=(dst_hook or self).filesystem(destination_url).fs,
         )
 
+    @renamed(src="model_url", dst="destination_url")
     def strip_default_attrs(
         self,
-        src: str,
-        dst: str,
+        model_url: str,
+        destination_url: str,
         *,
         add: bool = False,
         overwrite: bool = False,
         dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
-        """``src`` written to ``dst`` without default-valued attrs (with ``add``: all filled in)."""
+        """``model_url`` written to ``destination_url`` without default-valued attrs (with ``add``: all filled in)."""
         change = "add_default_attrs" if add else "strip_default_attrs"
-        return self.rewrite(src, dst, [change], overwrite=overwrite, dst_hook=dst_hook)
+        return self.rewrite(model_url, destination_url, [change], overwrite=overwrite, dst_hook=dst_hook)
 
+    @renamed(src="model_url", dst="destination_url")
     def clear_devices(
-        self, src: str, dst: str, *, overwrite: bool = False, dst_hook: SavedModelHook | None = None
+        self,
+        model_url: str,
+        destination_url: str,
+        *,
+        overwrite: bool = False,
+        dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
-        """``src`` written to ``dst`` with every node's device placement cleared."""
-        return self.rewrite(src, dst, ["clear_devices"], overwrite=overwrite, dst_hook=dst_hook)
+        """``model_url`` written to ``destination_url`` with every node's device placement cleared."""
+        return self.rewrite(
+            model_url, destination_url, ["clear_devices"], overwrite=overwrite, dst_hook=dst_hook
+        )
 
     # ---- storage -----------------------------------------------------------------------------
 
+    @renamed(src="model_url", dst="destination_url")
     @_typed_storage_errors
     def copy(
         self,
-        src: str,
-        dst: str,
+        model_url: str,
+        destination_url: str,
         *,
         dst_hook: SavedModelHook | None = None,
         progress: Callable[[Any], None] | None = None,
         overwrite: bool = False,
         concurrency: int = 8,
     ) -> CopyResult:
-        """Copy the whole model at ``src`` to ``dst`` (on ``dst_hook``'s connection), verified."""
+        """Copy the whole model at ``model_url`` to ``destination_url`` (on ``dst_hook``'s connection), verified."""
         from airflow_savedmodel.storage import copy
 
         return copy(
-            self.filesystem(src),
-            (dst_hook or self).filesystem(dst),
+            self.filesystem(model_url),
+            (dst_hook or self).filesystem(destination_url),
             progress=progress,
             overwrite=overwrite,
             concurrency=concurrency,
         )
 
+    @renamed(src="model_url", base="base_path", labels="version_labels")
     @_typed_storage_errors
     def publish(
         self,
-        src: str,
-        base: str,
+        model_url: str,
+        base_path: str,
         *,
         version: int | str = "auto",
         overwrite: bool = False,
@@ -368,12 +387,12 @@ class SavedModelHook(BaseHook):
         progress: Callable[[Any], None] | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: Sequence[str] = (),
+        version_labels: Sequence[str] = (),
         keep_served: int = 2,
         signer: Signer | None = None,
         trust: Trust | None = None,
     ) -> PublishResult:
-        """Publish ``src`` as the next version under ``base``; with ``serving_config`` (TF
+        """Publish ``model_url`` as the next version under ``base_path``; with ``serving_config`` (TF
         Serving's model config file, on the destination's connection) the version is named there
         only once it is complete (gated publish). ``signer`` signs the version before it is
         visible; with ``trust`` a signed source must verify."""
@@ -381,22 +400,23 @@ class SavedModelHook(BaseHook):
 
         dst = dst_hook or self
         return publish(
-            self.filesystem(src),
-            dst.filesystem(base),
+            self.filesystem(model_url),
+            dst.filesystem(base_path),
             version=version,
             overwrite=overwrite,
             concurrency=concurrency,
             progress=progress,
-            serving=dst._serving_target(serving_config, model_name, labels, keep_served, trust),
+            serving=dst._serving_target(serving_config, model_name, version_labels, keep_served, trust),
             signer=signer,
             trust=trust,
         )
 
+    @renamed(base="base_path", mirror_base="mirror_base_path")
     @_typed_storage_errors
     def mirror(
         self,
-        base: str,
-        mirror_base: str,
+        base_path: str,
+        mirror_base_path: str,
         *,
         dst_hook: SavedModelHook | None = None,
         newest_only: bool = False,
@@ -405,14 +425,14 @@ class SavedModelHook(BaseHook):
         trust: Trust | None = None,
         versions: Collection[int] | None = None,
     ) -> MirrorResult:
-        """Publish to ``mirror_base`` (on ``dst_hook``'s connection) every complete version under
-        ``base`` that the mirror lacks, under the same numbers (see storage/mirror.py); with
+        """Publish to ``mirror_base_path`` (on ``dst_hook``'s connection) every complete version under
+        ``base_path`` that the mirror lacks, under the same numbers (see storage/mirror.py); with
         ``trust``, only versions that verify; with ``versions``, only those numbers."""
         from airflow_savedmodel.storage.mirror import mirror
 
         return mirror(
-            self.filesystem(base),
-            (dst_hook or self).filesystem(mirror_base),
+            self.filesystem(base_path),
+            (dst_hook or self).filesystem(mirror_base_path),
             newest_only=newest_only,
             concurrency=concurrency,
             progress_for=progress_for,
@@ -420,11 +440,12 @@ class SavedModelHook(BaseHook):
             versions=versions,
         )
 
+    @renamed(src="model_url", base="base_path", labels="version_labels")
     @_typed_storage_errors
     def export(
         self,
-        src: str,
-        base: str,
+        model_url: str,
+        base_path: str,
         *,
         rewrites: Sequence[str] = (),
         checks: Checks | None = None,
@@ -433,7 +454,7 @@ class SavedModelHook(BaseHook):
         progress: Callable[[Any], None] | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: Sequence[str] = (),
+        version_labels: Sequence[str] = (),
         keep_served: int = 2,
         warmup: Warmup | None = None,
         compatible_with: str | None = None,
@@ -442,21 +463,21 @@ class SavedModelHook(BaseHook):
         signer: Signer | None = None,
         trust: Trust | None = None,
     ) -> ExportResult:
-        """Rewrite ``src`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
+        """Rewrite ``model_url`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
-        ``base`` when valid, in one pass: only the rewritten protos pass through this worker
-        when ``src`` and ``base`` are in the same object store (see storage/export.py)."""
+        ``base_path`` when valid, in one pass: only the rewritten protos pass through this worker
+        when ``model_url`` and ``base_path`` are in the same object store (see storage/export.py)."""
         from airflow_savedmodel.storage.export import export
 
         dst = dst_hook or self
         return export(
-            self.filesystem(src),
-            dst.filesystem(base),
+            self.filesystem(model_url),
+            dst.filesystem(base_path),
             rewrites=rewrites,
             checks=checks,
             version=version,
             progress=progress,
-            serving=dst._serving_target(serving_config, model_name, labels, keep_served, trust),
+            serving=dst._serving_target(serving_config, model_name, version_labels, keep_served, trust),
             warmup=warmup,
             compatible_with=_baseline(compatible_with, dst, tf_serving),
             on_report=on_report,
@@ -464,35 +485,37 @@ class SavedModelHook(BaseHook):
             trust=trust,
         )
 
+    @renamed(url="inputs_url")
     @_typed_storage_errors
-    def warmup_inputs(self, url: str) -> dict[str, Any]:
-        """The arrays of the .npz file at ``url`` (warmup request inputs)."""
+    def warmup_inputs(self, inputs_url: str) -> dict[str, Any]:
+        """The arrays of the .npz file at ``inputs_url`` (warmup request inputs)."""
         from airflow_savedmodel.format import warmup
 
-        return warmup.load_inputs(*self.filesystem(url))
+        return warmup.load_inputs(*self.filesystem(inputs_url))
 
+    @renamed(url="model_url", signature="signature_name", count="warmup_count", tags="tag_set")
     @_typed_storage_errors
     def write_warmup(
         self,
-        url: str,
+        model_url: str,
         inputs: Mapping[str, Any],
         *,
-        signature: str = "serving_default",
-        count: int = 1,
-        tags: str = "serve",
+        signature_name: str = "serving_default",
+        warmup_count: int = 1,
+        tag_set: str = "serve",
         model_name: str = "",
         overwrite: bool = False,
     ) -> str:
-        """Write warmup requests into the model at ``url`` (assets.extra/tf_serving_warmup_requests,
+        """Write warmup requests into the model at ``model_url`` (assets.extra/tf_serving_warmup_requests,
         one atomic write) after checking ``inputs`` against the signature; return the file's URL."""
         from airflow_savedmodel.format import warmup
 
         return warmup.write_into(
-            self.filesystem(url),
+            self.filesystem(model_url),
             inputs,
-            signature=signature,
-            count=count,
-            tags=tags,
+            signature=signature_name,
+            count=warmup_count,
+            tags=tag_set,
             model_name=model_name,
             overwrite=overwrite,
         )
@@ -520,6 +543,7 @@ class SavedModelHook(BaseHook):
             trust=trust,
         )
 
+    @renamed(label="version_label")
     @_typed_storage_errors
     def serving_labels(
         self,
@@ -527,7 +551,7 @@ class SavedModelHook(BaseHook):
         model_name: str,
         *,
         action: str,
-        label: str = "stable",
+        version_label: str = "stable",
         version: int | None = None,
         from_label: str = "canary",
         trust: Trust | None = None,
@@ -542,67 +566,72 @@ class SavedModelHook(BaseHook):
             model_name,
             self.filesystem,
             action=action,
-            label=label,
+            label=version_label,
             version=version,
             from_label=from_label,
             trust=trust,
         )
 
+    @renamed(base="base_path")
     @_typed_storage_errors
-    def versions(self, base: str, deep: bool = False) -> list[VersionInfo]:
-        """Every numeric version under ``base``, oldest first, with its state."""
+    def versions(self, base_path: str, deep: bool = False) -> list[VersionInfo]:
+        """Every numeric version under ``base_path``, oldest first, with its state."""
         from airflow_savedmodel.storage import list_versions
 
-        return list_versions(self.filesystem(base), deep=deep)
+        return list_versions(self.filesystem(base_path), deep=deep)
 
+    @renamed(base="base_path", min_age="min_age_seconds")
     @_typed_storage_errors
     def gc(
         self,
-        base: str,
+        base_path: str,
         *,
         keep_last: int = 5,
-        min_age: float = 0,
+        min_age_seconds: float = 0,
         keep: Sequence[int] = (),
         dry_run: bool = False,
         serving_config: str | None = None,
     ) -> GcResult:
-        """Retention under ``base``: keep the newest ``keep_last`` servable versions, ``keep``,
+        """Retention under ``base_path``: keep the newest ``keep_last`` servable versions, ``keep``,
         and every version ``serving_config`` names; remove the rest (see storage/retention.py)."""
         from airflow_savedmodel.storage import gc
 
         return gc(
-            self.filesystem(base),
+            self.filesystem(base_path),
             keep_last=keep_last,
-            min_age=min_age,
+            min_age=min_age_seconds,
             keep=keep,
             dry_run=dry_run,
             serving_config_url=self.filesystem(serving_config) if serving_config else None,
         )
 
+    @renamed(url="model_url")
     @_typed_storage_errors
-    def verify(self, url: str, deep: bool = True) -> VerifyResult:
-        """Check the model at ``url`` against its manifest (every checksum when ``deep``)."""
+    def verify(self, model_url: str, deep: bool = True) -> VerifyResult:
+        """Check the model at ``model_url`` against its manifest (every checksum when ``deep``)."""
         from airflow_savedmodel.storage import verify
 
-        return verify(self.filesystem(url), deep=deep)
+        return verify(self.filesystem(model_url), deep=deep)
 
     # ---- readiness (sensors and triggers) ----------------------------------------------------
 
+    @renamed(url="model_url")
     @_typed_storage_errors
-    def model_readiness(self, url: str, deep: bool = False, signed: bool = False) -> Readiness:
-        """Whether a complete, valid SavedModel is at ``url`` (with ``signed``: and model.sig),
+    def model_readiness(self, model_url: str, deep: bool = False, signed: bool = False) -> Readiness:
+        """Whether a complete, valid SavedModel is at ``model_url`` (with ``signed``: and model.sig),
         and if not, what is missing."""
         from airflow_savedmodel.storage import versions
 
-        return versions.model_readiness(*self.filesystem(url), deep, signed)
+        return versions.model_readiness(*self.filesystem(model_url), deep, signed)
 
+    @renamed(base="base_path")
     @_typed_storage_errors
-    def version_readiness(self, base: str, newer_than: int | None, signed: bool = False) -> Readiness:
-        """The newest complete version above ``newer_than`` under ``base`` (with ``signed``: one
+    def version_readiness(self, base_path: str, newer_than: int | None, signed: bool = False) -> Readiness:
+        """The newest complete version above ``newer_than`` under ``base_path`` (with ``signed``: one
         that has model.sig), or what is missing."""
         from airflow_savedmodel.storage import versions
 
-        return versions.newer_version_readiness(*self.filesystem(base), newer_than, signed)
+        return versions.newer_version_readiness(*self.filesystem(base_path), newer_than, signed)
 
     @staticmethod
     def tf_serving_endpoint(server_url: str | None = None, conn_id: str | None = None) -> Endpoint:
@@ -650,6 +679,7 @@ class SavedModelHook(BaseHook):
         target = self.release_target(serving_config, model_name, self.policy_trust(policy))
         return begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
 
+    @renamed(signature="signature_name")
     @_typed_storage_errors
     def finish_rollout(
         self,
@@ -662,7 +692,7 @@ class SavedModelHook(BaseHook):
         endpoint: Endpoint,
         policy: Policy,
         inputs_url: str | None = None,
-        signature: str = "serving_default",
+        signature_name: str = "serving_default",
         metrics: Mapping[str, float] | None = None,
         hold_for_approval: bool = False,
     ) -> Result:
@@ -676,7 +706,7 @@ class SavedModelHook(BaseHook):
         target = self.release_target(serving_config, model_name, self.policy_trust(policy))
         try:
             inputs = self.warmup_inputs(inputs_url) if inputs_url else None
-            requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature)
+            requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature_name)
         except SavedModelError as exc:  # inputs or warmup file unreadable: nothing to bake with
             return stopped_before_bake(target, active, [available], stable_before=stable, reason=str(exc))
         return finish(
@@ -767,6 +797,7 @@ class SavedModelHook(BaseHook):
         )
         return fetch_status(server_url, model_name, version, version_label)
 
-    def model_ready(self, url: str, deep: bool = False) -> dict[str, Any] | None:
-        """A summary if a complete, valid SavedModel is at ``url``, else None."""
-        return self.model_readiness(url, deep).found
+    @renamed(url="model_url")
+    def model_ready(self, model_url: str, deep: bool = False) -> dict[str, Any] | None:
+        """A summary if a complete, valid SavedModel is at ``model_url``, else None."""
+        return self.model_readiness(model_url, deep).found

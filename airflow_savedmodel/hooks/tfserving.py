@@ -65,16 +65,18 @@ class TFServingHook(BaseHook):
             verify = verify.lower() == "true"
         return Endpoint(url, headers, verify, timeout)
 
-    def status(self, model_name: str, version: int | None = None, label: str | None = None) -> VersionStatus:
-        """What the server says of ``version`` (or the version ``label`` names) of ``model_name``.
+    def status(
+        self, model_name: str, version: int | None = None, version_label: str | None = None
+    ) -> VersionStatus:
+        """What the server says of ``version`` (or the version ``version_label`` names) of ``model_name``.
 
         :param model_name: the model's name in TF Serving's config.
         :param version: the version asked about.
-        :param label: a version label, instead of ``version``.
+        :param version_label: a version label, instead of ``version``.
         """
         from airflow_savedmodel.tfserving import fetch_status
 
-        return fetch_status(self.endpoint(), model_name, version, label)
+        return fetch_status(self.endpoint(), model_name, version, version_label)
 
     async def aendpoint(self) -> Endpoint:
         """:meth:`endpoint` from an event loop (the connection is read in a thread)."""
@@ -87,7 +89,7 @@ class TFServingHook(BaseHook):
         endpoint: Endpoint,
         model_name: str,
         version: int | None = None,
-        label: str | None = None,
+        version_label: str | None = None,
         session: Any = None,
     ) -> VersionStatus:
         """:meth:`status` on an event loop, for triggers.
@@ -95,23 +97,23 @@ class TFServingHook(BaseHook):
         :param endpoint: from :meth:`aendpoint`, resolved once per trigger.
         :param model_name: the model's name in TF Serving's config.
         :param version: the version asked about.
-        :param label: a version label, instead of ``version``.
+        :param version_label: a version label, instead of ``version``.
         :param session: an aiohttp session kept across polls (``tfserving.client_session``).
         """
         from airflow_savedmodel.tfserving import afetch_status
 
-        return await afetch_status(endpoint, model_name, version, label, session)
+        return await afetch_status(endpoint, model_name, version, version_label, session)
 
-    def send(self, model_name: str, label: str, request: Request) -> Answer:
-        """One request to the version ``label`` names, timed; a failure is an answer with an error.
+    def send(self, model_name: str, version_label: str, request: Request) -> Answer:
+        """One request to the version ``version_label`` names, timed; a failure is an answer with an error.
 
         :param model_name: the model's name in TF Serving's config.
-        :param label: the version label to send to (``canary``, ``stable``).
+        :param version_label: the version label to send to (``canary``, ``stable``).
         :param request: the request (release.traffic.Request).
         """
         from airflow_savedmodel.release.traffic import send
 
-        return send(self.endpoint(), model_name, label, request)
+        return send(self.endpoint(), model_name, version_label, request)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: the server answers at all (any HTTP status)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_savedmodel.deprecation import renamed, required
 from airflow_savedmodel.links import SavedModelPublishedLink
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
 
     The full report is pushed to XCom under ``report``; the return value is its summary.
 
-    :param url: the SavedModel directory (templated).
+    :param model_url: the SavedModel directory (templated).
     :param tag_set: the meta graph TF Serving loads, comma-separated tags (templated).
     :param required_signatures: signature keys clients call; missing ones are errors. Default:
         ``serving_default`` when the tag set holds ``serve``, none for other tag sets.
@@ -157,11 +158,11 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     :param op_policy: which op families (file-read, file-write, python, network, debug) or ops
         are errors, warnings or allowed, e.g. ``{"warning": ["file-read"]}``; None: all are
         errors; "off": no scan.
-    :param savedmodel_conn_id: connection for ``url`` (templated).
+    :param savedmodel_conn_id: connection for ``model_url`` (templated).
     """
 
     template_fields: Sequence[str] = (
-        "url",
+        "model_url",
         "tag_set",
         "target_tf",
         "require_releases",
@@ -170,10 +171,11 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
     )
     ui_color = "teal.500"
 
+    @renamed(url="model_url")
     def __init__(
         self,
         *,
-        url: str,
+        model_url: str | None = None,
         tag_set: str = "serve",
         required_signatures: Collection[str] | None = None,
         deep: bool = False,
@@ -187,9 +189,10 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        model_url = required(type(self).__name__, model_url=model_url)
         self.require_releases = require_releases or None
         self.op_policy = op_policy
-        self.url = url
+        self.model_url = model_url
         self.tag_set = tag_set
         self.required_signatures = None if required_signatures is None else tuple(required_signatures)
         self.deep = deep
@@ -214,36 +217,37 @@ class SavedModelValidateOperator(_LineageMixin, BaseOperator):
             releases=bool(self.require_releases),
             require_releases=self.require_releases or None,
         )
-        report = _hook(self.savedmodel_conn_id).validate(self.url, checks)
+        report = _hook(self.savedmodel_conn_id).validate(self.model_url, checks)
         self.log.info("%s", report.to_text())
         _push_report(context, report)
-        self._record_lineage([(self.url, _validation_facet(report))], [])
+        self._record_lineage([(self.model_url, _validation_facet(report))], [])
         if not report.valid:
             _fail_invalid(report)
         return {"uri": report.url, **report.summary()}
 
 
 class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
-    """Copy a model to ``dst`` with default-valued node attrs removed (or, with ``add``, restored).
+    """Copy a model to ``destination_url`` with default-valued node attrs removed (or, with ``add``, restored).
 
-    :param src: the SavedModel directory to read (templated).
-    :param dst: where the rewritten model is written (templated).
+    :param model_url: the SavedModel directory to read (templated).
+    :param destination_url: where the rewritten model is written (templated).
     :param add: restore default-valued attrs instead of removing them.
     :param clear_devices: also clear every node's device placement.
-    :param overwrite: replace an existing ``dst``.
-    :param source_conn_id: connection for ``src`` (templated).
-    :param dest_conn_id: connection for ``dst``; default ``source_conn_id`` (templated).
+    :param overwrite: replace an existing ``destination_url``.
+    :param source_conn_id: connection for ``model_url`` (templated).
+    :param dest_conn_id: connection for ``destination_url``; default ``source_conn_id`` (templated).
     :param savedmodel_conn_id: deprecated name of ``source_conn_id``.
     """
 
-    template_fields: Sequence[str] = ("src", "dst", "source_conn_id", "dest_conn_id")
+    template_fields: Sequence[str] = ("model_url", "destination_url", "source_conn_id", "dest_conn_id")
     ui_color = "teal.500"
 
+    @renamed(src="model_url", dst="destination_url")
     def __init__(
         self,
         *,
-        src: str,
-        dst: str,
+        model_url: str | None = None,
+        destination_url: str | None = None,
         add: bool = False,
         clear_devices: bool = False,
         overwrite: bool = False,
@@ -253,7 +257,10 @@ class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.src, self.dst = src, dst
+        model_url, destination_url = required(
+            type(self).__name__, model_url=model_url, destination_url=destination_url
+        )
+        self.model_url, self.destination_url = model_url, destination_url
         self.add, self.clear_devices, self.overwrite = add, clear_devices, overwrite
         self.source_conn_id = _renamed_conn_id(source_conn_id, savedmodel_conn_id, type(self).__name__)
         self.dest_conn_id = dest_conn_id
@@ -262,8 +269,8 @@ class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
         rewrites = ["clear_devices"] if self.clear_devices else []
         rewrites.append("add_default_attrs" if self.add else "strip_default_attrs")
         result = _hook(self.source_conn_id).rewrite(
-            self.src,
-            self.dst,
+            self.model_url,
+            self.destination_url,
             rewrites,
             overwrite=self.overwrite,
             dst_hook=_hook(self.dest_conn_id or self.source_conn_id),
@@ -271,46 +278,47 @@ class SavedModelStripDefaultAttrsOperator(_LineageMixin, BaseOperator):
         self.log.info(
             "Changed %d attrs and devices (%s); wrote %s", result.changed, " + ".join(rewrites), result.dst
         )
-        self._record_lineage([(self.src, {})], [(self.dst, {})])
+        self._record_lineage([(self.model_url, {})], [(self.destination_url, {})])
         return {"uri": result.dst, "changed": result.changed}
 
 
 class SavedModelCopyOperator(_LineageMixin, BaseOperator):
-    """Copy a whole SavedModel to ``dst`` across connections and filesystems, verifying every
-    byte; a failed copy leaves ``dst`` as it was. To ship a version to a serving base path, use
+    """Copy a whole SavedModel to ``destination_url`` across connections and filesystems, verifying every
+    byte; a failed copy leaves ``destination_url`` as it was. To ship a version to a serving base path, use
     :class:`SavedModelPublishOperator`.
 
-    :param src: the SavedModel directory to copy (templated).
-    :param dst: the destination directory (templated).
+    :param model_url: the SavedModel directory to copy (templated).
+    :param destination_url: the destination directory (templated).
     :param overwrite: replace an existing destination.
     :param concurrency: files copied at once.
-    :param source_conn_id: connection for ``src`` (templated).
-    :param dest_conn_id: connection for ``dst`` (templated).
+    :param source_conn_id: connection for ``model_url`` (templated).
+    :param dest_conn_id: connection for ``destination_url`` (templated).
     :param version: deprecated: publishes ``dst/<version>``; use SavedModelPublishOperator.
     :param serving_config: deprecated, with ``version``.
     :param model_name: deprecated, with ``version``.
-    :param labels: deprecated, with ``version``.
+    :param version_labels: deprecated, with ``version``.
     :param keep_served: deprecated, with ``version``.
     """
 
     template_fields: Sequence[str] = (
-        "src",
-        "dst",
+        "model_url",
+        "destination_url",
         "version",
         "serving_config",
         "model_name",
-        "labels",
+        "version_labels",
         "source_conn_id",
         "dest_conn_id",
     )
     ui_color = "teal.500"
     operator_extra_links = (SavedModelPublishedLink(),)
 
+    @renamed(src="model_url", dst="destination_url", labels="version_labels")
     def __init__(
         self,
         *,
-        src: str,
-        dst: str,
+        model_url: str | None = None,
+        destination_url: str | None = None,
         overwrite: bool = False,
         concurrency: int = 8,
         source_conn_id: str | None = None,
@@ -318,15 +326,18 @@ class SavedModelCopyOperator(_LineageMixin, BaseOperator):
         version: int | str | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: str | Sequence[str] = (),
+        version_labels: str | Sequence[str] = (),
         keep_served: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.src, self.dst, self.version = src, dst, version
+        model_url, destination_url = required(
+            type(self).__name__, model_url=model_url, destination_url=destination_url
+        )
+        self.model_url, self.destination_url, self.version = model_url, destination_url, version
         self.overwrite, self.concurrency = overwrite, concurrency
         self.serving_config, self.model_name = serving_config, model_name
-        self.labels, self.keep_served = labels, keep_served
+        self.version_labels, self.keep_served = version_labels, keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
         if version is not None:
             import warnings
@@ -343,18 +354,18 @@ class SavedModelCopyOperator(_LineageMixin, BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         version = _version(self.version)
         if version is not None:
-            return _publish(self, context, self.dst, version)
+            return _publish(self, context, self.destination_url, version)
         result = _hook(self.source_conn_id).copy(
-            self.src,
-            self.dst,
+            self.model_url,
+            self.destination_url,
             dst_hook=_hook(self.dest_conn_id),
-            progress=ProgressLog(self.log, f"copying {self.src}"),
+            progress=ProgressLog(self.log, f"copying {self.model_url}"),
             overwrite=self.overwrite,
             concurrency=self.concurrency,
         )
         self.log.info("Copied %d files (%s bytes) to %s", result.files, f"{result.bytes:,}", result.dst)
         copied = {"uri": result.dst, "version": None, "fingerprint": result.manifest.fingerprint}
-        self._record_lineage([(self.src, {})], [(self.dst, _version_facet(copied))])
+        self._record_lineage([(self.model_url, {})], [(self.destination_url, _version_facet(copied))])
         return copied
 
 
@@ -363,65 +374,67 @@ class SavedModelPublishOperator(_LineageMixin, BaseOperator):
     (TF Serving watching ``base_path`` never loads a half-copied version), verified byte for byte.
     An unchanged model returns the version that already holds it.
 
-    :param src: the SavedModel directory to publish (templated).
+    :param model_url: the SavedModel directory to publish (templated).
     :param base_path: the serving base path; the version lands at ``base_path/<version>`` (templated).
-    :param version: "auto" (next number), "same" (the number ``src`` ends in, for mirrors that
+    :param version: "auto" (next number), "same" (the number ``model_url`` ends in, for mirrors that
         keep version numbers) or a number (templated).
     :param overwrite: replace an existing version (with a numbered ``version``).
     :param concurrency: files copied at once.
     :param serving_config: TF Serving's model config file (``--model_config_file``) on the
         destination's connection: the version is named there only once complete (templated).
     :param model_name: the model's name in ``serving_config`` (templated).
-    :param labels: labels to point at the published version, e.g. ``["canary"]`` (templated).
+    :param version_labels: labels to point at the published version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
-    :param source_conn_id: connection for ``src`` (templated).
+    :param source_conn_id: connection for ``model_url`` (templated).
     :param dest_conn_id: connection for ``base_path`` and ``serving_config`` (templated).
     :param signing_conn_id: a connection holding the signing key (PEM private key in its
         password; extra ``certificate_chain`` for the certificate method, ``key_password`` for an
         encrypted key): the version is signed (OMS, ``model.sig``) before it becomes visible.
-    :param require_signature: trusted signers (a PEM file's location) a signed source must
+    :param trusted_signers: trusted signers (a PEM file's location) a signed source must
         verify against; default the deployment's ``[savedmodel] require_signature`` (templated).
     """
 
     template_fields: Sequence[str] = (
-        "src",
+        "model_url",
         "base_path",
         "version",
         "serving_config",
         "model_name",
-        "labels",
+        "version_labels",
         "source_conn_id",
         "dest_conn_id",
         "signing_conn_id",
-        "require_signature",
+        "trusted_signers",
     )
     ui_color = "teal.600"
     operator_extra_links = (SavedModelPublishedLink(),)
 
+    @renamed(src="model_url", labels="version_labels", require_signature="trusted_signers")
     def __init__(
         self,
         *,
-        src: str,
+        model_url: str | None = None,
         base_path: str,
         version: int | str = "auto",
         overwrite: bool = False,
         concurrency: int = 8,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: str | Sequence[str] = (),
+        version_labels: str | Sequence[str] = (),
         keep_served: int = 2,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         signing_conn_id: str | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.signing_conn_id, self.require_signature = signing_conn_id, require_signature
-        self.src, self.base_path, self.version = src, base_path, version
+        model_url = required(type(self).__name__, model_url=model_url)
+        self.signing_conn_id, self.trusted_signers = signing_conn_id, trusted_signers
+        self.model_url, self.base_path, self.version = model_url, base_path, version
         self.overwrite, self.concurrency = overwrite, concurrency
         self.serving_config, self.model_name = serving_config, model_name
-        self.labels, self.keep_served = labels, keep_served
+        self.version_labels, self.keep_served = version_labels, keep_served
         self.source_conn_id, self.dest_conn_id = source_conn_id, dest_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -457,7 +470,7 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
     :param concurrency: files copied at once.
     :param source_conn_id: connection for ``base_path`` (templated).
     :param dest_conn_id: connection for ``mirror_base_path`` (templated).
-    :param require_signature: trusted signers (a PEM file's location): a version that does not
+    :param trusted_signers: trusted signers (a PEM file's location): a version that does not
         verify is not mirrored and fails the task, named; default the deployment's
         ``[savedmodel] require_signature`` (templated).
     """
@@ -467,11 +480,12 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         "mirror_base_path",
         "source_conn_id",
         "dest_conn_id",
-        "require_signature",
+        "trusted_signers",
         "versions",
     )
     ui_color = "teal.600"
 
+    @renamed(require_signature="trusted_signers")
     def __init__(
         self,
         *,
@@ -482,11 +496,11 @@ class SavedModelMirrorOperator(_LineageMixin, BaseOperator):
         concurrency: int = 8,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.require_signature = require_signature
+        self.trusted_signers = trusted_signers
         self.base_path, self.mirror_base_path = base_path, mirror_base_path
         self.newest_only, self.concurrency = newest_only, concurrency
         self.versions = versions
@@ -523,16 +537,16 @@ def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dic
     """The publish both SavedModelPublishOperator and the deprecated Copy(version=...) run."""
     signer, trust = _signing(task, task.dest_conn_id)
     published = _hook(task.source_conn_id).publish(
-        task.src,
+        task.model_url,
         base_path,
         dst_hook=_hook(task.dest_conn_id),
-        progress=ProgressLog(task.log, f"publishing {task.src}"),
+        progress=ProgressLog(task.log, f"publishing {task.model_url}"),
         version=version,
         overwrite=task.overwrite,
         concurrency=task.concurrency,
         serving_config=task.serving_config or None,
         model_name=task.model_name,
-        labels=_labels(task.labels),
+        version_labels=_labels(task.version_labels),
         keep_served=int(task.keep_served),
         signer=signer,
         trust=trust,
@@ -540,7 +554,7 @@ def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dic
     _log_published(task.log, published)
     _record_outlets(context, task.outlets, published)
     result = _published_json(published)
-    task._record_lineage([(task.src, {})], [(published.url, _version_facet(result))])
+    task._record_lineage([(task.model_url, {})], [(published.url, _version_facet(result))])
     return result
 
 
@@ -551,7 +565,7 @@ def _signing(task: Any, conn_id: str | None) -> tuple[Any, Any]:
 
     conn = getattr(task, "signing_conn_id", None)
     signer = signer_from_connection(conn) if conn else None
-    trust = _hook(conn_id).trust(getattr(task, "require_signature", None))
+    trust = _hook(conn_id).trust(getattr(task, "trusted_signers", None))
     if signer is not None:
         task.log.info("Signing with %s", signer.describe())
     if trust is not None:
@@ -630,7 +644,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param serving_config: TF Serving's model config file: the version is named there once
         complete (gated publish) (templated).
     :param model_name: the model's name in ``serving_config`` (templated).
-    :param labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
+    :param version_labels: labels to point at the new version, e.g. ``["canary"]`` (templated).
     :param keep_served: newest versions the serving config keeps listed.
     :param compatible_with: "served" (the version clients are served today: the serving
         config's ``stable`` label, else the newest complete version), a running TF Serving's
@@ -639,10 +653,10 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         fails the task before anything is published (templated).
     :param tf_serving_conn_id: an HTTP connection for a TF Serving model URL in
         ``compatible_with`` behind a gateway (TLS, CA bundle, headers).
-    :param warmup_inputs: an .npz file (``numpy.savez``) of inputs for ``warmup_signature``: the
+    :param inputs_url: an .npz file (``numpy.savez``) of inputs for ``signature_name``: the
         version is published with TF Serving warmup requests built from them
         (``assets.extra/tf_serving_warmup_requests``), checked against the signature (templated).
-    :param warmup_signature: the signature the warmup requests call.
+    :param signature_name: the signature the warmup requests call.
     :param warmup_count: how many warmup records (TF Serving replays each; at most 1000).
     :param source_conn_id: connection for ``model_url`` (templated).
     :param dest_conn_id: connection for ``base_path`` and ``serving_config``; default
@@ -651,13 +665,13 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     :param signing_conn_id: a connection holding the signing key (PEM private key in its
         password; extra ``certificate_chain`` for the certificate method, ``key_password`` for an
         encrypted key): the version is signed (OMS, ``model.sig``) before it becomes visible.
-    :param require_signature: trusted signers (a PEM file's location) a signed source must
+    :param trusted_signers: trusted signers (a PEM file's location) a signed source must
         verify against; default the deployment's ``[savedmodel] require_signature`` (templated).
     """
 
     template_fields: Sequence[str] = (
         "signing_conn_id",
-        "require_signature",
+        "trusted_signers",
         "model_url",
         "base_path",
         "version",
@@ -673,8 +687,8 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         "op_kwargs",
         "serving_config",
         "model_name",
-        "labels",
-        "warmup_inputs",
+        "version_labels",
+        "inputs_url",
         "compatible_with",
         "source_conn_id",
         "dest_conn_id",
@@ -682,6 +696,9 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
     ui_color = "teal.700"
     operator_extra_links = (SavedModelPublishedLink(),)
 
+    @renamed(
+        warmup_inputs="inputs_url", warmup_signature="signature_name", require_signature="trusted_signers"
+    )
     def __init__(
         self,
         *,
@@ -705,27 +722,27 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         op_policy: Mapping[str, Any] | str | None = None,
         serving_config: str | None = None,
         model_name: str | None = None,
-        labels: str | Sequence[str] = (),
+        version_labels: str | Sequence[str] = (),
         keep_served: int = 2,
         compatible_with: str | None = None,
-        warmup_inputs: str | None = None,
-        warmup_signature: str = "serving_default",
+        inputs_url: str | None = None,
+        signature_name: str = "serving_default",
         warmup_count: int = 1,
         source_conn_id: str | None = None,
         dest_conn_id: str | None = None,
         savedmodel_conn_id: str | None = None,
         tf_serving_conn_id: str | None = None,
         signing_conn_id: str | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.signing_conn_id, self.require_signature = signing_conn_id, require_signature
+        self.signing_conn_id, self.trusted_signers = signing_conn_id, trusted_signers
         self.tf_serving_conn_id = tf_serving_conn_id
-        self.warmup_inputs, self.warmup_signature = warmup_inputs, warmup_signature
+        self.inputs_url, self.signature_name = inputs_url, signature_name
         self.warmup_count, self.compatible_with = warmup_count, compatible_with
         self.serving_config, self.model_name = serving_config, model_name
-        self.labels, self.keep_served = labels, keep_served
+        self.version_labels, self.keep_served = version_labels, keep_served
         if (model_url is None) == (python_callable is None):
             raise ValueError("pass exactly one of model_url and python_callable")
         self.base_path, self.model_url, self.python_callable = base_path, model_url, python_callable
@@ -777,12 +794,12 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
             if not model_url:
                 raise ValueError(f"{self.task_id}: model_url rendered empty; nothing to export")
             warmup = None
-            if self.warmup_inputs:
+            if self.inputs_url:
                 from airflow_savedmodel.storage.export import Warmup
 
                 warmup = Warmup(
-                    _hook(self.source_conn_id).warmup_inputs(self.warmup_inputs),
-                    signature=self.warmup_signature,
+                    _hook(self.source_conn_id).warmup_inputs(self.inputs_url),
+                    signature=self.signature_name,
                     count=int(self.warmup_count),
                     tags=self.tag_set,
                     model_name=self.model_name or "",
@@ -797,7 +814,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
                 progress=ProgressLog(self.log, f"publishing to {self.base_path}"),
                 serving_config=self.serving_config or None,
                 model_name=self.model_name or None,
-                labels=_labels(self.labels),
+                version_labels=_labels(self.version_labels),
                 keep_served=int(self.keep_served),
                 warmup=warmup,
                 compatible_with=self.compatible_with or None,
@@ -876,7 +893,7 @@ class SavedModelRetentionOperator(BaseOperator):
         result = _hook(self.savedmodel_conn_id).gc(
             self.base_path,
             keep_last=int(self.keep_last),
-            min_age=self.min_age_seconds,
+            min_age_seconds=self.min_age_seconds,
             keep=self.keep,
             dry_run=dry_run,
             serving_config=self.serving_config or None,
@@ -903,7 +920,7 @@ class SavedModelServingLabelOperator(BaseOperator):
     :param version: the version for "set", the target for "rollback" (templated).
     :param from_label: the label "promote" copies from (templated).
     :param savedmodel_conn_id: connection for the config file and the base path.
-    :param require_signature: trusted signers (a PEM file's location): the version the label
+    :param trusted_signers: trusted signers (a PEM file's location): the version the label
         moves to must verify, else nothing changes; default the deployment's
         ``[savedmodel] require_signature`` (templated).
     """
@@ -916,10 +933,11 @@ class SavedModelServingLabelOperator(BaseOperator):
         "version",
         "from_label",
         "savedmodel_conn_id",
-        "require_signature",
+        "trusted_signers",
     )
     ui_color = "teal.300"
 
+    @renamed(require_signature="trusted_signers")
     def __init__(
         self,
         *,
@@ -930,11 +948,11 @@ class SavedModelServingLabelOperator(BaseOperator):
         version: int | str | None = None,
         from_label: str = "canary",
         savedmodel_conn_id: str | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.require_signature = require_signature
+        self.trusted_signers = trusted_signers
         self.serving_config, self.model_name, self.action = serving_config, model_name, action
         self.version_label, self.version, self.from_label = version_label, version, from_label
         self.savedmodel_conn_id = savedmodel_conn_id
@@ -946,7 +964,7 @@ class SavedModelServingLabelOperator(BaseOperator):
             self.serving_config,
             self.model_name,
             action=str(self.action),
-            label=self.version_label,
+            version_label=self.version_label,
             version=None if version is None else int(version),
             from_label=self.from_label,
             trust=trust,
@@ -980,8 +998,8 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
     :param tf_serving_conn_id: an HTTP connection to TF Serving (TLS, CA bundle, headers).
     :param policy: the rollout policy: a dict, JSON text or the URL of a JSON/YAML file
         (templated; see ``airflow_savedmodel.release.policy``; default: its documented defaults).
-    :param inputs: an .npz URL of inputs to send besides the version's warmup requests (templated).
-    :param signature: the signature ``inputs`` are for (templated).
+    :param inputs_url: an .npz URL of inputs to send besides the version's warmup requests (templated).
+    :param signature_name: the signature ``inputs_url`` are for (templated).
     :param metrics: the candidate's metrics (a dict, e.g. the training task's XCom), gated by the
         policy's ``metrics`` and recorded as the next rollout's baseline (templated).
     :param fail_on_rollback: fail the task when the candidate is rolled back (default True), so the
@@ -1001,14 +1019,15 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         "server_url",
         "tf_serving_conn_id",
         "policy",
-        "inputs",
-        "signature",
+        "inputs_url",
+        "signature_name",
         "metrics",
         "savedmodel_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"policy": "json", "metrics": "json"}
     ui_color = "teal.300"
 
+    @renamed(inputs="inputs_url", signature="signature_name")
     def __init__(
         self,
         *,
@@ -1018,8 +1037,8 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         server_url: str | None = None,
         tf_serving_conn_id: str | None = None,
         policy: dict[str, Any] | str | None = None,
-        inputs: str | None = None,
-        signature: str = "serving_default",
+        inputs_url: str | None = None,
+        signature_name: str = "serving_default",
         metrics: dict[str, float] | str | None = None,
         fail_on_rollback: bool = True,
         hold_for_approval: bool = False,
@@ -1033,7 +1052,12 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             raise ValueError("SavedModelRolloutOperator needs server_url or tf_serving_conn_id")
         self.serving_config, self.model_name, self.version = serving_config, model_name, version
         self.server_url, self.tf_serving_conn_id = server_url, tf_serving_conn_id
-        self.policy, self.inputs, self.signature, self.metrics = policy, inputs, signature, metrics
+        self.policy, self.inputs_url, self.signature_name, self.metrics = (
+            policy,
+            inputs_url,
+            signature_name,
+            metrics,
+        )
         self.fail_on_rollback, self.savedmodel_conn_id = fail_on_rollback, savedmodel_conn_id
         self.hold_for_approval = hold_for_approval
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
@@ -1165,8 +1189,8 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             available=check,
             endpoint=endpoint,
             policy=policy,
-            inputs_url=self.inputs or None,
-            signature=self.signature,
+            inputs_url=self.inputs_url or None,
+            signature_name=self.signature_name,
             metrics=self._metrics(),
             hold_for_approval=_flag(self.hold_for_approval),
         )

@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_savedmodel.deprecation import renamed, required
+
 
 def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -41,14 +43,14 @@ class _DeferrableSensor(BaseSensorOperator):
             self._last_waiting = text
 
     def _trust(self) -> Any:
-        """The trusted signers (``require_signature``, else the deployment's), loaded once."""
+        """The trusted signers (``trusted_signers``, else the deployment's), loaded once."""
         if "_trust_cache" not in self.__dict__:
             from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
             hook = SavedModelHook(
                 getattr(self, "savedmodel_conn_id", None), getattr(self, "storage_options", None)
             )
-            self.__dict__["_trust_cache"] = hook.trust(getattr(self, "require_signature", None))
+            self.__dict__["_trust_cache"] = hook.trust(getattr(self, "trusted_signers", None))
         return self.__dict__["_trust_cache"]
 
     def _signed(self) -> bool:
@@ -85,7 +87,7 @@ class _DeferrableSensor(BaseSensorOperator):
         required (whether to wait for model.sig is decided in the worker, from connections and
         settings); every templated argument one the triggerer renders (``renderable``, Airflow
         3.3+). Otherwise the sensor pokes once in a worker and defers, as before."""
-        if not wanted or not self.deferrable or getattr(self, "require_signature", None):
+        if not wanted or not self.deferrable or getattr(self, "trusted_signers", None):
             return
         if conf.get("savedmodel", "require_signature", fallback=""):
             return
@@ -130,17 +132,17 @@ class _DeferrableSensor(BaseSensorOperator):
 
 
 class SavedModelSensor(_DeferrableSensor):
-    """Wait until a complete, valid SavedModel exists at ``url``.
+    """Wait until a complete, valid SavedModel exists at ``model_url``.
 
     Complete means its manifest matches (models published by this provider) or, for models
     written by other tools, that it validates (saved_model.pb parses, variables and assets are
     intact). Pushes ``{"url", "state", "fingerprint"}``; each poke logs what is still missing.
 
-    :param url: the SavedModel directory to wait for (templated).
-    :param savedmodel_conn_id: connection for ``url`` (templated).
+    :param model_url: the SavedModel directory to wait for (templated).
+    :param savedmodel_conn_id: connection for ``model_url`` (templated).
     :param storage_options: extra fsspec options, overriding the connection's.
     :param deep: also check every file's checksum against the manifest.
-    :param require_signature: trusted signers (a PEM file's location): wait until the model is
+    :param trusted_signers: trusted signers (a PEM file's location): wait until the model is
         signed (model.sig), then verify it in the worker; a model that does not verify (a file
         changed, added or removed since it was signed, an untrusted signer) fails the task with
         the reason. Default the deployment's ``[savedmodel] require_signature`` (templated).
@@ -154,40 +156,42 @@ class SavedModelSensor(_DeferrableSensor):
         lines are in the triggerer's log.
     """
 
-    template_fields: Sequence[str] = ("url", "savedmodel_conn_id", "require_signature")
+    template_fields: Sequence[str] = ("model_url", "savedmodel_conn_id", "trusted_signers")
     ui_color = "teal.300"
 
+    @renamed(url="model_url", require_signature="trusted_signers")
     def __init__(
         self,
         *,
-        url: str,
+        model_url: str | None = None,
         savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         deep: bool = False,
         deferrable: bool | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.url = url
+        model_url = required(type(self).__name__, model_url=model_url)
+        self.model_url = model_url
         self.savedmodel_conn_id = savedmodel_conn_id
         self.storage_options = storage_options
         self.deep = deep
-        self.require_signature = require_signature
+        self.trusted_signers = trusted_signers
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._start_in_triggerer(
             start_from_trigger,
             "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger",
             {
-                "url": url,
-                "conn_id": savedmodel_conn_id,
+                "model_url": model_url,
+                "savedmodel_conn_id": savedmodel_conn_id,
                 "storage_options": storage_options,
                 "deep": deep,
                 "poke_interval": self.poke_interval,
                 "signed": False,
             },
-            renderable={"url"},
+            renderable={"model_url"},
         )
 
     def _hook(self) -> Any:
@@ -196,9 +200,9 @@ class SavedModelSensor(_DeferrableSensor):
         return SavedModelHook(self.savedmodel_conn_id, self.storage_options)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        ready = self._hook().model_readiness(self.url, self.deep, self._signed())
+        ready = self._hook().model_readiness(self.model_url, self.deep, self._signed())
         if not ready.done:
-            self._waiting("No complete SavedModel at %s yet: %s", self.url, ready.waiting_for)
+            self._waiting("No complete SavedModel at %s yet: %s", self.model_url, ready.waiting_for)
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._verified(ready.found))
 
@@ -206,8 +210,8 @@ class SavedModelSensor(_DeferrableSensor):
         from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger
 
         return SavedModelTrigger(
-            url=self.url,
-            conn_id=self.savedmodel_conn_id,
+            model_url=self.model_url,
+            savedmodel_conn_id=self.savedmodel_conn_id,
             storage_options=self.storage_options,
             deep=self.deep,
             poke_interval=self.poke_interval,
@@ -230,7 +234,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
     :param newer_than: only a version above this number counts (templated).
     :param savedmodel_conn_id: connection for ``base_path`` (templated).
     :param storage_options: extra fsspec options, overriding the connection's.
-    :param require_signature: trusted signers (a PEM file's location): only a version that is
+    :param trusted_signers: trusted signers (a PEM file's location): only a version that is
         signed and verifies counts; one that does not verify is logged with the reason and
         passed over for a newer one. Default the deployment's ``[savedmodel] require_signature``
         (templated).
@@ -244,9 +248,10 @@ class SavedModelVersionSensor(_DeferrableSensor):
         lines are in the triggerer's log.
     """
 
-    template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id", "require_signature")
+    template_fields: Sequence[str] = ("base_path", "newer_than", "savedmodel_conn_id", "trusted_signers")
     ui_color = "teal.300"
 
+    @renamed(require_signature="trusted_signers")
     def __init__(
         self,
         *,
@@ -255,7 +260,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         deferrable: bool | None = None,
-        require_signature: str | None = None,
+        trusted_signers: str | None = None,
         start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -264,7 +269,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         self.newer_than = newer_than
         self.savedmodel_conn_id = savedmodel_conn_id
         self.storage_options = storage_options
-        self.require_signature = require_signature
+        self.trusted_signers = trusted_signers
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._refused_up_to: int | None = None  # the newest version that failed verification
         self._start_in_triggerer(
@@ -273,7 +278,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
             {
                 "base_path": base_path,
                 "newer_than": newer_than if _templated(newer_than) else self._threshold(),
-                "conn_id": savedmodel_conn_id,
+                "savedmodel_conn_id": savedmodel_conn_id,
                 "storage_options": storage_options,
                 "poke_interval": self.poke_interval,
                 "signed": False,
@@ -316,7 +321,7 @@ class SavedModelVersionSensor(_DeferrableSensor):
         return SavedModelVersionTrigger(
             base_path=self.base_path,
             newer_than=self._threshold(),
-            conn_id=self.savedmodel_conn_id,
+            savedmodel_conn_id=self.savedmodel_conn_id,
             storage_options=self.storage_options,
             poke_interval=self.poke_interval,
             signed=self._signed(),

@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_savedmodel.deprecation import renamed
 from airflow_savedmodel.triggers import shared
 
 MAX_BACKOFF_SECONDS = 600.0
@@ -55,10 +56,10 @@ class SavedModelPollingTrigger(BaseTrigger):
     """
 
     def __init__(
-        self, conn_id: str | None, storage_options: dict[str, Any] | None, poke_interval: float
+        self, savedmodel_conn_id: str | None, storage_options: dict[str, Any] | None, poke_interval: float
     ) -> None:
         super().__init__()
-        self.conn_id = conn_id
+        self.savedmodel_conn_id = savedmodel_conn_id
         self.storage_options = storage_options
         self.poke_interval = poke_interval
 
@@ -91,7 +92,7 @@ class SavedModelPollingTrigger(BaseTrigger):
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
         from airflow_savedmodel.storage.transfer import is_transient
 
-        hook = SavedModelHook(self.conn_id, self.storage_options)
+        hook = SavedModelHook(self.savedmodel_conn_id, self.storage_options)
         try:
             where = await hook.afilesystem(self.watched())
         except Exception as exc:
@@ -101,7 +102,7 @@ class SavedModelPollingTrigger(BaseTrigger):
         ready: Any = None
         failures = 0
         last_said = ""
-        key = _location_key(self.conn_id, self.storage_options, self.watched())
+        key = _location_key(self.savedmodel_conn_id, self.storage_options, self.watched())
         poll = shared.poll_for(key)
         while True:
             try:
@@ -147,20 +148,21 @@ class SavedModelPollingTrigger(BaseTrigger):
 
 
 class SavedModelTrigger(SavedModelPollingTrigger):
-    """Fires when a complete, valid SavedModel exists at ``url``."""
+    """Fires when a complete, valid SavedModel exists at ``model_url``."""
 
+    @renamed(url="model_url", conn_id="savedmodel_conn_id")
     def __init__(
         self,
-        url: str,
-        conn_id: str | None = None,
+        model_url: str,
+        savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         deep: bool = False,
         poke_interval: float = 60.0,
         *,
         signed: bool = False,
     ) -> None:
-        super().__init__(conn_id, storage_options, poke_interval)
-        self.url = url
+        super().__init__(savedmodel_conn_id, storage_options, poke_interval)
+        self.model_url = model_url
         self.deep = deep
         self.signed = signed  # also wait for model.sig (the sensor verifies it in a worker)
 
@@ -168,8 +170,8 @@ class SavedModelTrigger(SavedModelPollingTrigger):
         return (
             "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger",
             {
-                "url": self.url,
-                "conn_id": self.conn_id,
+                "model_url": self.model_url,
+                "savedmodel_conn_id": self.savedmodel_conn_id,
                 "storage_options": self.storage_options,
                 "deep": self.deep,
                 "poke_interval": self.poke_interval,
@@ -178,7 +180,7 @@ class SavedModelTrigger(SavedModelPollingTrigger):
         )
 
     def watched(self) -> str:
-        return self.url
+        return self.model_url
 
     def check_key(self) -> tuple[Any, ...]:
         return ("model", bool(self.deep), bool(self.signed))
@@ -192,23 +194,24 @@ class SavedModelTrigger(SavedModelPollingTrigger):
         return {"model": found}
 
     def waiting(self, reason: str) -> str:
-        return f"No complete SavedModel at {self.url} yet: {reason}"
+        return f"No complete SavedModel at {self.model_url} yet: {reason}"
 
 
 class SavedModelVersionTrigger(SavedModelPollingTrigger):
     """Fires when ``base_path`` holds a complete version newer than ``newer_than``."""
 
+    @renamed(conn_id="savedmodel_conn_id")
     def __init__(
         self,
         base_path: str,
         newer_than: int | None = None,
-        conn_id: str | None = None,
+        savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
         *,
         signed: bool = False,
     ) -> None:
-        super().__init__(conn_id, storage_options, poke_interval)
+        super().__init__(savedmodel_conn_id, storage_options, poke_interval)
         self.base_path = base_path
         self.newer_than = newer_than
         self.signed = signed  # only versions that have model.sig (the sensor verifies it in a worker)
@@ -219,7 +222,7 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
             {
                 "base_path": self.base_path,
                 "newer_than": self.newer_than,
-                "conn_id": self.conn_id,
+                "savedmodel_conn_id": self.savedmodel_conn_id,
                 "storage_options": self.storage_options,
                 "poke_interval": self.poke_interval,
                 "signed": self.signed,
@@ -373,7 +376,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
     errors are logged and retried with backoff: a watcher never ends.
 
     :param base_path: the serving base path to watch.
-    :param conn_id: a connection for ``base_path`` (gs://, s3://).
+    :param savedmodel_conn_id: a connection for ``base_path`` (gs://, s3://).
     :param storage_options: fsspec options, for use without a connection.
     :param poke_interval: seconds between listings.
     :param newer_than: announce versions above this number (default: above the newest present
@@ -381,10 +384,11 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
     :param signed: announce only versions that carry their signature (model.sig).
     """
 
+    @renamed(conn_id="savedmodel_conn_id")
     def __init__(
         self,
         base_path: str,
-        conn_id: str | None = None,
+        savedmodel_conn_id: str | None = None,
         storage_options: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
         *,
@@ -392,7 +396,11 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         signed: bool = False,
     ) -> None:
         super().__init__()
-        self.base_path, self.conn_id, self.storage_options = base_path, conn_id, storage_options
+        self.base_path, self.savedmodel_conn_id, self.storage_options = (
+            base_path,
+            savedmodel_conn_id,
+            storage_options,
+        )
         self.poke_interval, self.newer_than, self.signed = poke_interval, newer_than, signed
         self._announced: int | None = None
 
@@ -401,7 +409,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
             "airflow_savedmodel.triggers.savedmodel.SavedModelNewVersionTrigger",
             {
                 "base_path": self.base_path,
-                "conn_id": self.conn_id,
+                "savedmodel_conn_id": self.savedmodel_conn_id,
                 "storage_options": self.storage_options,
                 "poke_interval": self.poke_interval,
                 "newer_than": self.newer_than,
@@ -415,7 +423,7 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         options = json.dumps(self.storage_options or {}, sort_keys=True, default=str)
         return (
             "savedmodel-versions",
-            self.conn_id or "",
+            self.savedmodel_conn_id or "",
             self.base_path.rstrip("/"),
             options,
             float(self.poke_interval),
@@ -443,12 +451,12 @@ class SavedModelNewVersionTrigger(BaseEventTrigger):
         from airflow_savedmodel import location
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
 
-        hook = SavedModelHook(self.conn_id, self.storage_options)
+        hook = SavedModelHook(self.savedmodel_conn_id, self.storage_options)
         where: Any = None
         seen: Any = None
         told: Any = None
         failures = 0
-        key = _location_key(self.conn_id, self.storage_options, self.base_path)
+        key = _location_key(self.savedmodel_conn_id, self.storage_options, self.base_path)
         poll = shared.poll_for(key)
         while True:
             try:

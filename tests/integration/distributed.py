@@ -46,7 +46,7 @@ with DAG(
     params={"url": Param("/nonexistent", type="string")},
 ):
     SavedModelSensor(
-        task_id="wait", url="{{ params.url }}", deferrable=True, start_from_trigger=True, poke_interval=2
+        task_id="wait", model_url="{{ params.url }}", deferrable=True, start_from_trigger=True, poke_interval=2
     )
 '''
 

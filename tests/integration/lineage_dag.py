@@ -24,13 +24,19 @@ from airflow_savedmodel.operators.savedmodel import (
 
 where = json.loads(sys.argv[1])
 with DAG("lineage", schedule=None, start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)) as dag:
-    validate = SavedModelValidateOperator(task_id="validate", url=where["src"])
-    strip = SavedModelStripDefaultAttrsOperator(task_id="strip", src=where["src"], dst=where["stripped"])
+    validate = SavedModelValidateOperator(task_id="validate", model_url=where["src"])
+    strip = SavedModelStripDefaultAttrsOperator(
+        task_id="strip", model_url=where["src"], destination_url=where["stripped"]
+    )
     to_gcs = SavedModelPublishOperator(
-        task_id="publish_gcs", src=where["stripped"], base_path=where["gs_base"], dest_conn_id="gcs"
+        task_id="publish_gcs", model_url=where["stripped"], base_path=where["gs_base"], dest_conn_id="gcs"
     )
     to_s3 = SavedModelPublishOperator(
-        task_id="publish_s3", src=where["stripped"], base_path=where["s3_base"], version=7, dest_conn_id="s3"
+        task_id="publish_s3",
+        model_url=where["stripped"],
+        base_path=where["s3_base"],
+        version=7,
+        dest_conn_id="s3",
     )
     export = SavedModelExportOperator(task_id="export", model_url=where["src"], base_path=where["local_base"])
     validate >> strip >> [to_gcs, to_s3] >> export

@@ -259,28 +259,32 @@ def test_every_operator_and_sensor_in_a_real_task_context(
         )
 
     with task_dag("test_savedmodel_operators") as dag:
-        wait_model = SavedModelSensor(task_id="wait_model", url=src, poke_interval=0.1, timeout=30)
+        wait_model = SavedModelSensor(task_id="wait_model", model_url=src, poke_interval=0.1, timeout=30)
         from airflow.providers.standard.operators.python import PythonOperator
 
         producer = PythonOperator(task_id="start_late_producer", python_callable=start_late_producer)
         wait_deferred = SavedModelSensor(
-            task_id="wait_deferred", url=str(late_dir), deferrable=True, poke_interval=0.2, timeout=60
+            task_id="wait_deferred", model_url=str(late_dir), deferrable=True, poke_interval=0.2, timeout=60
         )
-        validate = SavedModelValidateOperator(task_id="validate", url=src, deep=True, target_tf="2.12")
+        validate = SavedModelValidateOperator(task_id="validate", model_url=src, deep=True, target_tf="2.12")
         strip = SavedModelStripDefaultAttrsOperator(
-            task_id="strip", src=src, dst=f"{bucket}/stripped", dest_conn_id="sm_gcs", clear_devices=True
+            task_id="strip",
+            model_url=src,
+            destination_url=f"{bucket}/stripped",
+            dest_conn_id="sm_gcs",
+            clear_devices=True,
         )
         to_gcs = SavedModelPublishOperator(
             task_id="copy_to_gcs",
-            src=f"{bucket}/stripped",
+            model_url=f"{bucket}/stripped",
             base_path=f"{bucket}/serving",
             source_conn_id="sm_gcs",
             dest_conn_id="sm_gcs",
         )
         back = SavedModelCopyOperator(
             task_id="copy_back",
-            src=f"{bucket}/serving/1",
-            dst=str(tmp_path / "back"),
+            model_url=f"{bucket}/serving/1",
+            destination_url=str(tmp_path / "back"),
             source_conn_id="sm_gcs",
         )
         exported = SavedModelExportOperator(
@@ -349,7 +353,7 @@ def test_validate_operator_fails_the_task_with_the_report(
 
     with task_dag("test_savedmodel_invalid") as dag:
         SavedModelValidateOperator(
-            task_id="validate", url=str(zoo["tf2_module"]), target_tf="2.12", retries=3
+            task_id="validate", model_url=str(zoo["tf2_module"]), target_tf="2.12", retries=3
         )
     run = run_dag(dag)
     (ti,) = run.get_task_instances()
@@ -363,9 +367,13 @@ def test_triggers_serialize_and_round_trip() -> None:
 
     for trigger in (
         SavedModelTrigger(
-            "gs://b/m/1", conn_id="c", storage_options={"token": "anon"}, deep=True, poke_interval=5
+            "gs://b/m/1",
+            savedmodel_conn_id="c",
+            storage_options={"token": "anon"},
+            deep=True,
+            poke_interval=5,
         ),
-        SavedModelVersionTrigger("s3://b/m", newer_than=3, conn_id=None, poke_interval=2.5),
+        SavedModelVersionTrigger("s3://b/m", newer_than=3, savedmodel_conn_id=None, poke_interval=2.5),
     ):
         path, kwargs = trigger.serialize()
         module, _, name = path.rpartition(".")
@@ -469,7 +477,7 @@ def test_deferrable_sensors_defer_to_their_triggers_and_report_errors(tmp_path: 
     from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger, SavedModelVersionTrigger
 
     sensor = SavedModelSensor(
-        task_id="s", url=str(tmp_path / "absent"), deferrable=True, poke_interval=7, timeout=60
+        task_id="s", model_url=str(tmp_path / "absent"), deferrable=True, poke_interval=7, timeout=60
     )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
@@ -514,7 +522,10 @@ def test_connection_secrets_are_masked_and_stay_out_of_xcom(
     bucket = gcs.bucket()
     with task_dag("test_savedmodel_secrets") as dag:
         SavedModelCopyOperator(
-            task_id="copy", src=small_model(tmp_path), dst=f"{bucket}/m", dest_conn_id="sm_gcs_plain"
+            task_id="copy",
+            model_url=small_model(tmp_path),
+            destination_url=f"{bucket}/m",
+            dest_conn_id="sm_gcs_plain",
         )
     monkeypatch.setenv(
         "AIRFLOW_CONN_SM_GCS_PLAIN",
@@ -724,11 +735,11 @@ def test_operator_templates_render_as_airflow_renders_them(
         )
         one = operators.SavedModelPublishOperator(
             task_id="one_label",
-            src=src,
+            model_url=src,
             base_path=base,
             serving_config=config,
             model_name="m",
-            labels="{{ params.label }}",
+            version_labels="{{ params.label }}",
         )
         two = operators.SavedModelExportOperator(
             task_id="two_labels_unvalidated",
@@ -739,11 +750,14 @@ def test_operator_templates_render_as_airflow_renders_them(
             target_tf="2.12",
             serving_config=f"{tmp_path}/other.config",
             model_name="m",
-            labels="{{ params.labels }}",
+            version_labels="{{ params.labels }}",
             required_signatures=(),
         )
         operators.SavedModelValidateOperator(  # 4 findings of one code, 3 of another
-            task_id="capped_report", url=str(zoo["tf1_builder"]), target_tf="2.12", required_signatures=()
+            task_id="capped_report",
+            model_url=str(zoo["tf1_builder"]),
+            target_tf="2.12",
+            required_signatures=(),
         )
         dry = operators.SavedModelRetentionOperator(
             task_id="dry_retention", base_path=base, keep_last=1, dry_run="{{ params.on }}"
@@ -779,10 +793,10 @@ def test_sensors_skip_on_soft_fail_and_log_a_wait_only_when_it_changes(
     from airflow_savedmodel.sensors.savedmodel import SavedModelSensor, SavedModelVersionSensor
 
     failed = {"status": "error", "message": "gs://b/m: storage request failed"}
-    soft = SavedModelSensor(task_id="soft", url="gs://b/m", soft_fail=True)
+    soft = SavedModelSensor(task_id="soft", model_url="gs://b/m", soft_fail=True)
     with pytest.raises(AirflowSkipException, match="storage request failed"):
         soft.execute_complete({}, failed)
-    hard = SavedModelSensor(task_id="hard", url="gs://b/m")
+    hard = SavedModelSensor(task_id="hard", model_url="gs://b/m")
     with pytest.raises(AirflowException, match="storage request failed") as raised:
         hard.execute_complete({}, failed)
     assert not isinstance(raised.value, AirflowSkipException)
@@ -842,11 +856,13 @@ def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(a
 
     with task_dag("start_from_trigger") as dag:
         asked: dict[str, Any] = {"start_from_trigger": True, "deferrable": True}
-        started = SavedModelSensor(task_id="started", url="{{ params.url }}", poke_interval=7, **asked)
+        started = SavedModelSensor(task_id="started", model_url="{{ params.url }}", poke_interval=7, **asked)
         versions = SavedModelVersionSensor(task_id="versions", base_path="/m/r", newer_than=3, **asked)
-        not_asked = SavedModelSensor(task_id="not_asked", url="/m/r/1", deferrable=True)
-        poking = SavedModelSensor(task_id="poking", url="/m/r/1", deferrable=False, start_from_trigger=True)
-        signed = SavedModelSensor(task_id="signed", url="/m/r/1", require_signature="/k.pem", **asked)
+        not_asked = SavedModelSensor(task_id="not_asked", model_url="/m/r/1", deferrable=True)
+        poking = SavedModelSensor(
+            task_id="poking", model_url="/m/r/1", deferrable=False, start_from_trigger=True
+        )
+        signed = SavedModelSensor(task_id="signed", model_url="/m/r/1", trusted_signers="/k.pem", **asked)
         templated_conn = SavedModelVersionSensor(
             task_id="templated_conn", base_path="/m/r", savedmodel_conn_id="{{ params.conn }}", **asked
         )
@@ -862,6 +878,6 @@ def test_deferrable_sensors_start_in_the_triggerer_where_their_arguments_allow(a
     assert args.trigger_cls == "airflow_savedmodel.triggers.savedmodel.SavedModelTrigger"
     assert args.next_method == "execute_complete"
     kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # stored encoded
-    assert kwargs["url"] == "{{ params.url }}" and kwargs["poke_interval"] == 7
+    assert kwargs["model_url"] == "{{ params.url }}" and kwargs["poke_interval"] == 7
     kwargs = BaseSerialization.deserialize(restored.get_task("versions").start_trigger_args.trigger_kwargs)
     assert kwargs["newer_than"] == 3 and kwargs["signed"] is False

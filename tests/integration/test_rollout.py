@@ -309,7 +309,7 @@ def test_a_rollout_that_fails_frees_its_model_and_says_why(world: Any) -> None:
             "serving",
             "history",
             target.config.path,
-            "--model",
+            "--model-name",
             "ranker",
         ],
         capture_output=True,
@@ -423,7 +423,7 @@ def test_the_command_line_rolls_out_and_shows_the_history(world: Any, tmp_path: 
         )
 
     good = candidate(world, bias=1e-7)
-    common = [target.config.path, "--model", "ranker", "--server", standin.url, "--policy", str(policy)]
+    common = [target.config.path, "--model-name", "ranker", "--server", standin.url, "--policy", str(policy)]
     done = cli(
         "rollout",
         *common,
@@ -442,14 +442,14 @@ def test_the_command_line_rolls_out_and_shows_the_history(world: Any, tmp_path: 
     done = cli("rollout", *common, "--version", str(bad), "--run-id", "cli-2")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"rolled back version {bad}: outputs:classify/scores failed: " in done.stdout
-    history = cli("history", target.config.path, "--model", "ranker")
+    history = cli("history", target.config.path, "--model-name", "ranker")
     assert history.returncode == 0, history.stderr
     lines = history.stdout.splitlines()
     assert any(line.startswith(f"version {good}: promoted ") and "run cli-1" in line for line in lines), lines
     assert any(line.startswith(f"version {bad}: rolled_back ") and "run cli-2" in line for line in lines), (
         lines
     )
-    as_json = json.loads(cli("history", target.config.path, "--model", "ranker", "--json").stdout)
+    as_json = json.loads(cli("history", target.config.path, "--model-name", "ranker", "--json").stdout)
     assert [r["version"] for r in as_json] == [good, bad]
     bad_policy = cli("rollout", *common[:-1], '{"latency": {"max_p95_ratio": 0}}', "--version", str(bad))
     assert (
@@ -877,7 +877,7 @@ def test_signatures_required_refuse_a_changed_candidate_before_and_during_the_ro
 
     policy = root / "policy.json"
     policy.write_text(json.dumps({**POLICY, "require_signature": str(keys.public)}))
-    args = ["serving", "rollout", target.config.path, "--model", "ranker", "--version", str(changed)]
+    args = ["serving", "rollout", target.config.path, "--model-name", "ranker", "--version", str(changed)]
     cli = subprocess.run(
         [sys.executable, "-m", "airflow_savedmodel", *args, "--server", standin.url, "--policy", str(policy)],
         capture_output=True,

@@ -147,7 +147,7 @@ def test_signatures_compared_with_what_a_running_server_serves(
     assert set(refused.report.codes()) == {"signature-breaking-change"}
     # validate and export take what diff takes: the server's URL, a base path, "served"
     assert (
-        main(["validate", renamed, "--compatible-with", served, "--require-signature", "serving_default"])
+        main(["validate", renamed, "--compatible-with", served, "--required-signature", "serving_default"])
         == 1
     )
     out = capsys.readouterr().out

@@ -70,12 +70,12 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
             base_path=str(base),
             serving_config=str(config),
             model_name="ranker",
-            labels=["canary"],
+            version_labels=["canary"],
             signing_conn_id="sm_signing",
         )
         to_gcs = SavedModelPublishOperator(
             task_id="to_gcs",
-            src=str(base / "1"),
+            model_url=str(base / "1"),
             base_path=f"{bucket}/serving",
             dest_conn_id="sm_gcs",
             signing_conn_id="sm_signing",
@@ -85,7 +85,7 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
         )
         wait_gcs = SavedModelSensor(
             task_id="wait_gcs",
-            url=f"{bucket}/serving/1",
+            model_url=f"{bucket}/serving/1",
             savedmodel_conn_id="sm_gcs",
             poke_interval=0.2,
             timeout=30,
@@ -145,7 +145,7 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
     assert sensor.poke({}) is False and sensor._refused_up_to == 1
     from airflow_savedmodel.errors import SignedContentError
 
-    exact = SavedModelSensor(task_id="m", url=str(base / "1"))
+    exact = SavedModelSensor(task_id="m", model_url=str(base / "1"))
     with pytest.raises(
         SignedContentError, match=r"variables/variables\.data-00000-of-00001: content changed"
     ):

@@ -336,7 +336,7 @@ def test_no_trigger_blocks_the_triggerers_loop(gcs: Store, tmp_path: Path) -> No
     model = publish(small_model(tmp_path), str(base)).url
     triggers = "airflow_savedmodel.triggers.savedmodel."
     cases: dict[str, tuple[str, dict[str, Any], float]] = {
-        "model": (triggers + "SavedModelTrigger", {"url": model, "poke_interval": 0.2}, 60),
+        "model": (triggers + "SavedModelTrigger", {"model_url": model, "poke_interval": 0.2}, 60),
         "version": (
             triggers + "SavedModelVersionTrigger",
             {"base_path": str(base), "newer_than": 0, "poke_interval": 0.2},

@@ -362,7 +362,14 @@ def test_a_release_chains_from_the_forms(
     finally:
         standin.stop()
     history = subprocess.run(  # the CLI of the demo's own virtualenv, as the README walks it
-        [str(demo[0] / "bin" / "savedmodel"), "serving", "history", config.path, "--model", "classifier"],
+        [
+            str(demo[0] / "bin" / "savedmodel"),
+            "serving",
+            "history",
+            config.path,
+            "--model-name",
+            "classifier",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -164,7 +164,7 @@ def savedmodel(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_cli_refuses_a_model_that_breaks_the_policy_and_reads_a_policy_file(
     models: Path, tmp_path: Path
 ) -> None:
-    done = savedmodel("validate", str(models / "python"), "--require-signature", "serving_default")
+    done = savedmodel("validate", str(models / "python"), "--required-signature", "serving_default")
     assert done.returncode == 1 and "ERROR   op-runs-python" in done.stdout
     policy = tmp_path / "policy.json"
     policy.write_text('{"allow": ["python"]}')

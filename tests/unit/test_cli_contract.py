@@ -68,23 +68,23 @@ USAGE = [
         "argument --concurrency: must be a whole number from 1 to 256",
     ),
     (
-        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--count", "0"],
-        "argument --count: must be a whole number from 1 to 1000",
+        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--warmup-count", "0"],
+        "argument --warmup-count: must be a whole number from 1 to 1000",
     ),
     (
-        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--count", "1001"],
-        "argument --count: must be a whole number from 1 to 1000",
+        ["warmup", "{m}", "--inputs", "{t}/x.npz", "--warmup-count", "1001"],
+        "argument --warmup-count: must be a whole number from 1 to 1000",
     ),
     (
         ["export", "{m}", "{t}/b", "--warmup-count", "0"],
         "argument --warmup-count: must be a whole number from 1 to 1000",
     ),
     (["gc", "{t}/b", "--keep-last", "0"], "argument --keep-last: must be a whole number of at least 1"),
-    (["gc", "{t}/b", "--min-age-hours", "-1"], "argument --min-age-hours: must be a number of 0 or more"),
+    (["gc", "{t}/b", "--min-age-seconds", "-1"], "argument --min-age-seconds: must be a number of 0 or more"),
     (["strip-default-attrs", "{m}", "{t}/s", "--add", "--target-tf", "1.15"], "argument --target-tf: '1.15'"),
     (
         ["verify", "--signature", "{m}"],
-        "verify --signature needs --trust PEM (or $SAVEDMODEL_REQUIRE_SIGNATURE)",
+        "verify --signature needs --trusted-signers PEM (or $SAVEDMODEL_REQUIRE_SIGNATURE)",
     ),
     (["sign", "{m}", "--key", "{t}/missing.pem"], "argument --key: no such file: "),
     (["publish", "{m}", "{t}/b", "--sign-cert", "{t}/x.npz"], "--sign-cert needs --sign-key"),
@@ -122,7 +122,7 @@ def test_commands_that_find_nothing_say_so(model: str, tmp_path: Path) -> None:
         "ranker",
     )
     assert published.returncode == 0, published.stderr
-    nosuch = run("serving", "show", str(tmp_path / "models.config"), "--model", "nosuch")
+    nosuch = run("serving", "show", str(tmp_path / "models.config"), "--model-name", "nosuch")
     assert nosuch.returncode == 1 and nosuch.stderr.strip() == (
         f"savedmodel serving: error: {tmp_path / 'models.config'}: no model 'nosuch' in the config (models: ranker)"
     )
@@ -150,7 +150,7 @@ def test_a_copy_never_writes_into_its_source(model: str, tmp_path: Path) -> None
 def test_a_refused_publish_leaves_no_base_path_behind(model: str, tmp_path: Path) -> None:
     done = run("publish", str(tmp_path / "not-a-model"), str(tmp_path / "new-base"))
     assert done.returncode == 1 and "not-a-model: does not exist" in done.stderr, done.stderr
-    refused = run("export", model, str(tmp_path / "new-base"), "--require-signature", "nosuch")
+    refused = run("export", model, str(tmp_path / "new-base"), "--required-signature", "nosuch")
     assert refused.returncode == 1, refused.stderr
     assert not (tmp_path / "new-base").exists()
 
@@ -200,15 +200,15 @@ FAILURES = [
     (["variables", "{m}", "no/such"], "{m}/variables/variables.index"),
     (["inspect", "{t}/corrupt"], "{t}/corrupt/saved_model.pb"),
     (["warmup", "{c}", "--inputs", "{t}/wide.npz"], "{c}"),
-    (["warmup", "{c}", "--inputs", "{t}/x.npz", "--signature", "nope"], "{c}"),
-    (["export", "{m}", "{t}/b", "--warmup-inputs", "{t}/wide.npz"], "{m}"),
+    (["warmup", "{c}", "--inputs", "{t}/x.npz", "--signature-name", "nope"], "{c}"),
+    (["export", "{m}", "{t}/b", "--inputs", "{t}/wide.npz"], "{m}"),
     (["copy", "{m}", "{c}"], "{c}"),
     (["verify", "{m}"], "{m}/assets.extra/airflow_savedmodel_manifest.json"),
     (["diff", "{m}", "{t}/nowhere"], "{t}/nowhere"),
     (["serving", "show", "{t}/models.config"], "{t}/models.config"),
     (["gc", "{t}/nowhere"], "{t}/nowhere"),
     (["sign", "{c}", "--key", "{t}/x.npz"], "{t}/x.npz"),  # not a key: named, never quoted
-    (["verify", "--signature", "{m}", "--trust", "{t}/x.npz"], "{t}/x.npz"),  # not a trust file
+    (["verify", "--signature", "{m}", "--trusted-signers", "{t}/x.npz"], "{t}/x.npz"),  # not a trust file
 ]
 
 

@@ -132,18 +132,18 @@ def test_the_operators_follow_the_source_and_dest_conn_id_convention() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         publish = SavedModelPublishOperator(
-            task_id="p", src="a", base_path="b", source_conn_id="s", dest_conn_id="d"
+            task_id="p", model_url="a", base_path="b", source_conn_id="s", dest_conn_id="d"
         )
-        SavedModelCopyOperator(task_id="c", src="a", dst="b", source_conn_id="s")
+        SavedModelCopyOperator(task_id="c", model_url="a", destination_url="b", source_conn_id="s")
         SavedModelExportOperator(task_id="e", model_url="a", base_path="b", source_conn_id="s")
     assert (publish.source_conn_id, publish.dest_conn_id, publish.version) == ("s", "d", "auto")
-    assert {"src", "base_path", "source_conn_id", "dest_conn_id"} <= set(publish.template_fields)
+    assert {"model_url", "base_path", "source_conn_id", "dest_conn_id"} <= set(publish.template_fields)
 
     with pytest.warns(AirflowProviderDeprecationWarning, match="use SavedModelPublishOperator"):
-        SavedModelCopyOperator(task_id="c2", src="a", dst="b", version="auto")
+        SavedModelCopyOperator(task_id="c2", model_url="a", destination_url="b", version="auto")
     for operator, kwargs in (
         (SavedModelExportOperator, {"model_url": "a", "base_path": "b"}),
-        (SavedModelStripDefaultAttrsOperator, {"src": "a", "dst": "b"}),
+        (SavedModelStripDefaultAttrsOperator, {"model_url": "a", "destination_url": "b"}),
     ):
         with pytest.warns(AirflowProviderDeprecationWarning, match="savedmodel_conn_id is deprecated"):
             task = operator(task_id=f"old_{operator.__name__}", savedmodel_conn_id="old", **kwargs)
@@ -161,7 +161,7 @@ def test_the_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with SavedModel.open(str(base / "1")) as model:
         assert model.meta_graphs[0].proto.meta_info_def.stripped_default_attrs
 
-    assert main(["export", str(src), str(base), "--keep-default-attrs", "--require-signature", "v2"]) == 1
+    assert main(["export", str(src), str(base), "--keep-default-attrs", "--required-signature", "v2"]) == 1
     captured = capsys.readouterr()
     assert f"INVALID: {src}\n" in captured.out  # nothing was rewritten: the report names the source
     assert "required-signature-missing {serve}: signature 'v2' is missing" in captured.out
@@ -208,7 +208,7 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
     src = unstripped_model(tmp_path)
     npz = tmp_path / "inputs.npz"
     np.savez(npz, x=np.ones((3, 4), np.float32))
-    assert main(["warmup", str(src), "--inputs", str(npz), "--count", "2"]) == 0
+    assert main(["warmup", str(src), "--inputs", str(npz), "--warmup-count", "2"]) == 0
     assert (
         f"wrote 2 warmup request(s) for 'serving_default' to {src / warmup.WARMUP_FILE}"
         in capsys.readouterr().out
@@ -220,9 +220,9 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.ones((3, 5), np.float32))
     base = tmp_path / "base"
-    assert main(["export", str(src), str(base), "--warmup-inputs", str(bad)]) == 1
+    assert main(["export", str(src), str(base), "--inputs", str(bad)]) == 1
     assert "input 'x' has shape [3, 5]; the signature takes (-1, 4)" in capsys.readouterr().err
-    assert main(["export", str(src), str(base), "--warmup-inputs", str(npz), "--warmup-count", "5"]) == 1
+    assert main(["export", str(src), str(base), "--inputs", str(npz), "--warmup-count", "5"]) == 1
     assert "device-pinned-accelerator" in capsys.readouterr().out  # a CPU server could not place it
     assert (
         main(
@@ -230,7 +230,7 @@ def test_the_warmup_command_and_export_flags(tmp_path: Path, capsys: pytest.Capt
                 "export",
                 str(src),
                 str(base),
-                "--warmup-inputs",
+                "--inputs",
                 str(npz),
                 "--warmup-count",
                 "5",

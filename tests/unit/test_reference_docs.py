@@ -31,7 +31,9 @@ def documented() -> dict[str, str]:
 
 
 def options_of(parser: argparse.ArgumentParser) -> set[str]:
-    return {o for a in parser._actions for o in a.option_strings if o.startswith("--")} - COMMON
+    """The options --help shows (deprecated spellings are hidden from it, and from the table)."""
+    shown = [a for a in parser._actions if a.help != argparse.SUPPRESS]
+    return {o for a in shown for o in a.option_strings if o.startswith("--")} - COMMON
 
 
 def test_every_command_has_a_row_and_every_option_is_in_it() -> None:

@@ -200,11 +200,11 @@ def test_cli_gated_publish_labels_promote_rollback(tmp_path: Path) -> None:
         )
         assert out.returncode == 0, out.stderr
     assert "serving config: ranker serves 1 2; labels: canary=2" in out.stdout
-    out = run("serving", "promote", config, "--model", "ranker", "--json")
+    out = run("serving", "promote", config, "--model-name", "ranker", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["labels"] == {"canary": 2, "stable": 2}
-    out = run("serving", "rollback", config, "--model", "ranker")
+    out = run("serving", "rollback", config, "--model-name", "ranker")
     assert out.returncode == 0 and "labels: canary=2, stable=1" in out.stdout
-    out = run("serving", "set-label", config, "--model", "ranker", "--label", "stable", "--version", "9")
+    out = run("serving", "set-label", config, "--model-name", "ranker", "--label", "stable", "--version", "9")
     assert out.returncode == 1 and f"{base}/9: version 9 does not exist" in out.stderr
     out = run("serving", "show", str(tmp_path / "missing.config"))
     assert out.returncode == 1 and "missing.config: does not exist" in out.stderr
