@@ -195,7 +195,10 @@ class SavedModelHook(BaseHook):
 
     def filesystem(self, url: str) -> Location:
         """``url`` resolved with this hook's connection: the authenticated fsspec filesystem and
-        the path on it (unpacks as ``fs, path``), with a printable URL."""
+        the path on it (unpacks as ``fs, path``), with a printable URL.
+
+        :param url: any location (a path or any fsspec URL).
+        """
         from airflow_savedmodel import location, schemes
 
         conn = self.connection
@@ -213,7 +216,10 @@ class SavedModelHook(BaseHook):
 
     async def afilesystem(self, url: str) -> Location:
         """:meth:`filesystem` for triggers: the connection is fetched with Airflow's async API,
-        the rest (which may build clients) runs in a worker thread."""
+        the rest (which may build clients) runs in a worker thread.
+
+        :param url: any location (a path or any fsspec URL).
+        """
         import asyncio
 
         if self.savedmodel_conn_id and "connection" not in self.__dict__:
@@ -223,7 +229,10 @@ class SavedModelHook(BaseHook):
     @renamed(url="test_url")
     def test_connection(self, test_url: str | None = None) -> tuple[bool, str]:
         """The UI's Test button: list ``test_url`` (default: the connection's Test URL) with this
-        connection's credentials. The message names the (redacted) URL and never a secret."""
+        connection's credentials. The message names the (redacted) URL and never a secret.
+
+        :param test_url: the directory to list (default: the connection's Test URL).
+        """
         import queue
         import threading
 
@@ -260,7 +269,10 @@ class SavedModelHook(BaseHook):
     def trust(self, trusted_signers: str | None = None) -> Trust | None:
         """The signers to trust: the PEM file at ``trusted_signers`` (read with this hook's
         connection), else the deployment's ``[savedmodel] require_signature``; None when
-        neither is set (signatures not required)."""
+        neither is set (signatures not required).
+
+        :param trusted_signers: a PEM file of trusted signers (PUBLIC KEY and CERTIFICATE blocks).
+        """
         source = (trusted_signers or "").strip() or deployment_trust_source()
         if not source:
             return None
@@ -271,7 +283,11 @@ class SavedModelHook(BaseHook):
     @renamed(url="model_url")
     @_typed_storage_errors
     def verify_signature(self, model_url: str, trust: Trust) -> Any:
-        """The model at ``model_url`` against its OMS signature (storage.signatures.check)."""
+        """The model at ``model_url`` against its OMS signature (storage.signatures.check).
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        """
         from airflow_savedmodel.storage import signatures
 
         return signatures.check(self.filesystem(model_url), trust)
@@ -281,6 +297,11 @@ class SavedModelHook(BaseHook):
     @renamed(url="model_url")
     @_typed_storage_errors
     def inspect(self, model_url: str, tag_set: str | None = None) -> dict[str, Any]:
+        """What ``savedmodel inspect --json`` prints: tag sets, signatures, variables, assets.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param tag_set: one meta graph, as comma-separated tags (default: every meta graph).
+        """
         from airflow_savedmodel.format import describe
         from airflow_savedmodel.format.model import SavedModel
 
@@ -291,7 +312,11 @@ class SavedModelHook(BaseHook):
     @renamed(url="model_url")
     @_typed_storage_errors
     def validate(self, model_url: str, checks: Checks | None = None, **options: Any) -> Report:
-        """Validate the model at ``model_url`` with ``checks`` (or validate's keyword ``options``)."""
+        """Validate the model at ``model_url`` with ``checks`` (or validate's keyword ``options``).
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param checks: what to check (format.validate.Checks); default from ``options``.
+        """
         from airflow_savedmodel.format.validate import Checks
 
         return (checks or Checks(**options)).run(self.filesystem(model_url))
@@ -308,7 +333,14 @@ class SavedModelHook(BaseHook):
         dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
         """Write ``model_url`` to ``destination_url`` with ``rewrites`` ("clear_devices", "strip_default_attrs",
-        "add_default_attrs") applied in one pass; ``destination_url`` is on ``dst_hook``'s connection."""
+        "add_default_attrs") applied in one pass; ``destination_url`` is on ``dst_hook``'s connection.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param destination_url: where the model is written; on ``dst_hook``'s connection.
+        :param rewrites: rewrite names (format.transforms.REWRITES), applied in that order.
+        :param overwrite: replace an existing destination.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        """
         from airflow_savedmodel.format import transforms
 
         return transforms.rewrite(
@@ -330,7 +362,14 @@ class SavedModelHook(BaseHook):
         overwrite: bool = False,
         dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
-        """``model_url`` written to ``destination_url`` without default-valued attrs (with ``add``: all filled in)."""
+        """``model_url`` written to ``destination_url`` without default-valued attrs (with ``add``: all filled in).
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param destination_url: where the model is written; on ``dst_hook``'s connection.
+        :param add: fill default-valued attrs in instead of removing them.
+        :param overwrite: replace an existing destination.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        """
         change = "add_default_attrs" if add else "strip_default_attrs"
         return self.rewrite(model_url, destination_url, [change], overwrite=overwrite, dst_hook=dst_hook)
 
@@ -343,7 +382,13 @@ class SavedModelHook(BaseHook):
         overwrite: bool = False,
         dst_hook: SavedModelHook | None = None,
     ) -> TransformResult:
-        """``model_url`` written to ``destination_url`` with every node's device placement cleared."""
+        """``model_url`` written to ``destination_url`` with every node's device placement cleared.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param destination_url: where the model is written; on ``dst_hook``'s connection.
+        :param overwrite: replace an existing destination.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        """
         return self.rewrite(
             model_url, destination_url, ["clear_devices"], overwrite=overwrite, dst_hook=dst_hook
         )
@@ -362,7 +407,15 @@ class SavedModelHook(BaseHook):
         overwrite: bool = False,
         concurrency: int = 8,
     ) -> CopyResult:
-        """Copy the whole model at ``model_url`` to ``destination_url`` (on ``dst_hook``'s connection), verified."""
+        """Copy the whole model at ``model_url`` to ``destination_url`` (on ``dst_hook``'s connection), verified.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param destination_url: where the model is written; on ``dst_hook``'s connection.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        :param progress: called with the bytes copied so far.
+        :param overwrite: replace an existing destination.
+        :param concurrency: files copied at once.
+        """
         from airflow_savedmodel.storage import copy
 
         return copy(
@@ -395,7 +448,22 @@ class SavedModelHook(BaseHook):
         """Publish ``model_url`` as the next version under ``base_path``; with ``serving_config`` (TF
         Serving's model config file, on the destination's connection) the version is named there
         only once it is complete (gated publish). ``signer`` signs the version before it is
-        visible; with ``trust`` a signed source must verify."""
+        visible; with ``trust`` a signed source must verify.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param overwrite: replace an existing destination.
+        :param concurrency: files copied at once.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        :param progress: called with the bytes copied so far.
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version_labels: labels to point at the version once it is named.
+        :param keep_served: how many newest versions the config keeps listed.
+        :param signer: signs the version (model.sig) before it becomes visible.
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        """
         from airflow_savedmodel.storage import publish
 
         dst = dst_hook or self
@@ -427,7 +495,17 @@ class SavedModelHook(BaseHook):
     ) -> MirrorResult:
         """Publish to ``mirror_base_path`` (on ``dst_hook``'s connection) every complete version under
         ``base_path`` that the mirror lacks, under the same numbers (see storage/mirror.py); with
-        ``trust``, only versions that verify; with ``versions``, only those numbers."""
+        ``trust``, only versions that verify; with ``versions``, only those numbers.
+
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param mirror_base_path: the mirror's base path, on ``dst_hook``'s connection.
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        :param newest_only: mirror only the newest complete version.
+        :param concurrency: files copied at once.
+        :param progress_for: the progress callback for each version mirrored.
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        :param versions: mirror only these version numbers (default: every complete one it lacks).
+        """
         from airflow_savedmodel.storage.mirror import mirror
 
         return mirror(
@@ -466,7 +544,26 @@ class SavedModelHook(BaseHook):
         """Rewrite ``model_url`` in memory (``rewrites``: "clear_devices", "strip_default_attrs"),
         add ``warmup`` requests, validate the result with ``checks`` and publish it under
         ``base_path`` when valid, in one pass: only the rewritten protos pass through this worker
-        when ``model_url`` and ``base_path`` are in the same object store (see storage/export.py)."""
+        when ``model_url`` and ``base_path`` are in the same object store (see storage/export.py).
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param rewrites: rewrite names (format.transforms.REWRITES), applied in that order.
+        :param checks: what to check (format.validate.Checks); default from ``options``.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param dst_hook: the hook of the destination's connection (default: this one).
+        :param progress: called with the bytes copied so far.
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version_labels: labels to point at the version once it is named.
+        :param keep_served: how many newest versions the config keeps listed.
+        :param warmup: warmup requests to add (storage.export.Warmup).
+        :param compatible_with: ``served``, a model URL, or a Baseline whose clients must keep working.
+        :param on_report: sees the validation report before anything is copied.
+        :param tf_serving: the TF Serving hook, for ``compatible_with`` a running server.
+        :param signer: signs the version (model.sig) before it becomes visible.
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        """
         from airflow_savedmodel.storage.export import export
 
         dst = dst_hook or self
@@ -488,7 +585,10 @@ class SavedModelHook(BaseHook):
     @renamed(url="inputs_url")
     @_typed_storage_errors
     def warmup_inputs(self, inputs_url: str) -> dict[str, Any]:
-        """The arrays of the .npz file at ``inputs_url`` (warmup request inputs)."""
+        """The arrays of the .npz file at ``inputs_url`` (warmup request inputs).
+
+        :param inputs_url: an .npz file of request inputs.
+        """
         from airflow_savedmodel.format import warmup
 
         return warmup.load_inputs(*self.filesystem(inputs_url))
@@ -507,7 +607,16 @@ class SavedModelHook(BaseHook):
         overwrite: bool = False,
     ) -> str:
         """Write warmup requests into the model at ``model_url`` (assets.extra/tf_serving_warmup_requests,
-        one atomic write) after checking ``inputs`` against the signature; return the file's URL."""
+        one atomic write) after checking ``inputs`` against the signature; return the file's URL.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param inputs: request inputs, one array per signature input.
+        :param signature_name: the SignatureDef the requests call.
+        :param warmup_count: how many warmup records to write (1 to 1000).
+        :param tag_set: the meta graph, as comma-separated tags (default: every meta graph).
+        :param model_name: the model's name in that file.
+        :param overwrite: replace an existing destination.
+        """
         from airflow_savedmodel.format import warmup
 
         return warmup.write_into(
@@ -558,7 +667,16 @@ class SavedModelHook(BaseHook):
     ) -> ServedModel:
         """Change a label in TF Serving's model config (see ``storage.serving.move_label``);
         the config and the model's base path are read with this hook's connection. With
-        ``trust`` the version the label moves to must verify."""
+        ``trust`` the version the label moves to must verify.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param action: ``set``, ``promote`` or ``rollback``.
+        :param version_label: the label to move.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param from_label: with ``promote``, the label whose version it takes.
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        """
         from airflow_savedmodel.storage import serving
 
         return serving.move_label(
@@ -575,7 +693,11 @@ class SavedModelHook(BaseHook):
     @renamed(base="base_path")
     @_typed_storage_errors
     def versions(self, base_path: str, deep: bool = False) -> list[VersionInfo]:
-        """Every numeric version under ``base_path``, oldest first, with its state."""
+        """Every numeric version under ``base_path``, oldest first, with its state.
+
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param deep: also read every file and check its checksum.
+        """
         from airflow_savedmodel.storage import list_versions
 
         return list_versions(self.filesystem(base_path), deep=deep)
@@ -593,7 +715,15 @@ class SavedModelHook(BaseHook):
         serving_config: str | None = None,
     ) -> GcResult:
         """Retention under ``base_path``: keep the newest ``keep_last`` servable versions, ``keep``,
-        and every version ``serving_config`` names; remove the rest (see storage/retention.py)."""
+        and every version ``serving_config`` names; remove the rest (see storage/retention.py).
+
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param keep_last: how many newest servable versions to keep.
+        :param min_age_seconds: never remove anything younger.
+        :param keep: versions always kept.
+        :param dry_run: only say what would be removed.
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        """
         from airflow_savedmodel.storage import gc
 
         return gc(
@@ -608,7 +738,11 @@ class SavedModelHook(BaseHook):
     @renamed(url="model_url")
     @_typed_storage_errors
     def verify(self, model_url: str, deep: bool = True) -> VerifyResult:
-        """Check the model at ``model_url`` against its manifest (every checksum when ``deep``)."""
+        """Check the model at ``model_url`` against its manifest (every checksum when ``deep``).
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param deep: also read every file and check its checksum.
+        """
         from airflow_savedmodel.storage import verify
 
         return verify(self.filesystem(model_url), deep=deep)
@@ -619,7 +753,12 @@ class SavedModelHook(BaseHook):
     @_typed_storage_errors
     def model_readiness(self, model_url: str, deep: bool = False, signed: bool = False) -> Readiness:
         """Whether a complete, valid SavedModel is at ``model_url`` (with ``signed``: and model.sig),
-        and if not, what is missing."""
+        and if not, what is missing.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param deep: also read every file and check its checksum.
+        :param signed: also wait for the signature (model.sig).
+        """
         from airflow_savedmodel.storage import versions
 
         return versions.model_readiness(*self.filesystem(model_url), deep, signed)
@@ -628,7 +767,12 @@ class SavedModelHook(BaseHook):
     @_typed_storage_errors
     def version_readiness(self, base_path: str, newer_than: int | None, signed: bool = False) -> Readiness:
         """The newest complete version above ``newer_than`` under ``base_path`` (with ``signed``: one
-        that has model.sig), or what is missing."""
+        that has model.sig), or what is missing.
+
+        :param base_path: the serving base path (TF Serving's ``base_path``).
+        :param newer_than: only versions above this number.
+        :param signed: also wait for the signature (model.sig).
+        """
         from airflow_savedmodel.storage import versions
 
         return versions.newer_version_readiness(*self.filesystem(base_path), newer_than, signed)
@@ -650,7 +794,12 @@ class SavedModelHook(BaseHook):
 
     def release_target(self, serving_config: str, model_name: str, trust: Trust | None = None) -> Target:
         """The model being released: its config, name and base path, on this hook's connection;
-        with ``trust``, the signers its candidates must be signed by."""
+        with ``trust``, the signers its candidates must be signed by.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param trust: the signers the signature must verify against (from :meth:`trust`).
+        """
         from airflow_savedmodel.errors import NotFoundError
         from airflow_savedmodel.release.rollout import Target
         from airflow_savedmodel.storage import serving
@@ -673,7 +822,16 @@ class SavedModelHook(BaseHook):
         run_id: str,
         metrics: Mapping[str, float] | None = None,
     ) -> tuple[Active, int | None]:
-        """Claim the model's rollout and name the candidate in the config (release.rollout.begin)."""
+        """Claim the model's rollout and name the candidate in the config (release.rollout.begin).
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
+        :param policy: the rollout policy (release.policy.Policy).
+        :param run_id: names the rollout (the same id resumes it).
+        :param metrics: the candidate's metrics, gated by the policy.
+        """
         from airflow_savedmodel.release.rollout import begin
 
         target = self.release_target(serving_config, model_name, self.policy_trust(policy))
@@ -698,7 +856,20 @@ class SavedModelHook(BaseHook):
     ) -> Result:
         """Label, bake, judge and decide once the wait for TF Serving ended (``available``:
         the check it gave: passing, or failing with TF Serving's error or the timeout); with
-        ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`."""
+        ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param active: the rollout in flight (from :meth:`begin_rollout`).
+        :param stable: the stable version before the rollout.
+        :param available: the check the wait for TF Serving gave.
+        :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
+        :param policy: the rollout policy (release.policy.Policy).
+        :param inputs_url: an .npz file of request inputs.
+        :param signature_name: the SignatureDef the requests call.
+        :param metrics: the candidate's metrics, gated by the policy.
+        :param hold_for_approval: hold passing evidence for a person.
+        """
         from airflow_savedmodel.errors import SavedModelError
         from airflow_savedmodel.release import traffic
         from airflow_savedmodel.release.rollout import finish, stopped_before_bake
@@ -725,7 +896,14 @@ class SavedModelHook(BaseHook):
         self, serving_config: str, model_name: str, version: int, run_id: str, reason: str
     ) -> None:
         """Record why a rollout of ``version`` ended before it changed anything (best effort:
-        a config or base path that cannot be read has nowhere to keep it)."""
+        a config or base path that cannot be read has nowhere to keep it).
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param run_id: names the rollout (the same id resumes it).
+        :param reason: why the rollout ended.
+        """
         from airflow_savedmodel.errors import SavedModelError
         from airflow_savedmodel.release.rollout import refused
 
@@ -733,17 +911,30 @@ class SavedModelHook(BaseHook):
             refused(self.release_target(serving_config, model_name), version, run_id, reason)
 
     def policy_trust(self, policy: Policy) -> Trust | None:
-        """The signers a rollout requires: the policy's ``require_signature``, else the deployment's."""
+        """The signers a rollout requires: the policy's ``require_signature``, else the deployment's.
+
+        :param policy: the rollout policy (release.policy.Policy).
+        """
         return self.trust(policy.doc.get("require_signature"))
 
     def rollout_unchanged(self, serving_config: str, model_name: str, version: int) -> Result | None:
-        """A result when ``version`` is already stable (nothing to release), else None."""
+        """A result when ``version`` is already stable (nothing to release), else None.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        """
         from airflow_savedmodel.release.rollout import unchanged
 
         return unchanged(self.release_target(serving_config, model_name), version)
 
     def rollout_state(self, serving_config: str, model_name: str, version: int) -> dict[str, Any]:
-        """The rollout of ``version`` in flight: its claim and the stable version it started from."""
+        """The rollout of ``version`` in flight: its claim and the stable version it started from.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        """
         from airflow_savedmodel.release import records
         from airflow_savedmodel.release.rollout import RolloutError
 
@@ -767,7 +958,14 @@ class SavedModelHook(BaseHook):
         approval: Mapping[str, Any],
     ) -> Result:
         """A person's answer on a rollout held for approval (release.rollout.conclude); the
-        signers its policy required (recorded when it began) must still vouch for the candidate."""
+        signers its policy required (recorded when it began) must still vouch for the candidate.
+
+        :param serving_config: TF Serving's model config file: gate the version through it.
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param approved: whether a person approved.
+        :param approval: who answered, when, and what.
+        """
         import dataclasses
 
         from airflow_savedmodel.release import records
@@ -785,7 +983,12 @@ class SavedModelHook(BaseHook):
         version: int | None = None,
         version_label: str | None = None,
     ) -> VersionStatus:
-        """Deprecated: ``TFServingHook(...).status(model_name, version, label)``."""
+        """Deprecated: ``TFServingHook(...).status(model_name, version, label)``.
+
+        :param model_name: the model's name in that file.
+        :param version: the version: a number, or ``auto`` (the next one).
+        :param version_label: the label to move.
+        """
         import warnings
 
         from airflow_savedmodel.tfserving import fetch_status
@@ -799,5 +1002,9 @@ class SavedModelHook(BaseHook):
 
     @renamed(url="model_url")
     def model_ready(self, model_url: str, deep: bool = False) -> dict[str, Any] | None:
-        """A summary if a complete, valid SavedModel is at ``model_url``, else None."""
+        """A summary if a complete, valid SavedModel is at ``model_url``, else None.
+
+        :param model_url: the SavedModel directory (a path or any fsspec URL).
+        :param deep: also read every file and check its checksum.
+        """
         return self.model_readiness(model_url, deep).found

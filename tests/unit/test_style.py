@@ -74,3 +74,24 @@ def test_every_error_class_is_in_the_one_hierarchy() -> None:
     assert elsewhere == [], f"define errors in airflow_savedmodel/errors.py: {elsewhere}"
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
     assert len(classes) > 20 and all(issubclass(c, errors.SavedModelError) for c in classes), classes
+
+
+def test_every_public_hook_method_documents_its_parameters() -> None:
+    import inspect
+
+    from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
+
+    deprecated = {"tf_serving_endpoint", "served_status"}  # delegates to TFServingHook
+    missing = [
+        f"{hook.__name__}.{name}({parameter})"
+        for hook in (SavedModelHook, TFServingHook)
+        for name, method in inspect.getmembers(hook, inspect.isfunction)
+        if not name.startswith("_")
+        and name not in deprecated
+        and method.__qualname__.startswith(hook.__name__)
+        for parameter in inspect.signature(method).parameters
+        if parameter not in ("self", "args", "kwargs", "options")
+        and f":param {parameter}:" not in (method.__doc__ or "")
+    ]
+    assert missing == [], missing
