@@ -71,6 +71,13 @@ def storage_options_from_connection(conn: Any) -> dict[str, Any]:
     return options
 
 
+def _asset_uri(url: str) -> str:
+    """An Asset URI for a location: a local path as ``file://`` with its absolute path."""
+    import os
+
+    return url if "://" in url else "file://" + os.path.abspath(url)
+
+
 def _typed_storage_errors(method: F) -> F:
     """A storage library's network or auth failure (gcsfs, s3fs, aiohttp, botocore) leaves the
     hook as a StorageError naming the URL it was about, on one line without credentials and
@@ -226,6 +233,19 @@ class SavedModelHook(BaseHook):
             self.__dict__["connection"] = await self.aget_connection(self.savedmodel_conn_id)
         return await asyncio.to_thread(self.filesystem, url)
 
+    def _lineage(self, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+        """What a call read and wrote, for Airflow's hook lineage collector (OpenLineage reads it):
+        a task that calls the hook directly (TaskFlow) reports lineage as the operators do."""
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        from airflow_savedmodel import location
+
+        collector = get_hook_lineage_collector()
+        for url in inputs:
+            collector.add_input_asset(context=self, uri=_asset_uri(location.redact(url)))
+        for url in outputs:
+            collector.add_output_asset(context=self, uri=_asset_uri(location.redact(url)))
+
     @renamed(url="test_url")
     def test_connection(self, test_url: str | None = None) -> tuple[bool, str]:
         """The UI's Test button: list ``test_url`` (default: the connection's Test URL) with this
@@ -343,7 +363,7 @@ class SavedModelHook(BaseHook):
         """
         from airflow_savedmodel.format import transforms
 
-        return transforms.rewrite(
+        result = transforms.rewrite(
             model_url,
             destination_url,
             list(rewrites),
@@ -351,6 +371,8 @@ class SavedModelHook(BaseHook):
             src_fs=self.filesystem(model_url).fs,
             dst_fs=(dst_hook or self).filesystem(destination_url).fs,
         )
+        self._lineage([model_url], [destination_url])
+        return result
 
     @renamed(src="model_url", dst="destination_url")
     def strip_default_attrs(
@@ -418,13 +440,15 @@ class SavedModelHook(BaseHook):
         """
         from airflow_savedmodel.storage import copy
 
-        return copy(
+        result = copy(
             self.filesystem(model_url),
             (dst_hook or self).filesystem(destination_url),
             progress=progress,
             overwrite=overwrite,
             concurrency=concurrency,
         )
+        self._lineage([model_url], [destination_url])
+        return result
 
     @renamed(src="model_url", base="base_path", labels="version_labels")
     @_typed_storage_errors
@@ -467,7 +491,7 @@ class SavedModelHook(BaseHook):
         from airflow_savedmodel.storage import publish
 
         dst = dst_hook or self
-        return publish(
+        result = publish(
             self.filesystem(model_url),
             dst.filesystem(base_path),
             version=version,
@@ -478,6 +502,8 @@ class SavedModelHook(BaseHook):
             signer=signer,
             trust=trust,
         )
+        self._lineage([model_url], [result.url])
+        return result
 
     @renamed(base="base_path", mirror_base="mirror_base_path")
     @_typed_storage_errors
@@ -508,7 +534,7 @@ class SavedModelHook(BaseHook):
         """
         from airflow_savedmodel.storage.mirror import mirror
 
-        return mirror(
+        result = mirror(
             self.filesystem(base_path),
             (dst_hook or self).filesystem(mirror_base_path),
             newest_only=newest_only,
@@ -517,6 +543,11 @@ class SavedModelHook(BaseHook):
             trust=trust,
             versions=versions,
         )
+        self._lineage(
+            [f"{base_path.rstrip('/')}/{r.version}" for r in result.mirrored],
+            [r.url for r in result.mirrored],
+        )
+        return result
 
     @renamed(src="model_url", base="base_path", labels="version_labels")
     @_typed_storage_errors
@@ -567,7 +598,7 @@ class SavedModelHook(BaseHook):
         from airflow_savedmodel.storage.export import export
 
         dst = dst_hook or self
-        return export(
+        result = export(
             self.filesystem(model_url),
             dst.filesystem(base_path),
             rewrites=rewrites,
@@ -581,6 +612,8 @@ class SavedModelHook(BaseHook):
             signer=signer,
             trust=trust,
         )
+        self._lineage([model_url], [result.published.url] if result.published else [])
+        return result
 
     @renamed(url="inputs_url")
     @_typed_storage_errors

@@ -13,7 +13,7 @@ import sys
 
 from airflow.dag_processing.bundles.manager import DagBundlesManager
 from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_savedmodel.operators.savedmodel import (
     SavedModelExportOperator,
@@ -39,7 +39,17 @@ with DAG("lineage", schedule=None, start_date=datetime.datetime(2026, 1, 1, tzin
         dest_conn_id="s3",
     )
     export = SavedModelExportOperator(task_id="export", model_url=where["src"], base_path=where["local_base"])
-    validate >> strip >> [to_gcs, to_s3] >> export
+
+    @task
+    def taskflow_publish() -> int:
+        """A TaskFlow task calling the hook itself: its lineage comes from the hook."""
+        from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+
+        return SavedModelHook().publish(where["src"], where["local_base"] + "-taskflow").version
+
+    # First: dag.test() runs every task in this one process, where the hook lineage collector
+    # would also hold what the operator tasks' hook calls reported (a worker runs one task).
+    taskflow_publish() >> validate >> strip >> [to_gcs, to_s3] >> export
 
 DagBundlesManager().sync_bundles_to_db()
 bag = DagBag(dag_folder="/nonexistent", collect_dags=False)

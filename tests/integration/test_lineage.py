@@ -100,7 +100,12 @@ def test_operators_emit_openlineage_datasets_with_the_model_facet(
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
 
     by_task = events_by_task(events)
-    assert set(by_task) == {"validate", "strip", "publish_gcs", "publish_s3", "export"}
+    assert set(by_task) == {"validate", "strip", "publish_gcs", "publish_s3", "export", "taskflow_publish"}
+    # A task that calls the hook itself reports what the hook read and wrote (hook lineage).
+    assert datasets(by_task["taskflow_publish"], "inputs") == [("file", src, None)]
+    assert datasets(by_task["taskflow_publish"], "outputs") == [
+        ("file", f"{where['local_base']}-taskflow/1", None)
+    ]
     assert datasets(by_task["validate"], "inputs") == [("file", src, {"valid": True, "findings": []})]
     assert datasets(by_task["validate"], "outputs") == []
     assert datasets(by_task["strip"], "inputs") == [("file", src, None)]
