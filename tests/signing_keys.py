@@ -7,6 +7,7 @@ import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -118,3 +119,33 @@ def certificate_chain(
     paths.chain.write_bytes(leaf.public_bytes(pem) + mid.public_bytes(pem))
     paths.leaf_chain_only.write_bytes(leaf.public_bytes(pem))
     return paths
+
+
+def shard_statement(model: Path, size: int) -> dict[str, Any]:
+    """An OMS statement of ``model`` in the "shards" serialization (a SHA-256 per
+    ``file:start:end`` range of ``size`` bytes), as a document to sign or edit."""
+    import hashlib
+
+    from airflow_savedmodel.signing import oms
+
+    shards = {}
+    for path in sorted(p for p in model.rglob("*") if p.is_file()):
+        rel, data = path.relative_to(model).as_posix(), path.read_bytes()
+        for start in range(0, len(data), size):
+            end = min(start + size, len(data))
+            shards[f"{rel}:{start}:{end}"] = hashlib.sha256(data[start:end]).hexdigest()
+    names = sorted(shards)
+    return {
+        "_type": oms.STATEMENT_TYPE,
+        "subject": [{"name": "m", "digest": {"sha256": oms.root_digest(shards[n] for n in names)}}],
+        "predicateType": oms.PREDICATE_TYPE,
+        "predicate": {
+            "resources": [{"name": n, "digest": shards[n], "algorithm": "sha256"} for n in names],
+            "serialization": {
+                "method": "shards",
+                "hash_type": "sha256",
+                "shard_size": size,
+                "allow_symlinks": False,
+            },
+        },
+    }

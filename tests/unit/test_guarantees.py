@@ -9,7 +9,6 @@ timeouts left out of s3fs's settings, a gated retry that reuses a version withou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,46 +16,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_savedmodel.errors import StorageError
-from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.signing import oms
 from airflow_savedmodel.signing.keys import Signer, Trust
 from airflow_savedmodel.storage import gc, leases, list_versions, manifest, publish, serving, signatures
 from airflow_savedmodel.storage.export import export
 from airflow_savedmodel.storage.publish import ServingTarget
 
-from signing_keys import key_pair
-
-
-def make_model(root: Path, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    layer = DenseLayer(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32), "softmax")
-    return export_dense_model(str(root / f"model-{seed}"), [layer])
-
-
-class RecordingMemory(MemoryFileSystem):
-    """An in-memory object store that records every file written, in order."""
-
-    root_marker = "/"
-    cachable = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.written: list[str] = []
-
-    def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
-        if "w" in mode or "x" in mode:
-            self.written.append(self._strip_protocol(path))
-        return super()._open(path, mode, *args, **kwargs)
-
-    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        self.written.append(self._strip_protocol(path2))
-        super().cp_file(path1, path2, **kwargs)
+from signing_keys import key_pair, shard_statement
+from stores import RecordingMemory, make_model
 
 
 def refused(guarantee: str, call: Any, *args: Any, **kwargs: Any) -> StorageError:
@@ -199,40 +169,13 @@ def signer_and_trust(tmp_path: Path) -> tuple[Signer, Trust]:
     return Signer.from_pem(pair.private_pem), Trust.from_pem(pair.public.read_bytes())
 
 
-def shard_statement(model: Path, size: int) -> bytes:
-    """An OMS statement in the "shards" serialization (a digest per ``file:start:end`` range)."""
-    shards = {}
-    for path in sorted(p for p in model.rglob("*") if p.is_file()):
-        rel, data = path.relative_to(model).as_posix(), path.read_bytes()
-        for start in range(0, len(data), size):
-            end = min(start + size, len(data))
-            shards[f"{rel}:{start}:{end}"] = hashlib.sha256(data[start:end]).hexdigest()
-    names = sorted(shards)
-    return json.dumps(
-        {
-            "_type": oms.STATEMENT_TYPE,
-            "subject": [{"name": "m", "digest": {"sha256": oms.root_digest(shards[n] for n in names)}}],
-            "predicateType": oms.PREDICATE_TYPE,
-            "predicate": {
-                "resources": [{"name": n, "digest": shards[n], "algorithm": "sha256"} for n in names],
-                "serialization": {
-                    "method": "shards",
-                    "hash_type": "sha256",
-                    "shard_size": size,
-                    "allow_symlinks": False,
-                },
-            },
-        }
-    ).encode()
-
-
 def test_bytes_appended_after_the_last_signed_shard_do_not_verify(
     tmp_path: Path, signer_and_trust: tuple[Signer, Trust]
 ) -> None:
     guarantee = "a file signed in shards verifies only at the size it was signed at"
     signer, trust = signer_and_trust
     model = Path(make_model(tmp_path, 1))
-    (model / "model.sig").write_bytes(signer.sign(shard_statement(model, 64)))
+    (model / "model.sig").write_bytes(signer.sign(json.dumps(shard_statement(model, 64)).encode()))
     assert signatures.check(resolve(str(model)), trust).ok
     shard = model / "variables" / "variables.data-00000-of-00001"
     size = shard.stat().st_size

@@ -32,7 +32,7 @@ from airflow_savedmodel.storage import list_versions, publish, serving, signatur
 from airflow_savedmodel.storage.mirror import mirror
 from airflow_savedmodel.storage.publish import ServingTarget
 
-from signing_keys import OMS_DIR, certificate_chain, key_pair
+from signing_keys import OMS_DIR, certificate_chain, key_pair, shard_statement
 
 
 def make_model(root: Path, seed: int) -> str:
@@ -384,39 +384,9 @@ def test_keys_that_cannot_sign_or_be_trusted_are_refused_without_quoting_them(tm
 
 
 def test_a_blake2b_or_shards_bundle_is_verified_and_blake3_refused_by_name(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
-    import hashlib
-
     signer, trust, _ = keys
     model = Path(make_model(tmp_path, 10))
-    files = sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file())
-    size = 16
-
-    def sharded() -> dict[str, str]:
-        out = {}
-        for rel in files:
-            data = (model / rel).read_bytes()
-            for start in range(0, len(data), size):
-                out[f"{rel}:{start}:{min(start + size, len(data))}"] = hashlib.sha256(
-                    data[start : start + size]
-                ).hexdigest()
-        return out
-
-    shards = sharded()
-    names = sorted(shards)
-    doc = {
-        "_type": oms.STATEMENT_TYPE,
-        "subject": [{"name": "m", "digest": {"sha256": oms.root_digest(shards[n] for n in names)}}],
-        "predicateType": oms.PREDICATE_TYPE,
-        "predicate": {
-            "resources": [{"name": n, "digest": shards[n], "algorithm": "sha256"} for n in names],
-            "serialization": {
-                "method": "shards",
-                "hash_type": "sha256",
-                "shard_size": size,
-                "allow_symlinks": False,
-            },
-        },
-    }
+    doc = shard_statement(model, 16)
     (model / "model.sig").write_bytes(signer.sign(json.dumps(doc).encode()))
     assert signatures.check(resolve(str(model)), trust).ok
     data = bytearray((model / "saved_model.pb").read_bytes())
