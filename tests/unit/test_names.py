@@ -170,8 +170,12 @@ def test_a_dag_written_with_the_old_names_parses_and_warns_once_per_name() -> No
     assert (export.inputs_url, export.signature_name, rollout.inputs_url) == ("/x.npz", "s", "/x.npz")
     assert sensor.model_url == "/m/1" and "model_url" in sensor.template_fields
     # A trigger serialized before the rename (its kwargs in the database) still deserializes.
-    with pytest.warns(AirflowProviderDeprecationWarning, match="SavedModelTrigger: 'url' is deprecated"):
+    with pytest.warns(AirflowProviderDeprecationWarning) as old_trigger:
         trigger = SavedModelTrigger(url="/m/1", conn_id="c", poke_interval=5)
+    assert [str(w.message) for w in old_trigger] == [
+        "SavedModelTrigger: 'url' is deprecated; use 'model_url'",
+        "SavedModelTrigger: 'conn_id' is deprecated; use 'savedmodel_conn_id'",
+    ]
     assert (
         trigger.serialize()[1]["model_url"] == "/m/1" and trigger.serialize()[1]["savedmodel_conn_id"] == "c"
     )
