@@ -219,22 +219,27 @@ def begin(
 
 def refused(target: Target, version: int, run_id: str, message: str) -> None:
     """Record why a rollout of ``version`` ended before it changed anything (the version's
-    earlier outcomes kept beside it), unless another run's rollout of it is in flight."""
-    record = records.read(target.base, version)
-    if record is not None and record.get("state") in ("baking", "awaiting_approval"):
-        return  # another run's rollout of it is in flight: its record is not this one's to end
-    records.write(
-        target.base,
-        {
-            "version": version,
-            "model": target.model,
-            "state": "failed",
-            "run_id": run_id,
-            "decided": _now(),
-            "message": f"rollout of version {version} failed before it changed anything: {message}",
-            "earlier": records.earlier(target.base, version, run_id),
-        },
-    )
+    earlier outcomes kept beside it), unless another run's rollout of it is in flight. Best
+    effort: a store that refused the rollout may refuse the record too, and the rollout's own
+    error is what the caller raises."""
+    try:
+        record = records.read(target.base, version)
+        if record is not None and record.get("state") in ("baking", "awaiting_approval"):
+            return  # another run's rollout of it is in flight: its record is not this one's to end
+        records.write(
+            target.base,
+            {
+                "version": version,
+                "model": target.model,
+                "state": "failed",
+                "run_id": run_id,
+                "decided": _now(),
+                "message": f"rollout of version {version} failed before it changed anything: {message}",
+                "earlier": records.earlier(target.base, version, run_id),
+            },
+        )
+    except (SavedModelError, OSError):
+        return
 
 
 def stopped_before_bake(
