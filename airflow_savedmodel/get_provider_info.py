@@ -33,7 +33,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "TensorFlow SavedModel",
-                "python-modules": ["airflow_savedmodel.operators.savedmodel"],
+                "python-modules": [
+                    "airflow_savedmodel.operators.model",
+                    "airflow_savedmodel.operators.versions",
+                    "airflow_savedmodel.operators.serving",
+                    "airflow_savedmodel.operators.savedmodel",
+                ],
             }
         ],
         "sensors": [

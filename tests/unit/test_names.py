@@ -44,7 +44,7 @@ def public_callables() -> list[tuple[str, Any]]:
     found = []
     for module in (operators, sensors, triggers):
         for name, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ == module.__name__ and name.startswith("SavedModel"):
+            if cls.__module__.startswith("airflow_savedmodel.") and name.startswith("SavedModel"):
                 found.append((name, cls.__init__))
     for hook in (SavedModelHook, TFServingHook):
         for name, method in inspect.getmembers(hook, inspect.isfunction):
@@ -59,6 +59,16 @@ def public_callables() -> list[tuple[str, Any]]:
 
 def test_every_parameter_is_a_name_of_the_vocabulary() -> None:
     names, _, _ = table()
+    checked = {where for where, _ in public_callables()}
+    assert {
+        "SavedModelCopyOperator",
+        "SavedModelExportOperator",
+        "SavedModelRolloutOperator",
+        "SavedModelSensor",
+        "SavedModelNewVersionTrigger",
+        "SavedModelHook.publish",
+        "TFServingHook.status",
+    } <= checked, checked
     unknown = {
         f"{where}({parameter})"
         for where, fn in public_callables()
