@@ -716,7 +716,9 @@ def test_operator_templates_render_as_airflow_renders_them(
     for seed in (6, 7, 8):
         publish(small_model(tmp_path / f"pushed-{seed}", seed=seed), pushed)
     unstripped = str(zoo["tf2_module"])  # attrs release 2.12 does not know: invalid for it
-    monkeypatch.setattr(operators, "XCOM_FINDINGS_PER_CODE", 1)
+    from airflow_savedmodel.operators import _common
+
+    monkeypatch.setattr(_common, "XCOM_FINDINGS_PER_CODE", 1)  # the report an operator pushes to XCom
     with task_dag("test_savedmodel_templates") as dag:
         dag.params.update(
             {
