@@ -76,7 +76,7 @@ def run() -> list[Row]:
     from airflow_savedmodel.release import evidence, records, traffic
     from airflow_savedmodel.release.policy import parse
     from airflow_savedmodel.release.rollout import Target, bake, begin, decide, label_served
-    from airflow_savedmodel.storage import publish, serving
+    from airflow_savedmodel.storage import model_config, publish
     from airflow_savedmodel.storage.publish import ServingTarget
     from airflow_savedmodel.tfserving import Endpoint
 
@@ -106,7 +106,7 @@ def run() -> list[Row]:
             target = Target(resolve(str(config)), "ranker", base)
             gated = ServingTarget(target.config, "ranker")
             publish(classifier(root, "v1"), base, serving=gated)
-            serving.set_labels(target.config, "ranker", base, {"stable": 1})
+            model_config.set_labels(target.config, "ranker", base, {"stable": 1})
             wait_served(1)
             version = int(publish(classifier(root, "v2", bias=1e-7), base, serving=gated).version)
             wait_served(version)

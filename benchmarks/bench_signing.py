@@ -58,7 +58,7 @@ def _settled_medians(
 
 def run() -> list[Row]:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import copy, publish, signatures
+    from airflow_savedmodel.storage import copy, publish, signed
     from benchmarks.bench_copy import _model
 
     size_mb = int(os.environ.get("BENCH_SIGNING_MB", "1024"))
@@ -88,7 +88,7 @@ def run() -> list[Row]:
         version = resolve(str(tmp / "signed" / "1"))
         _plain_read(Path(version.path))
         t_verify, t_read = interleaved_medians(
-            lambda: signatures.require(version, trust), lambda: _plain_read(Path(version.path)), repeat=3
+            lambda: signed.require(version, trust), lambda: _plain_read(Path(version.path)), repeat=3
         )
         rows.append(
             Row(
@@ -134,7 +134,7 @@ def run() -> list[Row]:
                         while f.read(8 << 20):
                             pass
 
-            v_gs, r_gs = interleaved_medians(lambda: signatures.require(remote, trust), read_remote, repeat=3)
+            v_gs, r_gs = interleaved_medians(lambda: signed.require(remote, trust), read_remote, repeat=3)
             rows.append(
                 Row(
                     f"verify a signed {rmb:.0f} MB version on gs, {LATENCY_SECONDS * 1000:.0f} ms per request (throughput)",

@@ -123,13 +123,13 @@ def example_savedmodel_canary_rollout() -> None:
     def candidate(params: dict[str, Any]) -> int:
         """The version to release: the form's, or the newest complete one above `stable`."""
         from airflow_savedmodel.hooks.savedmodel import SavedModelHook
-        from airflow_savedmodel.storage import serving
+        from airflow_savedmodel.storage import model_config
 
         if params.get("version"):
             return int(params["version"])
         hook = SavedModelHook(CONN_ID)
-        model = serving.find(serving.read(hook.filesystem(SERVING_CONFIG)), MODEL_NAME)
-        stable = serving.describe(model).labels.get("stable", 0) if model is not None else 0
+        model = model_config.find(model_config.read(hook.filesystem(SERVING_CONFIG)), MODEL_NAME)
+        stable = model_config.describe(model).labels.get("stable", 0) if model is not None else 0
         newer = [
             v.version for v in hook.versions(SERVING_BASE) if v.state == "complete" and v.version > stable
         ]

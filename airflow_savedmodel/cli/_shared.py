@@ -456,7 +456,7 @@ def _trust(args: argparse.Namespace, options: dict[str, Any] | None = None, poli
     if not source:
         return None
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage.signatures import load_trust
+    from airflow_savedmodel.storage.signed import load_trust
 
     return load_trust(resolve(source, options))
 

@@ -229,9 +229,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     trust = _trust(args, options) if args.trusted_signers else None
     if trust is not None:
         from airflow_savedmodel.location import resolve
-        from airflow_savedmodel.storage import signatures
+        from airflow_savedmodel.storage import signed
 
-        signatures.add_to_report(report, signatures.check(resolve(args.url, options), trust))
+        signed.add_to_report(report, signed.check(resolve(args.url, options), trust))
     if args.json:
         _print_json(report.to_json())
     else:

@@ -87,12 +87,12 @@ def register(sub: Any) -> None:
 
 def cmd_serving(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import serving
+    from airflow_savedmodel.storage import model_config
 
     options = _storage_options(args.storage_option)
     config = resolve(args.config, options)
     if args.action == "show":
-        every = serving.models(serving.read(config, missing_ok=False))
+        every = model_config.models(model_config.read(config, missing_ok=False))
         shown = [m.to_json() for m in every if args.model_name in (None, m.name)]
         if args.model_name is not None and not shown:
             from airflow_savedmodel.errors import NotFoundError
@@ -115,7 +115,7 @@ def cmd_serving(args: argparse.Namespace) -> int:
         return _rollout(config, args, options)
     if args.action == "set-label" and (args.label is None or args.version is None):
         raise argparse.ArgumentTypeError("serving set-label needs --label and --version")
-    model = serving.move_label(
+    model = model_config.move_label(
         config,
         args.model_name,
         lambda url: resolve(url, options),
@@ -133,15 +133,10 @@ def cmd_serving(args: argparse.Namespace) -> int:
 
 
 def _release_target(config: Location, name: str, options: dict[str, Any], trust: Any = None) -> Any:
-    from airflow_savedmodel.errors import NotFoundError
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.release.rollout import Target
-    from airflow_savedmodel.storage import serving
+    from airflow_savedmodel.release.rollout import target_for
 
-    model = serving.find(serving.read(config, missing_ok=False), name)
-    if model is None:
-        raise NotFoundError(f"no model {name!r} in the config", config.url)
-    return Target(config, name, resolve(model.base_path, options), trust)
+    return target_for(config, name, lambda url: resolve(url, options), trust)
 
 
 def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]) -> int:

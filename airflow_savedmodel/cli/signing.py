@@ -69,13 +69,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _verify_signature(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import signatures
+    from airflow_savedmodel.storage import signed
 
     options = _storage_options(args.storage_option)
     trust = _trust(args, options)
     if trust is None:
         raise argparse.ArgumentTypeError(f"verify --signature needs --trusted-signers PEM (or ${TRUST_ENV})")
-    result = signatures.check(resolve(args.url, options), trust)
+    result = signed.check(resolve(args.url, options), trust)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -89,24 +89,24 @@ def _verify_signature(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import signatures
+    from airflow_savedmodel.storage import signed
 
     options = _storage_options(args.storage_option)
     model = resolve(args.url, options)
     args.sign_key, args.sign_cert = args.key, args.cert
     signer = _signer(args)
     trust = _trust(args, options) if args.trusted_signers else None
-    if trust is not None and model.join(signatures.SIGNATURE_PATH).exists():
-        signatures.require(model, trust)  # re-signing vouches only for what verified before
-    signatures.sign(model, signer)
+    if trust is not None and model.join(signed.SIGNATURE_PATH).exists():
+        signed.require(model, trust)  # re-signing vouches only for what verified before
+    signed.sign(model, signer)
     if args.json:
         _print_json(
             {
                 "url": model.url,
                 "signed_by": signer.describe(),
-                "signature": model.join(signatures.SIGNATURE_PATH).url,
+                "signature": model.join(signed.SIGNATURE_PATH).url,
             }
         )
     else:
-        print(f"signed {model.url} by {signer.describe()}: {model.join(signatures.SIGNATURE_PATH).url}")
+        print(f"signed {model.url} by {signer.describe()}: {model.join(signed.SIGNATURE_PATH).url}")
     return 0

@@ -53,7 +53,7 @@ MAX_SPEC_BYTES = 16 << 20  # a signature spec is a small JSON or YAML document
 MAX_SHARD_FINDINGS = 10  # missing shards named one by one; the rest are counted in one finding
 
 FINDING_CODES = {
-    # OMS signature findings (added by storage/signatures.py when signatures are required)
+    # OMS signature findings (added by storage/signed.py when signatures are required)
     "signature-missing": "signatures are required and the model has no model.sig",
     "signature-invalid": "model.sig is malformed or its signature does not match what it signs",
     "signature-untrusted": "model.sig is signed by a key or certificate that is not trusted here",

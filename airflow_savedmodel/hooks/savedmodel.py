@@ -21,15 +21,14 @@ if TYPE_CHECKING:
     from airflow_savedmodel.location import Location
     from airflow_savedmodel.release.evidence import Check
     from airflow_savedmodel.release.policy import Policy
-    from airflow_savedmodel.release.records import Active
-    from airflow_savedmodel.release.rollout import Result, Target
+    from airflow_savedmodel.release.rollout import InFlight, Plan, Result, Target
     from airflow_savedmodel.signing.keys import Signer, Trust
     from airflow_savedmodel.storage import CopyResult, GcResult, VersionInfo
     from airflow_savedmodel.storage.export import ExportResult, Warmup
     from airflow_savedmodel.storage.manifest import VerifyResult
     from airflow_savedmodel.storage.mirror import MirrorResult
+    from airflow_savedmodel.storage.model_config import ServedModel
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
-    from airflow_savedmodel.storage.serving import ServedModel
     from airflow_savedmodel.storage.versions import Readiness
     from airflow_savedmodel.tfserving import Endpoint, VersionStatus
 
@@ -296,21 +295,21 @@ class SavedModelHook(BaseHook):
         source = (trusted_signers or "").strip() or deployment_trust_source()
         if not source:
             return None
-        from airflow_savedmodel.storage.signatures import load_trust
+        from airflow_savedmodel.storage.signed import load_trust
 
         return load_trust(self.filesystem(source))
 
     @renamed(url="model_url")
     @_typed_storage_errors
     def verify_signature(self, model_url: str, trust: Trust) -> Any:
-        """The model at ``model_url`` against its OMS signature (storage.signatures.check).
+        """The model at ``model_url`` against its OMS signature (storage.signed.check).
 
         :param model_url: the SavedModel directory (a path or any fsspec URL).
         :param trust: the signers the signature must verify against (from :meth:`trust`).
         """
-        from airflow_savedmodel.storage import signatures
+        from airflow_savedmodel.storage import signed
 
-        return signatures.check(self.filesystem(model_url), trust)
+        return signed.check(self.filesystem(model_url), trust)
 
     # ---- format ------------------------------------------------------------------------------
 
@@ -698,7 +697,7 @@ class SavedModelHook(BaseHook):
         from_label: str = "canary",
         trust: Trust | None = None,
     ) -> ServedModel:
-        """Change a label in TF Serving's model config (see ``storage.serving.move_label``);
+        """Change a label in TF Serving's model config (see ``storage.model_config.move_label``);
         the config and the model's base path are read with this hook's connection. With
         ``trust`` the version the label moves to must verify.
 
@@ -710,9 +709,9 @@ class SavedModelHook(BaseHook):
         :param from_label: with ``promote``, the label whose version it takes.
         :param trust: the signers the signature must verify against (from :meth:`trust`).
         """
-        from airflow_savedmodel.storage import serving
+        from airflow_savedmodel.storage import model_config
 
-        return serving.move_label(
+        return model_config.move_label(
             self.filesystem(serving_config),
             model_name,
             self.filesystem,
@@ -833,55 +832,60 @@ class SavedModelHook(BaseHook):
         :param model_name: the model's name in that file.
         :param trust: the signers the signature must verify against (from :meth:`trust`).
         """
-        from airflow_savedmodel.errors import NotFoundError
-        from airflow_savedmodel.release.rollout import Target
-        from airflow_savedmodel.storage import serving
+        from airflow_savedmodel.release.rollout import target_for
 
-        config = self.filesystem(serving_config)
-        model = serving.find(serving.read(config, missing_ok=False), model_name)
-        if model is None:
-            raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
-        return Target(config, model_name, self.filesystem(model.base_path), trust)
+        return target_for(self.filesystem(serving_config), model_name, self.filesystem, trust)
+
+    def rollout_plan(
+        self, serving_config: str, model_name: str, policy: dict[str, Any] | str | None = None
+    ) -> Plan:
+        """What a rollout task works from, read once and passed to each step: the policy parsed
+        (a PolicyError names what is wrong before anything changes), the signers it requires
+        and the model's entry in the config.
+
+        :param serving_config: TF Serving's model config file.
+        :param model_name: the model's name in that file.
+        :param policy: the rollout policy: a dict, JSON text or a JSON/YAML file's URL (default:
+            the documented defaults).
+        """
+        from airflow_savedmodel.release.policy import load
+        from airflow_savedmodel.release.rollout import Plan
+
+        parsed = load(policy)
+        return Plan(self.release_target(serving_config, model_name, self.policy_trust(parsed)), parsed)
 
     @_typed_storage_errors
     def begin_rollout(
         self,
-        serving_config: str,
-        model_name: str,
+        plan: Plan,
         version: int,
         endpoint: Endpoint,
-        policy: Policy,
         *,
         run_id: str,
         metrics: Mapping[str, float] | None = None,
-    ) -> tuple[Active, int | None]:
+    ) -> InFlight:
         """Claim the model's rollout and name the candidate in the config (release.rollout.begin).
 
-        :param serving_config: TF Serving's model config file: gate the version through it.
-        :param model_name: the model's name in that file.
-        :param version: the version: a number, or ``auto`` (the next one).
+        :param plan: the rollout's target and policy (:meth:`rollout_plan`).
+        :param version: the candidate version.
         :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
-        :param policy: the rollout policy (release.policy.Policy).
         :param run_id: names the rollout (the same id resumes it).
         :param metrics: the candidate's metrics, gated by the policy.
         """
-        from airflow_savedmodel.release.rollout import begin
+        from airflow_savedmodel.release.rollout import InFlight, begin
 
-        target = self.release_target(serving_config, model_name, self.policy_trust(policy))
-        return begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
+        active, stable = begin(plan.target, version, endpoint, plan.policy, run_id=run_id, metrics=metrics)
+        return InFlight(active, stable)
 
     @renamed(signature="signature_name")
     @_typed_storage_errors
     def finish_rollout(
         self,
-        serving_config: str,
-        model_name: str,
+        plan: Plan,
+        in_flight: InFlight,
         *,
-        active: Active,
-        stable: int | None,
         available: Check,
         endpoint: Endpoint,
-        policy: Policy,
         inputs_url: str | None = None,
         signature_name: str = "serving_default",
         metrics: Mapping[str, float] | None = None,
@@ -891,13 +895,10 @@ class SavedModelHook(BaseHook):
         the check it gave: passing, or failing with TF Serving's error or the timeout); with
         ``hold_for_approval`` passing evidence waits for :meth:`conclude_rollout`.
 
-        :param serving_config: TF Serving's model config file: gate the version through it.
-        :param model_name: the model's name in that file.
-        :param active: the rollout in flight (from :meth:`begin_rollout`).
-        :param stable: the stable version before the rollout.
+        :param plan: the rollout's target and policy (:meth:`rollout_plan`).
+        :param in_flight: the rollout (from :meth:`begin_rollout` or :meth:`rollout_state`).
         :param available: the check the wait for TF Serving gave.
         :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
-        :param policy: the rollout policy (release.policy.Policy).
         :param inputs_url: an .npz file of request inputs.
         :param signature_name: the SignatureDef the requests call.
         :param metrics: the candidate's metrics, gated by the policy.
@@ -907,7 +908,7 @@ class SavedModelHook(BaseHook):
         from airflow_savedmodel.release import traffic
         from airflow_savedmodel.release.rollout import finish, stopped_before_bake
 
-        target = self.release_target(serving_config, model_name, self.policy_trust(policy))
+        target, active, stable = plan.target, in_flight.active, in_flight.stable
         try:
             inputs = self.warmup_inputs(inputs_url) if inputs_url else None
             requests = traffic.for_version(target.base.join(str(active.version)), inputs, signature_name)
@@ -919,7 +920,7 @@ class SavedModelHook(BaseHook):
             stable=stable,
             available=available,
             endpoint=endpoint,
-            policy=policy,
+            policy=plan.policy,
             requests=requests,
             metrics=metrics,
             hold_for_approval=hold_for_approval,
@@ -950,35 +951,25 @@ class SavedModelHook(BaseHook):
         """
         return self.trust(policy.doc.get("require_signature"))
 
-    def rollout_unchanged(self, serving_config: str, model_name: str, version: int) -> Result | None:
+    def rollout_unchanged(self, plan: Plan, version: int) -> Result | None:
         """A result when ``version`` is already stable (nothing to release), else None.
 
-        :param serving_config: TF Serving's model config file: gate the version through it.
-        :param model_name: the model's name in that file.
-        :param version: the version: a number, or ``auto`` (the next one).
+        :param plan: the rollout's target and policy (:meth:`rollout_plan`).
+        :param version: the candidate version.
         """
         from airflow_savedmodel.release.rollout import unchanged
 
-        return unchanged(self.release_target(serving_config, model_name), version)
+        return unchanged(plan.target, version)
 
-    def rollout_state(self, serving_config: str, model_name: str, version: int) -> dict[str, Any]:
+    def rollout_state(self, plan: Plan, version: int) -> InFlight:
         """The rollout of ``version`` in flight: its claim and the stable version it started from.
 
-        :param serving_config: TF Serving's model config file: gate the version through it.
-        :param model_name: the model's name in that file.
-        :param version: the version: a number, or ``auto`` (the next one).
+        :param plan: the rollout's target and policy (:meth:`rollout_plan`).
+        :param version: the candidate version.
         """
-        from airflow_savedmodel.release import records
-        from airflow_savedmodel.release.rollout import RolloutError
+        from airflow_savedmodel.release.rollout import in_flight
 
-        target = self.release_target(serving_config, model_name)
-        active = records.current(target.base)
-        record = records.read(target.base, version)
-        if active is None or active.version != version or record is None:
-            raise RolloutError(
-                f"no rollout of version {version} in flight (its claim is gone)", target.base.url
-            )
-        return {"active": active.to_json(), "stable": record.get("stable_before")}
+        return in_flight(plan.target, version)
 
     @_typed_storage_errors
     def conclude_rollout(

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_savedmodel.release.evidence import Check
     from airflow_savedmodel.release.traffic import Answer, Request
     from airflow_savedmodel.tfserving import Endpoint, VersionStatus
 
@@ -114,6 +117,45 @@ class TFServingHook(BaseHook):
         from airflow_savedmodel.release.traffic import send
 
         return send(self.endpoint(), model_name, version_label, request)
+
+    def availability(self, model_name: str, version: int, timeout: float) -> Check | None:
+        """The rollout's ``available`` check when the server has settled ``version`` (AVAILABLE,
+        or refused with its error), None while it loads or when it cannot be asked yet.
+
+        :param model_name: the model's name in TF Serving's config.
+        :param version: the candidate version.
+        :param timeout: the policy's ``available_timeout_seconds``, named in a failing check.
+        """
+        from airflow_savedmodel.errors import SavedModelError
+        from airflow_savedmodel.release.rollout import available_check
+
+        try:
+            return available_check(self.status(model_name, version).to_json(), timeout)
+        except (OSError, SavedModelError):
+            return None
+
+    def wait_available(self, model_name: str, version: int, timeout: float, poke_interval: float) -> Check:
+        """Wait in this process until ``version`` is settled or ``timeout`` passes; the check.
+
+        :param model_name: the model's name in TF Serving's config.
+        :param version: the candidate version.
+        :param timeout: seconds to wait at most.
+        :param poke_interval: seconds between status requests.
+        """
+        from airflow_savedmodel.release.rollout import wait_available
+
+        return wait_available(self.endpoint(), model_name, version, timeout, poke_interval)
+
+    @staticmethod
+    def available_from_event(event: Mapping[str, Any], timeout: float) -> Check:
+        """The ``available`` check from the event SavedModelServedTrigger fired with.
+
+        :param event: the trigger's event payload.
+        :param timeout: the policy's ``available_timeout_seconds``.
+        """
+        from airflow_savedmodel.release.rollout import available_from_event
+
+        return available_from_event(event, timeout)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: the server answers at all (any HTTP status)."""

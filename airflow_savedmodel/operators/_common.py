@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_savedmodel.hooks.savedmodel import SavedModelHook
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
 
 
 def _hook(conn_id: str | None, storage_options: dict[str, Any] | None = None) -> SavedModelHook:
@@ -226,7 +227,7 @@ def _rollout_outcome(context: Any, result: Any, fail_on_rollback: bool) -> dict[
     return doc
 
 
-def _tf_serving(server_url: str | None, tf_serving_conn_id: str | None) -> Any:
+def _tf_serving(server_url: str | None, tf_serving_conn_id: str | None) -> TFServingHook:
     """The TF Serving hook of a task (its REST API from a URL or an HTTP connection)."""
     from airflow_savedmodel.hooks.tfserving import TFServingHook
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -20,6 +20,11 @@ from airflow_savedmodel.operators._common import (
     _tf_serving,
     _version,
 )
+
+if TYPE_CHECKING:
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
+    from airflow_savedmodel.release.evidence import Check
+    from airflow_savedmodel.release.rollout import InFlight, Plan
 
 
 class SavedModelServingLabelOperator(BaseOperator):
@@ -181,11 +186,6 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.poke_interval = poke_interval
 
-    def _policy(self) -> Any:
-        from airflow_savedmodel.release.policy import load
-
-        return load(self.policy)
-
     def _metrics(self) -> dict[str, float] | None:
         if self.metrics in (None, "", "None"):
             return None
@@ -200,14 +200,12 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
     def execute(self, context: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_savedmodel.errors import SignatureError
-        from airflow_savedmodel.release.policy import PolicyError
-        from airflow_savedmodel.release.rollout import ServerUnreachableError
+        from airflow_savedmodel.errors import PolicyError, ServerUnreachableError, SignatureError
 
         hook = _hook(self.savedmodel_conn_id)
         version = int(str(self.version))
         try:  # a policy that does not parse fails here, before anything changes
-            policy = self._policy()
+            plan = hook.rollout_plan(self.serving_config, self.model_name, self.policy)
         except PolicyError as exc:
             hook.rollout_refused(
                 self.serving_config, self.model_name, version, self._run_id(context), str(exc)
@@ -215,19 +213,13 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             raise AirflowFailException(str(exc)) from None  # a retry would read the same policy
         tf_serving = _tf_serving(self.server_url, self.tf_serving_conn_id)
         endpoint = tf_serving.endpoint()
-        done = hook.rollout_unchanged(self.serving_config, self.model_name, version)
+        done = hook.rollout_unchanged(plan, version)
         if done is not None:  # a rerun whose export is the version already stable
             self.log.info("%s", done.message)
             return done.to_json()
         try:
-            active, stable = hook.begin_rollout(
-                self.serving_config,
-                self.model_name,
-                version,
-                endpoint,
-                policy,
-                run_id=self._run_id(context),
-                metrics=self._metrics(),
+            in_flight = hook.begin_rollout(
+                plan, version, endpoint, run_id=self._run_id(context), metrics=self._metrics()
             )
         except (ServerUnreachableError, SignatureError) as exc:  # no retry changes these: fail at once
             raise AirflowFailException(str(exc)) from None
@@ -235,20 +227,12 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             "Rolling out %s version %s (stable: %s); waiting until TF Serving serves it",
             self.model_name,
             version,
-            stable,
+            in_flight.stable,
         )
-        state = {"active": active.to_json(), "stable": stable}
-        timeout = float(policy["available_timeout_seconds"])
-        self.log.info("Release record: %s", state)
-        from airflow_savedmodel.errors import SavedModelError
-        from airflow_savedmodel.release.rollout import available_check
-
-        try:  # already settled (loaded, or refused): no wait to hand to the triggerer
-            settled = available_check(tf_serving.status(self.model_name, version).to_json(), timeout)
-        except (OSError, SavedModelError):
-            settled = None
-        if settled is not None:
-            return self._finish(context, state, settled)
+        timeout = float(plan.policy["available_timeout_seconds"])
+        settled = tf_serving.availability(self.model_name, version, timeout)
+        if settled is not None:  # already loaded, or refused: no wait to hand to the triggerer
+            return self._finish(context, plan, in_flight, settled, tf_serving)
         if self.deferrable:
             from airflow_savedmodel.triggers.savedmodel import SavedModelServedTrigger
 
@@ -263,50 +247,26 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        from airflow_savedmodel.release.rollout import wait_available
-
-        check = wait_available(endpoint, self.model_name, version, timeout, self.poke_interval)
-        return self._finish(context, state, check)
+        check = tf_serving.wait_available(self.model_name, version, timeout, self.poke_interval)
+        return self._finish(context, plan, in_flight, check, tf_serving)
 
     def execute_complete(self, context: Any, event: dict[str, Any], **kwargs: Any) -> Any:
-        from airflow_savedmodel.release.evidence import FAIL, Check
-        from airflow_savedmodel.release.rollout import available_check
-        from airflow_savedmodel.tfserving import VersionStatus
-
-        timeout = float(self._policy()["available_timeout_seconds"])
-        if event.get("status") == "error":
-            check: Check | None = Check(
-                "available", FAIL, f"TF Serving could not be asked: {event['message']}"
-            )
-        elif event.get("status") == "timeout":
-            last = VersionStatus(**event["served"]).waiting_for() if event.get("served") else "never answered"
-            check = Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
-        else:
-            check = available_check(event["served"], timeout)
-        assert check is not None  # the trigger fires once the version is AVAILABLE or failed
-        # The rollout's state lives beside the versions (claim and record), not in the deferral.
-        return self._finish(
-            context,
-            _hook(self.savedmodel_conn_id).rollout_state(
-                self.serving_config, self.model_name, int(str(self.version))
-            ),
-            check,
-        )
-
-    def _finish(self, context: Any, state: dict[str, Any], check: Any) -> Any:
-        from airflow_savedmodel.release.records import Active
-
         hook = _hook(self.savedmodel_conn_id)
-        policy = self._policy()
-        endpoint = _tf_serving(self.server_url, self.tf_serving_conn_id).endpoint()
-        result = hook.finish_rollout(
-            self.serving_config,
-            self.model_name,
-            active=Active(**state["active"]),
-            stable=state["stable"],
+        plan = hook.rollout_plan(self.serving_config, self.model_name, self.policy)
+        tf_serving = _tf_serving(self.server_url, self.tf_serving_conn_id)
+        check = tf_serving.available_from_event(event, float(plan.policy["available_timeout_seconds"]))
+        # The rollout's state lives beside the versions (claim and record), not in the deferral.
+        in_flight = hook.rollout_state(plan, int(str(self.version)))
+        return self._finish(context, plan, in_flight, check, tf_serving)
+
+    def _finish(
+        self, context: Any, plan: Plan, in_flight: InFlight, check: Check, tf_serving: TFServingHook
+    ) -> Any:
+        result = _hook(self.savedmodel_conn_id).finish_rollout(
+            plan,
+            in_flight,
             available=check,
-            endpoint=endpoint,
-            policy=policy,
+            endpoint=tf_serving.endpoint(),
             inputs_url=self.inputs_url or None,
             signature_name=self.signature_name,
             metrics=self._metrics(),
@@ -316,9 +276,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             self.log.info("%s %s: %s", item.status.upper(), item.name, item.message)
         self.log.info("%s (record: %s)", result.message, result.record_url)
         doc = result.to_json()
-        version_url = str(
-            hook.release_target(self.serving_config, self.model_name).base.join(str(result.version)).url
-        )
+        version_url = str(plan.target.base.join(str(result.version)).url)
         release = {
             "decision": doc["decision"],
             "stable_before": doc["stable_before"],

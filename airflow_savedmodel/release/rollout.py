@@ -42,7 +42,7 @@ from airflow_savedmodel.release.evidence import FAIL, Check, Sample
 from airflow_savedmodel.release.policy import Policy
 from airflow_savedmodel.release.traffic import Answer, Request, send
 from airflow_savedmodel.signing.keys import Trust
-from airflow_savedmodel.storage import serving, signatures
+from airflow_savedmodel.storage import model_config, signed
 from airflow_savedmodel.tfserving import Endpoint
 
 CANARY, STABLE = "canary", "stable"
@@ -57,6 +57,36 @@ class Target:
     model: str
     base: Location
     trust: Trust | None = None  # signatures required: the candidate must verify to be named or promoted
+
+
+def target_for(
+    config: Location, model_name: str, resolve: Callable[[str], Location], trust: Trust | None = None
+) -> Target:
+    """The model ``model_name`` of the config file at ``config``, its base path resolved by
+    ``resolve`` (with the caller's credentials); NotFoundError when the config does not name it."""
+    from airflow_savedmodel.errors import NotFoundError
+
+    model = model_config.find(model_config.read(config, missing_ok=False), model_name)
+    if model is None:
+        raise NotFoundError(f"no model named {model_name!r} in the serving config", config.url)
+    return Target(config, model_name, resolve(model.base_path), trust)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one rollout task works from, read once and passed to every step: the target (its
+    config read, the signers resolved) and the parsed policy."""
+
+    target: Target
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A rollout between its steps: its claim and the ``stable`` version it started from."""
+
+    active: records.Active
+    stable: int | None
 
 
 @dataclass
@@ -109,16 +139,16 @@ def _reachable(endpoint: Endpoint, model: str, sleep: Callable[[float], None] = 
 
 
 def labels_of(target: Target) -> dict[str, int]:
-    model = serving.find(serving.read(target.config), target.model)
+    model = model_config.find(model_config.read(target.config), target.model)
     if model is None:
         raise RolloutError(f"no model named {target.model!r} in the serving config", target.config.url)
-    return serving.describe(model).labels
+    return model_config.describe(model).labels
 
 
 def _abandon(target: Target, holder: records.Active) -> None:
     """Roll back a rollout whose run stopped before deciding (its deadline passed)."""
     if labels_of(target).get(STABLE) != holder.version:
-        serving.withdraw(target.config, target.model, holder.version)
+        model_config.withdraw(target.config, target.model, holder.version)
     record = records.read(target.base, holder.version) or {"version": holder.version}
     if record.get("state") in (None, "baking"):
         record.update(
@@ -160,7 +190,7 @@ def begin(
     candidate that does not verify under the target's trust is refused before anything changes;
     a rollout refused before its claim (not by another run's) leaves its reason in the record."""
     try:
-        signatures.require(target.base.join(str(version)), target.trust)
+        signed.require(target.base.join(str(version)), target.trust)
         _reachable(endpoint, target.model, sleep)
     except SavedModelError as exc:
         refused(target, version, run_id, str(exc))
@@ -195,7 +225,7 @@ def begin(
                 f"model {target.model!r} is being rolled out by {who}; nothing was changed", target.config.url
             )
     try:  # served, not yet labelled: TF Serving refuses a label on a version it has not loaded
-        serving.serve_version(target.config, target.model, target.base, version)
+        model_config.serve_version(target.config, target.model, target.base, version)
     except SavedModelError as exc:
         records.give_up(target.base, active)
         refused(target, version, run_id, str(exc))
@@ -288,6 +318,32 @@ def available_check(status: Mapping[str, Any], timeout: float) -> Check | None:
     return None
 
 
+def available_from_event(event: Mapping[str, Any], timeout: float) -> Check:
+    """The ``available`` check from the event a served trigger fired with: AVAILABLE, refused
+    (TF Serving's error), not answered, or still loading when the timeout passed."""
+    from airflow_savedmodel.tfserving import VersionStatus
+
+    if event.get("status") == "error":
+        return Check("available", FAIL, f"TF Serving could not be asked: {event['message']}")
+    if event.get("status") == "timeout":
+        last = VersionStatus(**event["served"]).waiting_for() if event.get("served") else "never answered"
+        return Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
+    check = available_check(event["served"], timeout)
+    if check is None:  # the trigger fires only once the version is AVAILABLE or failed
+        raise RolloutError(f"the served trigger fired while version {event['served']} was still loading")
+    return check
+
+
+def in_flight(target: Target, version: int) -> InFlight:
+    """The rollout of ``version`` in flight (its claim and the stable version it started from),
+    read back from beside the versions when a task resumes after its wait."""
+    active = records.current(target.base)
+    record = records.read(target.base, version)
+    if active is None or active.version != version or record is None:
+        raise RolloutError(f"no rollout of version {version} in flight (its claim is gone)", target.base.url)
+    return InFlight(active, record.get("stable_before"))
+
+
 def label_served(
     endpoint: Endpoint, target: Target, label: str, version: int, *, timeout: float, poll: float = 0.5
 ) -> Check:
@@ -295,7 +351,7 @@ def label_served(
     label to it: a label move takes effect at TF Serving's next read of the config."""
     from airflow_savedmodel.tfserving import fetch_status
 
-    serving.set_labels(target.config, target.model, target.base, {label: version})
+    model_config.set_labels(target.config, target.model, target.base, {label: version})
     deadline = time.monotonic() + timeout
     seen = "not yet"
     while True:
@@ -354,7 +410,7 @@ def signature_check(target: Target, version: int) -> Check:
     """The candidate verified again just before it is promoted (a bucket writer had the bake to
     change it)."""
     assert target.trust is not None
-    found = signatures.check(target.base.join(str(version)), target.trust)
+    found = signed.check(target.base.join(str(version)), target.trust)
     if found.ok:
         return Check("signature", "pass", f"signed by {found.signer}")
     return Check("signature", FAIL, found.error().problem)
@@ -375,14 +431,14 @@ def decide(
         checks.append(signature_check(target, version))  # what baked is what was signed, still
     failures = evidence.failed(checks)
     if failures:
-        serving.withdraw(target.config, target.model, version)
+        model_config.withdraw(target.config, target.model, version)
         decision, stable_after = "rolled_back", stable_before
         first = failures[0]
         message = f"rolled back version {version}: {first.name} failed: {first.message}"
         if len(failures) > 1:
             message += f" (and {len(failures) - 1} more: {', '.join(c.name for c in failures[1:])})"
     else:
-        serving.set_labels(target.config, target.model, target.base, {STABLE: version})
+        model_config.set_labels(target.config, target.model, target.base, {STABLE: version})
         decision, stable_after = "promoted", version
         skipped = [c.name for c in checks if c.status == "skip"]
         message = f"promoted version {version} to {STABLE}" + (

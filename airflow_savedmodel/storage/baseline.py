@@ -15,7 +15,7 @@ from airflow_savedmodel.errors import NotFoundError, SavedModelError
 from airflow_savedmodel.format.compat import Baseline
 from airflow_savedmodel.format.model import has_saved_model
 from airflow_savedmodel.location import Location
-from airflow_savedmodel.storage.serving import served_version
+from airflow_savedmodel.storage.model_config import served_version
 
 SERVED = "served"
 

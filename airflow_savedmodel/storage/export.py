@@ -22,8 +22,8 @@ from airflow_savedmodel.format.compat import Baseline
 from airflow_savedmodel.format.model import SavedModel
 from airflow_savedmodel.format.validate import Checks, Report
 from airflow_savedmodel.location import Location
+from airflow_savedmodel.storage.model_config import served_version
 from airflow_savedmodel.storage.publish import PublishResult, ServingTarget, publish
-from airflow_savedmodel.storage.serving import served_version
 from airflow_savedmodel.storage.transfer import ProgressCallback
 
 

@@ -23,7 +23,7 @@ from airflow_savedmodel.location import file_crc32c, to_hex
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists files: tens of bytes each
 
 MANIFEST_PATH = f"{ASSETS_EXTRA_DIR}/airflow_savedmodel_manifest.json"
-SIGNATURE_PATH = "model.sig"  # the version's OMS signature (storage/signatures.py)
+SIGNATURE_PATH = "model.sig"  # the version's OMS signature (storage/signed.py)
 SCHEMA = "airflow-savedmodel/manifest/v1"
 
 

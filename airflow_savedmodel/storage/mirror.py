@@ -16,7 +16,7 @@ from airflow_savedmodel import location
 from airflow_savedmodel.errors import SavedModelError, StorageError
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.signing.keys import Trust
-from airflow_savedmodel.storage import signatures
+from airflow_savedmodel.storage import signed
 from airflow_savedmodel.storage import versions as v
 from airflow_savedmodel.storage.publish import PublishResult, publish
 
@@ -78,7 +78,7 @@ def mirror(
             result.present.append(info.version)
             continue
         try:
-            signatures.require(src.join(str(info.version)), trust)
+            signed.require(src.join(str(info.version)), trust)
             published = publish(
                 src.join(str(info.version)),
                 dst,

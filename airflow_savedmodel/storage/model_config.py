@@ -23,7 +23,7 @@ from airflow_savedmodel.errors import FormatError, NotFoundError, StorageError
 from airflow_savedmodel.location import Location, write_atomic
 from airflow_savedmodel.protos import serving_config_pb2 as pb
 from airflow_savedmodel.signing.keys import Trust
-from airflow_savedmodel.storage import leases, signatures
+from airflow_savedmodel.storage import leases, signed
 from airflow_savedmodel.storage import versions as v
 
 MODEL_PLATFORM = "tensorflow"
@@ -162,7 +162,7 @@ def _require_complete(base: Location, numbers: Iterable[int], trust: Trust | Non
         if state != v.COMPLETE:
             detail = "; ".join(problems[:3]) if problems else "no manifest from this tool"
             raise StorageError(f"version {number} is {state}, not complete ({detail})", path.url)
-        signatures.require(path, trust)
+        signed.require(path, trust)
 
 
 def _set_specific(model: pb.ModelConfig, numbers: Iterable[int]) -> None:

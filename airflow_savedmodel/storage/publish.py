@@ -14,7 +14,7 @@ Where the version becomes visible depends on the filesystem and the mode:
   and saved_model.pb last. A watcher that lists ``base`` sees ``N/`` while this runs.
 - **Gated mode** (``serving=ServingTarget(...)``, any filesystem): the version is copied and
   verified first, then named in TensorFlow Serving's model config file with one atomic write
-  (storage/serving.py). A TF Serving reading that file with the ``specific`` policy never sees
+  (storage/model_config.py). A TF Serving reading that file with the ``specific`` policy never sees
   a version before it is complete. On object stores the copy goes straight into ``base/<N>/``.
 
 A publisher holds a lease (storage/leases.py) on its staging area and version while it works;
@@ -37,9 +37,8 @@ from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import has_saved_model, missing_model_error
 from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import catalog, leases, signatures
+from airflow_savedmodel.storage import catalog, leases, model_config, signed
 from airflow_savedmodel.storage import manifest as manifests
-from airflow_savedmodel.storage import serving as serving_config
 from airflow_savedmodel.storage import versions as v
 from airflow_savedmodel.storage.transfer import CopyOptions, ProgressCallback, superseded
 
@@ -62,7 +61,7 @@ class ServingTarget:
     config: Location
     model_name: str
     labels: tuple[str, ...] = ()
-    keep_served: int = serving_config.DEFAULT_KEEP_SERVED
+    keep_served: int = model_config.DEFAULT_KEEP_SERVED
     base_path: str | None = None
     trust: Trust | None = None  # labels and versions named must verify (an existing version may be reused)
 
@@ -128,7 +127,7 @@ def _already_published(
     for info in candidates:
         assert info.manifest is not None
         if info.manifest.content_key() == key and (
-            signer is None or signatures.signed_by(base.join(str(info.version)), signer)
+            signer is None or signed.signed_by(base.join(str(info.version)), signer)
         ):
             return info, key
     return None, key
@@ -178,9 +177,9 @@ def publish(
     if not has_saved_model(src.fs, src.path):
         raise missing_model_error(src.fs, src.path)
     if serving is not None:  # refused before anything is copied
-        serving_config.check_base(serving.config, serving.model_name, base, serving.base_path)
-    if trust is not None and src.join(signatures.SIGNATURE_PATH).exists():
-        signatures.require(src, trust)
+        model_config.check_base(serving.config, serving.model_name, base, serving.base_path)
+    if trust is not None and src.join(signed.SIGNATURE_PATH).exists():
+        signed.require(src, trust)
     infos = location.relative_infos(src.fs, src.path)  # refuses a source it cannot copy
     if replaced:
         infos = {rel: info for rel, info in infos.items() if rel not in superseded(replaced)}
@@ -293,7 +292,7 @@ def _serve(
 ) -> dict[str, Any] | None:
     if serving is None:
         return None
-    model = serving_config.serve_version(
+    model = model_config.serve_version(
         serving.config,
         serving.model_name,
         base,

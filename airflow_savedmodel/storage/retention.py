@@ -22,8 +22,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location
 from airflow_savedmodel.location import Location
-from airflow_savedmodel.storage import leases
-from airflow_savedmodel.storage import serving as serving_config
+from airflow_savedmodel.storage import leases, model_config
 from airflow_savedmodel.storage import versions as v
 
 
@@ -98,7 +97,7 @@ def gc(
     named: set[int] = set()
     if serving_config_url is not None:
         config = location.resolve(serving_config_url, storage_options)
-        named = serving_config.named_versions(serving_config.read(config), base.url)
+        named = model_config.named_versions(model_config.read(config), base.url)
     servable = [i for i in found if i.servable and i.version not in debris]
     # The newest complete version is kept even when newer unverified ones (a plain-mode publish
     # still copying in, another tool's export) fill the keep_last slots.

@@ -43,7 +43,7 @@ from airflow_savedmodel.location import (
 )
 from airflow_savedmodel.signing.keys import Signer
 from airflow_savedmodel.storage import manifest as manifests
-from airflow_savedmodel.storage import signatures
+from airflow_savedmodel.storage import signed
 
 MAX_BACKOFF_SECONDS = 30.0
 _BROKEN_STREAM_AIOHTTP = {
@@ -527,7 +527,7 @@ def copy_tree(
         sizes = {rel: n for rel, n in sizes.items() if rel not in superseded(replaced)}
         sizes.update({rel: len(data) for rel, data in replaced.items()})
     if signer is not None:
-        sizes.pop(signatures.SIGNATURE_PATH, None)  # the copy gets a signature of its own
+        sizes.pop(signed.SIGNATURE_PATH, None)  # the copy gets a signature of its own
     bulk, last = _order(sizes)
     copier = _Copier(
         src_fs,
@@ -569,9 +569,9 @@ def copy_tree(
     if signer is not None:
         digests = {rel: copier.sha256[location.join(dst, rel)] for rel in entries}
         subject = signed_as or location.Location(dst_fs, dst).name
-        bundle = signer.sign(signatures.statement_for(location.Location(dst_fs, dst), digests, subject))
-        replaced[signatures.SIGNATURE_PATH] = bundle
-        one(signatures.SIGNATURE_PATH)
+        bundle = signer.sign(signed.statement_for(location.Location(dst_fs, dst), digests, subject))
+        replaced[signed.SIGNATURE_PATH] = bundle
+        one(signed.SIGNATURE_PATH)
     manifest = manifests.Manifest(
         files=[entries[p] for p in sorted(entries)],
         source=source_url,

@@ -150,10 +150,10 @@ def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -
 
     # gated publish: the config names the version as canary; the check promoted it to stable
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import serving as serving_config
+    from airflow_savedmodel.storage import model_config
 
     config = resolve(str(serving.parent / "models.config"))
-    model = serving_config.describe(serving_config.find(serving_config.read(config), "classifier"))  # type: ignore[arg-type]
+    model = model_config.describe(model_config.find(model_config.read(config), "classifier"))  # type: ignore[arg-type]
     assert model.labels == {"canary": newest, "stable": newest} and newest in model.versions
     # a second run publishes a new version (new run id, same weights: recognised, not copied)
     again = run_dag(example_dag("example_savedmodel_training_to_serving"))
@@ -163,10 +163,10 @@ def test_training_to_serving_end_to_end_and_tensorflow_agrees(airflow_db: str) -
     from airflow_savedmodel.storage import publish
 
     earlier = publish(str(model_dir), str(serving), version=newest + 1)
-    serving_config.set_labels(config, "classifier", resolve(str(serving)), {"stable": earlier.version})
+    model_config.set_labels(config, "classifier", resolve(str(serving)), {"stable": earlier.version})
     rollback = run_dag(example_dag("example_savedmodel_rollback"))
     assert str(rollback.state) == "success", states(rollback)
-    model = serving_config.describe(serving_config.find(serving_config.read(config), "classifier"))  # type: ignore[arg-type]
+    model = model_config.describe(model_config.find(model_config.read(config), "classifier"))  # type: ignore[arg-type]
     assert model.labels["stable"] == newest
 
 
@@ -186,11 +186,11 @@ def test_manual_publish_with_params(airflow_db: str, zoo: dict[str, Path], tmp_p
     assert str(run.state) == "success", states(run)
     assert [p.name for p in (tmp_path / "base").iterdir() if not p.name.startswith(".")] == ["1"]
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import serving
+    from airflow_savedmodel.storage import model_config
 
-    found = serving.find(serving.read(resolve(str(tmp_path / "models.config"))), "manual")
+    found = model_config.find(model_config.read(resolve(str(tmp_path / "models.config"))), "manual")
     assert found is not None
-    served = serving.describe(found)
+    served = model_config.describe(found)
     assert (served.base_path, served.versions, served.labels) == (str(tmp_path / "base"), [1], {"canary": 1})
     conf = dict(conf, serving_config=None, label=None)  # plain publishes from here on
     # The form's defaults as the UI sends them: release "2.20" must stay the string "2.20"
@@ -217,6 +217,54 @@ def small_model(root: Path, seed: int = 0) -> str:
     rng = np.random.default_rng(seed)
     layers = [DenseLayer(rng.standard_normal((3, 2)).astype(np.float32), np.zeros(2, np.float32), "softmax")]
     return export_dense_model(str(root / f"model-{seed}"), layers)
+
+
+def test_a_dag_written_with_the_old_names_runs(airflow_db: str, tmp_path: Path) -> None:
+    """A DAG written before the vocabulary settled (``url``, ``src``/``dst``, ``labels``,
+    ``base``-style names) runs to success and does what it says, each old name warned once."""
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    from airflow_savedmodel import deprecation
+    from airflow_savedmodel.operators.savedmodel import (
+        SavedModelCopyOperator,
+        SavedModelPublishOperator,
+        SavedModelValidateOperator,
+    )
+    from airflow_savedmodel.sensors.savedmodel import SavedModelSensor
+
+    model = small_model(tmp_path)
+    deprecation._warned.clear()
+    with pytest.warns(AirflowProviderDeprecationWarning) as said, task_dag("old_names_run") as dag:
+        ready = SavedModelSensor(task_id="ready", url=model, poke_interval=0.1, timeout=30)
+        valid = SavedModelValidateOperator(task_id="validate", url=model)
+        copied = SavedModelCopyOperator(task_id="copy", src=model, dst=str(tmp_path / "copy"))
+        published = SavedModelPublishOperator(
+            task_id="publish",
+            src=str(tmp_path / "copy"),
+            base_path=str(tmp_path / "base"),
+            labels=["canary"],
+            serving_config=str(tmp_path / "models.config"),
+            model_name="old",
+        )
+        ready >> valid >> copied >> published
+    assert [str(w.message).split(":")[0] + ":" + str(w.message).split("'")[1] for w in said] == [
+        "SavedModelSensor:url",
+        "SavedModelValidateOperator:url",
+        "SavedModelCopyOperator:src",
+        "SavedModelCopyOperator:dst",
+        "SavedModelPublishOperator:src",
+        "SavedModelPublishOperator:labels",
+    ]
+    run = run_dag(dag)
+    assert str(run.state) == "success", states(run)
+    assert (tmp_path / "copy" / "saved_model.pb").exists() and (
+        tmp_path / "base" / "1" / "saved_model.pb"
+    ).exists()
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import model_config
+
+    found = model_config.find(model_config.read(resolve(str(tmp_path / "models.config"))), "old")
+    assert found is not None and model_config.describe(found).labels == {"canary": 1}
 
 
 def test_every_operator_and_sensor_in_a_real_task_context(

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import copy, list_versions, serving, verify
+from airflow_savedmodel.storage import copy, list_versions, model_config, verify
 
 from integration.airflow_stack import CeleryStack, wait_until
 from integration.db_servers import missing_servers
@@ -76,11 +76,11 @@ def quoted(run_id: str) -> str:
     return urllib.parse.quote(run_id, safe="")
 
 
-def config_of(root: Path) -> serving.ServedModel:
-    config = serving.read(resolve(str(root / "models" / "models.config")))
-    model = serving.find(config, "classifier")
+def config_of(root: Path) -> model_config.ServedModel:
+    config = model_config.read(resolve(str(root / "models" / "models.config")))
+    model = model_config.find(config, "classifier")
     assert model is not None
-    return serving.describe(model)
+    return model_config.describe(model)
 
 
 def test_the_compose_settings_reach_every_service(stack: CeleryStack) -> None:
@@ -290,8 +290,8 @@ def test_a_fleet_survives_a_killed_worker_and_publishes_each_model_once(
     reused = [row["model"] for row in outcome["published"] if row["model"] in retried and not row["created"]]
     assert len(reused) >= run.killed_waiting, (run.tries, outcome["published"])
     serving_root = root / "fleet" / "serving"
-    config = serving.read(resolve(str(serving_root / "models.config")))
-    entries = {m.name: serving.describe(m) for m in config.model_config_list.config}
+    config = model_config.read(resolve(str(serving_root / "models.config")))
+    entries = {m.name: model_config.describe(m) for m in config.model_config_list.config}
     assert len(entries) == FLEET_MODELS
     for row in outcome["published"]:
         versions = [v for v in list_versions(str(serving_root / row["model"])) if v.state == "complete"]

@@ -31,7 +31,7 @@ from airflow_savedmodel.format.graphdef import GraphBuilder
 from airflow_savedmodel.format.servable import DenseLayer, build_dense_meta_graph, export_dense_model
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.signing.keys import Signer
-from airflow_savedmodel.storage import signatures
+from airflow_savedmodel.storage import signed
 from airflow_savedmodel.storage.publish import publish
 
 from integration.servers import GcsServer
@@ -276,7 +276,7 @@ def local_world(root: Path) -> dict[str, str]:
     np.savez(root / "inputs.npz", x=np.ones((2, 3), np.float32))
     (root / "spec.yaml").write_text(yaml.safe_dump({"signatures": {"serving_default": {}}}))
     keys = key_pair(root / "keys", "release")  # the published version is signed, PEM trusts it
-    signatures.sign(resolve(str(root / "base" / "1")), Signer.from_pem(keys.private_pem))
+    signed.sign(resolve(str(root / "base" / "1")), Signer.from_pem(keys.private_pem))
     return {
         "PEM": str(keys.public),
         "PRIVATE_PEM": str(keys.private),

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import list_versions, serving
+from airflow_savedmodel.storage import list_versions, model_config
 
 from integration.test_airflow import example_dag, states
 
@@ -63,8 +63,8 @@ def test_a_fleet_publishes_each_model_once_into_one_config_and_a_refused_one_sto
     assert {p["version"] for p in outcome["published"]} == {1}
     assert outcome["refused"] == [{"model": "model-003", "findings": ["variables-entry-out-of-bounds"]}]
     assert outcome["failed"] == []
-    config = serving.read(resolve(str(serving_root / "models.config")))
-    entries = {m.name: serving.describe(m) for m in config.model_config_list.config}
+    config = model_config.read(resolve(str(serving_root / "models.config")))
+    entries = {m.name: model_config.describe(m) for m in config.model_config_list.config}
     assert sorted(entries) == [n for n in names if n != "model-003"]
     for name, entry in entries.items():
         assert entry.base_path == str(serving_root / name) and entry.versions == [1], entry

@@ -25,7 +25,7 @@ from airflow_savedmodel.location import resolve
 from airflow_savedmodel.release import records, traffic
 from airflow_savedmodel.release.policy import PolicyError, parse
 from airflow_savedmodel.release.rollout import RolloutError, ServerUnreachableError, Target, begin, rollout
-from airflow_savedmodel.storage import publish, serving
+from airflow_savedmodel.storage import model_config, publish
 from airflow_savedmodel.storage.publish import ServingTarget
 from airflow_savedmodel.tfserving import Endpoint, fetch_status
 
@@ -83,7 +83,7 @@ def world(tmp_path: Path) -> Any:
     base = resolve(str(tmp_path / "serving" / "ranker"))
     target = Target(resolve(str(config)), "ranker", base)
     publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
-    serving.set_labels(target.config, "ranker", base, {"stable": 1})
+    model_config.set_labels(target.config, "ranker", base, {"stable": 1})
     wait_served(standin, 1)
     try:
         yield standin, target, tmp_path
@@ -118,12 +118,12 @@ def run(world: Any, version: int, policy: dict[str, Any] | None = None, **kwargs
 
 def labels(world: Any) -> dict[str, int]:
     _, target, _ = world
-    return serving.describe(serving.find(serving.read(target.config), "ranker")).labels
+    return model_config.describe(model_config.find(model_config.read(target.config), "ranker")).labels
 
 
 def listed(world: Any) -> list[int]:
     _, target, _ = world
-    return serving.describe(serving.find(serving.read(target.config), "ranker")).versions
+    return model_config.describe(model_config.find(model_config.read(target.config), "ranker")).versions
 
 
 def test_an_equal_candidate_is_promoted_with_every_check_recorded(world: Any) -> None:
@@ -281,17 +281,15 @@ def test_a_rollout_that_fails_frees_its_model_and_says_why(world: Any) -> None:
     assert records.current(target.base) is None
 
     unreadable = candidate(world, bias=3e-7)
-    active, stable = begin(target, unreadable, endpoint, parse(POLICY), run_id="inputs")
+    begin(target, unreadable, endpoint, parse(POLICY), run_id="inputs")
     hook = SavedModelHook(storage_options={})
     missing = str(root / "no-such-inputs.npz")
+    plan = hook.rollout_plan(target.config.path, "ranker", POLICY)
     outcome = hook.finish_rollout(
-        target.config.path,
-        "ranker",
-        active=active,
-        stable=stable,
+        plan,
+        hook.rollout_state(plan, unreadable),
         available=wait_available(endpoint, "ranker", unreadable, 30),
         endpoint=endpoint,
-        policy=parse(POLICY),
         inputs_url=missing,
     )
     assert (
@@ -473,7 +471,7 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
     try:
         gated = ServingTarget(target.config, "classifier")
         stable = publish(classifier(tmp_path, "s", bias=3e-7), target.base, serving=gated).version
-        serving.set_labels(target.config, "classifier", target.base, {"stable": stable})
+        model_config.set_labels(target.config, "classifier", target.base, {"stable": stable})
         wait_served(standin, stable, model="classifier")
         good = publish(classifier(tmp_path, "g", bias=4e-7), target.base, serving=gated).version
         conf = {"server_url": standin.url, "policy": POLICY, "approval": False}
@@ -482,7 +480,10 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
         assert str(run.state) == "success", states(run)
         assert states(run)["approve"] == "skipped" and states(run)["decide"] == "skipped"
         assert (
-            serving.describe(serving.find(serving.read(target.config), "classifier")).labels["stable"] == good
+            model_config.describe(model_config.find(model_config.read(target.config), "classifier")).labels[
+                "stable"
+            ]
+            == good
         )
         # The Asset event carries the decision (the mirror DAG and others are scheduled on it).
         from airflow.models.asset import AssetEvent, AssetModel
@@ -507,9 +508,9 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
         assert record is not None and record["state"] == "rolled_back"
         assert record["run_id"].startswith("example_savedmodel_canary_rollout/")
         # the canary label that named the bad version is gone; stable never moved
-        assert serving.describe(serving.find(serving.read(target.config), "classifier")).labels == {
-            "stable": good
-        }
+        assert model_config.describe(
+            model_config.find(model_config.read(target.config), "classifier")
+        ).labels == {"stable": good}
         # No TF Serving at the form's address: the task fails at its first try (a retry would
         # find none either) saying a running TF Serving is needed; nothing changed, model free.
         from integration.servers import free_port
@@ -673,7 +674,7 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
         base = resolve(str(tmp_path / "ranker"))
         target = Target(resolve(str(config)), "ranker", base)
         publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
-        serving.set_labels(target.config, "ranker", base, {"stable": 1})
+        model_config.set_labels(target.config, "ranker", base, {"stable": 1})
         hook = TFServingHook(tf_serving_conn_id="tf_gateway")
         endpoint = hook.endpoint()
         assert endpoint.url == standin.url and "tok-" not in repr(endpoint)
@@ -799,7 +800,9 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         assert skipped == {"outputs", "latency", "metric:accuracy:max_drop"}  # no baseline yet
         again = run_dag(dag)
         assert str(again.state) == "success", states(again)
-        labels = serving.describe(serving.find(serving.read(resolve(str(config))), "classifier")).labels
+        labels = model_config.describe(
+            model_config.find(model_config.read(resolve(str(config))), "classifier")
+        ).labels
         assert labels["stable"] == version
     finally:
         standin.stop()

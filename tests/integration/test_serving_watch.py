@@ -20,7 +20,7 @@ from serving_watcher import ServingWatcher, TensorFlowLoader
 
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import gc, list_versions, publish, serving
+from airflow_savedmodel.storage import gc, list_versions, model_config, publish
 from airflow_savedmodel.storage.publish import ServingTarget
 
 from integration.children import run_python_killed_after
@@ -207,7 +207,7 @@ def test_retention_beside_concurrent_gated_publishers(
     assert failures == [], failures
     numbers = sorted(r.version for r in results)
     assert len(set(numbers)) == len(sources)
-    model = serving.find(serving.read(resolve(config, options)), "ranker")
+    model = model_config.find(model_config.read(resolve(config, options)), "ranker")
     assert model is not None and sorted(model.model_version_policy.specific.versions) == numbers
     assert not [url for url in removed if re.search(r"/ranker/\d+$", url)]
     states = {i.version: i.state for i in list_versions(base, options, deep=True)}

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.storage import manifest as manifests
-from airflow_savedmodel.storage import serving
+from airflow_savedmodel.storage import model_config
 
 from integration.servers import Store
 from integration.test_airflow import run_dag, small_model, states, task_dag
@@ -111,7 +111,9 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
     assert "PRIVATE KEY" not in every_xcom and "k3y-pass" not in every_xcom
     key_line = pem.splitlines()[1]
     assert key_line not in str(redact(f"the key: {pem}")) and "k3y-pass" not in str(redact("pw k3y-pass"))
-    assert serving.describe(serving.find(serving.read(resolve(str(config))), "ranker")).labels == {  # type: ignore[arg-type]
+    assert model_config.describe(
+        model_config.find(model_config.read(resolve(str(config))), "ranker")
+    ).labels == {  # type: ignore[arg-type]
         "canary": 1,
         "stable": 1,
     }

@@ -18,7 +18,7 @@ from airflow_savedmodel.errors import SignedContentError, StorageError
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import copy, list_versions, publish, serving, signatures
+from airflow_savedmodel.storage import copy, list_versions, model_config, publish, signed
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage.mirror import mirror
 from airflow_savedmodel.storage.publish import ServingTarget
@@ -51,11 +51,11 @@ def test_signed_publish_tamper_and_refusal_on_each_store(
         )
         assert done.signed_by == signer.describe() and done.version == seed
     for n in (1, 2):
-        assert signatures.check(base.join(str(n)), trust).signer == signer.describe()
+        assert signed.check(base.join(str(n)), trust).signer == signer.describe()
 
     # Store -> same store: the server copies, the signature's digests come from one streamed read.
     again = publish(base.join("2"), base.parent.join("copy"), signer=signer)
-    assert signatures.check(resolve(again.url, options), trust).ok
+    assert signed.check(resolve(again.url, options), trust).ok
 
     # The signature travels: copied back to local disk, the reference tool verifies it.
     local = tmp_path / "back"
@@ -89,9 +89,9 @@ def test_signed_publish_tamper_and_refusal_on_each_store(
     with pytest.raises(
         SignedContentError, match=r"variables/variables\.data-00000-of-00001: content changed"
     ):
-        serving.rollback(config, "ranker", base, trust=trust)  # stable 2 -> 1
+        model_config.rollback(config, "ranker", base, trust=trust)  # stable 2 -> 1
     with pytest.raises(SignedContentError, match="differs from what was signed"):
-        serving.set_labels(config, "ranker", base, {"canary": 1}, trust)
+        model_config.set_labels(config, "ranker", base, {"canary": 1}, trust)
     assert Path(config.path).read_bytes() == before
     with pytest.raises(StorageError, match=r"1 version\(s\) not mirrored: .*/1: .*content changed"):
         mirror(base, resolve(str(tmp_path / "mirror")), trust=trust)

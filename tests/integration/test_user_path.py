@@ -26,7 +26,7 @@ import pytest
 
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import list_versions, manifest, publish, serving, verify
+from airflow_savedmodel.storage import list_versions, manifest, model_config, publish, verify
 
 from integration.airflow_stack import AirflowStack, DemoUI, wait_until
 from integration.browser import Browser, missing_browser
@@ -303,7 +303,9 @@ def test_a_release_chains_from_the_forms(
 
     config = resolve(str(demo_root / "serving" / "models.config"))
     base = demo_root / "serving" / "classifier"
-    stable = serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"]  # type: ignore[arg-type]
+    stable = model_config.describe(model_config.find(model_config.read(config), "classifier")).labels[
+        "stable"
+    ]  # type: ignore[arg-type]
     published = [v.version for v in list_versions(str(base)) if v.state == "complete" and v.version > stable]
     version = max(published)  # what the form's default candidate is: the manual publish's version
     assert (base / str(version) / WARMUP_FILE).is_file(), "the published sample carries warmup requests"
@@ -339,7 +341,10 @@ def test_a_release_chains_from_the_forms(
         WALKED.append((CANARY, run["dag_run_id"]))
         outcome = stack.xcom(CANARY, run["dag_run_id"], "rollout")
         assert outcome["decision"] == "promoted" and outcome["version"] == version, outcome
-        assert serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"] == version  # type: ignore[arg-type]
+        assert (
+            model_config.describe(model_config.find(model_config.read(config), "classifier")).labels["stable"]
+            == version
+        )  # type: ignore[arg-type]
         assert set(standin.served_by("classifier", "label:stable")) == {stable}  # the old one during the bake
         record = records.read(resolve(str(base)), version)
         assert record is not None and record["state"] == "promoted"
@@ -386,7 +391,9 @@ def test_rollback_from_its_form(stack: AirflowStack, browser: Browser, demo_root
     config = resolve(str(demo_root / "serving" / "models.config"))
 
     def stable() -> int:
-        return serving.describe(serving.find(serving.read(config), "classifier")).labels["stable"]  # type: ignore[arg-type]
+        return model_config.describe(model_config.find(model_config.read(config), "classifier")).labels[
+            "stable"
+        ]  # type: ignore[arg-type]
 
     complete = [
         v.version for v in list_versions(str(demo_root / "serving" / "classifier")) if v.state == "complete"
@@ -479,8 +486,10 @@ def test_a_deferred_sensor_completes_in_the_triggerer_when_the_model_appears(
         "fingerprint": manifest.fingerprint_of(resolve(str(export)).fs, str(export)),  # fingerprint.pb's
     }
     published = stack.xcom(EXTERNAL, run_id, "publish")
-    config = serving.describe(
-        serving.find(serving.read(resolve(str(demo_root / "serving" / "models.config"))), "classifier")  # type: ignore[arg-type]
+    config = model_config.describe(
+        model_config.find(
+            model_config.read(resolve(str(demo_root / "serving" / "models.config"))), "classifier"
+        )  # type: ignore[arg-type]
     )
     assert config.labels["canary"] == published["version"] and published["version"] in config.versions
     browser.open(f"{stack.url}/dags/{EXTERNAL}/runs/{run_id}")

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import publish, signatures
+from airflow_savedmodel.storage import publish, signed
 
 from signing_keys import certificate_chain, key_pair
 
@@ -64,7 +64,7 @@ def test_versions_we_sign_verify_with_the_reference_tool(
         str(keys.public),
     )
     assert tampered.returncode != 0 and f"variables/{shard.name}" in tampered.stdout + tampered.stderr
-    ours = signatures.check(resolve(str(base / "1")), Trust.from_pem(keys.public.read_bytes()))
+    ours = signed.check(resolve(str(base / "1")), Trust.from_pem(keys.public.read_bytes()))
     assert [(c, f) for c, f, _ in ours.findings] == [("file-changed", f"variables/{shard.name}")]
 
 
@@ -105,18 +105,18 @@ def test_models_the_reference_tool_signs_verify_with_ours(
         trust = Trust.from_pem(chain.root.read_bytes())
         who = "certificate CN=team release signer"
     assert signed.returncode == 0, signed.stdout + signed.stderr
-    result = signatures.check(resolve(str(model)), trust)
+    result = signed.check(resolve(str(model)), trust)
     assert result.ok and result.signer == who, result.findings
 
     # Published with the trust required: the source's signature is checked and travels along.
     published = publish(str(model), str(tmp_path / "serving"), trust=trust)
-    assert signatures.check(resolve(published.url), trust).ok
+    assert signed.check(resolve(published.url), trust).ok
     (model / "assets").mkdir(exist_ok=True)
     (model / "assets" / "extra.txt").write_text("not signed\n")
-    added = signatures.check(resolve(str(model)), trust)
+    added = signed.check(resolve(str(model)), trust)
     assert [(c, f) for c, f, _ in added.findings] == [("file-not-signed", "assets/extra.txt")]
     elsewhere = Trust.from_pem(key_pair(tmp_path / "other", "other").public.read_bytes())
-    untrusted = signatures.check(resolve(published.url), elsewhere)
+    untrusted = signed.check(resolve(published.url), elsewhere)
     assert untrusted.findings[0][0] == "signature-untrusted"
 
 

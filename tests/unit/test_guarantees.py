@@ -21,7 +21,7 @@ import pytest
 from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import gc, leases, list_versions, manifest, publish, serving, signatures
+from airflow_savedmodel.storage import gc, leases, list_versions, manifest, model_config, publish, signed
 from airflow_savedmodel.storage.export import export
 from airflow_savedmodel.storage.publish import ServingTarget
 
@@ -116,7 +116,7 @@ def test_a_gated_publish_whose_lease_lapsed_does_not_name_its_version(
     assert "lease was not renewed" in str(raised) and "stopping before anything is named" in str(raised), (
         raised
     )
-    named = serving.models(serving.read(config))
+    named = model_config.models(model_config.read(config))
     assert named == [], f"{guarantee}: the config names {[m.to_json() for m in named]}"
 
 
@@ -152,7 +152,7 @@ def test_a_gated_retry_that_reuses_its_version_names_it_in_the_config(tmp_path: 
     target = ServingTarget(config=config, model_name="ranker", labels=("canary",))
     retry = publish(model, str(base), serving=target)
     assert (retry.version, retry.created) == (first.version, False), "the retry reused the version"
-    (named,) = serving.models(serving.read(config)) or [None]
+    (named,) = model_config.models(model_config.read(config)) or [None]
     assert named is not None, f"{guarantee}: the config names no model"
     assert (named.versions, named.labels) == ([first.version], {"canary": first.version}), (
         f"{guarantee}: {named.to_json()}"
@@ -176,12 +176,12 @@ def test_bytes_appended_after_the_last_signed_shard_do_not_verify(
     signer, trust = signer_and_trust
     model = Path(make_model(tmp_path, 1))
     (model / "model.sig").write_bytes(signer.sign(json.dumps(shard_statement(model, 64)).encode()))
-    assert signatures.check(resolve(str(model)), trust).ok
+    assert signed.check(resolve(str(model)), trust).ok
     shard = model / "variables" / "variables.data-00000-of-00001"
     size = shard.stat().st_size
     with shard.open("ab") as handle:
         handle.write(b"appended after signing")
-    findings = signatures.check(resolve(str(model)), trust).findings
+    findings = signed.check(resolve(str(model)), trust).findings
     assert [(code, file) for code, file, _ in findings] == [
         ("file-changed", "variables/variables.data-00000-of-00001")
     ], f"{guarantee}: {findings}"
@@ -194,15 +194,15 @@ def test_an_export_without_a_key_does_not_carry_the_sources_signature(
     guarantee = "a rewritten version never carries its source's model.sig (it covers other bytes)"
     signer, _ = signer_and_trust
     src = resolve(make_model(tmp_path, 1))
-    signatures.sign(src, signer)
+    signed.sign(src, signer)
     done = export(src, resolve(str(tmp_path / "serving")), rewrites=("clear_devices", "strip_default_attrs"))
     assert done.published is not None and done.published.created
     version = Path(done.published.url)
     assert (version / "saved_model.pb").is_file()
-    assert not (version / signatures.SIGNATURE_PATH).exists(), f"{guarantee}: {version}/model.sig"
+    assert not (version / signed.SIGNATURE_PATH).exists(), f"{guarantee}: {version}/model.sig"
     listed = manifest.read(resolve(str(version)).fs, str(version))
-    assert listed is not None and signatures.SIGNATURE_PATH not in {f.path for f in listed.files}, guarantee
-    assert (Path(src.path) / signatures.SIGNATURE_PATH).is_file(), "the source is never touched"
+    assert listed is not None and signed.SIGNATURE_PATH not in {f.path for f in listed.files}, guarantee
+    assert (Path(src.path) / signed.SIGNATURE_PATH).is_file(), "the source is never touched"
 
 
 # ---- storage options ----------------------------------------------------------------------------

@@ -210,3 +210,46 @@ def test_old_command_line_flags_still_work_and_say_their_new_name(
     out, err = capsys.readouterr()
     assert "serving config: ranker serves latest 1" in out
     assert err == "savedmodel serving: --model is deprecated; use --model-name\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("airflow_savedmodel.storage.serving", "airflow_savedmodel.storage.model_config"),
+        ("airflow_savedmodel.storage.signatures", "airflow_savedmodel.storage.signed"),
+    ],
+)
+def test_renamed_modules_still_import_from_their_old_path_with_a_warning(old: str, new: str) -> None:
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+        before = importlib.import_module(old)
+    after = importlib.import_module(new)
+    public = [name for name in vars(after) if not name.startswith("_")]
+    assert public and all(getattr(before, name) is getattr(after, name) for name in public)
+
+
+def test_the_location_package_exports_what_each_of_its_modules_defines() -> None:
+    """location.py became a package of modules by job; ``from airflow_savedmodel.location
+    import X`` keeps working for every public name any of them defines."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import airflow_savedmodel.location as package
+
+    defined = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        defined |= {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (getattr(value, "__module__", module.__name__) == module.__name__ or name.isupper())
+            and not inspect.ismodule(value)
+        }
+    assert defined - {"annotations"} <= set(package.__all__)
+    assert all(hasattr(package, name) for name in package.__all__)
+    assert {"Location", "resolve", "write_atomic", "crc32c", "Listing", "scrub", "storage_error"} <= defined

@@ -17,7 +17,7 @@ import pytest
 from airflow_savedmodel.errors import StorageError
 from airflow_savedmodel.format.validate import validate
 from airflow_savedmodel.location import resolve
-from airflow_savedmodel.storage import gc, leases, list_versions, manifest, publish, serving
+from airflow_savedmodel.storage import gc, leases, list_versions, manifest, model_config, publish
 
 from stores import RecordingMemory, make_model
 
@@ -235,7 +235,7 @@ def test_a_lock_holder_stalled_past_the_time_to_live_loses_no_update(tmp_path: P
             model = current.model_config_list.config.add()
             model.name, model.base_path = name, f"memory://{root}/{name}"
 
-        serving.update(config, change)
+        model_config.update(config, change)
         done.append(name)
 
     leases_ttl = leases.LOCK_TTL_SECONDS
@@ -251,6 +251,6 @@ def test_a_lock_holder_stalled_past_the_time_to_live_loses_no_update(tmp_path: P
         leases.LOCK_TTL_SECONDS = leases_ttl
         leases._renew_lock = original_renew  # type: ignore[assignment]
     assert sorted(done) == ["first", "second"]
-    names = sorted(m.name for m in serving.read(config).model_config_list.config)
+    names = sorted(m.name for m in model_config.read(config).model_config_list.config)
     assert names == ["first", "second"], names
     assert calls.count("first") == 2, calls  # it lost the lock once and applied its change again

@@ -17,7 +17,7 @@ from airflow_savedmodel.errors import FormatError, NotFoundError, StorageError
 from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.protos import serving_config_pb2
-from airflow_savedmodel.storage import list_versions, publish, serving
+from airflow_savedmodel.storage import list_versions, model_config, publish
 from airflow_savedmodel.storage.publish import ServingTarget
 
 
@@ -74,7 +74,7 @@ def test_written_config_parses_with_tensorflow_serving_field_by_field(tmp_path: 
         str(make_model(tmp_path, 1)), base, serving=ServingTarget(config, "ranker", labels=("canary",))
     )
     second = publish(str(make_model(tmp_path, 2)), base, serving=ServingTarget(config, "ranker"))
-    serving.set_labels(config, "ranker", base, {"stable": first.version})
+    model_config.set_labels(config, "ranker", base, {"stable": first.version})
     theirs = text_format.Parse(
         (tmp_path / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )
@@ -93,7 +93,7 @@ def test_written_config_parses_with_tensorflow_serving_field_by_field(tmp_path: 
     other.model_version_policy.latest.num_versions = 3
     other.logging_config.sampling_config.sampling_rate = 0.5
     (tmp_path / "models.config").write_text(text_format.MessageToString(theirs))
-    serving.promote(config, "ranker", base, from_label="canary", to_label="stable")
+    model_config.promote(config, "ranker", base, from_label="canary", to_label="stable")
     after = text_format.Parse(
         (tmp_path / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )
@@ -107,36 +107,36 @@ def test_labels_and_rollback_refuse_incomplete_versions(tmp_path: Path) -> None:
     target = ServingTarget(config, "ranker", keep_served=1)
     numbers = [publish(str(make_model(tmp_path, i)), base, serving=target).version for i in range(3)]
     assert numbers == [1, 2, 3]
-    assert serving.describe(serving.find(serving.read(config), "ranker")).versions == [3]  # type: ignore[arg-type]
-    serving.set_labels(config, "ranker", base, {"stable": 3})
+    assert model_config.describe(model_config.find(model_config.read(config), "ranker")).versions == [3]  # type: ignore[arg-type]
+    model_config.set_labels(config, "ranker", base, {"stable": 3})
     # a partial version 4 (saved_model.pb without its variables) can be neither labelled nor rolled to
     shutil.copytree(tmp_path / "ranker" / "3", tmp_path / "ranker" / "4")
     shutil.rmtree(tmp_path / "ranker" / "4" / "variables")
     with pytest.raises(StorageError, match=r"ranker/4: version 4 is partial, not complete \(variables/"):
-        serving.set_labels(config, "ranker", base, {"canary": 4})
+        model_config.set_labels(config, "ranker", base, {"canary": 4})
     with pytest.raises(NotFoundError, match=r"ranker/7: version 7 does not exist"):
-        serving.rollback(config, "ranker", base, version=7)
+        model_config.rollback(config, "ranker", base, version=7)
     # rollback without a target: the newest complete version below the label's, now served too
-    model = serving.rollback(config, "ranker", base, label="stable")
+    model = model_config.rollback(config, "ranker", base, label="stable")
     assert model.labels == {"stable": 2} and model.versions == [2, 3]
-    model = serving.rollback(config, "ranker", base, label="stable")
+    model = model_config.rollback(config, "ranker", base, label="stable")
     assert model.labels == {"stable": 1}
     with pytest.raises(StorageError, match="no complete version below 1 to roll back to"):
-        serving.rollback(config, "ranker", base, label="stable")
+        model_config.rollback(config, "ranker", base, label="stable")
     with pytest.raises(NotFoundError, match="has no label 'canary'"):
-        serving.promote(config, "ranker", base)
+        model_config.promote(config, "ranker", base)
     with pytest.raises(NotFoundError, match="no model named 'nope'"):
-        serving.set_labels(config, "nope", base, {"stable": 1})
+        model_config.set_labels(config, "nope", base, {"stable": 1})
 
 
 def test_config_errors_are_typed_and_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "models.config"
     bad.write_text("model_config_list { config { nme: 'x' } }")
     with pytest.raises(FormatError, match=r"models.config: not a TensorFlow Serving model config: .*nme"):
-        serving.read(resolve(str(bad)))
+        model_config.read(resolve(str(bad)))
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(FormatError, match=r"models\.config: model config file is not UTF-8 text"):
-        serving.read(resolve(str(bad)))
+        model_config.read(resolve(str(bad)))
 
 
 def test_unchanged_content_is_recognised_before_copying(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
 from airflow_savedmodel.location import resolve
 from airflow_savedmodel.signing import oms
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import list_versions, publish, serving, signatures, verify
+from airflow_savedmodel.storage import list_versions, model_config, publish, signed, verify
 from airflow_savedmodel.storage.mirror import mirror
 from airflow_savedmodel.storage.publish import ServingTarget
 
@@ -118,7 +118,7 @@ def test_the_specs_test_vectors_parse_or_are_refused_with_the_reason(tmp_path: P
 def _tampered_statement(tmp_path: Path, signer: Signer, change: dict) -> Path:  # type: ignore[type-arg]
     """A model whose bundle signs a statement with ``change`` applied to its first resource."""
     model = resolve(make_model(tmp_path, 7))
-    doc = json.loads(signatures.statement_for(model, signatures.digests(model)))
+    doc = json.loads(signed.statement_for(model, signed.digests(model)))
     doc["predicate"]["resources"][0].update(change)
     model.fs.pipe_file(model.path + "/model.sig", signer.sign(json.dumps(doc).encode()))
     return Path(model.path)
@@ -137,7 +137,7 @@ def _tampered_statement(tmp_path: Path, signer: Signer, change: dict) -> Path:  
 def test_a_hostile_statement_is_refused_with_the_reason(tmp_path: Path, keys, change, reason) -> None:  # type: ignore[no-untyped-def]
     signer, trust, _ = keys
     model = _tampered_statement(tmp_path, signer, change)
-    result = signatures.check(resolve(str(model)), trust)
+    result = signed.check(resolve(str(model)), trust)
     assert [c for c, _, _ in result.findings] == ["signature-invalid"]
     assert reason in result.findings[0][2] and result.findings[0][1].endswith("model.sig")
 
@@ -162,11 +162,11 @@ def test_a_malformed_bundle_is_a_typed_error_naming_it(
     _, trust, _ = keys
     model = Path(make_model(tmp_path, 3))
     (model / "model.sig").write_bytes(content)
-    result = signatures.check(resolve(str(model)), trust)
+    result = signed.check(resolve(str(model)), trust)
     ((code, file, message),) = result.findings
     assert code == "signature-invalid" and file == str(model / "model.sig") and reason in message
     with pytest.raises(SignatureInvalidError, match=reason):
-        signatures.require(resolve(str(model)), trust)
+        signed.require(resolve(str(model)), trust)
 
 
 def test_a_one_gigabyte_bundle_is_refused_before_it_is_read(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
@@ -177,7 +177,7 @@ def test_a_one_gigabyte_bundle_is_refused_before_it_is_read(tmp_path: Path, keys
     import tracemalloc
 
     tracemalloc.start()
-    result = signatures.check(resolve(str(model)), trust)
+    result = signed.check(resolve(str(model)), trust)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert (
@@ -232,7 +232,7 @@ def _change(base: Path, how: str, other: Signer) -> str:
         (v2 / "fingerprint.pb").unlink()
         return "fingerprint.pb"
     if how == "re-signed by another key":
-        signatures.sign(resolve(str(v2)), other)
+        signed.sign(resolve(str(v2)), other)
         return "model.sig"
     raise AssertionError(how)
 
@@ -250,11 +250,11 @@ CODES = {
 def test_a_tampered_version_is_refused_everywhere_and_nothing_changes(tmp_path: Path, keys, how: str) -> None:  # type: ignore[no-untyped-def]
     signer, trust, other = keys
     base, config = _signed_serving(tmp_path, signer)
-    assert all(signatures.check(resolve(str(base / str(n))), trust).ok for n in (1, 2, 3))
+    assert all(signed.check(resolve(str(base / str(n))), trust).ok for n in (1, 2, 3))
     file = _tamper(base, how, other)
     before = config.read_bytes()
 
-    found = signatures.check(resolve(str(base / "2")), trust)
+    found = signed.check(resolve(str(base / "2")), trust)
     assert any(f == file or f.endswith("/" + file) for _, f, _ in found.findings), found.findings
     expected = {
         "variables byte": "file-changed",
@@ -267,11 +267,11 @@ def test_a_tampered_version_is_refused_everywhere_and_nothing_changes(tmp_path: 
 
     cfg, ranker = resolve(str(config)), resolve(str(base))
     attempts = {
-        "set-label": lambda: serving.set_labels(cfg, "ranker", ranker, {"canary": 2}, trust),
-        "rollback": lambda: serving.rollback(cfg, "ranker", ranker, trust=trust),  # stable 3 -> 2
+        "set-label": lambda: model_config.set_labels(cfg, "ranker", ranker, {"canary": 2}, trust),
+        "rollback": lambda: model_config.rollback(cfg, "ranker", ranker, trust=trust),  # stable 3 -> 2
         "promote": lambda: (
-            serving.set_labels(cfg, "ranker", ranker, {"canary": 2}),  # a label set without trust
-            serving.promote(cfg, "ranker", ranker, trust=trust),
+            model_config.set_labels(cfg, "ranker", ranker, {"canary": 2}),  # a label set without trust
+            model_config.promote(cfg, "ranker", ranker, trust=trust),
         ),
     }
     for gate, attempt in attempts.items():
@@ -282,7 +282,10 @@ def test_a_tampered_version_is_refused_everywhere_and_nothing_changes(tmp_path: 
         if gate != "promote":
             assert config.read_bytes() == snapshot == before, gate
         else:  # the unchecked canary label moved; stable did not
-            assert serving.describe(serving.find(serving.read(cfg), "ranker")).labels["stable"] == 3  # type: ignore[arg-type]
+            assert (
+                model_config.describe(model_config.find(model_config.read(cfg), "ranker")).labels["stable"]
+                == 3
+            )  # type: ignore[arg-type]
 
     reason = "not among the trusted keys" if how.startswith("re-signed") else "differs from what was signed"
     with pytest.raises(StorageError, match=rf"1 version\(s\) not mirrored: .*/ranker/2: .*{reason}"):
@@ -300,7 +303,7 @@ def test_the_mirror_carries_the_signature_and_the_copy_verifies(tmp_path: Path, 
     result = mirror(resolve(str(base)), resolve(str(tmp_path / "mirror")), trust=trust)
     assert [r.version for r in result.mirrored] == [1, 2]
     for n in (1, 2):
-        assert signatures.check(resolve(str(tmp_path / "mirror" / str(n))), trust).signer == signer.describe()
+        assert signed.check(resolve(str(tmp_path / "mirror" / str(n))), trust).signer == signer.describe()
 
 
 def test_publishing_signs_before_the_version_is_visible_and_reuses_only_our_signed_versions(
@@ -328,11 +331,11 @@ def test_signing_a_published_version_in_place_keeps_it_complete(tmp_path: Path, 
     signer, trust, _ = keys
     publish(make_model(tmp_path, 6), str(tmp_path / "serving"))
     version = resolve(str(tmp_path / "serving" / "1"))
-    assert signatures.check(version, trust).findings[0][0] == "signature-missing"
+    assert signed.check(version, trust).findings[0][0] == "signature-missing"
     with pytest.raises(SignatureMissingError, match="no signature"):
-        signatures.require(version, trust)
-    signatures.sign(version, signer)
-    assert signatures.check(version, trust).ok
+        signed.require(version, trust)
+    signed.sign(version, signer)
+    assert signed.check(version, trust).ok
     assert [v.state for v in list_versions(str(tmp_path / "serving"))] == ["complete"]
 
 
@@ -340,21 +343,21 @@ def test_the_certificate_method_verifies_against_a_trusted_root_only(tmp_path: P
     chain = certificate_chain(tmp_path / "pki")
     signer = Signer.from_pem(chain.leaf_key.read_bytes(), certificate_chain=chain.chain.read_bytes())
     model = resolve(make_model(tmp_path, 8))
-    signatures.sign(model, signer)
-    ok = signatures.check(model, Trust.from_pem(chain.root.read_bytes()))
+    signed.sign(model, signer)
+    ok = signed.check(model, Trust.from_pem(chain.root.read_bytes()))
     assert ok.ok and ok.signer == "certificate CN=ml-platform release signer"
     elsewhere = certificate_chain(tmp_path / "other", name="other-team")
-    refused = signatures.check(model, Trust.from_pem(elsewhere.root.read_bytes()))
+    refused = signed.check(model, Trust.from_pem(elsewhere.root.read_bytes()))
     assert (
         refused.findings[0][0] == "signature-untrusted"
         and "does not lead to a trusted root" in refused.findings[0][2]
     )
     expired = certificate_chain(tmp_path / "old", name="old", leaf_days=(-30, -1))
     old = resolve(make_model(tmp_path, 9))
-    signatures.sign(
+    signed.sign(
         old, Signer.from_pem(expired.leaf_key.read_bytes(), certificate_chain=expired.chain.read_bytes())
     )
-    stale = signatures.check(old, Trust.from_pem(expired.root.read_bytes()))
+    stale = signed.check(old, Trust.from_pem(expired.root.read_bytes()))
     assert stale.findings[0][0] == "signature-untrusted" and "not now" in stale.findings[0][2]
 
 
@@ -388,11 +391,11 @@ def test_a_blake2b_or_shards_bundle_is_verified_and_blake3_refused_by_name(tmp_p
     model = Path(make_model(tmp_path, 10))
     doc = shard_statement(model, 16)
     (model / "model.sig").write_bytes(signer.sign(json.dumps(doc).encode()))
-    assert signatures.check(resolve(str(model)), trust).ok
+    assert signed.check(resolve(str(model)), trust).ok
     data = bytearray((model / "saved_model.pb").read_bytes())
     data[40] ^= 1
     (model / "saved_model.pb").write_bytes(bytes(data))
-    assert [(c, f) for c, f, _ in signatures.check(resolve(str(model)), trust).findings] == [
+    assert [(c, f) for c, f, _ in signed.check(resolve(str(model)), trust).findings] == [
         ("file-changed", "saved_model.pb")
     ]
     doc["predicate"]["serialization"] = {"method": "files", "hash_type": "blake3", "allow_symlinks": False}
@@ -412,4 +415,4 @@ def test_a_big_file_is_hashed_beside_its_copy_and_the_digest_is_right(tmp_path: 
     assert (Path(src) / "variables" / "variables.data-00000-of-00001").stat().st_size > 5 << 20
     base = str(tmp_path / "serving") if dst == "local" else f"memory://big-{tmp_path.name}"
     published = publish(src, base, signer=signer)
-    assert signatures.check(resolve(published.url), trust).ok
+    assert signed.check(resolve(published.url), trust).ok
