@@ -77,7 +77,7 @@ def test_models_the_reference_tool_signs_verify_with_ours(
     keys = key_pair(tmp_path / "keys", "team", password=None)
     chain = certificate_chain(tmp_path / "pki", name="team")
     if method == "key":
-        signed = reference(
+        made = reference(
             "sign",
             "key",
             str(model),
@@ -89,7 +89,7 @@ def test_models_the_reference_tool_signs_verify_with_ours(
         trust = Trust.from_pem(keys.public.read_bytes())
         who = f"key sha256:{Signer.from_pem(keys.private_pem).hint[:16]}"
     else:
-        signed = reference(
+        made = reference(
             "sign",
             "certificate",
             str(model),
@@ -104,7 +104,7 @@ def test_models_the_reference_tool_signs_verify_with_ours(
         )
         trust = Trust.from_pem(chain.root.read_bytes())
         who = "certificate CN=team release signer"
-    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert made.returncode == 0, made.stdout + made.stderr
     result = signed.check(resolve(str(model)), trust)
     assert result.ok and result.signer == who, result.findings
 

@@ -312,8 +312,8 @@ def test_publishing_signs_before_the_version_is_visible_and_reuses_only_our_sign
     signer, trust, other = keys
     src = make_model(tmp_path, 5)
     plain = publish(src, str(tmp_path / "serving"))  # published before signing was turned on
-    signed = publish(src, str(tmp_path / "serving"), signer=signer)
-    assert (plain.version, signed.version, signed.created) == (1, 2, True)  # an unsigned one is not reused
+    signed_version = publish(src, str(tmp_path / "serving"), signer=signer)
+    assert (plain.version, signed_version.version, signed_version.created) == (1, 2, True)  # an unsigned one is not reused
     assert publish(src, str(tmp_path / "serving"), signer=signer).version == 2  # ours is
     assert publish(src, str(tmp_path / "serving"), signer=other).version == 3  # another signer's is not
     assert verify(str(tmp_path / "serving" / "2")).ok  # the manifest lists model.sig
