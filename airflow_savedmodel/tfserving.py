@@ -1,4 +1,5 @@
-"""What a running TensorFlow Serving says about a model version, through its REST API.
+"""What a running TensorFlow Serving says about a model version, through its REST API, and the
+replicas a fleet of TF Serving processes is made of.
 
 ``GET /v1/models/{name}/versions/{N}`` (or ``/labels/{label}``, or neither: every version)
 answers ``{"model_version_status": [{"version": "N", "state": "START|LOADING|AVAILABLE|
@@ -6,11 +7,18 @@ UNLOADING|END", "status": {"error_code": "OK|...", "error_message": "..."}}]}``;
 server does not know (yet) is a 404. A version that failed to load ends in END with the
 loader's error. Blocking and asyncio clients share the parsing, so a sensor's poke and its
 trigger (on the triggerer's event loop, with aiohttp) decide alike. No Airflow imports.
+
+A :class:`Fleet` is TF Serving as its replicas: a list of base URLs, or one
+``dns+http(s)://NAME:PORT`` whose DNS answers (A and AAAA records) are the replicas, as a
+Kubernetes headless Service gives, resolved again whenever the replicas are asked for.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -67,9 +75,23 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True
     timeout: float = TIMEOUT_SECONDS
+    host: str | None = None  # a replica found by DNS: the name TLS checks and the Host header carries
 
     def __repr__(self) -> str:
         return f"Endpoint({redact(self.url)!r}, headers={sorted(self.headers)}, verify={self.verify!r})"
+
+    @property
+    def replica(self) -> str:
+        """The replica's name in messages and records: ``host:port`` of its URL."""
+        parsed = urllib.parse.urlsplit(self.url)
+        return parsed.netloc.rsplit("@", 1)[-1] or self.display
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **dict(self.headers)}
+        if self.host:
+            port = urllib.parse.urlsplit(self.url).port
+            headers["Host"] = f"{self.host}:{port}" if port else self.host
+        return headers
 
     @property
     def display(self) -> str:
@@ -92,13 +114,139 @@ class Endpoint:
 
     def open(self, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         """(HTTP status, body) of one GET (or POST with ``body``); transport failures raise OSError."""
-        headers = {"Content-Type": "application/json", **dict(self.headers)}
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
+        request = urllib.request.Request(
+            url, data=body, headers=self.request_headers(), method="POST" if body else "GET"
+        )
+        context = self.ssl_context()
+        opener = (
+            urllib.request.build_opener(_NamedHTTPSHandler(context, self.host))
+            if self.host and context is not None
+            else None
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context()) as answer:
+            if opener is not None:
+                with opener.open(request, timeout=self.timeout) as answer:
+                    return answer.status, answer.read()
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
                 return answer.status, answer.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+
+
+class _NamedHTTPSHandler(urllib.request.HTTPSHandler):
+    """https to an address found by DNS, with TLS checking the certificate against the name."""
+
+    def __init__(self, context: ssl.SSLContext, name: str) -> None:
+        super().__init__(context=context)
+        self.context, self.name = context, name
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        context, name = self.context, self.name
+
+        class Connection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                http.client.HTTPConnection.connect(self)
+                self.sock = context.wrap_socket(self.sock, server_hostname=name)
+
+        return self.do_open(Connection, req)
+
+
+DNS_SCHEME = "dns+"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """TF Serving as the replicas a rollout waits for and judges one by one.
+
+    ``servers``: one base URL per replica, or one ``dns+http(s)://NAME:PORT`` whose DNS answers
+    are the replicas (``?nameserver=HOST[:PORT]`` asks that DNS server instead of the system's
+    resolver). Headers, TLS verification and the timeout apply to every replica. One URL is a
+    fleet of one.
+    """
+
+    servers: tuple[str, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    timeout: float = TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ServingError("no TF Serving given: a fleet needs a URL, a list of URLs or a dns+ name")
+        if any(s.startswith(DNS_SCHEME) for s in self.servers) and len(self.servers) > 1:
+            raise ServingError("a dns+ name stands for the whole fleet: give it alone, not in a list")
+
+    @property
+    def discovered(self) -> bool:
+        """Whether the replicas are a DNS name's answers (and may change between two calls)."""
+        return self.servers[0].startswith(DNS_SCHEME)
+
+    @property
+    def display(self) -> str:
+        return ", ".join(redact(s.split("?", 1)[0].rstrip("/")) for s in self.servers)
+
+    def replicas(self) -> list[Endpoint]:
+        """Each replica's endpoint, the DNS name resolved now (sorted by address)."""
+        if not self.discovered:
+            return [Endpoint(s, self.headers, self.verify, self.timeout) for s in self.servers]
+        parsed = urllib.parse.urlsplit(self.servers[0][len(DNS_SCHEME) :])
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ServingError("a dns+ fleet is dns+http://NAME:PORT or dns+https://NAME:PORT", self.display)
+        name = parsed.hostname
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        nameserver = urllib.parse.parse_qs(parsed.query).get("nameserver", [None])[0]
+        out = []
+        for address in resolve_addresses(name, port, nameserver):
+            host = f"[{address}]" if ":" in address else address
+            url = f"{parsed.scheme}://{host}:{port}{parsed.path}".rstrip("/")
+            out.append(Endpoint(url, self.headers, self.verify, self.timeout, host=name))
+        return out
+
+
+def fleet(servers: str | Endpoint | Fleet | list[str] | tuple[str, ...]) -> Fleet:
+    """A Fleet from what a user gives: one URL (a fleet of one), a list, or an Endpoint."""
+    if isinstance(servers, Fleet):
+        return servers
+    if isinstance(servers, Endpoint):
+        return Fleet((servers.url,), servers.headers, servers.verify, servers.timeout)
+    if isinstance(servers, str):
+        servers = [s.strip() for s in servers.split(",") if s.strip()]
+    return Fleet(tuple(servers))
+
+
+def resolve_addresses(name: str, port: int, nameserver: str | None = None) -> list[str]:
+    """Every address ``name`` resolves to (A and AAAA), sorted; from ``nameserver`` when given
+    (``HOST[:PORT]``), else from the system's resolver. A name that resolves to nothing is an
+    error naming it: a fleet of no replicas would pass every check."""
+    try:
+        if nameserver:
+            found = _ask_nameserver(name, nameserver)
+        else:
+            found = {str(info[4][0]) for info in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)}
+    except (OSError, ValueError) as exc:
+        raise ServingError(f"cannot resolve {name}: {exc}", name) from None
+    if not found:
+        raise ServingError(f"{name} resolves to no address: no replica to ask", name)
+    return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
+
+
+def _ask_nameserver(name: str, nameserver: str) -> set[str]:
+    import dns.exception
+    import dns.resolver
+
+    host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "")
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [host or nameserver]
+    resolver.port = int(port or 53)
+    resolver.lifetime = 5.0
+    found: set[str] = set()
+    for kind in ("A", "AAAA"):
+        try:
+            found |= {r.to_text() for r in resolver.resolve(name, kind)}
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+    return found
 
 
 def endpoint(server: str | Endpoint) -> Endpoint:
@@ -169,7 +317,12 @@ async def afetch_status(
         async with client_session(where) as own:
             return await afetch_status(where, model, version, label, own)
     context = where.ssl_context()
-    async with session.get(url, ssl=context if context is not None else True) as answer:
+    extra: dict[str, Any] = {}
+    if where.host:  # a replica found by DNS: its name for TLS and in the Host header
+        extra["headers"] = {"Host": where.request_headers()["Host"]}
+        if context is not None:
+            extra["server_hostname"] = where.host
+    async with session.get(url, ssl=context if context is not None else True, **extra) as answer:
         return parse_status(answer.status, await answer.read(), url, version)
 
 

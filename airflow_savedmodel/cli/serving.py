@@ -47,7 +47,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--from", dest="source_label", default="canary", help="promote: the label to copy from")
     p.add_argument(
-        "--server", metavar="URL", help="rollout: TF Serving's REST API, e.g. http://tf-serving:8501"
+        "--server",
+        action="append",
+        metavar="URL",
+        help="rollout: TF Serving's REST API, e.g. http://tf-serving:8501; repeat it for each replica, or give "
+        "dns+http://NAME:8501 to take every address NAME resolves to as a replica",
     )
     p.add_argument(
         "--header",
@@ -163,6 +167,10 @@ def _history(config: Location, args: argparse.Namespace, options: dict[str, Any]
         )
         if record.get("message"):
             print(f"  {record['message']}")
+        for check in checks:  # each replica's own figures, where a replica failed one
+            if check.get("replica") and check["status"] == "fail":
+                name = check["name"].removeprefix(f"replica:{check['replica']}:")
+                print(f"  replica {check['replica']}: {name}: {check['message']}")
     return 0
 
 
@@ -177,7 +185,10 @@ def _rollout(config: Location, args: argparse.Namespace, options: dict[str, Any]
 
     if not args.server or args.version is None:
         raise argparse.ArgumentTypeError("serving rollout needs --server and --version")
-    endpoint = _tf_serving(args, args.server)
+    from airflow_savedmodel.tfserving import Fleet
+
+    first = _tf_serving(args, args.server[0])
+    endpoint = Fleet(tuple(args.server), first.headers, first.verify, first.timeout)
     policy = args.policy or parse(None)
     target = _release_target(config, args.model_name, options, _trust(args, options, policy))
     inputs = None

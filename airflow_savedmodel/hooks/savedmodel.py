@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from airflow_savedmodel.storage.model_config import ServedModel
     from airflow_savedmodel.storage.publish import PublishResult, ServingTarget
     from airflow_savedmodel.storage.versions import Readiness
-    from airflow_savedmodel.tfserving import Endpoint, VersionStatus
+    from airflow_savedmodel.tfserving import Endpoint, Fleet, VersionStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONNECTION_TEST_SECONDS = 10.0  # the Test button answers within this, either way (15 s with the UI)
@@ -859,7 +859,7 @@ class SavedModelHook(BaseHook):
         self,
         plan: Plan,
         version: int,
-        endpoint: Endpoint,
+        endpoint: Endpoint | Fleet,
         *,
         run_id: str,
         metrics: Mapping[str, float] | None = None,
@@ -868,7 +868,7 @@ class SavedModelHook(BaseHook):
 
         :param plan: the rollout's target and policy (:meth:`rollout_plan`).
         :param version: the candidate version.
-        :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
+        :param endpoint: TF Serving, one server or its replicas (TFServingHook.fleet).
         :param run_id: names the rollout (the same id resumes it).
         :param metrics: the candidate's metrics, gated by the policy.
         """
@@ -885,7 +885,7 @@ class SavedModelHook(BaseHook):
         in_flight: InFlight,
         *,
         available: Check,
-        endpoint: Endpoint,
+        endpoint: Endpoint | Fleet,
         inputs_url: str | None = None,
         signature_name: str = "serving_default",
         metrics: Mapping[str, float] | None = None,
@@ -898,7 +898,7 @@ class SavedModelHook(BaseHook):
         :param plan: the rollout's target and policy (:meth:`rollout_plan`).
         :param in_flight: the rollout (from :meth:`begin_rollout` or :meth:`rollout_state`).
         :param available: the check the wait for TF Serving gave.
-        :param endpoint: TF Serving's REST API (TFServingHook.endpoint).
+        :param endpoint: TF Serving, one server or its replicas (TFServingHook.fleet).
         :param inputs_url: an .npz file of request inputs.
         :param signature_name: the SignatureDef the requests call.
         :param metrics: the candidate's metrics, gated by the policy.

@@ -1,6 +1,7 @@
-"""The hook for a running TensorFlow Serving: its REST API from a URL or an Airflow HTTP
-connection (TLS, CA bundle, headers, basic auth), a version's status (blocking, and async for
-triggers), and requests to a label. Storage lives in SavedModelHook; this hook never reads it.
+"""The hook for a running TensorFlow Serving, one process or a fleet of replicas: its REST API
+from URLs or an Airflow HTTP connection (TLS, CA bundle, headers, basic auth), each replica's
+status of a version (blocking, and async for triggers), and requests to a label. Storage lives
+in SavedModelHook; this hook never reads it.
 """
 
 from __future__ import annotations
@@ -10,21 +11,27 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from airflow_savedmodel.release.evidence import Check
     from airflow_savedmodel.release.traffic import Answer, Request
-    from airflow_savedmodel.tfserving import Endpoint, VersionStatus
+    from airflow_savedmodel.tfserving import Endpoint, Fleet, VersionStatus
 
 
 class TFServingHook(BaseHook):
-    """TF Serving's REST API, from ``server_url`` or the HTTP connection ``tf_serving_conn_id``.
+    """TF Serving's REST API, from ``server_url`` or the HTTP connection ``tf_serving_conn_id``;
+    one server or the replicas of a fleet, each asked on its own.
 
-    :param server_url: the REST API's base URL (``http://tf-serving:8501``), for local use.
-    :param tf_serving_conn_id: an HTTP connection to it: scheme (``schema`` or in the host),
-        host, port, login/password as basic auth, extra ``headers`` (or other string keys) sent
-        with every request (a bearer token), ``verify`` (false, or a CA bundle's path) and
-        ``timeout``. Header and password values are masked in logs and never put in messages.
+    :param server_url: the REST API's base URL (``http://tf-serving:8501``), a list of them (one
+        per replica, or comma-separated), or ``dns+http://NAME:PORT``: every address NAME
+        resolves to is a replica (a Kubernetes headless Service), resolved again at each step.
+    :param tf_serving_conn_id: an HTTP connection to it: scheme (``schema`` or in the host; a
+        ``dns+http://`` host finds the replicas by DNS), host, port, login/password as basic
+        auth, extra ``replicas`` (a list of base URLs, instead of the host), ``nameserver``
+        (``HOST:PORT`` of the DNS server a dns+ host is resolved with), ``headers`` (or other
+        string keys) sent with every request (a bearer token), ``verify`` (false, or a CA
+        bundle's path) and ``timeout``. Header and password values are masked in logs and never
+        put in messages.
     """
 
     conn_name_attr = "tf_serving_conn_id"
@@ -32,23 +39,45 @@ class TFServingHook(BaseHook):
     conn_type = "http"
     hook_name = "TensorFlow Serving"
 
-    def __init__(self, server_url: str | None = None, tf_serving_conn_id: str | None = None) -> None:
+    def __init__(
+        self, server_url: str | Sequence[str] | None = None, tf_serving_conn_id: str | None = None
+    ) -> None:
         super().__init__()
         if not server_url and not tf_serving_conn_id:
             raise ValueError("TF Serving needs server_url or tf_serving_conn_id")
         self.server_url, self.tf_serving_conn_id = server_url, tf_serving_conn_id
 
-    def endpoint(self) -> Endpoint:
-        """Where the REST API answers, with the connection's headers, TLS and timeout."""
-        from airflow_savedmodel.tfserving import Endpoint
+    def fleet(self) -> Fleet:
+        """The replicas to ask, with the connection's headers, TLS and timeout (one URL is a
+        fleet of one)."""
+        from airflow_savedmodel.tfserving import Fleet, fleet
 
         if not self.tf_serving_conn_id:
-            assert self.server_url is not None
-            return Endpoint(self.server_url)
+            assert self.server_url
+            return fleet(self.server_url if isinstance(self.server_url, str) else list(self.server_url))
+        first, replicas, nameserver = self._connection()
+        servers = [str(r) for r in replicas] if replicas else [first.url]
+        if nameserver and servers[0].startswith("dns+"):
+            servers[0] += f"?nameserver={nameserver}"
+        return Fleet(tuple(servers), first.headers, first.verify, first.timeout)
+
+    def endpoint(self) -> Endpoint:
+        """Where the REST API answers (the first replica of a fleet given by URLs), with the
+        connection's headers, TLS and timeout."""
+        return self.fleet().replicas()[0]
+
+    def _connection(self) -> tuple[Endpoint, list[Any], str | None]:
+        """The connection's endpoint, its extra ``replicas`` and ``nameserver``."""
         from airflow.sdk.log import mask_secret
+
+        from airflow_savedmodel.tfserving import Endpoint
+
+        assert self.tf_serving_conn_id
 
         conn = self.get_connection(self.tf_serving_conn_id)
         extra = dict(conn.extra_dejson or {})
+        replicas = list(extra.pop("replicas", None) or [])
+        nameserver = extra.pop("nameserver", None)
         verify = extra.pop("verify", True)
         timeout = float(extra.pop("timeout", 30.0))
         headers = {str(k): str(v) for k, v in dict(extra.pop("headers", {}) or {}).items()}
@@ -66,7 +95,7 @@ class TFServingHook(BaseHook):
         url = host.rstrip("/") + (f":{conn.port}" if conn.port else "")
         if isinstance(verify, str) and verify.lower() in ("false", "true"):
             verify = verify.lower() == "true"
-        return Endpoint(url, headers, verify, timeout)
+        return Endpoint(url, headers, verify, timeout), replicas, nameserver
 
     def status(
         self, model_name: str, version: int | None = None, version_label: str | None = None
@@ -80,6 +109,65 @@ class TFServingHook(BaseHook):
         from airflow_savedmodel.tfserving import fetch_status
 
         return fetch_status(self.endpoint(), model_name, version, version_label)
+
+    def statuses(
+        self, model_name: str, version: int | None = None, version_label: str | None = None
+    ) -> dict[str, Any]:
+        """Each replica's status of ``version`` (or of ``version_label``'s), asked now:
+        ``{host:port: VersionStatus.to_json() or why it did not answer}``.
+
+        :param model_name: the model's name in TF Serving's config.
+        :param version: the version asked about.
+        :param version_label: a version label, instead of ``version``.
+        """
+        from airflow_savedmodel.release.fleet import statuses
+
+        return statuses(self.fleet(), model_name, version, version_label)
+
+    async def afleet(self) -> Fleet:
+        """:meth:`fleet` from an event loop (the connection is read in a thread)."""
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.fleet)()
+
+    async def astatuses(
+        self,
+        fleet: Fleet,
+        model_name: str,
+        version: int | None = None,
+        version_label: str | None = None,
+        session: Any = None,
+    ) -> dict[str, Any]:
+        """:meth:`statuses` on an event loop, every replica asked at once (a name found by DNS
+        is resolved in a thread).
+
+        :param fleet: from :meth:`afleet`, resolved once per trigger.
+        :param model_name: the model's name in TF Serving's config.
+        :param version: the version asked about.
+        :param version_label: a version label, instead of ``version``.
+        :param session: an aiohttp session kept across polls (``tfserving.client_session``).
+        """
+        import asyncio
+
+        import aiohttp
+
+        from airflow_savedmodel.errors import ServingError
+        from airflow_savedmodel.tfserving import afetch_status
+
+        try:
+            replicas = await asyncio.to_thread(fleet.replicas) if fleet.discovered else fleet.replicas()
+        except ServingError as exc:
+            return {fleet.display: f"{type(exc).__name__}: {exc.problem}"}
+
+        async def one(replica: Endpoint) -> Any:
+            try:
+                found = await afetch_status(replica, model_name, version, version_label, session)
+                return found.to_json()
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                return f"{type(exc).__name__}: {exc}"
+
+        answers = await asyncio.gather(*(one(r) for r in replicas))
+        return {r.replica: answer for r, answer in zip(replicas, answers, strict=True)}
 
     async def aendpoint(self) -> Endpoint:
         """:meth:`endpoint` from an event loop (the connection is read in a thread)."""
@@ -118,50 +206,70 @@ class TFServingHook(BaseHook):
 
         return send(self.endpoint(), model_name, version_label, request)
 
-    def availability(self, model_name: str, version: int, timeout: float) -> Check | None:
-        """The rollout's ``available`` check when the server has settled ``version`` (AVAILABLE,
-        or refused with its error), None while it loads or when it cannot be asked yet.
+    def availability(self, model_name: str, version: int) -> Check | None:
+        """The rollout's ``available`` check when the fleet has settled ``version`` (AVAILABLE on
+        every replica, or refused by one with its error), None while it loads somewhere.
 
         :param model_name: the model's name in TF Serving's config.
         :param version: the candidate version.
-        :param timeout: the policy's ``available_timeout_seconds``, named in a failing check.
         """
-        from airflow_savedmodel.errors import SavedModelError
-        from airflow_savedmodel.release.rollout import available_check
+        from airflow_savedmodel.release.fleet import available_verdict
 
-        try:
-            return available_check(self.status(model_name, version).to_json(), timeout)
-        except (OSError, SavedModelError):
-            return None
+        return available_verdict(self.statuses(model_name, version), version)
 
-    def wait_available(self, model_name: str, version: int, timeout: float, poke_interval: float) -> Check:
-        """Wait in this process until ``version`` is settled or ``timeout`` passes; the check.
+    def wait_available(
+        self,
+        model_name: str,
+        version: int,
+        timeout: float,
+        poke_interval: float,
+        max_lag_seconds: float | None = None,
+    ) -> Check:
+        """Wait in this process until every replica has settled ``version``; the check.
 
         :param model_name: the model's name in TF Serving's config.
         :param version: the candidate version.
         :param timeout: seconds to wait at most.
         :param poke_interval: seconds between status requests.
+        :param max_lag_seconds: how long a replica may trail the first one ready.
         """
         from airflow_savedmodel.release.rollout import wait_available
 
-        return wait_available(self.endpoint(), model_name, version, timeout, poke_interval)
+        return wait_available(
+            self.fleet(), model_name, version, timeout, poke_interval, max_lag=max_lag_seconds
+        )
 
     @staticmethod
-    def available_from_event(event: Mapping[str, Any], timeout: float) -> Check:
+    def available_from_event(event: Mapping[str, Any], timeout: float, version: int | None = None) -> Check:
         """The ``available`` check from the event SavedModelServedTrigger fired with.
 
         :param event: the trigger's event payload.
         :param timeout: the policy's ``available_timeout_seconds``.
+        :param version: the candidate version (default: the event's).
         """
         from airflow_savedmodel.release.rollout import available_from_event
 
-        return available_from_event(event, timeout)
+        return available_from_event(event, timeout, version)
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI's Test button: the server answers at all (any HTTP status)."""
-        endpoint = self.endpoint()
+        """The UI's Test button: every replica answers at all (any HTTP status)."""
+        from airflow_savedmodel.errors import ServingError
+
+        fleet = self.fleet()
         try:
-            endpoint.open(endpoint.url.rstrip("/") + "/v1/models/_")
-        except OSError as exc:
-            return False, f"{endpoint.display}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-        return True, f"TF Serving answers at {endpoint.display}"
+            replicas = fleet.replicas()
+        except ServingError as exc:
+            return False, str(exc)
+        silent = []
+        for replica in replicas:
+            try:
+                replica.open(replica.url.rstrip("/") + "/v1/models/_")
+            except OSError as exc:
+                silent.append(f"{replica.display}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+        if silent:
+            return False, "; ".join(silent)
+        if len(replicas) == 1:
+            return True, f"TF Serving answers at {replicas[0].display}"
+        return True, f"TF Serving answers at all {len(replicas)} replicas: " + ", ".join(
+            r.replica for r in replicas
+        )

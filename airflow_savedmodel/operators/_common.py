@@ -227,7 +227,7 @@ def _rollout_outcome(context: Any, result: Any, fail_on_rollback: bool) -> dict[
     return doc
 
 
-def _tf_serving(server_url: str | None, tf_serving_conn_id: str | None) -> TFServingHook:
+def _tf_serving(server_url: str | list[str] | None, tf_serving_conn_id: str | None) -> TFServingHook:
     """The TF Serving hook of a task (its REST API from a URL or an HTTP connection)."""
     from airflow_savedmodel.hooks.tfserving import TFServingHook
 

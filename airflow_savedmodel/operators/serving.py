@@ -117,7 +117,10 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
     :param serving_config: TF Serving's model config file (templated).
     :param model_name: the model's name in it (templated).
     :param version: the candidate version, e.g. the publish task's XCom (templated).
-    :param server_url: TF Serving's REST API, e.g. ``http://tf-serving:8501`` (templated); or
+    :param server_url: TF Serving's REST API, e.g. ``http://tf-serving:8501``; its replicas as a
+        list of such URLs, or ``dns+http://NAME:8501`` for every address NAME resolves to (a
+        headless Service): every replica must load the candidate, serve each label and pass its
+        own checks (templated); or
     :param tf_serving_conn_id: an HTTP connection to TF Serving (TLS, CA bundle, headers).
     :param policy: the rollout policy: a dict, JSON text or the URL of a JSON/YAML file
         (templated; see ``airflow_savedmodel.release.policy``; default: its documented defaults).
@@ -157,7 +160,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
         serving_config: str,
         model_name: str,
         version: int | str,
-        server_url: str | None = None,
+        server_url: str | list[str] | None = None,
         tf_serving_conn_id: str | None = None,
         policy: dict[str, Any] | str | None = None,
         inputs_url: str | None = None,
@@ -212,25 +215,27 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             )
             raise AirflowFailException(str(exc)) from None  # a retry would read the same policy
         tf_serving = _tf_serving(self.server_url, self.tf_serving_conn_id)
-        endpoint = tf_serving.endpoint()
+        fleet = tf_serving.fleet()
         done = hook.rollout_unchanged(plan, version)
         if done is not None:  # a rerun whose export is the version already stable
             self.log.info("%s", done.message)
             return done.to_json()
         try:
             in_flight = hook.begin_rollout(
-                plan, version, endpoint, run_id=self._run_id(context), metrics=self._metrics()
+                plan, version, fleet, run_id=self._run_id(context), metrics=self._metrics()
             )
         except (ServerUnreachableError, SignatureError) as exc:  # no retry changes these: fail at once
             raise AirflowFailException(str(exc)) from None
         self.log.info(
-            "Rolling out %s version %s (stable: %s); waiting until TF Serving serves it",
+            "Rolling out %s version %s (stable: %s); waiting until TF Serving serves it (%s)",
             self.model_name,
             version,
             in_flight.stable,
+            fleet.display,
         )
         timeout = float(plan.policy["available_timeout_seconds"])
-        settled = tf_serving.availability(self.model_name, version, timeout)
+        max_lag = float(plan.policy["replicas"]["max_lag_seconds"])
+        settled = tf_serving.availability(self.model_name, version)
         if settled is not None:  # already loaded, or refused: no wait to hand to the triggerer
             return self._finish(context, plan, in_flight, settled, tf_serving)
         if self.deferrable:
@@ -244,17 +249,20 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
                     poke_interval=self.poke_interval,
                     timeout=timeout,
                     tf_serving_conn_id=self.tf_serving_conn_id,
+                    max_lag_seconds=max_lag,
                 ),
                 method_name="execute_complete",
             )
-        check = tf_serving.wait_available(self.model_name, version, timeout, self.poke_interval)
+        check = tf_serving.wait_available(self.model_name, version, timeout, self.poke_interval, max_lag)
         return self._finish(context, plan, in_flight, check, tf_serving)
 
     def execute_complete(self, context: Any, event: dict[str, Any], **kwargs: Any) -> Any:
         hook = _hook(self.savedmodel_conn_id)
         plan = hook.rollout_plan(self.serving_config, self.model_name, self.policy)
         tf_serving = _tf_serving(self.server_url, self.tf_serving_conn_id)
-        check = tf_serving.available_from_event(event, float(plan.policy["available_timeout_seconds"]))
+        check = tf_serving.available_from_event(
+            event, float(plan.policy["available_timeout_seconds"]), int(str(self.version))
+        )
         # The rollout's state lives beside the versions (claim and record), not in the deferral.
         in_flight = hook.rollout_state(plan, int(str(self.version)))
         return self._finish(context, plan, in_flight, check, tf_serving)
@@ -266,7 +274,7 @@ class SavedModelRolloutOperator(_LineageMixin, BaseOperator):
             plan,
             in_flight,
             available=check,
-            endpoint=tf_serving.endpoint(),
+            endpoint=tf_serving.fleet(),
             inputs_url=self.inputs_url or None,
             signature_name=self.signature_name,
             metrics=self._metrics(),

@@ -26,6 +26,7 @@ class Sample:
     request: Request
     canary: Answer
     stable: Answer | None
+    replica: str = ""  # the TF Serving replica that answered both (host:port)
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,19 @@ class Check:
     message: str
     observed: float | None = None
     threshold: float | None = None
+    replica: str | None = None  # a check of one replica's answers (``replica:<host:port>:<check>``)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "name": self.name,
             "status": self.status,
             "observed": self.observed,
             "threshold": self.threshold,
             "message": self.message,
         }
+        if self.replica is not None:
+            doc["replica"] = self.replica
+        return doc
 
 
 def outputs_of(answer: Answer, keys: Sequence[str] = ()) -> dict[str, Any]:
@@ -123,7 +128,57 @@ def judge(
     metrics: Mapping[str, float] | None = None,
     baseline_metrics: Mapping[str, float] | None = None,
 ) -> list[Check]:
-    """Every check of ``policy`` over the bake's samples (warm-up requests already left out)."""
+    """Every check of ``policy`` over the bake's samples (warm-up requests already left out).
+
+    Samples from several replicas are judged together and then replica by replica: each
+    replica's checks are named ``replica:<host:port>:<check>``, and the ``replicas`` check passes
+    when the share of replicas passing all of theirs reaches ``replicas.min_passing_fraction``,
+    so one replica that answers differently, fails or is slow is caught even when the fleet's
+    average passes."""
+    checks = _sample_checks(policy, samples, has_stable=has_stable)
+    replicas = sorted({s.replica for s in samples} - {""})  # "": one server, or a replica that left
+    if len(replicas) > 1:
+        checks.extend(_per_replica(policy, samples, replicas, has_stable=has_stable))
+    checks.extend(_metrics(policy, metrics or {}, baseline_metrics))
+    return checks
+
+
+def _from(sample: Sample) -> str:
+    return f"{sample.replica}: " if sample.replica else ""
+
+
+def _per_replica(
+    policy: Policy, samples: Sequence[Sample], replicas: Sequence[str], *, has_stable: bool
+) -> list[Check]:
+    out: list[Check] = []
+    failing: list[tuple[str, Check]] = []
+    for replica in replicas:
+        own = _sample_checks(policy, [s for s in samples if s.replica == replica], has_stable=has_stable)
+        named = [
+            Check(f"replica:{replica}:{c.name}", c.status, c.message, c.observed, c.threshold, replica)
+            for c in own
+        ]
+        out.extend(named)
+        failing += [(replica, c) for c in own if c.status == FAIL][:1]
+    passing = len(replicas) - len(failing)
+    fraction = passing / len(replicas)
+    least = float(policy["replicas"]["min_passing_fraction"])
+    detail = "; ".join(f"{replica}: {c.name}: {c.message}" for replica, c in failing)
+    out.append(
+        Check(
+            "replicas",
+            PASS if fraction >= least - 1e-9 else FAIL,
+            f"{passing} of {len(replicas)} replicas pass every check (at least {least:g} of them)"
+            + (f"; failing: {detail}" if detail else ""),
+            fraction,
+            least,
+        )
+    )
+    return out
+
+
+def _sample_checks(policy: Policy, samples: Sequence[Sample], *, has_stable: bool) -> list[Check]:
+    """The checks over one set of samples (the fleet's, or one replica's)."""
     checks: list[Check] = []
     canary = [s.canary for s in samples]
     count = len(canary)
@@ -137,10 +192,10 @@ def judge(
             need,
         )
     )
-    errors = [a for a in canary if not a.ok]
+    errors = [s for s in samples if not s.canary.ok]
     rate = len(errors) / count if count else 0.0
     allowed = float(policy["max_error_rate"])
-    detail = f"; first: {errors[0].error}" if errors else ""
+    detail = f"; first: {_from(errors[0])}{errors[0].canary.error}" if errors else ""
     checks.append(
         Check(
             "error_rate",
@@ -170,7 +225,6 @@ def judge(
     else:
         checks.extend(_agreement(policy, samples))
         checks.extend(_latency(policy, samples))
-    checks.extend(_metrics(policy, metrics or {}, baseline_metrics))
     return checks
 
 
@@ -309,4 +363,6 @@ def _metrics(
 
 
 def failed(checks: Sequence[Check]) -> list[Check]:
-    return [c for c in checks if c.status == FAIL]
+    """The checks that decide a rollback: a replica's own checks are its evidence, judged as a
+    whole by the ``replicas`` check."""
+    return [c for c in checks if c.status == FAIL and c.replica is None]

@@ -7,7 +7,10 @@ stable's within 1e-3 + 1% in at least 95% of answers (the same top class in 95%:
 model whose answers should change sets ``outputs.compare`` false and gates on metrics instead), no NaN or Inf, no request errors, at most 1.5x stable's median latency and 2x
 its p95, 30 s of bake with at least 20 requests per label. A rollout that has not decided
 ``abandoned_after_seconds`` after its wait and bake should have ended (its worker was killed) is
-rolled back by the next rollout of the model.
+rolled back by the next rollout of the model. Against several TF Serving replicas every replica
+must load the candidate and serve each moved label, trailing the first by at most
+``replicas.max_lag_seconds``, and by default every replica's own evidence must pass
+(``replicas.min_passing_fraction``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ DEFAULT: dict[str, Any] = {
     "max_error_rate": 0.0,
     "latency": {"max_p50_ratio": 1.5, "max_p95_ratio": 2.0},
     "metrics": {},
+    # TF Serving as several replicas: how long a replica may trail the first one at each wait
+    # (loading the candidate, serving a moved label), and the share of replicas whose own
+    # evidence must pass. Loading is never a quorum: every replica must load the candidate.
+    "replicas": {"max_lag_seconds": 120, "min_passing_fraction": 1.0},
 }
 
 _THRESHOLDS = {"type": "number", "minimum": 0}
@@ -70,6 +77,14 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "max_p50_ratio": {"type": "number", "exclusiveMinimum": 0},
                 "max_p95_ratio": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "replicas": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_lag_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "min_passing_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             },
         },
         "metrics": {

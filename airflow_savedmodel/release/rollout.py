@@ -23,6 +23,7 @@ worker again); :func:`rollout` runs them in one process for the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,12 +39,16 @@ from airflow_savedmodel.errors import (  # the rollout's errors, importable from
 )
 from airflow_savedmodel.location import Location
 from airflow_savedmodel.release import evidence, records
-from airflow_savedmodel.release.evidence import FAIL, Check, Sample
+from airflow_savedmodel.release import fleet as fleet_waits
+from airflow_savedmodel.release.evidence import FAIL, PASS, Check, Sample
 from airflow_savedmodel.release.policy import Policy
 from airflow_savedmodel.release.traffic import Answer, Request, send
 from airflow_savedmodel.signing.keys import Trust
 from airflow_savedmodel.storage import model_config, signed
-from airflow_savedmodel.tfserving import Endpoint
+from airflow_savedmodel.tfserving import Endpoint, Fleet
+from airflow_savedmodel.tfserving import fleet as as_fleet
+
+Server = Endpoint | Fleet  # one TF Serving, or the replicas of one
 
 CANARY, STABLE = "canary", "stable"
 REACH_ATTEMPTS = 3  # a server restarting answers within these; none listening fails in seconds
@@ -119,22 +124,40 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _reachable(endpoint: Endpoint, model: str, sleep: Callable[[float], None] = time.sleep) -> None:
-    """TF Serving answers at all (any HTTP status): retried with backoff, else RolloutError."""
-    delay, last = 1.0, ""
+def _reachable(server: Server, model: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Every replica answers at all (any HTTP status): retried with backoff, else
+    ServerUnreachableError naming the silent ones."""
+    fleet = as_fleet(server)
+    delay = 1.0
+    silent: dict[str, str] = {}
     for attempt in range(REACH_ATTEMPTS):
+        silent = {}
         try:
-            endpoint.open(endpoint.model_url(model))
+            replicas = fleet.replicas()
+        except ServingError as exc:
+            silent[fleet.display] = exc.problem
+            replicas = []
+        for replica in replicas:
+            try:
+                replica.open(replica.model_url(model))
+            except OSError as exc:
+                silent[replica.replica] = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if not silent:
             return
-        except OSError as exc:
-            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         if attempt < REACH_ATTEMPTS - 1:
             sleep(delay)
             delay = min(delay * 2, 30.0)
+    if len(replicas) <= 1 and len(silent) == 1:
+        raise ServerUnreachableError(
+            f"TF Serving does not answer after {REACH_ATTEMPTS} attempts ({next(iter(silent.values()))}): a "
+            "rollout needs a running TF Serving at this address; nothing was changed",
+            fleet.display,
+        )
+    which = "; ".join(f"{name}: {why}" for name, why in sorted(silent.items()))
     raise ServerUnreachableError(
-        f"TF Serving does not answer after {REACH_ATTEMPTS} attempts ({last}): a rollout needs a running "
-        "TF Serving at this address; nothing was changed",
-        endpoint.display,
+        f"{len(silent)} of {len(replicas)} TF Serving replicas do not answer after {REACH_ATTEMPTS} attempts "
+        f"({which}): a rollout needs every replica answering; nothing was changed",
+        fleet.display,
     )
 
 
@@ -179,7 +202,7 @@ def unchanged(target: Target, version: int) -> Result | None:
 def begin(
     target: Target,
     version: int,
-    endpoint: Endpoint,
+    endpoint: Server,
     policy: Policy,
     *,
     run_id: str,
@@ -198,9 +221,10 @@ def begin(
     stable = labels_of(target).get(STABLE)
     if stable == version:
         raise RolloutError(f"version {version} is already {STABLE}", target.config.url)
-    seconds = (
+    seconds = (  # the waits, the bake, the label moves (each up to the replicas' lag), then a margin
         float(policy["available_timeout_seconds"])
         + float(policy["bake_seconds"])
+        + 3 * float(policy["replicas"]["max_lag_seconds"])
         + float(policy["abandoned_after_seconds"])
     )
     active = records.take(target.base, run_id, version, seconds)
@@ -281,25 +305,18 @@ def stopped_before_bake(
     return decide(target, active, [*checks, Check("bake", FAIL, reason)], stable_before=stable_before)
 
 
-def wait_available(endpoint: Endpoint, model: str, version: int, timeout: float, poll: float = 1.0) -> Check:
-    """Step 2 in one process: a passing ``available`` check, or a failing one with the reason."""
-    from airflow_savedmodel.tfserving import fetch_status
-
-    deadline = time.monotonic() + timeout
-    last = "not known to the server yet"
-    while True:
-        try:
-            status = fetch_status(endpoint, model, version)
-        except (OSError, ServingError) as exc:
-            status, last = None, f"{type(exc).__name__}: {exc}"
-        if status is not None:
-            check = available_check(status.to_json(), timeout)
-            if check is not None:
-                return check
-            last = status.waiting_for()
-        if time.monotonic() >= deadline:
-            return Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
-        time.sleep(poll)
+def wait_available(
+    endpoint: Server,
+    model: str,
+    version: int,
+    timeout: float,
+    poll: float = 1.0,
+    *,
+    max_lag: float | None = None,
+) -> Check:
+    """Step 2 in one process: a passing ``available`` check once every replica has the version
+    AVAILABLE, or a failing one with the reason (release.fleet.wait_available)."""
+    return fleet_waits.wait_available(as_fleet(endpoint), model, version, timeout, poll, max_lag=max_lag)
 
 
 def available_check(status: Mapping[str, Any], timeout: float) -> Check | None:
@@ -318,20 +335,15 @@ def available_check(status: Mapping[str, Any], timeout: float) -> Check | None:
     return None
 
 
-def available_from_event(event: Mapping[str, Any], timeout: float) -> Check:
-    """The ``available`` check from the event a served trigger fired with: AVAILABLE, refused
-    (TF Serving's error), not answered, or still loading when the timeout passed."""
-    from airflow_savedmodel.tfserving import VersionStatus
-
-    if event.get("status") == "error":
-        return Check("available", FAIL, f"TF Serving could not be asked: {event['message']}")
-    if event.get("status") == "timeout":
-        last = VersionStatus(**event["served"]).waiting_for() if event.get("served") else "never answered"
-        return Check("available", FAIL, f"not AVAILABLE after {timeout:g} s: {last}", None, timeout)
-    check = available_check(event["served"], timeout)
-    if check is None:  # the trigger fires only once the version is AVAILABLE or failed
-        raise RolloutError(f"the served trigger fired while version {event['served']} was still loading")
-    return check
+def available_from_event(event: Mapping[str, Any], timeout: float, version: int | None = None) -> Check:
+    """The ``available`` check from the event a served trigger fired with: every replica
+    AVAILABLE, one refused (TF Serving's error), not asked, lagging, or the timeout passed."""
+    if version is None:
+        version = int(event.get("version") or (event.get("served") or {}).get("version") or 0)
+    try:
+        return fleet_waits.event_check(event, version, timeout)
+    except ServingError as exc:
+        raise RolloutError(exc.problem) from None
 
 
 def in_flight(target: Target, version: int) -> InFlight:
@@ -345,65 +357,139 @@ def in_flight(target: Target, version: int) -> InFlight:
 
 
 def label_served(
-    endpoint: Endpoint, target: Target, label: str, version: int, *, timeout: float, poll: float = 0.5
+    endpoint: Server,
+    target: Target,
+    label: str,
+    version: int,
+    *,
+    timeout: float,
+    poll: float = 0.5,
+    max_lag: float | None = None,
 ) -> Check:
-    """Point ``label`` at ``version`` (AVAILABLE by now) and wait until TF Serving resolves the
-    label to it: a label move takes effect at TF Serving's next read of the config."""
-    from airflow_savedmodel.tfserving import fetch_status
-
+    """Point ``label`` at ``version`` (AVAILABLE on every replica by now) and wait until every
+    replica resolves the label to it: a label move takes effect at each one's next config read."""
     model_config.set_labels(target.config, target.model, target.base, {label: version})
-    deadline = time.monotonic() + timeout
-    seen = "not yet"
-    while True:
-        try:
-            status = fetch_status(endpoint, target.model, label=label)
-            if status.version == version and status.available:
-                return Check(f"label:{label}", "pass", f"TF Serving serves version {version} as {label}")
-            seen = f"{label} names {status.version} ({status.state})" if status.state else f"{label} unknown"
-        except (OSError, ServingError) as exc:
-            seen = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            return Check(
-                f"label:{label}",
-                FAIL,
-                f"TF Serving did not serve version {version} as {label} within {timeout:g} s: {seen}",
+    return fleet_waits.wait_label(
+        as_fleet(endpoint), target.model, label, version, timeout, poll=poll, max_lag=max_lag
+    )
+
+
+@dataclass
+class Bake:
+    """What a bake saw: the samples (each tagged with its replica) and how the fleet changed."""
+
+    samples: list[Sample]
+    joined: list[str] = field(default_factory=list)  # replicas admitted after the bake began
+    left: list[str] = field(default_factory=list)  # replicas gone from the fleet during it
+    late: dict[str, str] = field(default_factory=dict)  # joined, never served the canary: why
+
+    def checks(self) -> list[Check]:
+        """The fleet's changes as checks: a replica that joined and never served the candidate
+        as canary fails; one that left is noted (its answers stay in the overall figures)."""
+        out = []
+        if self.late:
+            detail = "; ".join(f"{r} ({why})" for r, why in sorted(self.late.items()))
+            out.append(
+                Check(
+                    "fleet",
+                    FAIL,
+                    f"replicas joined during the bake and never served the candidate as {CANARY}: {detail}",
+                )
             )
-        time.sleep(poll)
+        elif self.joined or self.left:
+            said = []
+            if self.joined:
+                said.append(f"joined and served the candidate: {', '.join(self.joined)}")
+            if self.left:
+                said.append(f"left the fleet (their answers count overall): {', '.join(self.left)}")
+            out.append(Check("fleet", PASS, "the fleet changed during the bake: " + "; ".join(said)))
+        return out
 
 
 def bake(
-    endpoint: Endpoint,
+    endpoint: Server,
     model: str,
     requests: Sequence[Request],
     policy: Policy,
     *,
     has_stable: bool,
+    version: int | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> list[Sample]:
-    """Step 3: the same requests to canary and stable, interleaved, for the bake period."""
+) -> Bake:
+    """Step 3: the same requests to canary and stable on each replica, interleaved (which label
+    goes first alternates), for the bake period and until every replica answered
+    ``min_requests``. Replicas are resolved again during the bake: one that appears is sent
+    requests once it serves ``version`` as canary (within ``replicas.max_lag_seconds``), one
+    that disappears is no longer asked."""
     if not requests:
         raise RolloutError("no requests to send: the candidate has no warmup file and no inputs were given")
-    for i in range(int(policy["warmup_requests"])):
-        request = requests[i % len(requests)]
-        send(endpoint, model, CANARY, request)
-        if has_stable:
-            send(endpoint, model, STABLE, request)
-    samples: list[Sample] = []
+    fleet = as_fleet(endpoint)
     bake_seconds, need = float(policy["bake_seconds"]), int(policy["min_requests"])
-    start = clock()
-    i = 0
-    while (clock() - start < bake_seconds or i < need) and i < max(need, 1) * 1000:
+    max_lag = float(policy["replicas"]["max_lag_seconds"])
+    seen = Bake([])
+    admitted: dict[str, Endpoint] = {}
+    pending: dict[str, float] = {}  # replica -> when it appeared
+    counts: dict[str, int] = {}
+
+    def admit(replica: Endpoint) -> None:
+        admitted[replica.replica] = replica
+        counts.setdefault(replica.replica, 0)
+        for i in range(int(policy["warmup_requests"])):
+            request = requests[i % len(requests)]
+            send(replica, model, CANARY, request)
+            if has_stable:
+                send(replica, model, STABLE, request)
+
+    for replica in fleet.replicas():
+        admit(replica)
+    start, last_resolved, i = clock(), clock(), 0
+    while i < max(need, 1) * 1000 * max(len(admitted), 1):
+        if fleet.discovered and clock() - last_resolved >= 0.5:  # the fleet as DNS says now
+            last_resolved = clock()
+            try:
+                current = {r.replica: r for r in fleet.replicas()}
+            except ServingError:
+                current = dict(admitted)  # a resolver hiccup: keep asking the replicas we know
+            for name in [n for n in admitted if n not in current]:
+                del admitted[name]
+                seen.left.append(name)
+                seen.samples = [  # its answers count overall; it is no longer judged on its own
+                    dataclasses.replace(s, replica="") if s.replica == name else s for s in seen.samples
+                ]
+            for name, replica in current.items():
+                if name in admitted or name in seen.left:
+                    continue
+                pending.setdefault(name, clock())
+                status = fleet_waits.ask(replica, model, label=CANARY)
+                if version is None or fleet_waits.ready(status, version):
+                    pending.pop(name)
+                    seen.joined.append(name)
+                    admit(replica)
+                elif clock() - pending[name] >= max_lag:
+                    seen.late[name] = fleet_waits.waiting_text(status)
+        done = clock() - start >= bake_seconds and all(counts[n] >= need for n in admitted)
+        if done and not [n for n in pending if n not in seen.late]:
+            break
         request = requests[i % len(requests)]
-        stable: Answer | None
-        if has_stable and i % 2:
-            stable = send(endpoint, model, STABLE, request)
-            canary = send(endpoint, model, CANARY, request)
-        else:
-            canary = send(endpoint, model, CANARY, request)
-            stable = send(endpoint, model, STABLE, request) if has_stable else None
-        samples.append(Sample(request, canary, stable))
+        for name, replica in list(admitted.items()):
+            stable: Answer | None
+            if has_stable and i % 2:
+                stable = send(replica, model, STABLE, request)
+                canary = send(replica, model, CANARY, request)
+            else:
+                canary = send(replica, model, CANARY, request)
+                stable = send(replica, model, STABLE, request) if has_stable else None
+            seen.samples.append(Sample(request, canary, stable, name if fleet_size_known(fleet) else ""))
+            counts[name] += 1
         i += 1
-    return samples
+        if not admitted:
+            break
+    return seen
+
+
+def fleet_size_known(fleet: Fleet) -> bool:
+    """Whether samples carry their replica: a fleet of several (or found by DNS)."""
+    return fleet.discovered or len(fleet.servers) > 1
 
 
 def signature_check(target: Target, version: int) -> Check:
@@ -416,6 +502,17 @@ def signature_check(target: Target, version: int) -> Check:
     return Check("signature", FAIL, found.error().problem)
 
 
+@dataclass(frozen=True)
+class Settle:
+    """How a decision waits for the fleet: every replica serving the promoted version as
+    ``stable``, or none serving a rolled-back candidate under any label, each replica within
+    ``max_lag`` seconds."""
+
+    fleet: Fleet
+    max_lag: float
+    poll: float = 0.5
+
+
 def decide(
     target: Target,
     active: records.Active,
@@ -423,12 +520,25 @@ def decide(
     *,
     stable_before: int | None,
     approval: Mapping[str, Any] | None = None,
+    settle: Settle | None = None,
 ) -> Result:
-    """Step 4: promote when nothing failed, else withdraw the candidate; record it; end the claim."""
+    """Step 4: promote when nothing failed, else withdraw the candidate; with ``settle``, wait
+    until the fleet follows (a promotion no replica can take is rolled back, ``stable`` moved
+    back); record it; end the claim."""
     version = active.version
     checks = list(checks)
     if target.trust is not None and not evidence.failed(checks):
         checks.append(signature_check(target, version))  # what baked is what was signed, still
+    note = ""
+    if not evidence.failed(checks):
+        model_config.set_labels(target.config, target.model, target.base, {STABLE: version})
+        if settle is not None:
+            served = fleet_waits.wait_label(
+                settle.fleet, target.model, STABLE, version, settle.max_lag, poll=settle.poll
+            )
+            if served.status == FAIL:
+                checks.append(served)
+                _restore_stable(target, version, stable_before)
     failures = evidence.failed(checks)
     if failures:
         model_config.withdraw(target.config, target.model, version)
@@ -437,8 +547,14 @@ def decide(
         message = f"rolled back version {version}: {first.name} failed: {first.message}"
         if len(failures) > 1:
             message += f" (and {len(failures) - 1} more: {', '.join(c.name for c in failures[1:])})"
+        if settle is not None:
+            still = fleet_waits.wait_withdrawn(
+                settle.fleet, target.model, version, (CANARY, STABLE), settle.max_lag, poll=settle.poll
+            )
+            if still:
+                note = f"after {settle.max_lag:g} s these replicas still served it: {', '.join(still)}"
+                message += f"; {note}"
     else:
-        model_config.set_labels(target.config, target.model, target.base, {STABLE: version})
         decision, stable_after = "promoted", version
         skipped = [c.name for c in checks if c.status == "skip"]
         message = f"promoted version {version} to {STABLE}" + (
@@ -459,6 +575,14 @@ def decide(
     return Result(decision, version, stable_before, stable_after, list(checks), url, message)
 
 
+def _restore_stable(target: Target, version: int, stable_before: int | None) -> None:
+    """Point ``stable`` back where it was before a promotion of ``version`` the fleet did not take."""
+    if stable_before is not None:
+        model_config.set_labels(target.config, target.model, target.base, {STABLE: stable_before})
+    else:
+        model_config.withdraw(target.config, target.model, version, label=STABLE)
+
+
 def baseline_metrics(target: Target, stable: int | None) -> dict[str, float] | None:
     """The metrics recorded when ``stable`` was released (None: none recorded)."""
     if stable is None:
@@ -471,7 +595,7 @@ def baseline_metrics(target: Target, stable: int | None) -> dict[str, float] | N
 def rollout(
     target: Target,
     version: int,
-    endpoint: Endpoint,
+    endpoint: Server,
     policy: Policy,
     requests: Sequence[Request],
     *,
@@ -486,7 +610,14 @@ def rollout(
     # Interrupted before deciding, the claim is left to expire (the record says "baking"): the
     # next rollout of this model rolls the candidate back, or this run's retry resumes it.
     active, stable = begin(target, version, endpoint, policy, run_id=run_id, metrics=metrics)
-    served = wait_available(endpoint, target.model, version, float(policy["available_timeout_seconds"]), poll)
+    served = wait_available(
+        endpoint,
+        target.model,
+        version,
+        float(policy["available_timeout_seconds"]),
+        poll,
+        max_lag=float(policy["replicas"]["max_lag_seconds"]),
+    )
     return finish(
         target,
         active,
@@ -506,7 +637,7 @@ def finish(
     *,
     stable: int | None,
     available: Check,
-    endpoint: Endpoint,
+    endpoint: Server,
     policy: Policy,
     requests: Sequence[Request],
     metrics: Mapping[str, float] | None = None,
@@ -515,25 +646,31 @@ def finish(
 ) -> Result:
     """Steps 2 (the label) to 4, once the wait for TF Serving gave ``available``: passing, or
     failing with TF Serving's error or the timeout (then the candidate is withdrawn at once)."""
+    after = Settle(as_fleet(endpoint), float(policy["replicas"]["max_lag_seconds"]), poll)
     if available.status == FAIL:
-        return decide(target, active, [available], stable_before=stable)
+        return decide(target, active, [available], stable_before=stable, settle=after)
     if not requests:  # known before any label moves
         reason = "no requests to send: the candidate has no warmup file and no inputs were given"
         return stopped_before_bake(target, active, [available], stable_before=stable, reason=reason)
     timeout = float(policy["available_timeout_seconds"])
     try:
-        labelled = label_served(endpoint, target, CANARY, active.version, timeout=timeout, poll=poll)
+        labelled = label_served(
+            endpoint, target, CANARY, active.version, timeout=timeout, poll=poll, max_lag=after.max_lag
+        )
         if labelled.status == FAIL:
-            return decide(target, active, [available, labelled], stable_before=stable)
-        samples = bake(endpoint, target.model, requests, policy, has_stable=stable is not None)
+            return decide(target, active, [available, labelled], stable_before=stable, settle=after)
+        baked = bake(
+            endpoint, target.model, requests, policy, has_stable=stable is not None, version=active.version
+        )
     except SavedModelError as exc:  # e.g. a signature that no longer verifies when canary moves
         return stopped_before_bake(target, active, [available], stable_before=stable, reason=str(exc))
     checks = [
         available,
         labelled,
+        *baked.checks(),
         *evidence.judge(
             policy,
-            samples,
+            baked.samples,
             has_stable=stable is not None,
             metrics=metrics,
             baseline_metrics=baseline_metrics(target, stable),
@@ -541,7 +678,7 @@ def finish(
     ]
     if hold_for_approval and not evidence.failed(checks):
         return hold(target, active, checks, stable_before=stable)
-    return decide(target, active, checks, stable_before=stable)
+    return decide(target, active, checks, stable_before=stable, settle=after)
 
 
 def hold(

@@ -338,13 +338,16 @@ class SavedModelVersionSensor(_DeferrableSensor):
 class SavedModelServedSensor(_DeferrableSensor):
     """Wait until a running TensorFlow Serving reports a version AVAILABLE (REST
     ``GET /v1/models/{name}/versions/{N}``), so a pipeline knows its own version is served, not
-    just published. Fails with TF Serving's own error when the version ends in an error state
-    (e.g. the loader refused it); a version the server does not know yet is waited for.
+    just published; against replicas, until every replica does. Fails with TF Serving's own
+    error (and the replica's name) when the version ends in an error state (e.g. the loader
+    refused it); a version a replica does not know yet is waited for.
 
-    Pushes ``{"version", "state", "error_code", "error_message"}``.
+    Pushes ``{"version", "state", "error_code", "error_message"}``, and ``replicas`` (each
+    replica's status) when there are several.
 
-    :param server_url: TF Serving's REST endpoint, e.g. ``http://tf-serving:8501`` (templated);
-        or ``tf_serving_conn_id``.
+    :param server_url: TF Serving's REST endpoint, e.g. ``http://tf-serving:8501``, a list of
+        replicas' endpoints or ``dns+http://NAME:8501`` (see TFServingHook) (templated); or
+        ``tf_serving_conn_id``.
     :param tf_serving_conn_id: an HTTP connection to TF Serving (behind a gateway: TLS, a CA
         bundle, headers such as a bearer token; see ``SavedModelHook.tf_serving_endpoint``).
     :param model_name: the model's name on the server (templated).
@@ -367,7 +370,7 @@ class SavedModelServedSensor(_DeferrableSensor):
     def __init__(
         self,
         *,
-        server_url: str | None = None,
+        server_url: str | list[str] | None = None,
         model_name: str,
         version: int | str | None = None,
         version_label: str | None = None,
@@ -390,23 +393,41 @@ class SavedModelServedSensor(_DeferrableSensor):
         from airflow_savedmodel.hooks.tfserving import TFServingHook
 
         hook = TFServingHook(self.server_url or None, self.tf_serving_conn_id or None)
-        status = hook.status(self.model_name, self._version(), self.version_label or None)
-        return self._judge(status.to_json())
+        return self._judge(hook.statuses(self.model_name, self._version(), self.version_label or None))
 
-    def _judge(self, status: dict[str, Any]) -> bool | PokeReturnValue:
+    def _judge(self, found: dict[str, Any]) -> bool | PokeReturnValue:
         from airflow_savedmodel.tfserving import VersionStatus
 
-        found = VersionStatus(**status)
-        if found.available:
-            return PokeReturnValue(is_done=True, xcom_value=status)
-        if found.failed:
-            from airflow.sdk.exceptions import AirflowFailException
+        statuses = {r: VersionStatus(**v) for r, v in found.items() if isinstance(v, dict)}
+        for replica, status in sorted(statuses.items()):
+            if status.failed:
+                from airflow.sdk.exceptions import AirflowFailException
 
-            raise AirflowFailException(
-                f"TF Serving at {self.server_url or self.tf_serving_conn_id} reports {self.model_name} version {found.version} "
-                f"{found.state}: {found.error_code}: {found.error_message}"
-            )
-        self._waiting("Waiting for %s on TF Serving: %s", self.model_name, found.waiting_for())
+                where = self.server_url or self.tf_serving_conn_id
+                if len(found) > 1:
+                    where = f"replica {replica} of {where}"
+                raise AirflowFailException(
+                    f"TF Serving at {where} reports {self.model_name} version {status.version} "
+                    f"{status.state}: {status.error_code}: {status.error_message}"
+                )
+        wanted = self._version()
+        if (
+            found
+            and len(statuses) == len(found)
+            and all(s.available and wanted in (None, s.version) for s in statuses.values())
+        ):
+            first = next(iter(statuses.values())).to_json()
+            if len(found) > 1:
+                first["replicas"] = found
+            return PokeReturnValue(is_done=True, xcom_value=first)
+        from airflow_savedmodel.release.fleet import progress, waiting_text
+
+        said = (
+            progress(found, wanted)
+            if wanted is not None
+            else "; ".join(f"{r}: {waiting_text(v)}" for r, v in sorted(found.items()))
+        )
+        self._waiting("Waiting for %s on TF Serving: %s", self.model_name, said)
         return False
 
     def _trigger(self) -> Any:
@@ -422,7 +443,7 @@ class SavedModelServedSensor(_DeferrableSensor):
         )
 
     def _on_event(self, event: dict[str, Any]) -> Any:
-        done = self._judge(event["served"])
+        done = self._judge(event.get("replicas") or {"TF Serving": event["served"]})
         if not isinstance(done, PokeReturnValue):  # the trigger fires only once it is AVAILABLE
             from airflow.sdk.exceptions import AirflowException
 

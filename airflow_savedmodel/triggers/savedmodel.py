@@ -260,13 +260,20 @@ class SavedModelVersionTrigger(SavedModelPollingTrigger):
 
 
 class SavedModelServedTrigger(BaseTrigger):
-    """Fires when TF Serving reports the version AVAILABLE, or ended in an error state (the
-    event then carries TF Serving's error). Polls the REST API with aiohttp on the triggerer's
-    loop; connection failures (the server restarting) are retried with backoff."""
+    """Fires when every TF Serving replica reports the version AVAILABLE (or serves the label),
+    or one ended it in an error state (the event then carries TF Serving's error), or a replica
+    trails the first ready one by more than ``max_lag_seconds``, or the timeout passes. Polls
+    each replica's REST API with aiohttp on the triggerer's loop, all at once; a name found by
+    DNS is resolved again at every poll. When no replica answers (a restart) it backs off.
+
+    The event: ``status`` (success, timeout, lagging, error), ``replicas`` (each replica's
+    status, or why it did not answer), ``served`` (one status: a failed replica's, else the
+    first's), ``version``, and for timeout and lagging the seconds ``waited`` and the ``limit``.
+    """
 
     def __init__(
         self,
-        server_url: str | None,
+        server_url: str | list[str] | None,
         model_name: str,
         version: int | None = None,
         version_label: str | None = None,
@@ -274,12 +281,14 @@ class SavedModelServedTrigger(BaseTrigger):
         *,
         timeout: float | None = None,
         tf_serving_conn_id: str | None = None,
+        max_lag_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self.server_url, self.model_name = server_url, model_name
         self.version, self.version_label = version, version_label
         self.poke_interval = poke_interval
         self.timeout, self.tf_serving_conn_id = timeout, tf_serving_conn_id
+        self.max_lag_seconds = max_lag_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -292,6 +301,7 @@ class SavedModelServedTrigger(BaseTrigger):
                 "poke_interval": self.poke_interval,
                 "timeout": self.timeout,
                 "tf_serving_conn_id": self.tf_serving_conn_id,
+                "max_lag_seconds": self.max_lag_seconds,
             },
         )
 
@@ -301,56 +311,101 @@ class SavedModelServedTrigger(BaseTrigger):
 
         hook = TFServingHook(self.server_url or None, self.tf_serving_conn_id or None)
         # The connection is read here, in the triggerer: only its id is serialized.
-        server = await hook.aendpoint()
+        fleet = await hook.afleet()
         # The event is yielded once the HTTP session is closed: a generator closed after its
         # event (as the triggerer and tests do) then has nothing left to await.
-        yield TriggerEvent(await self._outcome(hook, server))
+        yield TriggerEvent(await self._outcome(hook, fleet))
 
-    async def _outcome(self, hook: Any, server: Any) -> dict[str, Any]:
-        """Poll until the version is served, fails, or the timeout passes; the event's payload."""
-        import aiohttp
+    def _ready(self, value: Any) -> bool:
+        from airflow_savedmodel.tfserving import VersionStatus
 
+        if not isinstance(value, dict):
+            return False
+        found = VersionStatus(**value)
+        return found.available and (self.version is None or found.version == int(self.version))
+
+    def _event(self, status: str, found: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        from airflow_savedmodel.tfserving import VersionStatus
+
+        statuses = [v for v in found.values() if isinstance(v, dict)]
+        failed = [v for v in statuses if VersionStatus(**v).failed]
+        served = failed[0] if failed else (statuses[0] if statuses else None)
+        return {"status": status, "served": served, "replicas": found, "version": self.version, **extra}
+
+    async def _outcome(self, hook: Any, fleet: Any) -> dict[str, Any]:
+        """Poll until every replica serves it, one fails it, one lags, or the timeout passes."""
         from airflow_savedmodel.errors import SavedModelError
-        from airflow_savedmodel.tfserving import client_session
+        from airflow_savedmodel.release.fleet import progress
+        from airflow_savedmodel.tfserving import VersionStatus, client_session
 
-        deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
+        start = time.monotonic()
+        deadline = None if self.timeout is None else start + float(self.timeout)
+        first_ready: float | None = None
         # One session for every poll: connections and TLS set-up are kept, not redone per poll.
-        async with client_session(server) as session:
+        async with client_session(_plain(fleet)) as session:
             failures = 0
-            status = None
+            found: dict[str, Any] = {}
             said = ""
             while True:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return {"status": "timeout", "served": status.to_json() if status is not None else None}
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return self._event("timeout", found, waited=now - start, limit=float(self.timeout or 0))
                 try:
-                    status = await hook.astatus(
-                        server, self.model_name, self.version, self.version_label, session
+                    found = await hook.astatuses(
+                        fleet, self.model_name, self.version, self.version_label, session
                     )
-                    failures = 0
                 except SavedModelError as exc:
-                    return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
-                except (
-                    OSError,
-                    TimeoutError,
-                    aiohttp.ClientError,
-                ) as exc:  # the server restarting, the network
+                    return {
+                        "status": "error",
+                        "message": f"{type(exc).__name__}: {exc}",
+                        "version": self.version,
+                    }
+                answered = [v for v in found.values() if isinstance(v, dict)]
+                if not answered:  # no replica answers: the fleet restarting, the network
                     failures += 1
                     delay = backoff_seconds(failures, self.poke_interval)
                     self.log.warning(
-                        "TF Serving unreachable (%s: %s); next check in %.0fs", type(exc).__name__, exc, delay
+                        "TF Serving unreachable (%s); next check in %.0fs",
+                        "; ".join(map(str, found.values())),
+                        delay,
                     )
                     await asyncio.sleep(delay)
                     continue
-                if status.available or status.failed:
-                    return {"status": "success", "served": status.to_json()}
-                if status.waiting_for() != said:  # a line when the answer changes, not every poll
-                    said = status.waiting_for()
+                failures = 0
+                if any(VersionStatus(**v).failed for v in answered):
+                    return self._event("success", found)
+                if all(self._ready(v) for v in found.values()):
+                    return self._event("success", found)
+                now = time.monotonic()
+                if first_ready is None and any(self._ready(v) for v in found.values()):
+                    first_ready = now
+                lag = None if self.max_lag_seconds is None else float(self.max_lag_seconds)
+                if lag is not None and first_ready is not None and now - first_ready >= lag:
+                    return self._event("lagging", found, waited=now - start, limit=lag)
+                text = (
+                    progress(found, int(self.version)) if self.version is not None else _label_progress(found)
+                )
+                if text != said:  # a line when the answer changes, not every poll
+                    said = text
                     self.log.info("Waiting for %s on TF Serving: %s", self.model_name, said)
                 await asyncio.sleep(
                     self.poke_interval
                     if deadline is None
                     else max(0.0, min(self.poke_interval, deadline - time.monotonic()))
                 )
+
+
+def _plain(fleet: Any) -> Any:
+    """An endpoint carrying the fleet's headers and timeout, for the shared HTTP session."""
+    from airflow_savedmodel.tfserving import Endpoint
+
+    return Endpoint("http://replicas", fleet.headers, fleet.verify, fleet.timeout)
+
+
+def _label_progress(found: dict[str, Any]) -> str:
+    from airflow_savedmodel.release.fleet import waiting_text
+
+    return "; ".join(f"{replica}: {waiting_text(value)}" for replica, value in sorted(found.items()))
 
 
 try:  # event-driven scheduling (AssetWatcher) needs BaseEventTrigger, in Airflow since 3.0
@@ -566,6 +621,7 @@ _POLLING_MODULES = (
 
 _SERVED_MODULES = (
     "aiohttp",
+    "airflow_savedmodel.release.fleet",
     "asgiref.sync",
     "airflow_savedmodel.hooks.tfserving",
     "airflow_savedmodel.tfserving",

@@ -83,8 +83,8 @@ def world(tmp_path: Path) -> Any:
     base = resolve(str(tmp_path / "serving" / "ranker"))
     target = Target(resolve(str(config)), "ranker", base)
     publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
+    wait_served(standin, 1)  # TF Serving refuses a label on a version it has not loaded
     model_config.set_labels(target.config, "ranker", base, {"stable": 1})
-    wait_served(standin, 1)
     try:
         yield standin, target, tmp_path
     finally:
@@ -389,7 +389,15 @@ def test_an_abandoned_rollout_is_rolled_back_by_the_next_one(world: Any) -> None
         target,
         dead,
         Endpoint(standin.url),
-        parse({**POLICY, "available_timeout_seconds": 0.1, "bake_seconds": 0, "abandoned_after_seconds": 0}),
+        parse(
+            {
+                **POLICY,
+                "available_timeout_seconds": 0.1,
+                "bake_seconds": 0,
+                "abandoned_after_seconds": 0,
+                "replicas": {"max_lag_seconds": 0.01},  # the claim covers the label waits too
+            }
+        ),
         run_id="dead-run",
     )
     time.sleep(0.2)
@@ -471,8 +479,8 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
     try:
         gated = ServingTarget(target.config, "classifier")
         stable = publish(classifier(tmp_path, "s", bias=3e-7), target.base, serving=gated).version
-        model_config.set_labels(target.config, "classifier", target.base, {"stable": stable})
         wait_served(standin, stable, model="classifier")
+        model_config.set_labels(target.config, "classifier", target.base, {"stable": stable})
         good = publish(classifier(tmp_path, "g", bias=4e-7), target.base, serving=gated).version
         conf = {"server_url": standin.url, "policy": POLICY, "approval": False}
         dag = example_dag("example_savedmodel_canary_rollout")
@@ -674,7 +682,6 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
         base = resolve(str(tmp_path / "ranker"))
         target = Target(resolve(str(config)), "ranker", base)
         publish(classifier(tmp_path, "v1"), base, serving=ServingTarget(target.config, "ranker"))
-        model_config.set_labels(target.config, "ranker", base, {"stable": 1})
         hook = TFServingHook(tf_serving_conn_id="tf_gateway")
         endpoint = hook.endpoint()
         assert endpoint.url == standin.url and "tok-" not in repr(endpoint)
@@ -684,6 +691,7 @@ def test_tf_serving_behind_tls_and_a_token_through_an_airflow_connection(
         while not hook.status("ranker", 1).available:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        model_config.set_labels(target.config, "ranker", base, {"stable": 1})  # once it is loaded
         assert hook.test_connection() == (True, f"TF Serving answers at {standin.url}")
         # The deferred sensor's trigger asks through aiohttp, with the same connection.
         import asyncio

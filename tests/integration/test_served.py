@@ -52,7 +52,8 @@ def poke_until(sensor: Any, seconds: float = 60) -> Any:
 
 @pytest.fixture
 def standin(tmp_path: Path) -> Any:
-    server = StandInServing(tmp_path / "models.config", poll=0.1)
+    # Started as the docs advise replicas to be: a new label may name a version still loading.
+    server = StandInServing(tmp_path / "models.config", poll=0.1, allow_unavailable_labels=True)
     yield server
     server.stop()
 
@@ -83,7 +84,10 @@ def test_the_served_sensor_waits_for_its_own_version_and_fails_with_tf_servings_
         and not version_label
     )
 
-    second = publish(model(tmp_path, "broken", broken=True), base, serving=target)
+    # No label this time: TF Serving refuses a config moving canary to a version it has not loaded.
+    second = publish(
+        model(tmp_path, "broken", broken=True), base, serving=ServingTarget(target.config, "classifier")
+    )
     trigger = SavedModelServedTrigger(standin.url, "classifier", version=second.version, poke_interval=0.1)
     path, kwargs = trigger.serialize()
     assert path.endswith("SavedModelServedTrigger") and kwargs["version"] == 2

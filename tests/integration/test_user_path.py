@@ -321,7 +321,9 @@ def test_a_release_chains_from_the_forms(
     assert "a rollout needs a running TF Serving at this address; nothing was changed" in said, said
     assert records.current(resolve(str(base))) is None
 
-    standin = StandInServing(Path(config.path), poll=0.2)
+    # Started from a config whose labels it has not loaded yet, as a restarted replica is: with
+    # --allow_version_labels_for_unavailable_models, as docs/deployment.md advises.
+    standin = StandInServing(Path(config.path), poll=0.2, allow_unavailable_labels=True)
     try:
         run = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url, compare_outputs=False)
         assert run["conf"]["compare_outputs"] is False and run["conf"]["inputs"] is None

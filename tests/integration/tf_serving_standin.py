@@ -15,13 +15,21 @@ AVAILABLE means the version really loaded; a version TensorFlow cannot load ends
 loader's error code and message. Versions load one at a time, in the watcher thread, and stay
 loaded in their own session; requests run the signature's tensors in it.
 
-Labels follow TF Serving's default rule: a config that points a label at a version that is not
-AVAILABLE is refused (the labels stay as they were).
+Labels follow TF Serving's reload rule (``ServerCore::ReloadConfig`` updates the label map before
+it adds models): a config that points a label at a version this process has not loaded fails the
+whole reload, so the process keeps its labels and loads nothing new from that config. With
+``allow_unavailable_labels`` (``--allow_version_labels_for_unavailable_models``) a label that
+does not exist yet may name an unloaded version; moving an existing one still fails. Several
+stand-ins reading one config are a fleet of replicas; each binds its own address (``host``, e.g.
+127.0.0.2, and ``port``: a headless Service's pods share the port) and loads at its own pace.
 
-Fault knobs for the tests (not TF Serving's): ``faults[(model, version)]`` = ``{"delay": seconds}``
-(answers that much later) or ``{"error": message}`` (every request answered with that error after
-a successful load). ``served`` records (model, what was asked: "label:L", "version:N" or "",
-version that answered) for every inference request.
+Fault knobs for the tests (not TF Serving's), per process: ``faults[(model, version)]`` =
+``{"delay": seconds}`` (answers that much later), ``{"error": message}`` (every request answered
+with that error after a successful load) or ``{"shift": x}`` (every number in its answers plus x:
+a replica that computes differently); ``load_faults[(model, version)]`` = ``{"delay": seconds}``
+(starts loading that much later) or ``{"error": message}`` (the load ends in END with that
+error). ``served`` records (model, what was asked: "label:L", "version:N" or "", version that
+answered) for every inference request; ``reload_error`` the last refused reload's reason.
 """
 
 from __future__ import annotations
@@ -54,10 +62,22 @@ class StandInServing:
         *,
         tls: tuple[str, str] | None = None,
         require_header: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_unavailable_labels: bool = False,
+        load_faults: dict[tuple[str, int], dict[str, Any]] | None = None,
     ) -> None:
         """``tls``: (certificate chain, key) PEM files to serve https, as a gateway in front of
         TF Serving does; ``require_header``: (name, value) every request must carry (else 401)."""
         self.config, self.poll = config, poll
+        self.allow_unavailable_labels = allow_unavailable_labels
+        self.load_faults: dict[tuple[str, int], dict[str, Any]] = dict(load_faults or {})
+        self.aspired: dict[str, tuple[Path, list[int]]] = {}  # from the last reload that succeeded
+        self.reload_error = ""
+        self.refused_reloads: list[str] = []  # every reload refused, in order
+        # Called with (model, what was asked) before each inference request is answered: lets a
+        # test act at a moment of the rollout's own making (the fifth canary request of a bake).
+        self.on_request: Any = None
         self.states: dict[tuple[str, int], dict[str, Any]] = {}
         self.signatures: dict[tuple[str, int], dict[str, Any]] = {}
         self.labels: dict[str, dict[str, int]] = {}
@@ -107,7 +127,7 @@ class StandInServing:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         scheme = "http"
         if tls is not None:
             import ssl
@@ -116,7 +136,8 @@ class StandInServing:
             context.load_cert_chain(*tls)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.url = f"{scheme}://{host}:{self.port}"
         self.threads = [
             threading.Thread(target=self.server.serve_forever, daemon=True),
             threading.Thread(target=self._watch, daemon=True),
@@ -125,10 +146,15 @@ class StandInServing:
             thread.start()
 
     def stop(self) -> None:
+        """Stop answering (the listening socket closed: connections are refused) and unload."""
+        if self.stopped.is_set():
+            return
         self.stopped.set()
         self.server.shutdown()
         self.server.server_close()
-        for session, _ in self.sessions.values():
+        with self.lock:
+            sessions = list(self.sessions.values())
+        for session, _ in sessions:
             session.close()
 
     def served_by(self, model: str, asked: str) -> list[int]:
@@ -185,13 +211,16 @@ class StandInServing:
             fault = dict(self.faults.get((name, version), {}))
             asked = f"label:{label}" if label else (f"version:{number}" if number else "")
             self.served.append((name, asked, version))
+        if self.on_request is not None:
+            self.on_request(name, asked)
         if fault.get("delay"):
             time.sleep(fault["delay"])
         if fault.get("error"):
             return 500, {"error": fault["error"]}
         try:
             request = json.loads(body)
-            return 200, _run(session, meta, verb, request)
+            answer = _run(session, meta, verb, request)
+            return 200, _shifted(answer, fault["shift"]) if fault.get("shift") else answer
         except Exception as exc:  # TF Serving answers a bad request with its error, never a crash
             return 400, {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -225,26 +254,55 @@ class StandInServing:
                 )
             except (OSError, text_format.ParseError):
                 continue  # not written yet, or mid-write: TF Serving keeps its last config too
-            for model in config.model_config_list.config:
-                for version in self._aspired(model):
-                    if (model.name, version) not in self.states:
-                        self._load(model.name, version, Path(model.base_path) / str(version))
-                with self.lock:
-                    # TF Serving refuses a label on a version that is not AVAILABLE (without
-                    # --allow_version_labels_for_unavailable_models) and keeps the labels it had.
-                    wanted = dict(model.version_labels)
-                    if all(
-                        self.states.get((model.name, v), {}).get("state") == "AVAILABLE"
-                        for v in wanted.values()
-                    ):
-                        self.labels[model.name] = wanted
+            self._reload(config.model_config_list.config)
+            with self.lock:
+                aspired = {name: (base, list(versions)) for name, (base, versions) in self.aspired.items()}
+            for name, (base, versions) in aspired.items():
+                for version in versions:
+                    with self.lock:
+                        if (name, version) in self.states:
+                            continue
+                        self.states[(name, version)] = {
+                            "state": "START",
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                    threading.Thread(
+                        target=self._load, args=(name, version, base / str(version)), daemon=True
+                    ).start()
+
+    def _reload(self, models: Any) -> None:
+        """Apply a config as ReloadConfig does: every model's labels first, refused as a whole
+        when one names a version this process cannot label yet; then the versions to load."""
+        with self.lock:
+            for model in models:
+                current = self.labels.get(model.name, {})
+                for label, version in model.version_labels.items():
+                    loaded = self.states.get((model.name, version), {}).get("state") == "AVAILABLE"
+                    new_label = label not in current or current[label] == version
+                    if not loaded and not (self.allow_unavailable_labels and new_label):
+                        self.reload_error = (
+                            f"FAILED_PRECONDITION: Request to assign label to version {version} of model "
+                            f"{model.name}, which is not currently available for inference"
+                        )
+                        if not self.refused_reloads or self.refused_reloads[-1] != self.reload_error:
+                            self.refused_reloads.append(self.reload_error)
+                        return  # the whole reload fails: labels and versions stay as they were
+            for model in models:
+                self.labels[model.name] = dict(model.version_labels)
+                self.aspired[model.name] = (Path(model.base_path), self._aspired(model))
+            self.reload_error = ""
 
     def _load(self, name: str, version: int, path: Path) -> None:
         import tensorflow as tf
         from google.protobuf import json_format
 
-        self._set(name, version, "START")
+        fault = self.load_faults.get((name, version), {})
+        if fault.get("delay") and self.stopped.wait(fault["delay"]):
+            return
         self._set(name, version, "LOADING")
+        if fault.get("error"):
+            self._set(name, version, "END", "UNKNOWN", fault["error"])
+            return
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph)
         try:
@@ -255,6 +313,9 @@ class StandInServing:
             self._set(name, version, "END", _code(exc), str(exc).strip().splitlines()[0])
             return
         with self.lock:
+            if self.stopped.is_set():
+                session.close()
+                return
             self.sessions[(name, version)] = (session, meta)
             self.signatures[(name, version)] = {
                 key: json_format.MessageToDict(sig) for key, sig in meta.signature_def.items()
@@ -263,6 +324,17 @@ class StandInServing:
 
 
 # ---- inference, as TF Serving's REST handler maps JSON to tensors and back ----------------------
+
+
+def _shifted(value: Any, by: float) -> Any:
+    """Every float in an answer plus ``by``: a replica whose numbers come out different."""
+    if isinstance(value, dict):
+        return {k: _shifted(v, by) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, by) for v in value]
+    if isinstance(value, float):
+        return value + by
+    return value
 
 
 def _decode(value: Any) -> Any:

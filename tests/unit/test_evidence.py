@@ -239,3 +239,52 @@ def test_a_gated_metric_that_was_not_given_fails() -> None:
 def test_failed_lists_only_the_failing_checks() -> None:
     checks = judge(parse(None), samples(19, canary=9.0), has_stable=True)
     assert [c.name for c in evidence.failed(checks)] == ["requests", "outputs:serving_default/y"]
+
+
+def _replicas(**per_replica: list[Sample]) -> list[Sample]:
+    import dataclasses
+
+    return [dataclasses.replace(s, replica=name) for name, own in per_replica.items() for s in own]
+
+
+def test_one_replica_that_differs_fails_its_own_check_while_the_fleets_average_passes() -> None:
+    policy = parse({"min_requests": 20, "outputs": {"max_differing_fraction": 0.4}})
+    fleet = _replicas(a=samples(), b=samples(canary=2.0), c=samples())
+    checks = {c.name: c for c in judge(policy, fleet, has_stable=True)}
+    assert checks["outputs:serving_default/y"].status == PASS  # 20 of 60 differ: 0.333
+    assert checks["replica:b:outputs:serving_default/y"].status == FAIL
+    assert checks["replica:b:outputs:serving_default/y"].replica == "b"
+    assert checks["replica:a:outputs:serving_default/y"].status == PASS
+    replicas = checks["replicas"]
+    assert (replicas.status, replicas.observed, replicas.threshold) == (FAIL, 2 / 3, 1.0)
+    assert replicas.message.startswith(
+        "2 of 3 replicas pass every check (at least 1 of them); failing: b: outputs:serving_default/y: "
+        "20 of 20 answers differ"
+    )
+    assert [c.name for c in evidence.failed(list(checks.values()))] == [
+        "replicas"
+    ]  # the replica's own is detail
+
+
+def test_a_quorum_of_replicas_may_pass_when_the_policy_says_so() -> None:
+    policy = parse({"min_requests": 20, "replicas": {"min_passing_fraction": 0.5}})
+    fleet = _replicas(a=samples(), b=samples(failing=20))
+    checks = {c.name: c for c in judge(policy, fleet, has_stable=True)}
+    assert checks["replicas"].status == PASS and checks["replica:b:error_rate"].status == FAIL
+    assert checks["error_rate"].message.endswith("first: b: HTTP 500: boom")  # the overall figure names it
+
+
+def test_samples_without_a_replica_are_judged_as_one_server() -> None:
+    checks = judge(parse({"min_requests": 20}), samples(), has_stable=True)
+    assert not [c for c in checks if c.replica or c.name == "replicas"]
+    assert all("replica" not in c.to_json() for c in checks)  # records of one server are unchanged
+
+
+def test_replica_settings_are_in_the_policy_schema_with_defaults() -> None:
+    assert parse(None)["replicas"] == {"max_lag_seconds": 120, "min_passing_fraction": 1.0}
+    from airflow_savedmodel.errors import PolicyError
+
+    with pytest.raises(
+        PolicyError, match="replicas/min_passing_fraction: 0 is less than or equal to the minimum of 0"
+    ):
+        parse({"replicas": {"min_passing_fraction": 0}})
