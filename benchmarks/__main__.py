@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench_triggers",
     "bench_thousand",
     "bench_rollout",
+    "bench_replicas",
     "bench_signing",
     "bench_history",
     "bench_fleet",
