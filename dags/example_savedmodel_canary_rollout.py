@@ -65,7 +65,9 @@ DEFAULT_POLICY: dict[str, Any] = {
             title="TF Serving REST URL",
             description=(
                 "Needs a running TF Serving that reads the serving config: the rollout talks to its REST "
-                "API, and fails at once, changing nothing, when none answers here. Default: "
+                "API, and fails at once, changing nothing, when none answers here. Several replicas: "
+                "their URLs separated by commas, or dns+http://NAME:8501 for every address NAME "
+                "resolves to (a Kubernetes headless Service); each must load, serve and pass. Default: "
                 "SAVEDMODEL_TF_SERVING_URL, else TF Serving's own default port on this machine."
             ),
         ),

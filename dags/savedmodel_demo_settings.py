@@ -12,7 +12,8 @@ SAVEDMODEL_MIRROR_CONN_ID connection for the mirror, optional
 SAVEDMODEL_TARGET_TF      TensorFlow Serving release the models must load in (default: 2.12)
 SAVEDMODEL_TF_SERVING_URL TensorFlow Serving's REST endpoint (e.g. http://tf-serving:8501): when set,
                           the training DAG releases its version by a canary rollout (promoted or
-                          rolled back on evidence), and it is the canary rollout form's default
+                          rolled back on evidence), and it is the canary rollout form's default;
+                          replicas comma-separated, or dns+http://NAME:8501 (a headless Service)
 SAVEDMODEL_BAKE_SECONDS   how long the examples' rollouts compare canary with stable (default: 30)
 SAVEDMODEL_FLEET_EXPORT_ROOT   the fleet DAG's models, one sub-directory each (default: <root>/fleet/exports)
 SAVEDMODEL_FLEET_SERVING_ROOT  their base paths (<serving root>/<model>) and the one model config

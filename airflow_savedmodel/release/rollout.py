@@ -556,7 +556,7 @@ def decide(
                 message += f"; {note}"
     else:
         decision, stable_after = "promoted", version
-        skipped = [c.name for c in checks if c.status == "skip"]
+        skipped = [c.name for c in checks if c.status == "skip" and c.replica is None]
         message = f"promoted version {version} to {STABLE}" + (
             f" (skipped: {', '.join(skipped)})" if skipped else ""
         )

@@ -404,6 +404,8 @@ class SavedModelServedSensor(_DeferrableSensor):
                 from airflow.sdk.exceptions import AirflowFailException
 
                 where = self.server_url or self.tf_serving_conn_id
+                if isinstance(where, list | tuple):
+                    where = ", ".join(where)
                 if len(found) > 1:
                     where = f"replica {replica} of {where}"
                 raise AirflowFailException(

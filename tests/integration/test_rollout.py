@@ -465,9 +465,10 @@ def test_the_command_line_rolls_out_and_shows_the_history(world: Any, tmp_path: 
 
 
 def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: str, tmp_path: Path) -> None:
-    """example_savedmodel_canary_rollout from its form: the rollout task defers while TF Serving
-    loads the candidate, then promotes a good one; a bad one fails the run with the check named
-    and leaves stable where it was."""
+    """example_savedmodel_canary_rollout from its form, against TF Serving as two replicas (the
+    form's server URL lists both; the second loads each version a second later): the rollout
+    task defers while they load the candidate, then promotes a good one on both; a bad one fails
+    the run with the check named and leaves stable where it was."""
     import os
 
     from integration.test_airflow import example_dag, run_dag, states
@@ -476,17 +477,29 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
     root.mkdir(parents=True, exist_ok=True)
     target = Target(resolve(str(root / "models.config")), "classifier", resolve(str(root / "classifier")))
     standin = StandInServing(root / "models.config", poll=0.05)
+    lagging = StandInServing(root / "models.config", poll=0.05)
     try:
         gated = ServingTarget(target.config, "classifier")
         stable = publish(classifier(tmp_path, "s", bias=3e-7), target.base, serving=gated).version
         wait_served(standin, stable, model="classifier")
+        wait_served(lagging, stable, model="classifier")
         model_config.set_labels(target.config, "classifier", target.base, {"stable": stable})
+        lagging.load_faults.update(
+            {("classifier", n): {"delay": 1.0} for n in range(stable + 1, stable + 10)}
+        )
         good = publish(classifier(tmp_path, "g", bias=4e-7), target.base, serving=gated).version
-        conf = {"server_url": standin.url, "policy": POLICY, "approval": False}
+        conf = {"server_url": f"{standin.url},{lagging.url}", "policy": POLICY, "approval": False}
         dag = example_dag("example_savedmodel_canary_rollout")
         run = run_dag(dag, run_conf={**conf, "version": good})
         assert str(run.state) == "success", states(run)
         assert states(run)["approve"] == "skipped" and states(run)["decide"] == "skipped"
+        promoted = records.read(target.base, good)
+        assert promoted is not None and {c["name"]: c["message"] for c in promoted["checks"]}[
+            "available"
+        ] == (f"version {good} AVAILABLE on all 2 replicas")
+        for replica in (standin, lagging):
+            assert fetch_status(replica.url, "classifier", label="stable").version == good
+            assert replica.refused_reloads == []
         assert (
             model_config.describe(model_config.find(model_config.read(target.config), "classifier")).labels[
                 "stable"
@@ -534,6 +547,7 @@ def test_the_example_rollout_dag_defers_then_promotes_or_rolls_back(airflow_db: 
         assert records.current(target.base) is None
     finally:
         standin.stop()
+        lagging.stop()
 
 
 def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, world: Any) -> None:
@@ -783,8 +797,10 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
     config = tmp_path / "serving" / "models.config"
     config.parent.mkdir()
     standin = StandInServing(config, poll=0.05)
+    lagging = StandInServing(config, poll=0.05)  # a second replica, each version a second later
+    lagging.load_faults.update({("classifier", n): {"delay": 1.0} for n in range(1, 20)})
     for name, value in {
-        "SAVEDMODEL_TF_SERVING_URL": standin.url,
+        "SAVEDMODEL_TF_SERVING_URL": f"{standin.url},{lagging.url}",
         "SAVEDMODEL_SERVING_CONFIG": str(config),  # a config of its own; the base path (and its
         "SAVEDMODEL_EXPORT_ROOT": str(tmp_path / "exports"),  # Asset) stay the demo's
         "SAVEDMODEL_BAKE_SECONDS": "0.5",
@@ -804,16 +820,27 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         record = records.read(base, version)
         assert record is not None and record["state"] == "promoted", record
         assert record["metrics"]["accuracy"] >= 0.8
-        skipped = {c["name"] for c in record["checks"] if c["status"] == "skip"}
+        skipped = {c["name"] for c in record["checks"] if c["status"] == "skip" and not c.get("replica")}
         assert skipped == {"outputs", "latency", "metric:accuracy:max_drop"}  # no baseline yet
+        assert record["message"] == (
+            f"promoted version {version} to stable (skipped: outputs, latency, metric:accuracy:max_drop)"
+        )
+        assert {c["replica"] for c in record["checks"] if c.get("replica")} == {
+            standin.url.split("//")[1],
+            lagging.url.split("//")[1],
+        }
         again = run_dag(dag)
         assert str(again.state) == "success", states(again)
         labels = model_config.describe(
             model_config.find(model_config.read(resolve(str(config))), "classifier")
         ).labels
         assert labels["stable"] == version
+        for replica in (standin, lagging):
+            assert fetch_status(replica.url, "classifier", label="stable").version == version
+            assert replica.refused_reloads == []
     finally:
         standin.stop()
+        lagging.stop()
         monkeypatch.undo()
         importlib.reload(savedmodel_demo_settings)
 

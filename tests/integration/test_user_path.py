@@ -321,18 +321,28 @@ def test_a_release_chains_from_the_forms(
     assert "a rollout needs a running TF Serving at this address; nothing was changed" in said, said
     assert records.current(resolve(str(base))) is None
 
-    # Started from a config whose labels it has not loaded yet, as a restarted replica is: with
-    # --allow_version_labels_for_unavailable_models, as docs/deployment.md advises.
-    standin = StandInServing(Path(config.path), poll=0.2, allow_unavailable_labels=True)
+    # TF Serving as two replicas reading the config, the second loading the candidate 3 s after
+    # the first; started from a config whose labels they have not loaded yet, as restarted
+    # replicas are, so with --allow_version_labels_for_unavailable_models (docs/concepts.md).
+    replicas = [
+        StandInServing(Path(config.path), poll=0.2, allow_unavailable_labels=True),
+        StandInServing(
+            Path(config.path),
+            poll=0.2,
+            allow_unavailable_labels=True,
+            load_faults={("classifier", version): {"delay": 3.0}},
+        ),
+    ]
+    servers = ",".join(r.url for r in replicas)  # the form's one text field takes the list
     try:
-        run = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url, compare_outputs=False)
+        run = trigger_from_the_form(stack, browser, CANARY, server_url=servers, compare_outputs=False)
         assert run["conf"]["compare_outputs"] is False and run["conf"]["inputs"] is None
         wait_until(
             "the rollout to bake",
             lambda: (records.read(resolve(str(base)), version) or {}).get("state") == "baking",
             300,
         )
-        second = trigger_from_the_form(stack, browser, CANARY, server_url=standin.url)
+        second = trigger_from_the_form(stack, browser, CANARY, server_url=servers)
         with pytest.raises(AssertionError, match="ended failed"):
             stack.wait_for_run(CANARY, second["dag_run_id"], timeout=300)
         refused = stack.full_log(CANARY, second["dag_run_id"], "rollout")
@@ -347,9 +357,15 @@ def test_a_release_chains_from_the_forms(
             model_config.describe(model_config.find(model_config.read(config), "classifier")).labels["stable"]
             == version
         )  # type: ignore[arg-type]
-        assert set(standin.served_by("classifier", "label:stable")) == {stable}  # the old one during the bake
+        for replica in replicas:  # each was baked on its own; the old version answered as stable
+            assert set(replica.served_by("classifier", "label:stable")) == {stable}
+            assert set(replica.served_by("classifier", "label:canary")) == {version}
+            assert replica.refused_reloads == []  # canary moved once both had loaded it
         record = records.read(resolve(str(base)), version)
         assert record is not None and record["state"] == "promoted"
+        checks = {c["name"]: c for c in record["checks"]}
+        assert checks["available"]["message"] == f"version {version} AVAILABLE on all 2 replicas"
+        assert checks["replicas"]["status"] == "pass" and checks["replicas"]["observed"] == 1.0
         assert record["run_id"] == f"{CANARY}/{run['dag_run_id']}/rollout"
         assert record["policy"]["outputs"]["compare"] is False
         ti = stack.get(f"/dags/{CANARY}/dagRuns/{run['dag_run_id']}/taskInstances/rollout")
@@ -367,7 +383,8 @@ def test_a_release_chains_from_the_forms(
         browser.wait_for_text(f"promoted version {version} to stable")
         browser.shot("canary rollout task log")
     finally:
-        standin.stop()
+        for replica in replicas:
+            replica.stop()
     history = subprocess.run(  # the CLI of the demo's own virtualenv, as the README walks it
         [
             str(demo[0] / "bin" / "savedmodel"),
