@@ -336,11 +336,38 @@ def client_session(where: Endpoint) -> Any:
 
 
 def is_model_url(url: str) -> bool:
-    """Whether ``url`` is a TF Serving REST model URL (``http://host:8501/v1/models/NAME[...]``)."""
-    return url.startswith(("http://", "https://")) and "/v1/models/" in url
+    """Whether ``url`` is a TF Serving REST model URL (``http://host:8501/v1/models/NAME[...]``),
+    the same URL of each replica separated by commas, or ``dns+http://NAME:8501/v1/models/...``."""
+    parts = [p.strip() for p in url.split(",")]
+    return all(
+        p.removeprefix(DNS_SCHEME).startswith(("http://", "https://")) and "/v1/models/" in p for p in parts
+    ) and (len(parts) == 1 or not any(p.startswith(DNS_SCHEME) for p in parts))
 
 
 def fetch_signatures(url: str, server: Endpoint | None = None) -> Baseline:
+    """The signatures TF Serving serves at a model URL; for a fleet (URLs separated by commas, or
+    ``dns+http://NAME:PORT/v1/models/...``) each replica is asked, and they must agree: clients
+    reach any of them, so a candidate is compared with what every replica serves."""
+    parts = [p.strip() for p in url.split(",")]
+    if len(parts) == 1 and not url.startswith(DNS_SCHEME):
+        return _replica_signatures(url, server)
+    path, _, query = ("/v1/models/" + parts[0].split("/v1/models/", 1)[1]).partition("?")
+    servers = tuple(p.split("/v1/models/", 1)[0] + (f"?{query}" if query else "") for p in parts)
+    kept = server or Endpoint(servers[0].removeprefix(DNS_SCHEME))
+    replicas = Fleet(servers, kept.headers, kept.verify, kept.timeout).replicas()
+    found = [(r, _replica_signatures(r.url + path, r)) for r in replicas]
+    first_replica, first = found[0]
+    for replica, baseline in found[1:]:
+        if dict(baseline.signatures) != dict(first.signatures):
+            raise ServingError(
+                f"replicas serve different signatures ({first_replica.replica} and {replica.replica}): "
+                "a rollout is under way; compare once every replica serves the same version",
+                redact(url),
+            )
+    return Baseline(redact(url), first.signatures)
+
+
+def _replica_signatures(url: str, server: Endpoint | None = None) -> Baseline:
     """The signatures a running TF Serving exposes for a model (REST ``.../metadata``; ``url``:
     ``http://host:8501/v1/models/NAME`` optionally with ``/versions/N`` or ``/labels/L``;
     ``server``: the connection's headers and TLS settings, when the URL is behind one)."""

@@ -406,3 +406,40 @@ def test_the_served_sensor_waits_for_every_replica_and_names_one_that_fails(worl
         f"TF Serving at replica {bad.url.split('//')[1]} of {good.url}, {bad.url} reports ranker version "
         f"{failing} END: UNKNOWN: RESOURCE_EXHAUSTED: out of memory on this node"
     )
+
+
+def test_signatures_to_stay_compatible_with_are_what_every_replica_serves(world: World) -> None:
+    """``compatible_with``/``diff`` against a fleet's model URL ask each replica; while replicas
+    serve different signatures (one has loaded a renamed input, the other not yet), the
+    comparison is refused rather than made against whichever replica answered."""
+    import numpy as np
+
+    from airflow_savedmodel.errors import ServingError
+    from airflow_savedmodel.format.servable import DenseLayer, export_dense_model
+    from airflow_savedmodel.tfserving import fetch_signatures
+
+    dns = LoopbackDNS()
+    try:
+        a = world.replica(host="127.0.0.2")
+        b = world.replica(host="127.0.0.3", port=a.port)
+        dns.set("tf-serving.test", ["127.0.0.2", "127.0.0.3"])
+        started(world, a, b)
+        listed = f"{a.url}/v1/models/ranker,{b.url}/v1/models/ranker"
+        named = f"dns+http://tf-serving.test:{a.port}/v1/models/ranker?nameserver={dns.address}"
+        for url in (listed, named):
+            found = fetch_signatures(url)
+            assert found.signatures["serving_default"].inputs["x"].dtype == "DT_FLOAT"
+        b.load_faults[("ranker", 2)] = {"delay": 600}
+        layer = DenseLayer(np.ones((4, 3), np.float32), np.zeros(3, np.float32), "softmax")
+        renamed = export_dense_model(str(world.root / "renamed"), [layer], input_key="features")
+        publish(renamed, world.target.base, serving=ServingTarget(world.target.config, "ranker"))
+        settled([a], 2)
+        with pytest.raises(
+            ServingError,
+            match=r"replicas serve different signatures \(127\.0\.0\.2:\d+ and 127\.0\.0\.3:\d+\)",
+        ):
+            fetch_signatures(listed)
+        with pytest.raises(ServingError, match="replicas serve different signatures"):
+            fetch_signatures(named)
+    finally:
+        dns.stop()

@@ -181,7 +181,9 @@ class StandInServing:
             if any(v not in known for v in versions):
                 return 404, {"error": f"Servable not found for request: Specific({name}, {number})"}
             if metadata:
-                version = versions[-1]
+                available = [v for v in versions if self.states[(name, v)]["state"] == "AVAILABLE"]
+                # no version asked: the newest this process serves, as TF Serving answers
+                version = available[-1] if number is None and available else versions[-1]
                 if self.states[(name, version)]["state"] != "AVAILABLE":
                     return 404, {"error": f"Servable not found for request: Specific({name}, {version})"}
                 return 200, {

@@ -81,3 +81,13 @@ def test_an_event_from_a_trigger_of_one_server_still_reads() -> None:
     assert check.status == "pass" and check.message == "version 3 AVAILABLE on TF Serving"
     timeout = waits.event_check({"status": "timeout", "served": status(3, "LOADING")}, 3, 60)
     assert timeout.message == "not AVAILABLE after 60 s: version 3 is LOADING"
+
+
+def test_a_fleets_model_url_is_a_model_url() -> None:
+    from airflow_savedmodel.tfserving import is_model_url
+
+    assert is_model_url("http://a:8501/v1/models/m")
+    assert is_model_url("http://a:8501/v1/models/m, https://b:8501/v1/models/m/labels/stable")
+    assert is_model_url("dns+http://svc:8501/v1/models/m?nameserver=10.0.0.10:53")
+    assert not is_model_url("dns+http://svc:8501/v1/models/m,http://b:8501/v1/models/m")
+    assert not is_model_url("gs://bucket/serving/m") and not is_model_url("http://a:8501/m")
