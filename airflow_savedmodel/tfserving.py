@@ -169,6 +169,9 @@ class Fleet:
     verify: bool | str = True
     timeout: float = TIMEOUT_SECONDS
 
+    def __repr__(self) -> str:  # header values (a bearer token) are never printed
+        return f"Fleet({self.display!r}, headers={sorted(self.headers)}, verify={self.verify!r})"
+
     def __post_init__(self) -> None:
         if not self.servers:
             raise ServingError("no TF Serving given: a fleet needs a URL, a list of URLs or a dns+ name")

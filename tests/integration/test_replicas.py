@@ -443,3 +443,55 @@ def test_signatures_to_stay_compatible_with_are_what_every_replica_serves(world:
             fetch_signatures(named)
     finally:
         dns.stop()
+
+
+def test_an_http_connection_names_the_replicas_by_list_or_by_dns(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP connection's extra ``replicas`` lists them; a ``dns+http://`` host (with extra
+    ``nameserver``) finds them by DNS; the Test button asks every replica."""
+    import json
+
+    from airflow_savedmodel.hooks.tfserving import TFServingHook
+
+    dns = LoopbackDNS()
+    try:
+        a = world.replica(host="127.0.0.2")
+        b = world.replica(host="127.0.0.3", port=a.port)
+        dns.set("tf-serving.test", ["127.0.0.2", "127.0.0.3"])
+        token = "Bearer tok-replicas-1"
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_TFS_LIST",
+            json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": "unused",
+                    "extra": {"replicas": [a.url, b.url], "headers": {"Authorization": token}},
+                }
+            ),
+        )
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_TFS_DNS",
+            json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": "dns+http://tf-serving.test",
+                    "port": a.port,
+                    "extra": {"nameserver": dns.address},
+                }
+            ),
+        )
+        listed = TFServingHook(tf_serving_conn_id="tfs_list")
+        fleet = listed.fleet()
+        assert fleet.servers == (a.url, b.url) and dict(fleet.headers) == {"Authorization": token}
+        named = TFServingHook(tf_serving_conn_id="tfs_dns")
+        replicas = named.fleet().replicas()
+        assert [r.replica for r in replicas] == [f"127.0.0.2:{a.port}", f"127.0.0.3:{a.port}"]
+        both = f"127.0.0.2:{a.port}, 127.0.0.3:{a.port}"
+        assert named.test_connection() == (True, f"TF Serving answers at all 2 replicas: {both}")
+        b.stop()
+        ok, said = named.test_connection()
+        assert not ok and said.startswith(f"http://127.0.0.3:{a.port}: URLError: ")
+        assert "tok-" not in repr(fleet) and "tok-" not in said
+    finally:
+        dns.stop()

@@ -91,3 +91,9 @@ def test_a_fleets_model_url_is_a_model_url() -> None:
     assert is_model_url("dns+http://svc:8501/v1/models/m?nameserver=10.0.0.10:53")
     assert not is_model_url("dns+http://svc:8501/v1/models/m,http://b:8501/v1/models/m")
     assert not is_model_url("gs://bucket/serving/m") and not is_model_url("http://a:8501/m")
+
+
+def test_a_fleet_never_prints_its_header_values() -> None:
+    fleet = Fleet(("http://a:8501", "http://b:8501"), {"Authorization": "Bearer tok-123"})
+    assert "tok-123" not in repr(fleet) and "Authorization" in repr(fleet)
+    assert all("tok-123" not in repr(r) for r in fleet.replicas())
