@@ -27,6 +27,7 @@ class Sample:
     canary: Answer
     stable: Answer | None
     replica: str = ""  # the TF Serving replica that answered both (host:port)
+    at: float = 0.0  # seconds into the bake when it was sent
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,38 @@ def _metrics(
                     limit,
                 )
             )
+    return out
+
+
+SERIES_POINTS = 2000  # a record keeps at most this many of a bake's samples (evenly spread)
+
+
+def series(policy: Policy, samples: Sequence[Sample]) -> dict[str, list[Any]]:
+    """The bake as columns a page can plot, one entry per request (at most SERIES_POINTS):
+    when it was sent, the replica, canary's and stable's latency in ms, whether each failed,
+    and whether canary's outputs differed from stable's beyond the policy's tolerance (None:
+    not compared)."""
+    step = max(1, math.ceil(len(samples) / SERIES_POINTS))
+    kept = list(samples)[::step]
+    rules = policy["outputs"]
+    abs_tol, rel_tol = float(rules["max_abs_diff"]), float(rules["max_rel_diff"])
+    out: dict[str, list[Any]] = {
+        k: [] for k in ("at", "replica", "canary_ms", "stable_ms", "canary_error", "stable_error", "differs")
+    }
+    for s in kept:
+        out["at"].append(round(s.at, 3))
+        out["replica"].append(s.replica)
+        out["canary_ms"].append(round(s.canary.seconds * 1000, 3))
+        out["stable_ms"].append(round(s.stable.seconds * 1000, 3) if s.stable is not None else None)
+        out["canary_error"].append(not s.canary.ok)
+        out["stable_error"].append(None if s.stable is None else not s.stable.ok)
+        differs: bool | None = None
+        if s.stable is not None and s.canary.ok and s.stable.ok and rules.get("compare") is not False:
+            a, b = outputs_of(s.canary, s.request.outputs), outputs_of(s.stable, s.request.outputs)
+            differs = set(a) != set(b) or any(
+                _differs(a[k], b[k], abs_tol, rel_tol)[0] for k in a if k != "top"
+            )
+        out["differs"].append(differs)
     return out
 
 

@@ -479,7 +479,9 @@ def bake(
             else:
                 canary = send(replica, model, CANARY, request)
                 stable = send(replica, model, STABLE, request) if has_stable else None
-            seen.samples.append(Sample(request, canary, stable, name if fleet_size_known(fleet) else ""))
+            seen.samples.append(
+                Sample(request, canary, stable, name if fleet_size_known(fleet) else "", clock() - start)
+            )
             counts[name] += 1
         i += 1
         if not admitted:
@@ -676,9 +678,21 @@ def finish(
             baseline_metrics=baseline_metrics(target, stable),
         ),
     ]
+    _record_bake(target, active.version, evidence.series(policy, baked.samples))
     if hold_for_approval and not evidence.failed(checks):
         return hold(target, active, checks, stable_before=stable)
     return decide(target, active, checks, stable_before=stable, settle=after)
+
+
+def _record_bake(target: Target, version: int, bake_series: Mapping[str, Any]) -> None:
+    """Keep what the bake saw, request by request, in the release record (the Models view
+    plots it); best effort: a record that cannot be written loses only the plot."""
+    try:
+        record = records.read(target.base, version) or {"version": version, "model": target.model}
+        record["bake"] = dict(bake_series)
+        records.write(target.base, record)
+    except (SavedModelError, OSError):
+        return
 
 
 def hold(

@@ -142,6 +142,9 @@ def test_replicas_that_load_at_different_moments_are_waited_for_and_promoted(wor
     assert serves(fast, "stable") == serves(slow, "stable") == candidate  # before run() returned
     record = records.read(world.target.base, candidate)
     assert record is not None and {c.get("replica") for c in record["checks"]} >= per_replica
+    bake = record["bake"]  # request by request, for the release page's plots
+    assert set(bake["replica"]) == per_replica and len(bake["at"]) == len(bake["canary_ms"]) >= 2 * 16
+    assert bake["at"] == sorted(bake["at"]) and not any(bake["canary_error"]) and not any(bake["differs"])
 
 
 def test_a_replica_that_cannot_load_the_candidate_rolls_it_back_named(world: World) -> None:

@@ -288,3 +288,18 @@ def test_replica_settings_are_in_the_policy_schema_with_defaults() -> None:
         PolicyError, match="replicas/min_passing_fraction: 0 is less than or equal to the minimum of 0"
     ):
         parse({"replicas": {"min_passing_fraction": 0}})
+
+
+def test_the_bake_series_keeps_each_request_for_the_plots_and_is_bounded() -> None:
+    import dataclasses
+
+    policy = parse({"min_requests": 20})
+    baked = [dataclasses.replace(s, at=i * 0.1, replica="a") for i, s in enumerate(samples(4, failing=1))]
+    baked.append(dataclasses.replace(samples(1, canary=2.0)[0], at=0.5, replica="b"))
+    found = evidence.series(policy, baked)
+    assert found["at"] == [0.0, 0.1, 0.2, 0.3, 0.5] and found["replica"] == ["a"] * 4 + ["b"]
+    assert found["canary_error"] == [True, False, False, False, False]
+    assert found["differs"] == [None, False, False, False, True]  # a failed answer is not compared
+    assert found["canary_ms"][1] == 10.0 and found["stable_ms"][1] == 10.0
+    many = evidence.series(policy, samples(5000))
+    assert len(many["at"]) == 1667 <= evidence.SERIES_POINTS  # every third kept
