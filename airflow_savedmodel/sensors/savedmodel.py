@@ -204,7 +204,9 @@ class SavedModelSensor(_DeferrableSensor):
         if not ready.done:
             self._waiting("No complete SavedModel at %s yet: %s", self.model_url, ready.waiting_for)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._verified(ready.found))
+        found = self._verified(ready.found)
+        self.log.info("SavedModel ready at %s", found["url"])  # as when the trigger finds it
+        return PokeReturnValue(is_done=True, xcom_value=found)
 
     def _trigger(self) -> Any:
         from airflow_savedmodel.triggers.savedmodel import SavedModelTrigger

@@ -867,6 +867,12 @@ def test_sensors_skip_on_soft_fail_and_log_a_wait_only_when_it_changes(
         assert sensor.poke({}) is False
     assert len(lines) == 2, lines
     assert "no version" in lines[0] and "version 1 partial" in lines[1], lines
+    # A poke that finds the model says so, as the trigger's event does (a retry that finds it at
+    # once logs the same line as a resumed deferral).
+    model = small_model(tmp_path)
+    monkeypatch.setattr(SavedModelSensor, "log", property(lambda self: Log()))
+    assert SavedModelSensor(task_id="found", model_url=model).poke({})
+    assert lines[-1] == f"SavedModel ready at {model}", lines
 
 
 def test_example_dag_discovery_finds_the_providers_import_name(caplog: pytest.LogCaptureFixture) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,33 @@ def failed_by_the_scheduler(
     return bool(stack.get(f"/eventLogs?{query}")["event_logs"])
 
 
+def log_items(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, attempt: int
+) -> list[dict[str, Any]]:
+    """A try's log lines as the API serves them; for an earlier try the API cannot find (a try
+    Airflow replaced while resuming it from the triggerer has no history row), the log file
+    the task wrote under AIRFLOW_HOME/logs, which is what the API would have read."""
+    run = urllib.parse.quote(run_id, safe="")
+    try:
+        reply = stack.get(
+            f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{attempt}?full_content=true"
+        )
+        return [i for i in reply.get("content", []) if isinstance(i, dict)]
+    except AssertionError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+    path = (
+        stack.home
+        / "logs"
+        / f"dag_id={dag_id}"
+        / f"run_id={run_id}"
+        / f"task_id={task_id}"
+        / f"attempt={attempt}.log"
+    )
+    print(f"{dag_id}/{run_id}/{task_id}: the API has no log of try {attempt}; read {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
 def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
     """Lines at ERROR level in every task log of a run (every try of every task that ran; a
     skipped task, such as the approval a rollout did not ask for, has none), with the exception
@@ -177,10 +205,7 @@ def error_lines(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
             continue
         tries = max(int(ti.get("try_number") or 1), 1)
         for attempt in range(1, tries + 1):
-            run = stack.get(
-                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}?full_content=true"
-            )
-            items = [i for i in run.get("content", []) if isinstance(i, dict)]
+            items = log_items(stack, dag_id, run_id, ti["task_id"], attempt)
             errors = [
                 f"{ti['task_id']}#{attempt}: {i.get('event')} "
                 f"{i.get('error_detail') or i.get('exception') or i.get('detail') or ''}".rstrip()
