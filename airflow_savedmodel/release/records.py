@@ -6,7 +6,9 @@ version, rewritten atomically as its rollout moves on (``baking`` -> ``promoted`
 ``rolled_back``), and, while a rollout runs, the ``active`` claim (taken with the same
 create-if-absent primitive publish uses for version numbers) with ``active.json`` naming the
 run, the version and the time by which it must have decided. The metrics recorded for the
-``stable`` version are the baseline of the next rollout's metric gates.
+``stable`` version are the baseline of the next rollout's metric gates. ``<N>.bake.json`` keeps
+the last bake of version N request by request (for plots), apart from the record, so reading
+every record of a long history stays cheap.
 """
 
 from __future__ import annotations
@@ -60,17 +62,40 @@ def read(base: Location, version: int) -> dict[str, Any] | None:
 
 
 def history(base: Location) -> list[dict[str, Any]]:
-    """Every version's record, oldest version first."""
-    out = []
+    """Every version's record, oldest version first: one listing, then every record read in one
+    batch (an object store's filesystem sends those requests at once)."""
+    paths = []
     with contextlib.suppress(FileNotFoundError):
         base.fs.invalidate_cache(_dir(base).path)
         for entry in base.fs.ls(_dir(base).path, detail=False):
             name = str(entry).rstrip("/").rsplit("/", 1)[-1]
             if name.endswith(".json") and name[:-5].isdigit():
-                record = read(base, int(name[:-5]))
-                if record is not None:
-                    out.append(record)
+                paths.append(_dir(base).join(name).path)
+    found = base.fs.cat(paths, on_error="omit") if paths else {}
+    out = []
+    for raw in found.values():
+        with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, TypeError):
+            record = json.loads(raw)
+            if isinstance(record, dict) and "version" in record:
+                out.append(record)
     return sorted(out, key=lambda r: int(r.get("version", 0)))
+
+
+def write_bake(base: Location, version: int, series: dict[str, Any]) -> str:
+    """Keep the bake of ``version`` request by request (release.evidence.series); its URL."""
+    target = _dir(base).join(f"{int(version)}.bake.json")
+    location.makedirs(base.fs, _dir(base).path)
+    write_atomic(base.fs, target.path, json.dumps({"schema": SCHEMA, **series}).encode())
+    return str(target.url)
+
+
+def read_bake(base: Location, version: int) -> dict[str, Any] | None:
+    """The last bake of ``version`` (None: never baked, or baked before bakes were kept)."""
+    try:
+        found = json.loads(base.fs.cat_file(_dir(base).join(f"{int(version)}.bake.json").path))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return dict(found) if isinstance(found, dict) else None
 
 
 @dataclass(frozen=True)

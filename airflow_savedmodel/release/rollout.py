@@ -688,9 +688,7 @@ def _record_bake(target: Target, version: int, bake_series: Mapping[str, Any]) -
     """Keep what the bake saw, request by request, in the release record (the Models view
     plots it); best effort: a record that cannot be written loses only the plot."""
     try:
-        record = records.read(target.base, version) or {"version": version, "model": target.model}
-        record["bake"] = dict(bake_series)
-        records.write(target.base, record)
+        records.write_bake(target.base, version, dict(bake_series))
     except (SavedModelError, OSError):
         return
 
