@@ -192,6 +192,7 @@ def example_savedmodel_canary_rollout() -> None:
         version="{{ ti.xcom_pull(task_ids='rollout')['version'] }}",
         answer="{{ ti.xcom_pull(task_ids='approve') }}",
         savedmodel_conn_id=CONN_ID,
+        server_url="{{ params.server_url }}",  # waits until every replica follows the decision
         doc_md="Promote when approved; roll back when rejected or unanswered.",
     )
     version >> rollout

@@ -980,6 +980,7 @@ class SavedModelHook(BaseHook):
         *,
         approved: bool,
         approval: Mapping[str, Any],
+        endpoint: Endpoint | Fleet | None = None,
     ) -> Result:
         """A person's answer on a rollout held for approval (release.rollout.conclude); the
         signers its policy required (recorded when it began) must still vouch for the candidate.
@@ -989,16 +990,24 @@ class SavedModelHook(BaseHook):
         :param version: the version: a number, or ``auto`` (the next one).
         :param approved: whether a person approved.
         :param approval: who answered, when, and what.
+        :param endpoint: TF Serving, one server or its replicas (TFServingHook.fleet): the
+            decision then waits until every replica follows, within the policy's lag.
         """
         import dataclasses
 
         from airflow_savedmodel.release import records
-        from airflow_savedmodel.release.rollout import conclude
+        from airflow_savedmodel.release.policy import DEFAULT
+        from airflow_savedmodel.release.rollout import Settle, conclude
+        from airflow_savedmodel.tfserving import fleet
 
         target = self.release_target(serving_config, model_name)
         policy = (records.read(target.base, version) or {}).get("policy") or {}
         target = dataclasses.replace(target, trust=self.trust(policy.get("require_signature")))
-        return conclude(target, version, approved=approved, approval=approval)
+        settle = None
+        if endpoint is not None:  # the lag the rollout's policy allowed (older records: the default)
+            lag = (policy.get("replicas") or DEFAULT["replicas"])["max_lag_seconds"]
+            settle = Settle(fleet(endpoint), float(lag))
+        return conclude(target, version, approved=approved, approval=approval, settle=settle)
 
     @staticmethod
     def served_status(

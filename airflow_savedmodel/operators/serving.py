@@ -316,6 +316,11 @@ class SavedModelRolloutDecisionOperator(BaseOperator):
     :param approve_option: the option that means "promote" (default "Promote").
     :param fail_on_rollback: fail the task when the answer rolls back (default True).
     :param savedmodel_conn_id: connection for the config file and the base path.
+    :param server_url: TF Serving (one URL, a list of replicas, or a ``dns+http://`` name), as the
+        rollout was given it (templated); or
+    :param tf_serving_conn_id: an HTTP connection to it. With either, the decision waits until
+        every replica serves the promoted version as ``stable`` (or none serves a rejected one),
+        as the rollout's own decision does; without, it only changes the config.
     """
 
     template_fields: Sequence[str] = (
@@ -324,6 +329,8 @@ class SavedModelRolloutDecisionOperator(BaseOperator):
         "version",
         "answer",
         "savedmodel_conn_id",
+        "server_url",
+        "tf_serving_conn_id",
     )
     ui_color = "teal.300"
 
@@ -337,12 +344,15 @@ class SavedModelRolloutDecisionOperator(BaseOperator):
         approve_option: str = "Promote",
         fail_on_rollback: bool = True,
         savedmodel_conn_id: str | None = None,
+        server_url: str | list[str] | None = None,
+        tf_serving_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.serving_config, self.model_name, self.version = serving_config, model_name, version
         self.answer, self.approve_option = answer, approve_option
         self.fail_on_rollback, self.savedmodel_conn_id = fail_on_rollback, savedmodel_conn_id
+        self.server_url, self.tf_serving_conn_id = server_url, tf_serving_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         import ast
@@ -361,8 +371,18 @@ class SavedModelRolloutDecisionOperator(BaseOperator):
             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "reason": None if who else "no answer before the approval timed out: rolled back",
         }
+        fleet = (
+            _tf_serving(self.server_url, self.tf_serving_conn_id).fleet()
+            if self.server_url or self.tf_serving_conn_id
+            else None
+        )
         result = _hook(self.savedmodel_conn_id).conclude_rollout(
-            self.serving_config, self.model_name, int(str(self.version)), approved=approved, approval=approval
+            self.serving_config,
+            self.model_name,
+            int(str(self.version)),
+            approved=approved,
+            approval=approval,
+            endpoint=fleet,
         )
         self.log.info("%s (record: %s)", result.message, result.record_url)
         return _rollout_outcome(context, result, self.fail_on_rollback)

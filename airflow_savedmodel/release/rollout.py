@@ -707,9 +707,17 @@ def hold(
     )
 
 
-def conclude(target: Target, version: int, *, approved: bool, approval: Mapping[str, Any]) -> Result:
+def conclude(
+    target: Target,
+    version: int,
+    *,
+    approved: bool,
+    approval: Mapping[str, Any],
+    settle: Settle | None = None,
+) -> Result:
     """A person's answer on a held rollout: promote when approved, else roll back; the answer
-    (who, when, what) is part of the record."""
+    (who, when, what) is part of the record. With ``settle`` (the fleet, and the lag its policy
+    allowed), the decision waits for every replica as a rollout's own does."""
     active = records.current(target.base)
     record = records.read(target.base, version)
     if (
@@ -727,4 +735,6 @@ def conclude(target: Target, version: int, *, approved: bool, approval: Mapping[
         if approved
         else Check("approval", FAIL, str(approval.get("reason") or f"rejected by {who}"))
     )
-    return decide(target, active, checks, stable_before=record.get("stable_before"), approval=approval)
+    return decide(
+        target, active, checks, stable_before=record.get("stable_before"), approval=approval, settle=settle
+    )

@@ -587,6 +587,7 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
                 model_name="ranker",
                 version=version,
                 answer=answer,
+                server_url=standin.url,  # the decision waits until TF Serving follows it
             )
             held >> decide
         return version, run_dag(dag)
@@ -599,6 +600,7 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
     assert str(run.state) == "success", states(run)
     record = records.read(target.base, approved)
     assert record is not None and record["state"] == "promoted" and record["approval"]["by"] == "alice"
+    assert fetch_status(standin.url, "ranker", label="stable").version == approved  # before the task ended
     assert record["checks"][-1] == {
         "name": "approval",
         "status": "pass",
@@ -615,6 +617,8 @@ def test_a_held_rollout_is_promoted_only_by_a_persons_approval(airflow_db: str, 
     assert record is not None and record["state"] == "rolled_back"
     assert record["message"].endswith("approval failed: no answer before the approval timed out: rolled back")
     assert labels(world)["stable"] == approved
+    canary = fetch_status(standin.url, "ranker", label="canary")
+    assert canary.version != timed_out or not canary.available  # no longer served once decided
 
 
 def _certificates(root: Path) -> tuple[str, str, str]:
