@@ -346,16 +346,26 @@ def test_a_release_chains_from_the_forms(
     assert "a rollout needs a running TF Serving at this address; nothing was changed" in said, said
     assert records.current(resolve(str(base))) is None
 
-    # TF Serving as two replicas reading the config, the second loading the candidate 3 s after
-    # the first; started from a config whose labels they have not loaded yet, as restarted
-    # replicas are, so with --allow_version_labels_for_unavailable_models (docs/concepts.md).
+    # TF Serving as two replicas reading the config; neither loads the candidate until the test
+    # has seen a second rollout refused (the first one is in flight until then, whatever the
+    # machine's speed), and the second loads it 3 s after the first. Started from a config whose
+    # labels they have not loaded yet, as restarted replicas are, so with
+    # --allow_version_labels_for_unavailable_models (docs/concepts.md).
+    import threading
+
+    loads = threading.Event()
     replicas = [
-        StandInServing(Path(config.path), poll=0.2, allow_unavailable_labels=True),
         StandInServing(
             Path(config.path),
             poll=0.2,
             allow_unavailable_labels=True,
-            load_faults={("classifier", version): {"delay": 3.0}},
+            load_faults={("classifier", version): {"gate": loads}},
+        ),
+        StandInServing(
+            Path(config.path),
+            poll=0.2,
+            allow_unavailable_labels=True,
+            load_faults={("classifier", version): {"gate": loads, "delay": 3.0}},
         ),
     ]
     servers = ",".join(r.url for r in replicas)  # the form's one text field takes the list
@@ -374,6 +384,7 @@ def test_a_release_chains_from_the_forms(
         assert (
             f"model 'classifier' is being rolled out by run {CANARY}/{run['dag_run_id']}/rollout" in refused
         )
+        loads.set()  # the replicas load the candidate now: the first rollout goes on
         stack.wait_for_run(CANARY, run["dag_run_id"], timeout=600)
         WALKED.append((CANARY, run["dag_run_id"]))
         outcome = stack.xcom(CANARY, run["dag_run_id"], "rollout")

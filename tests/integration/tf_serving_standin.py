@@ -27,8 +27,9 @@ Fault knobs for the tests (not TF Serving's), per process: ``faults[(model, vers
 ``{"delay": seconds}`` (answers that much later), ``{"error": message}`` (every request answered
 with that error after a successful load) or ``{"shift": x}`` (every number in its answers plus x:
 a replica that computes differently); ``load_faults[(model, version)]`` = ``{"delay": seconds}``
-(starts loading that much later) or ``{"error": message}`` (the load ends in END with that
-error). ``served`` records (model, what was asked: "label:L", "version:N" or "", version that
+(starts loading that much later), ``{"gate": threading.Event()}`` (starts loading once the test
+sets it: a load as slow as a test needs, ended by an event) or ``{"error": message}`` (the load
+ends in END with that error). ``served`` records (model, what was asked: "label:L", "version:N" or "", version that
 answered) for every inference request; ``reload_error`` the last refused reload's reason.
 """
 
@@ -299,7 +300,11 @@ class StandInServing:
         from google.protobuf import json_format
 
         fault = self.load_faults.get((name, version), {})
-        if fault.get("delay") and self.stopped.wait(fault["delay"]):
+        gate = fault.get("gate")  # a threading.Event: the load starts when the test opens it
+        while gate is not None and not gate.wait(0.05):
+            if self.stopped.is_set():
+                return
+        if fault.get("delay") and self.stopped.wait(fault["delay"]):  # after the gate, if any
             return
         self._set(name, version, "LOADING")
         if fault.get("error"):
