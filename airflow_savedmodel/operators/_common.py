@@ -160,7 +160,7 @@ def _publish(task: Any, context: Any, base_path: str, version: int | str) -> dic
         trust=trust,
     )
     _log_published(task.log, published)
-    _record_outlets(context, task.outlets, published)
+    _record_outlets(context, task.outlets, published, task)
     result = _published_json(published)
     task._record_lineage([(task.model_url, {})], [(published.url, _version_facet(result))])
     return result
@@ -207,13 +207,25 @@ def _log_published(log: Any, result: Any) -> None:
         )
 
 
-def _record_outlets(context: Any, outlets: Any, result: Any) -> None:
-    """Attach the published version to every Asset outlet's event (consumers read it as extra)."""
+def _record_outlets(context: Any, outlets: Any, result: Any, task: Any = None) -> None:
+    """Attach the published version to every Asset outlet's event (consumers read it as extra),
+    with where it is served from (``serving_config``, credentials removed, and
+    ``savedmodel_conn_id``), so a consumer (the Models view) finds the model's config from the
+    event alone."""
     from airflow.sdk import Asset
 
+    from airflow_savedmodel.location import redact
+
+    extra = _published_json(result)
+    config = getattr(task, "serving_config", None)
+    if config and result.served is not None:
+        extra["serving_config"] = redact(str(config))
+    conn_id = getattr(task, "dest_conn_id", None) or getattr(task, "savedmodel_conn_id", None)
+    if conn_id:
+        extra["savedmodel_conn_id"] = conn_id
     for outlet in outlets or ():
         if isinstance(outlet, Asset):
-            context["outlet_events"][outlet].extra = _published_json(result)
+            context["outlet_events"][outlet].extra = extra
 
 
 def _rollout_outcome(context: Any, result: Any, fail_on_rollback: bool) -> dict[str, Any]:

@@ -414,7 +414,7 @@ class SavedModelExportOperator(_LineageMixin, BaseOperator):
         if result is None:  # only an invalid report stops the publish, and that failed above
             raise RuntimeError(f"{self.task_id}: the model was validated but not published")
         _log_published(self.log, result)
-        _record_outlets(context, self.outlets, result)
+        _record_outlets(context, self.outlets, result, self)
         published = {**_published_json(result), "validation": summary}
         source = {"valid": summary["valid"], "findings": summary["codes"]} if summary else {}
         inputs = [(self.model_url, source)] if self.model_url else []  # a callable's export is temporary

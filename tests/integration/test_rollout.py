@@ -823,6 +823,21 @@ def test_the_training_dag_releases_by_rollout_when_tf_serving_is_there(
         version = int(published["version"])
         record = records.read(base, version)
         assert record is not None and record["state"] == "promoted", record
+        # The publish's Asset event says where the version is served from (the Models view reads it).
+        from airflow.models.asset import AssetEvent, AssetModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            extras = [
+                e.extra
+                for e in session.query(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(AssetModel.uri == savedmodel_demo_settings.CLASSIFIER.uri)
+                .all()
+                if e.extra.get("version") == version and "uri" in e.extra
+            ]
+        assert extras and extras[-1]["serving_config"] == str(config), extras
+        assert extras[-1]["served"]["name"] == "classifier"
         assert record["metrics"]["accuracy"] >= 0.8
         skipped = {c["name"] for c in record["checks"] if c["status"] == "skip" and not c.get("replica")}
         assert skipped == {"outputs", "latency", "metric:accuracy:max_drop"}  # no baseline yet
