@@ -319,22 +319,6 @@ def wait_available(
     return fleet_waits.wait_available(as_fleet(endpoint), model, version, timeout, poll, max_lag=max_lag)
 
 
-def available_check(status: Mapping[str, Any], timeout: float) -> Check | None:
-    """The ``available`` check from a TF Serving status (None: still loading)."""
-    from airflow_savedmodel.tfserving import VersionStatus
-
-    found = VersionStatus(**status)
-    if found.available:
-        return Check("available", "pass", f"version {found.version} AVAILABLE on TF Serving")
-    if found.failed:
-        return Check(
-            "available",
-            FAIL,
-            f"TF Serving reports version {found.version} {found.state}: {found.error_code}: {found.error_message}",
-        )
-    return None
-
-
 def available_from_event(event: Mapping[str, Any], timeout: float, version: int | None = None) -> Check:
     """The ``available`` check from the event a served trigger fired with: every replica
     AVAILABLE, one refused (TF Serving's error), not asked, lagging, or the timeout passed."""
@@ -442,6 +426,7 @@ def bake(
 
     for replica in fleet.replicas():
         admit(replica)
+    tagged = fleet.discovered or len(fleet.servers) > 1  # samples name their replica
     start, last_resolved, i = clock(), clock(), 0
     while i < max(need, 1) * 1000 * max(len(admitted), 1):
         if fleet.discovered and clock() - last_resolved >= 0.5:  # the fleet as DNS says now
@@ -479,19 +464,12 @@ def bake(
             else:
                 canary = send(replica, model, CANARY, request)
                 stable = send(replica, model, STABLE, request) if has_stable else None
-            seen.samples.append(
-                Sample(request, canary, stable, name if fleet_size_known(fleet) else "", clock() - start)
-            )
+            seen.samples.append(Sample(request, canary, stable, name if tagged else "", clock() - start))
             counts[name] += 1
         i += 1
         if not admitted:
             break
     return seen
-
-
-def fleet_size_known(fleet: Fleet) -> bool:
-    """Whether samples carry their replica: a fleet of several (or found by DNS)."""
-    return fleet.discovered or len(fleet.servers) > 1
 
 
 def signature_check(target: Target, version: int) -> Check:
