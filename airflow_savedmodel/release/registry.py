@@ -47,10 +47,11 @@ def models_in(configs: Iterable[Location], resolve: Callable[[str], Location]) -
 
 
 def find(configs: Iterable[Location], resolve: Callable[[str], Location], name: str) -> ModelRef:
+    configs = list(configs)
     for ref in models_in(configs, resolve):
         if ref.name == name:
             return ref
-    raise NotFoundError(f"no model named {name!r} in the serving configs the registry knows")
+    raise NotFoundError(f"no model named {name!r} in the serving config", ", ".join(c.url for c in configs))
 
 
 def entry(ref: ModelRef) -> tuple[model_config.ServedModel, str]:
@@ -86,7 +87,9 @@ def _release_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _version_row(info: VersionInfo, labels: dict[str, int], served: set[int]) -> dict[str, Any]:
+def _version_row(
+    info: VersionInfo, labels: dict[str, int], served: set[int], verified: dict[int, str]
+) -> dict[str, Any]:
     manifest = info.manifest
     return {
         "version": info.version,
@@ -96,16 +99,27 @@ def _version_row(info: VersionInfo, labels: dict[str, int], served: set[int]) ->
         "created": manifest.created if manifest else None,
         "fingerprint": manifest.fingerprint if manifest else None,
         "signed": manifest is not None and any(f.path == SIGNATURE_PATH for f in manifest.files),
+        "verified": verified.get(info.version),
         "labels": sorted(label for label, number in labels.items() if number == info.version),
         "served": info.version in served,
     }
+
+
+def _verified(history: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Version -> what its rollout's signature check said when it passed ("signed by ...")."""
+    out = {}
+    for record in history:
+        for check in record.get("checks") or []:
+            if check.get("name") == "signature" and check.get("status") == "pass":
+                out[int(record["version"])] = str(check.get("message") or "verified")
+    return out
 
 
 def overview(ref: ModelRef) -> dict[str, Any]:
     """What the Models page lists for a model: its newest complete version, what ``stable`` and
     ``canary`` point at, how many versions, and the last release's outcome."""
     served, _ = entry(ref)
-    found = versions_of(ref.base.fs, ref.base.path)
+    found = versions_of(ref.base.fs, ref.base.path, record=False)
     complete = [v.version for v in found if v.servable]
     history = records.history(ref.base)
     last = max(history, key=lambda r: str(r.get("decided") or r.get("started") or "")) if history else None
@@ -121,36 +135,64 @@ def overview(ref: ModelRef) -> dict[str, Any]:
     }
 
 
-def model_page(ref: ModelRef) -> dict[str, Any]:
-    """A model's page: every version (newest first), the config entry, every release."""
+PAGE_ROWS = 50  # versions per page of a model's page
+
+
+def model_page(ref: ModelRef, page: int = 1, rows: int = PAGE_ROWS) -> dict[str, Any]:
+    """A model's page: its versions newest first (``rows`` of them, page ``page``, with who
+    signed each), the config entry, every release."""
     served, text = entry(ref)
-    found = versions_of(ref.base.fs, ref.base.path)
+    found = versions_of(ref.base.fs, ref.base.path, record=False)
     labels = dict(served.labels)
     listed = set(served.versions)
     history = records.history(ref.base)
+    verified = _verified(history)
+    newest_first = list(reversed(found))
+    pages = max(1, -(-len(newest_first) // rows))
+    page = min(max(1, page), pages)
+    shown = [_version_row(v, labels, listed, verified) for v in newest_first[(page - 1) * rows : page * rows]]
+    who = signers(ref, [r["version"] for r in shown if r["signed"]])
+    for row in shown:
+        row["signer"] = who.get(row["version"])
     return {
         "name": ref.name,
         "config": ref.config.url,
         "base_path": ref.base.url,
         "entry": served.to_json(),
         "entry_text": text,
-        "versions": [_version_row(v, labels, listed) for v in reversed(found)],
+        "labels": dict(sorted(labels.items())),
+        "count": len(found),
+        "complete": [v.version for v in found if v.servable],
+        "page": page,
+        "pages": pages,
+        "versions": shown,
         "releases": [_release_summary(r) for r in reversed(history)],
     }
+
+
+def signers(ref: ModelRef, versions: Sequence[int]) -> dict[int, str | None]:
+    """Who signed each of ``versions``, their ``model.sig`` files read in one batch."""
+    paths = {ref.base.join(str(v), SIGNATURE_PATH).path: v for v in versions}
+    found = ref.base.fs.cat(list(paths), on_error="omit") if paths else {}
+    out: dict[int, str | None] = dict.fromkeys(versions)
+    for path, raw in found.items():
+        version = paths.get(path) or paths.get(str(path).split("://", 1)[-1])
+        if version is not None and isinstance(raw, bytes):
+            out[version] = _signer_of(raw, ref.base.join(str(version), SIGNATURE_PATH).url)
+    return out
 
 
 def signer(ref: ModelRef, version: int) -> str | None:
     """Who signed ``version`` as its ``model.sig`` names them (its key's hint or certificate
     subject); not a verification, which needs the deployment's trusted signers. None: unsigned."""
+    return signers(ref, [version])[version]
+
+
+def _signer_of(raw: bytes, url: str) -> str:
     from airflow_savedmodel.signing import oms
 
-    path = ref.base.join(str(version), SIGNATURE_PATH)
     try:
-        raw = ref.base.fs.cat_file(path.path)
-    except FileNotFoundError:
-        return None
-    try:
-        bundle = oms.parse_bundle(raw, path.url)
+        bundle = oms.parse_bundle(raw, url)
     except SavedModelError:
         return "model.sig present (unreadable)"
     if bundle.certificates:
@@ -165,6 +207,25 @@ def signer(ref: ModelRef, version: int) -> str | None:
     return f"{bundle.method} signature"
 
 
+def signatures(ref: ModelRef, version: int, tag_set: str = "serve") -> list[dict[str, Any]]:
+    """The signatures clients call on ``version``: name, method, and each input and output with
+    its dtype and shape (one read of its saved_model.pb)."""
+    from airflow_savedmodel.format.model import SavedModel
+
+    with SavedModel.open(ref.base.join(str(version)).path, fs=ref.base.fs) as model:
+        found = model.meta_graph(tag_set).signatures
+    return [
+        {
+            "name": name,
+            "method": sig.method_name,
+            "inputs": [f"{k}: {v.dtype} {v.shape_text()}" for k, v in sorted(sig.inputs.items())],
+            "outputs": [f"{k}: {v.dtype} {v.shape_text()}" for k, v in sorted(sig.outputs.items())],
+        }
+        for name, sig in sorted(found.items())
+        if not name.startswith("__")
+    ]
+
+
 def signature_diff(ref: ModelRef, old: int, new: int, tag_set: str = "serve") -> list[dict[str, Any]]:
     """What changed in the signatures from version ``old`` to ``new``, and whether it breaks
     clients of ``old``."""
@@ -175,7 +236,7 @@ def signature_diff(ref: ModelRef, old: int, new: int, tag_set: str = "serve") ->
         with SavedModel.open(ref.base.join(str(version)).path, fs=ref.base.fs) as model:
             return model.meta_graph(tag_set).signatures
 
-    return [c.to_json() for c in compat.diff(signatures(old), signatures(new))]
+    return [{**c.to_json(), "text": c.text()} for c in compat.diff(signatures(old), signatures(new))]
 
 
 def release_page(ref: ModelRef, version: int) -> dict[str, Any]:
