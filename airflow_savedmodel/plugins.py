@@ -1,5 +1,6 @@
-"""The provider's Airflow plugin: makes the connection list's Test button work for ``savedmodel``
-connections.
+"""The provider's Airflow plugin: the Models view (its pages mounted on the API server and an
+entry in the navigation, airflow_savedmodel/ui) and a fix that makes the connection list's
+Test button work for ``savedmodel`` connections.
 
 The list's Test button posts the stored connection with ``"port": 0`` when its port is empty
 (``Number(null)`` in the UI), and the API refuses a port that differs from the stored one
@@ -12,6 +13,7 @@ the user meant. Nothing else is touched, and no other request is read.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -72,10 +74,35 @@ def _replay(messages: list[dict[str, Any]], receive: Any) -> Any:
     return replay
 
 
+def on_api_server(argv: list[str] | None = None) -> bool:
+    """Whether this process is Airflow's API server (the only one that mounts plugin apps;
+    schedulers and workers load the plugin too and need not build them)."""
+    args = sys.argv if argv is None else argv
+    return "api-server" in args[1:2] or "api_server" in " ".join(args[:1])
+
+
+def models_view() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Models view's app and its navigation entry (an iframe of ``/savedmodel/models``)."""
+    from airflow_savedmodel.ui.pages import PREFIX, create_app
+
+    apps = [{"app": create_app(), "url_prefix": PREFIX, "name": "SavedModel models"}]
+    views = [
+        {
+            "name": "Models",
+            "href": f"{PREFIX}/models",
+            "destination": "nav",
+            "url_route": "savedmodel-models",
+            "category": "browse",
+        }
+    ]
+    return apps, views
+
+
 class SavedModelPlugin(AirflowPlugin):
     """Registered through the ``airflow.plugins`` entry point."""
 
     name = "savedmodel"
+    fastapi_apps, external_views = models_view() if on_api_server() else ([], [])
     fastapi_root_middlewares = [  # noqa: RUF012 (Airflow's plugin attribute)
         {
             "middleware": ConnectionTestPortMiddleware,

@@ -7,8 +7,9 @@ with the defaults; trigger the manual publish DAG from its form with the default
 back from the rollback form; release a version from the canary rollout form against a TF
 Serving (the stand-in), deferred while it loads; see a deferrable sensor Deferred and then
 completed by the triggerer; save a connection in the form and press its Test button; see the
-mirror catch up on events that arrive batched and out of order. No task log of the walk has an
-ERROR line.
+mirror catch up on events that arrive batched and out of order; see the model, its versions and
+its release in the Models view, and open a pre-filled form from it. No task log of the walk has
+an ERROR line.
 Screenshots: test-artifacts/screenshots/user-path/.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -670,6 +672,63 @@ def test_the_connection_form_and_its_test_button(
         browser.shot("test button: no answer")
     finally:
         hole.stop()
+
+
+def test_the_models_view_shows_the_walks_model_its_versions_and_its_release(
+    stack: AirflowStack, browser: Browser, demo_root: Path
+) -> None:
+    """After the walk's publishes and its rollout: the Models page (Airflow's navigation, the
+    plugin's iframe) lists the demo's model; its page shows every version with its state (a copy
+    that lost a file is partial, with the reason), the labels and the signatures; the release page
+    shows the rollout's checks per replica and the plots of its bake; a version's Roll out link
+    opens the rollout DAG's form with that version filled in."""
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from airflow_savedmodel.release import records
+
+    base = demo_root / "serving" / "classifier"
+    complete = [v.version for v in list_versions(str(base)) if v.state == "complete"]
+    broken = max(v.version for v in list_versions(str(base))) + 1
+    shutil.copytree(base / str(complete[-1]), base / str(broken))  # a copy that lost a file
+    lost = next((base / str(broken) / "variables").glob("*.data-*"))
+    lost.unlink()
+    released = max(r["version"] for r in records.history(resolve(str(base))) if r.get("state") == "promoted")
+
+    browser.open(f"{stack.url}/plugin/savedmodel-models")
+    browser.driver.switch_to.frame(browser.find(By.CSS_SELECTOR, "iframe", timeout=60))
+    try:
+        browser.wait_for_text("classifier")
+        browser.shot("models page")
+        browser.find(By.LINK_TEXT, "classifier").click()
+        browser.wait_for_text("Versions")
+        text = browser.visible_text()
+        assert re.search(rf"\b{broken}\s+partial\s+{lost.relative_to(base / str(broken))}: missing", text), (
+            text
+        )
+        assert "stable" in text and "serving_default" in text and f"version {released}" in text, text
+        browser.shot("model page")
+        browser.find(By.LINK_TEXT, f"version {released}").click()
+        browser.wait_for_text("Per replica")
+        text = browser.visible_text()
+        assert "promoted" in text and "replicas" in text and "latency_p50" in text, text
+        plots = browser.driver.find_elements(By.CSS_SELECTOR, "figure[data-plot] svg")
+        assert len(plots) == 3, browser.driver.page_source[:2000]
+        browser.shot("release page")
+        browser.find(By.LINK_TEXT, "classifier").click()  # the crumb back to the model
+        browser.wait_for_text("Versions")
+        newest = complete[-1]
+        browser.find(
+            By.XPATH, f"//a[@data-dag='{CANARY}' and contains(normalize-space(), 'to version {newest}')]"
+        ).click()
+        field = browser.find(By.ID, "param_version")
+        assert field.get_attribute("value") == str(newest)  # the candidate; the rest the DAG's defaults
+        assert browser.find(By.ID, "param_server_url").get_attribute("value") == "http://localhost:8501"
+        browser.shot("rollout form filled in")
+    finally:
+        browser.driver.switch_to.default_content()
+    shutil.rmtree(base / str(broken))
 
 
 def test_every_socket_of_the_ui_listens_on_loopback(stack: AirflowStack) -> None:
