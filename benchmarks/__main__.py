@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench_replicas",
     "bench_signing",
     "bench_history",
+    "bench_models_view",
     "bench_fleet",
     "bench_import",
 ]

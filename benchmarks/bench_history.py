@@ -44,8 +44,8 @@ def _without_catalog() -> Iterator[None]:
     from airflow_savedmodel.storage import catalog
 
     saved = catalog.read, catalog.write
-    catalog.read = lambda fs, base: {}  # type: ignore[assignment]
-    catalog.write = lambda fs, base, entries: None  # type: ignore[assignment]
+    catalog.read = lambda *_: {}  # type: ignore[assignment]
+    catalog.write = lambda *_: None  # type: ignore[assignment]
     try:
         yield
     finally:
