@@ -247,3 +247,42 @@ def test_a_user_who_may_not_read_the_connection_sees_no_model_and_gets_403(
         assert reply.status_code == 403 and "you may not read this model" in reply.text, (path, reply.text)
     assert client.get("/savedmodel/api/models").status_code == 401  # no token: nothing
     assert client.get("/savedmodel/api/models/nope-00000000", headers=token("admin")).status_code == 404
+
+
+def test_a_model_whose_storage_fails_shows_the_reason_and_no_credential(
+    client: Any, released: dict[str, Any]
+) -> None:
+    """A publish event naming a config on a store that does not answer, read with a connection
+    whose extra holds a token: the page says reading failed, and neither the token nor the
+    connection's endpoint credentials reach the browser."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    secret = "tok-" + "9f3e1c7a5b"
+    os.environ["AIRFLOW_CONN_LEAKY_STORE"] = json.dumps(
+        {"conn_type": "savedmodel", "extra": {"token": secret, "endpoint_url": "http://127.0.0.1:9"}}
+    )
+    try:
+        with create_session() as session:
+            asset = AssetModel(uri="gs://nowhere/ranker", name="gs://nowhere/ranker")
+            session.add(asset)
+            session.flush()
+            extra = {
+                "serving_config": "gs://nowhere/models.config",
+                "served": {"name": "unreachable"},
+                "savedmodel_conn_id": "leaky_store",
+            }
+            session.add(AssetEvent(asset_id=asset.id, extra=extra, source_dag_id="models_view_publish"))
+        listed = client.get("/savedmodel/api/models", headers=token("admin")).json()
+        (model,) = [m for m in listed if m["name"] == "unreachable"]
+        assert model["error"], model
+        page = client.get(f"/savedmodel/models/{model['id']}", headers=token("admin"))
+        assert page.status_code == 200 and 'class="error"' in page.text
+        for text in (
+            json.dumps(listed),
+            page.text,
+            client.get("/savedmodel/models", headers=token("admin")).text,
+        ):
+            assert secret not in text
+    finally:
+        os.environ.pop("AIRFLOW_CONN_LEAKY_STORE", None)
