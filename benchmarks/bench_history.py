@@ -38,18 +38,30 @@ def _fill(fs: Any, base: str, template: dict[str, bytes], upto: int) -> None:
     assert [i.state for i in versions_of(fs, base)] == ["complete"] * upto
 
 
+def _template(server: Any, tmp: Path) -> dict[str, bytes]:
+    """One published small version's files (relative path -> bytes), published once on the
+    server directly, for _fill to copy as every version of a long history."""
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import publish
+
+    direct, bucket = server.store.fs(), server.store.bucket()
+    publish(_small(tmp, 0), resolve(f"{bucket}/seed", server.store.options))
+    prefix = f"{bucket.removeprefix('gs://')}/seed/1/"
+    return {p.removeprefix(prefix): direct.cat_file(p) for p in direct.find(f"{bucket}/seed/1")}
+
+
 @contextlib.contextmanager
 def _without_catalog() -> Iterator[None]:
     """Versions read as before the catalog: each version's manifest and listing."""
     from airflow_savedmodel.storage import catalog
 
     saved = catalog.read, catalog.write
-    catalog.read = lambda *_: {}  # type: ignore[assignment]
-    catalog.write = lambda *_: None  # type: ignore[assignment]
+    catalog.read = lambda *_: {}
+    catalog.write = lambda *_: None
     try:
         yield
     finally:
-        catalog.read, catalog.write = saved  # type: ignore[assignment]
+        catalog.read, catalog.write = saved
 
 
 def _timed(fn: Callable[..., object], *args: Any) -> float:
@@ -68,9 +80,7 @@ def run() -> list[Row]:
         tmp = Path(tmp_name)
         direct = server.store.fs()
         bucket = server.store.bucket()
-        publish(_small(tmp, 0), resolve(f"{bucket}/seed", server.store.options))
-        prefix = f"{bucket.removeprefix('gs://')}/seed/1/"
-        template = {p.removeprefix(prefix): direct.cat_file(p) for p in direct.find(f"{bucket}/seed/1")}
+        template = _template(server, tmp)
         seed = 1
         for kept in sizes:
             base = f"{bucket}/ranker-{kept}"

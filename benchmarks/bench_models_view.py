@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_history import _fill, _small, _without_catalog
+from benchmarks.bench_history import _fill, _template, _without_catalog
 from benchmarks.common import Row, gcs_behind_proxy
 
 LATENCY_SECONDS = 0.03
@@ -60,17 +60,14 @@ def _obvious(config: Any, resolve: Any) -> int:
 
 def run() -> list[Row]:
     from airflow_savedmodel.location import resolve
-    from airflow_savedmodel.storage import model_config, publish
+    from airflow_savedmodel.storage import model_config
 
     with tempfile.TemporaryDirectory() as tmp_name, gcs_behind_proxy(LATENCY_SECONDS) as (server, options):
         tmp = Path(tmp_name)
         direct = server.store.fs()
         bucket = server.store.bucket()
-        publish(_small(tmp, 0), resolve(f"{bucket}/seed", server.store.options))
-        prefix = f"{bucket.removeprefix('gs://')}/seed/1/"
-        template = {p.removeprefix(prefix): direct.cat_file(p) for p in direct.find(f"{bucket}/seed/1")}
         base = f"{bucket}/ranker"
-        _fill(direct, base, template, VERSIONS)
+        _fill(direct, base, _template(server, tmp), VERSIONS)
         direct.pipe(
             {
                 f"{base}/.savedmodel-releases/{v}.json": json.dumps(_record(v)).encode()
