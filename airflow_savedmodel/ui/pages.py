@@ -79,25 +79,28 @@ def _figure(value: Any) -> str:
     return str(value)
 
 
-def _visible(user: Any) -> list[KnownModel]:
+def _known() -> list[KnownModel]:
+    """Every model Airflow knows, before access is checked."""
     from airflow.utils.session import create_session
 
-    from airflow_savedmodel.ui import access, airflow_db
+    from airflow_savedmodel.ui import airflow_db
 
     with create_session() as session:
-        known = airflow_db.models(session)
-    return access.visible(known, user)
+        return airflow_db.models(session)
+
+
+def _visible(user: Any) -> list[KnownModel]:
+    from airflow_savedmodel.ui import access
+
+    return access.visible(_known(), user)
 
 
 def _one(user: Any, model_id: str) -> KnownModel:
     """The model ``model_id`` if ``user`` may see it: 404 if Airflow knows no such model,
     403 if it does and they may not."""
-    from airflow.utils.session import create_session
+    from airflow_savedmodel.ui import access
 
-    from airflow_savedmodel.ui import access, airflow_db
-
-    with create_session() as session:
-        known = airflow_db.models(session)
+    known = _known()
     mine = [m for m in access.visible(known, user) if m.id == model_id]
     if mine:
         return mine[0]
@@ -121,10 +124,12 @@ def _guarded(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``what()``, with a storage failure as the page's error rather than a 500."""
     try:
         return what()
+    except HTTPException:
+        raise
     except SavedModelError as exc:
         return {"error": str(exc)}
-    except Exception as exc:  # an unexpected fault in a filesystem: the view stays up
-        return {"error": f"{type(exc).__name__}: reading storage failed"}
+    except Exception as exc:  # a connection gone, a filesystem's own fault: the view stays up
+        return {"error": f"reading storage failed ({type(exc).__name__})"}
 
 
 def _overview(model: KnownModel) -> dict[str, Any]:
@@ -230,16 +235,20 @@ def create_app() -> FastAPI:
         doc["actions"] = _links(request, model)
         return dict(doc)
 
-    def release_doc(request: Request, user: Any, model_id: str, version: int) -> dict[str, Any]:
+    def release_doc(user: Any, model_id: str, version: int) -> dict[str, Any]:
         from airflow_savedmodel.release import registry
 
         model = _one(user, model_id)
-        try:
-            doc = registry.release_page(_ref(model), version)
-        except NotFoundError as exc:
-            raise HTTPException(404, str(exc)) from None
-        except SavedModelError as exc:
-            doc = {"error": str(exc), "name": model.name, "version": version}
+
+        def read() -> dict[str, Any]:
+            try:
+                return registry.release_page(_ref(model), version)
+            except NotFoundError as exc:
+                raise HTTPException(404, str(exc)) from None
+
+        doc = _guarded(read)
+        doc.setdefault("name", model.name)
+        doc.setdefault("version", version)
         doc["id"] = model.id
         return doc
 
@@ -247,7 +256,7 @@ def create_app() -> FastAPI:
     def release_page(request: Request, user: GetUserDep, model_id: str, version: int) -> HTMLResponse:
         from airflow_savedmodel.ui import plots
 
-        doc = release_doc(request, user, model_id, version)
+        doc = release_doc(user, model_id, version)
         return render(request, "release.html", release=doc, plots=plots.all_plots(doc.get("bake")))
 
     @app.get("/models/{model_id}/trigger/{dag_id}", response_class=HTMLResponse)
@@ -277,6 +286,6 @@ def create_app() -> FastAPI:
 
     @app.get("/api/models/{model_id}/releases/{version}")
     def release_json(request: Request, user: GetUserDep, model_id: str, version: int) -> dict[str, Any]:
-        return release_doc(request, user, model_id, version)
+        return release_doc(user, model_id, version)
 
     return app

@@ -278,6 +278,8 @@ def test_a_model_whose_storage_fails_shows_the_reason_and_no_credential(
         assert model["error"], model
         page = client.get(f"/savedmodel/models/{model['id']}", headers=token("admin"))
         assert page.status_code == 200 and 'class="error"' in page.text
+        release = client.get(f"/savedmodel/models/{model['id']}/releases/1", headers=token("admin"))
+        assert release.status_code == 200 and "storage request failed" in release.text
         for text in (
             json.dumps(listed),
             page.text,
