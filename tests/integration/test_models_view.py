@@ -55,7 +55,7 @@ def released(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Itera
     root = tmp_path_factory.mktemp("models-view")
     config = root / "serving" / "models.config"
     config.parent.mkdir()
-    base = root / "serving" / "ranker"
+    base = root / "serving" / "viewed"
     os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = json.dumps({"conn_type": "savedmodel"})
     standin = StandInServing(config, poll=0.05)
     try:
@@ -65,15 +65,15 @@ def released(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Itera
                 model_url=classifier(root, "v1"),
                 base_path=str(base),
                 serving_config=str(config),
-                model_name="ranker",
+                model_name="viewed",
                 dest_conn_id=CONN,
                 outlets=[Asset(str(base))],
             )
         run = run_dag(dag)
         assert str(run.state) == "success"
-        wait_served(standin, 1)  # TF Serving refuses a label on a version it has not loaded
-        target = Target(resolve(str(config)), "ranker", resolve(str(base)))
-        model_config.set_labels(target.config, "ranker", target.base, {"stable": 1})
+        wait_served(standin, 1, model="viewed")  # TF Serving refuses a label on a version it has not loaded
+        target = Target(resolve(str(config)), "viewed", resolve(str(base)))
+        model_config.set_labels(target.config, "viewed", target.base, {"stable": 1})
         from airflow_savedmodel.signing.keys import Signer
 
         from signing_keys import key_pair
@@ -82,7 +82,7 @@ def released(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Itera
         published = publish(
             classifier(root, "v2", scale=1.00001),
             target.base,
-            serving=ServingTarget(target.config, "ranker"),
+            serving=ServingTarget(target.config, "viewed"),
             signer=Signer.from_pem(key.private_pem),
         )
         result = rollout(
@@ -100,7 +100,7 @@ def released(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Itera
         shutil.copytree(base / str(published.version), base / "3")  # a copy that lost a file
         next((base / "3" / "variables").glob("*.data-*")).unlink()
         with task_dag("models_view_act") as act:
-            act.params = {"version": Param(None, type=["null", "integer"]), "model_name": Param("ranker")}
+            act.params = {"version": Param(None, type=["null", "integer"]), "model_name": Param("viewed")}
             SavedModelRolloutOperator(
                 task_id="rollout",
                 serving_config=str(config),
@@ -145,7 +145,7 @@ def test_the_models_page_lists_the_published_model_with_its_labels_and_last_rele
 ) -> None:
     listed = client.get("/savedmodel/api/models", headers=token("admin")).json()
     assert isinstance(listed, list), listed
-    (model,) = [m for m in listed if m["name"] == "ranker"]
+    (model,) = [m for m in listed if m["name"] == "viewed"]
     assert model["config"] == released["config"] and model["base_path"] == released["base"]
     assert model["labels"]["stable"] == released["promoted"]
     assert model["newest"] == released["promoted"] and model["partial"] == [3]
@@ -162,7 +162,7 @@ def test_the_model_page_shows_versions_states_labels_entry_and_pre_filled_forms(
     (model,) = [
         m
         for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "ranker"
+        if m["name"] == "viewed"
     ]
     doc = client.get(f"/savedmodel/api/models/{model['id']}", headers=token("admin")).json()
     rows = {r["version"]: r for r in doc["versions"]}
@@ -179,7 +179,7 @@ def test_the_model_page_shows_versions_states_labels_entry_and_pre_filled_forms(
     assert doc["signatures"]["version"] == 2
     assert [s["name"] for s in doc["signatures"]["list"]] == ["classify", "serving_default"]
     assert doc["signatures"]["list"][1]["inputs"] == ["x: DT_FLOAT (-1, 4)"], doc["signatures"]
-    assert 'name: "ranker"' in doc["entry_text"] and released["base"] in doc["entry_text"]
+    assert 'name: "viewed"' in doc["entry_text"] and released["base"] in doc["entry_text"]
     forms = {a["dag_id"]: a for a in doc["actions"]}
     root = f"/savedmodel/models/{model['id']}/trigger"
     assert forms["models_view_publish"]["href"] == f"{root}/models_view_publish"
@@ -191,12 +191,12 @@ def test_the_model_page_shows_versions_states_labels_entry_and_pre_filled_forms(
     assert f'href="{root}/models_view_act?version=1" data-dag="models_view_act">Roll out to version 1' in html
     form = keep("trigger.html", client.get(f"{root}/models_view_act?version=1", headers=token("admin")).text)
     assert re.search(r'name="version" data-kind="integer" data-nullable="true"\s+value="1"', form), form
-    assert re.search(r'name="model_name" data-kind="string" data-nullable="false"\s+value="ranker"', form), (
+    assert re.search(r'name="model_name" data-kind="string" data-nullable="false"\s+value="viewed"', form), (
         form
     )
-    assert "filled in for ranker" in form
+    assert "filled in for viewed" in form
     refused = client.get(f"{root}/models_view_publish_nope", headers=token("admin"))
-    assert refused.status_code == 404 and "acts on &#39;ranker&#39;" in refused.text
+    assert refused.status_code == 404 and "acts on &#39;viewed&#39;" in refused.text
     assert re.search(r'<tr data-version="3">.*?partial', html, re.S)
     diff = client.get(f"/savedmodel/api/models/{model['id']}?old=1&new=2", headers=token("admin")).json()
     assert diff["diff"]["changes"] == []  # the same signatures
@@ -208,7 +208,7 @@ def test_the_release_page_shows_each_check_and_the_plots_of_the_bake(
     (model,) = [
         m
         for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "ranker"
+        if m["name"] == "viewed"
     ]
     version = released["promoted"]
     doc = client.get(
@@ -234,10 +234,10 @@ def test_a_user_who_may_not_read_the_connection_sees_no_model_and_gets_403(
     (model,) = [
         m
         for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "ranker"
+        if m["name"] == "viewed"
     ]
     seen = client.get("/savedmodel/api/models", headers=token("viewer")).json()
-    assert "ranker" not in [m["name"] for m in seen], seen
+    assert "viewed" not in [m["name"] for m in seen], seen
     for path in (
         f"/api/models/{model['id']}",
         f"/models/{model['id']}",

@@ -33,7 +33,10 @@ POLICY = {
     "min_requests": 16,
     "warmup_requests": 2,
     "available_timeout_seconds": 60,
-    "latency": {"max_p50_ratio": 3.0, "max_p95_ratio": 6.0},
+    # Candidates here equal stable, and each replica gets ~20 requests: on a busy 2-core machine
+    # one replica's p50 was seen at 3.05x stable's. The latency gate is the subject of the test
+    # that injects a slow replica (its own policy); elsewhere it only has to pass.
+    "latency": {"max_p50_ratio": 10.0, "max_p95_ratio": 20.0},
     "replicas": {"max_lag_seconds": 60},
 }
 
