@@ -140,12 +140,18 @@ def token(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {jwt}"}
 
 
-def test_the_models_page_lists_the_published_model_with_its_labels_and_last_release(
-    client: Any, released: dict[str, Any]
-) -> None:
+def listed_model(client: Any) -> dict[str, Any]:
+    """The test's model as the admin's Models page lists it."""
     listed = client.get("/savedmodel/api/models", headers=token("admin")).json()
     assert isinstance(listed, list), listed
     (model,) = [m for m in listed if m["name"] == "viewed"]
+    return dict(model)
+
+
+def test_the_models_page_lists_the_published_model_with_its_labels_and_last_release(
+    client: Any, released: dict[str, Any]
+) -> None:
+    model = listed_model(client)
     assert model["config"] == released["config"] and model["base_path"] == released["base"]
     assert model["labels"]["stable"] == released["promoted"]
     assert model["newest"] == released["promoted"] and model["partial"] == [3]
@@ -159,11 +165,7 @@ def test_the_models_page_lists_the_published_model_with_its_labels_and_last_rele
 def test_the_model_page_shows_versions_states_labels_entry_and_pre_filled_forms(
     client: Any, released: dict[str, Any]
 ) -> None:
-    (model,) = [
-        m
-        for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "viewed"
-    ]
+    model = listed_model(client)
     doc = client.get(f"/savedmodel/api/models/{model['id']}", headers=token("admin")).json()
     rows = {r["version"]: r for r in doc["versions"]}
     assert [r["version"] for r in doc["versions"]] == [3, 2, 1]
@@ -205,11 +207,7 @@ def test_the_model_page_shows_versions_states_labels_entry_and_pre_filled_forms(
 def test_the_release_page_shows_each_check_and_the_plots_of_the_bake(
     client: Any, released: dict[str, Any]
 ) -> None:
-    (model,) = [
-        m
-        for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "viewed"
-    ]
+    model = listed_model(client)
     version = released["promoted"]
     doc = client.get(
         f"/savedmodel/api/models/{model['id']}/releases/{version}", headers=token("admin")
@@ -231,11 +229,7 @@ def test_the_release_page_shows_each_check_and_the_plots_of_the_bake(
 def test_a_user_who_may_not_read_the_connection_sees_no_model_and_gets_403(
     client: Any, released: dict[str, Any]
 ) -> None:
-    (model,) = [
-        m
-        for m in client.get("/savedmodel/api/models", headers=token("admin")).json()
-        if m["name"] == "viewed"
-    ]
+    model = listed_model(client)
     seen = client.get("/savedmodel/api/models", headers=token("viewer")).json()
     assert "viewed" not in [m["name"] for m in seen], seen
     for path in (
