@@ -176,7 +176,11 @@ class ServingWatcher:
                 return
 
     def _pending(self) -> bool:
-        return any(n not in self._loaded for n in self._retry_at)
+        """A load under way (its retry time is the in-flight sentinel). A version whose load
+        failed has been tried: its retries go on, but settling does not wait for them (a version
+        killed before saved_model.pb never loads)."""
+        in_flight = time.monotonic() + 1000
+        return any(n not in self._loaded and at > in_flight for n, at in self._retry_at.items())
 
     # ---- what TF Serving aspires -----------------------------------------------------------------
 
