@@ -23,11 +23,12 @@ retention never removes what a live lease names.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from airflow_savedmodel.format.crc import crc32c
 from airflow_savedmodel.format.model import has_saved_model, missing_model_error
 from airflow_savedmodel.location import CHUNK, Location, is_local, to_hex
 from airflow_savedmodel.signing.keys import Signer, Trust
-from airflow_savedmodel.storage import catalog, leases, model_config, signed
+from airflow_savedmodel.storage import catalog, content_index, leases, model_config, signed
 from airflow_savedmodel.storage import manifest as manifests
 from airflow_savedmodel.storage import versions as v
 from airflow_savedmodel.storage.transfer import CopyOptions, ProgressCallback, superseded
@@ -105,31 +106,43 @@ def _already_published(
     base: Location,
     infos: dict[str, dict[str, Any]],
     replaced: Mapping[str, bytes],
-    signer: Signer | None = None,
+    signer: Signer | None,
+    *,
+    numbers: list[int],
 ) -> tuple[v.VersionInfo | None, tuple[tuple[str, int, str], ...] | None]:
     """The newest complete version holding the source's content (with ``replaced`` files in
     place of the source's protos), decided before copying; with a ``signer``, one it signed.
+    ``numbers``: the version directories under the base path, as just listed.
 
-    Checksums of the source are only taken when some version has the same files and sizes.
+    The content index (storage/content_index.py) names the candidates, so this costs a few
+    requests whatever the history; checksums of the source are only taken when some version has
+    the same files and sizes. A base path the index does not cover yet is indexed first, once.
     """
     sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
     sizes.update({rel: len(data) for rel, data in replaced.items()})
     shape = manifests.shape_of(sizes)
-    candidates = [
-        info
-        for info in reversed(v.versions_of(base.fs, base.path))
-        if info.state == v.COMPLETE and info.manifest is not None and info.manifest.shape() == shape
-    ]
-    if not candidates:
+    if not numbers:
+        return None, None
+    fs, path = base
+    if not content_index.is_ready(fs, path):
+        told = v.versions_of(fs, path)
+        content_index.build(
+            fs,
+            path,
+            [(i.version, i.manifest) for i in told if i.state == v.COMPLETE and i.manifest is not None],
+        )
+    if not content_index.has_shape(fs, path, shape):
         return None, None
     new = [manifests.FileEntry(rel, len(data), to_hex(crc32c(data))) for rel, data in replaced.items()]
     key = manifests.content_key(manifests.source_entries(src.fs, src.path, infos) + new)
-    for info in candidates:
-        assert info.manifest is not None
-        if info.manifest.content_key() == key and (
-            signer is None or signed.signed_by(base.join(str(info.version)), signer)
-        ):
-            return info, key
+    for number in content_index.holders(fs, path, key):
+        target = base.join(str(number))
+        state, manifest, _ = v.state_of(fs, target.path)
+        if state != v.COMPLETE or manifest is None or manifest.content_key() != key:
+            content_index.forget(fs, path, key, number)  # gone, or replaced by other content
+            continue
+        if signer is None or signed.signed_by(target, signer):
+            return v.VersionInfo(number, target.url, state, manifest, []), key
     return None, key
 
 
@@ -188,8 +201,8 @@ def publish(
         raise StorageError(
             "the base path is inside the source model: a publish never writes into its source", base.url
         )
-    _refuse_not_directories(base)
-    existing, source_key = _already_published(src, base, infos, replaced, signer)
+    numbers = _refuse_not_directories(base)
+    existing, source_key = _already_published(src, base, infos, replaced, signer, numbers=numbers)
     waited: list[float] = []
     if existing is not None and version in ("auto", existing.version):
         assert existing.manifest is not None
@@ -212,6 +225,13 @@ def publish(
             raise StorageError("the source changed while it was being published", src.url)
         return manifest
 
+    def announce(number: int, manifest: manifests.Manifest) -> None:
+        """Index the version before it becomes visible (a first version starts the index)."""
+        content_index.add(base.fs, base.path, manifest, number)
+        if not numbers:
+            with contextlib.suppress(Exception):  # the next publish indexes the base path then
+                content_index.mark_ready(base.fs, base.path)
+
     location.makedirs(base.fs, base.path)  # only now: a refused source leaves no base behind
     with leases.Lease(base.fs, base.path, lease_seconds) as lease:
         if serving is not None and not is_local(base.fs):
@@ -226,6 +246,7 @@ def publish(
                 signer=signer,
             )
             unchanged(manifest)  # before the config names it
+            announce(number, manifest)
         else:
             staging = v.new_staging(base.path)
             lease.start(staging)
@@ -242,8 +263,11 @@ def publish(
                         signed_as=base.name,
                     )[0]
                 )
+                staged = manifest
                 if is_local(base.fs):
-                    number = _rename_into_place(base, staging, version, overwrite, lease)
+                    number = _rename_into_place(
+                        base, staging, version, overwrite, lease, announce=lambda n: announce(n, staged)
+                    )
                 else:
                     number = _copy_into_place(
                         base,
@@ -253,6 +277,7 @@ def publish(
                         manifest=manifest,
                         lease=lease,
                         copy=copy,
+                        announce=lambda n: announce(n, staged),
                     )
             finally:
                 location.remove_quietly(base.fs, staging)
@@ -273,11 +298,12 @@ def publish(
     )
 
 
-def _refuse_not_directories(base: Location) -> None:
+def _refuse_not_directories(base: Location) -> list[int]:
     """An entry named like a version that is not a directory (a symlink, a file) would make
     every number at or below it unusable and TF Serving's view of the base path unclear:
-    refused at once, with its name, before anything is written."""
-    found = v.not_directories(base.fs, base.path)
+    refused at once, with its name, before anything is written. Returns the version
+    directories the listing found."""
+    numbers, found = v.numbered(base.fs, base.path)
     if found:
         number, kind = found[0]
         raise StorageError(
@@ -285,6 +311,7 @@ def _refuse_not_directories(base: Location) -> None:
             "publishing under this base path",
             base.join(str(number)).url,
         )
+    return numbers
 
 
 def _serve(
@@ -312,7 +339,13 @@ def _next_number(base: Location) -> int:
 
 
 def _rename_into_place(
-    base: Location, staging: str, version: int | str, overwrite: bool, lease: leases.Lease
+    base: Location,
+    staging: str,
+    version: int | str,
+    overwrite: bool,
+    lease: leases.Lease,
+    *,
+    announce: Callable[[int], None],
 ) -> int:
     fs = base.fs
     for _ in range(MAX_CLAIM_ATTEMPTS):
@@ -320,6 +353,7 @@ def _rename_into_place(
         target = base.join(str(number)).path
         if version != "auto" and overwrite and os.path.exists(target):
             lease.set_version(number)  # retention must see the version being replaced as in use
+            announce(number)
             old = location.sibling(target, "old")
             os.rename(target, old)
             os.rename(staging, target)
@@ -329,6 +363,7 @@ def _rename_into_place(
             if os.path.exists(target):
                 raise FileExistsError(errno.EEXIST, "exists", target)
             lease.set_version(number)
+            announce(number)  # a number lost to another publisher leaves a marker checked away
             os.rename(staging, target)  # atomic; refuses a non-empty existing directory
             return number
         except OSError as exc:
@@ -391,8 +426,10 @@ def _copy_into_place(
     manifest: manifests.Manifest,
     lease: leases.Lease,
     copy: CopyOptions,
+    announce: Callable[[int], None],
 ) -> int:
     number, exists = _claim_number(base, version, overwrite, lease)
+    announce(number)
     target = base.join(str(number))
     if exists:
         base.fs.rm(target.path, recursive=True)

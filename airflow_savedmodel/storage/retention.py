@@ -22,7 +22,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_savedmodel import location
 from airflow_savedmodel.location import Location
-from airflow_savedmodel.storage import leases, model_config
+from airflow_savedmodel.storage import content_index, leases, model_config
 from airflow_savedmodel.storage import versions as v
 
 
@@ -111,17 +111,21 @@ def gc(
         if not dry_run:
             location.remove_quietly(fs, target)
 
-    removed_versions = set()
+    def remove_version(info: v.VersionInfo, target: str) -> None:
+        removed_versions.add(info.version)
+        remove(target)
+        if info.manifest is not None and not dry_run:  # a republish must not look for it
+            content_index.forget(fs, path, info.manifest.content_key(), info.version)
+
+    removed_versions: set[int] = set()
     for info in found:
         target = location.join(path, str(info.version))
         if info.version in debris and info.version not in set(keep) | named:
-            removed_versions.add(info.version)
-            remove(target)
+            remove_version(info, target)
         elif info.version in protected or _age_seconds(fs, info, target, now) < min_age_s:
             result.kept.append(info.url)
         else:
-            removed_versions.add(info.version)
-            remove(target)
+            remove_version(info, target)
     stale_s = _seconds(stale_staging)
     for staging, created in staging_areas:
         if staging.rstrip("/") in leased_staging:

@@ -62,6 +62,12 @@ def version_numbers(fs: AbstractFileSystem, base: str) -> list[int]:
     return _numbered(fs, base)[0]
 
 
+def numbered(fs: AbstractFileSystem, base: str) -> tuple[list[int], list[tuple[int, str]]]:
+    """From one listing of ``base``: its version directories, and (number, what it is) of the
+    entries named like a version that are not directories."""
+    return _numbered(fs, base)
+
+
 def not_directories(fs: AbstractFileSystem, base: str) -> list[tuple[int, str]]:
     """(number, what it is) of entries named like a version that are not directories; a local
     symlink is named as one, whatever it points to."""
@@ -179,18 +185,22 @@ def _tell(
 
     out = []
     numbers, others = _numbered(fs, base, listing)
+    found: Mapping[str, Mapping[str, Any]] | None = None if listing is None else listing.infos
+    if numbers and not deep and found is None and not location.is_local(fs):
+        found = catalog.recursive(fs, base)  # one listing for the catalog and the versions
     if deep or not numbers:
         entries: dict[int, Any] = {}
     else:
-        found = None if listing is None or location.is_local(fs) else listing.infos
-        entries = dict(before.entries) if before is not None else catalog.read(fs, base, found)
-    listed = (
-        catalog.listed(fs, base, None if listing is None else listing.infos) if numbers and not deep else {}
-    )
+        entries = (
+            dict(before.entries)
+            if before is not None
+            else catalog.read(fs, base, None if location.is_local(fs) else found)
+        )
+    listed = catalog.listed(fs, base, found) if numbers and not deep else {}
     # On a local disk the version's own listing resolves symlinks (relative_infos); a store's
     # recursive listing is already the truth of what is there.
     reuse = not deep and not location.is_local(fs)
-    learned = False
+    learned: dict[int, Any] = {}
     for number in numbers:
         path = location.join(base, str(number))
         entry = entries.get(number)
@@ -203,13 +213,11 @@ def _tell(
         out.append(VersionInfo(number, location.url_of(fs, path), state, manifest, problems))
         stamp = catalog.stamp_of(infos.get(manifests.MANIFEST_PATH) or {})
         if not deep and state == COMPLETE and manifest is not None and stamp:
-            entries[number] = catalog.Entry(manifest, stamp)
-            learned = True
+            entries[number] = learned[number] = catalog.Entry(manifest, stamp)
         elif entry is not None:  # its files no longer match what the catalog recorded
             del entries[number]
-            learned = True
-    if record and not deep and numbers and (learned or set(entries) - set(numbers)):
-        catalog.write(fs, base, {n: m for n, m in entries.items() if n in numbers})
+    if record and learned:
+        catalog.learn(fs, base, learned)
     for number, kind in others:
         url = location.url_of(fs, location.join(base, str(number)))
         out.append(VersionInfo(number, url, NOT_A_DIRECTORY, None, [f"named like a version but a {kind}"]))

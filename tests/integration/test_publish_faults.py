@@ -71,7 +71,9 @@ def test_sigkill_never_leaves_an_incomplete_version_locally(tmp_path: Path) -> N
     assert any(p.name.startswith(".savedmodel-staging-") for p in base.iterdir())  # the kills left some
     gc(str(base), keep_last=1, stale_staging=3600)  # their publishers' leases expired: reclaimed now
     assert sorted(
-        p.name for p in base.iterdir() if p.name not in (".savedmodel-leases", ".savedmodel-catalog.json")
+        p.name
+        for p in base.iterdir()
+        if p.name not in (".savedmodel-leases", ".savedmodel-catalog", ".savedmodel-index")
     ) == ["1"]
     assert list((base / ".savedmodel-leases").iterdir()) == []
 
@@ -99,3 +101,84 @@ def test_sigkill_on_an_object_store_is_reported_and_recovered(gcs: Store, tmp_pa
     time.sleep(1.1)  # the killed publishers' leases (1 s) expire; until then gc keeps their versions
     gc(base, keep_last=1, stale_staging=3600, storage_options=gcs.options)
     assert [(i.version, i.state) for i in list_versions(base, gcs.options)] == [(result.version, "complete")]
+
+
+CATALOG_CHILD = """
+import os, sys, time
+from airflow_savedmodel.storage import catalog, publish
+src, base, window = sys.argv[1], sys.argv[2], sys.argv[3]
+catalog.COMPACT_AFTER = 2  # this publish's entry is the second: it compacts
+real_write, real_replace = catalog._write, os.replace
+
+def stall(what):
+    print("window", what, flush=True)
+    time.sleep(120)
+
+def write(fs, base_, name, entries):
+    if window == "before the entry" and name.startswith("entry-"):
+        stall(name)
+    written = real_write(fs, base_, name, entries)
+    if window == "between the block and the deletes" and name.startswith("block-"):
+        stall(name)
+    return written
+
+def replace(a, b):
+    if window == "inside the entry's write" and "/.savedmodel-catalog/entry-" in str(b):
+        stall(b)  # its bytes are on disk under a hidden name, not yet renamed into place
+    return real_replace(a, b)
+
+catalog._write = write
+os.replace = replace
+result = publish(src, base)
+print("done", result.version, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "window", ["before the entry", "inside the entry's write", "between the block and the deletes"]
+)
+def test_a_publish_killed_in_the_catalogs_append_or_compaction_is_told_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    """SIGKILL aimed at the catalog's windows after the version became visible: before its
+    entry is written, with the entry's bytes written but not in place, and in the compaction
+    that entry starts, between its block written and the entries deleted. The versions are told
+    right at once, a republish of the killed publish's source finds its version (indexed before
+    it became visible), and the catalog heals: afterwards no manifest is read to tell them."""
+    from airflow_savedmodel.location import resolve
+    from airflow_savedmodel.storage import catalog
+    from airflow_savedmodel.storage import manifest as manifests
+
+    def small(seed: int) -> str:
+        rng = np.random.default_rng(seed)
+        layer = DenseLayer(rng.standard_normal((8, 4)).astype(np.float32), np.zeros(4, np.float32))
+        return export_dense_model(str(tmp_path / f"m{seed}"), [layer])
+
+    base = tmp_path / "serving"
+    publish(small(1), str(base))
+    killed = small(2)
+    assert not run_python_killed_after(CATALOG_CHILD, [killed, str(base), window], 1, counting="window")
+    left = sorted(p.name.split("-")[0] for p in (base / catalog.CATALOG_DIR).iterdir())
+    assert (
+        left
+        == {
+            "before the entry": ["entry"],  # version 1's only
+            "inside the entry's write": [".entry", "entry"],  # the hidden bytes never renamed
+            "between the block and the deletes": ["block", "entry", "entry"],
+        }[window]
+    ), left
+    assert [(i.version, i.state) for i in list_versions(str(base), deep=True)] == [
+        (1, "complete"),
+        (2, "complete"),
+    ]
+    assert [(i.version, i.state) for i in list_versions(str(base))] == [(1, "complete"), (2, "complete")]
+    again = publish(killed, str(base))
+    assert (again.version, again.created) == (2, False)
+    fs = resolve(str(base)).fs
+    catalog.compact(fs, str(base))
+    assert set(catalog.read(fs, str(base))) == {1, 2}
+    reads: list[str] = []
+    real = manifests.read
+    monkeypatch.setattr(manifests, "read", lambda fs, path, *a: reads.append(path) or real(fs, path, *a))
+    assert [(i.version, i.state) for i in list_versions(str(base))] == [(1, "complete"), (2, "complete")]
+    assert reads == []

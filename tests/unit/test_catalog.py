@@ -57,22 +57,27 @@ def test_states_come_from_one_listing_and_the_catalog(history: Path, monkeypatch
     assert all(i.manifest is not None and i.manifest.fingerprint for i in infos)
 
 
+def part_of(base: Path, number: int) -> Path:
+    """The catalog part that holds version ``number`` (each publish appends one)."""
+    for part in (base / catalog.CATALOG_DIR).iterdir():
+        if str(number) in json.loads(part.read_text())["versions"]:
+            return part
+    raise AssertionError(f"no part holds version {number}")
+
+
 @pytest.mark.parametrize("damage", ["deleted", "garbled", "other schema", "entry lost", "stale entry"])
 def test_a_damaged_catalog_never_changes_the_answer_and_is_healed(
     history: Path, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
     expected = dict.fromkeys(range(1, 7), "complete")
-    path = history / catalog.CATALOG_PATH
     if damage == "deleted":
-        path.unlink()
+        shutil.rmtree(history / catalog.CATALOG_DIR)
     elif damage == "garbled":
-        path.write_bytes(b'{"schema": "airflow-savedmodel/catalog/v1", "versions": {"1": [')
+        part_of(history, 4).write_bytes(b'{"schema": "airflow-savedmodel/catalog/v1", "versions": {"4": [')
     elif damage == "other schema":
-        path.write_text(json.dumps({"schema": "something/else", "versions": {}}))
-    elif damage == "entry lost":  # a concurrent publisher's update overwritten
-        doc = json.loads(path.read_text())
-        del doc["versions"]["4"]
-        path.write_text(json.dumps(doc))
+        part_of(history, 4).write_text(json.dumps({"schema": "something/else", "versions": {}}))
+    elif damage == "entry lost":  # a publisher killed before it appended
+        part_of(history, 4).unlink()
     else:  # version 3 lost a file after the catalog recorded it, version 5 was removed
         (history / "3" / "variables" / "variables.index").unlink()
         shutil.rmtree(history / "5")
@@ -80,7 +85,9 @@ def test_a_damaged_catalog_never_changes_the_answer_and_is_healed(
         del expected[5]
     assert states(history) == expected
     healed = catalog.read(resolve(str(history)).fs, str(history))
-    assert set(healed) == {n for n, s in expected.items() if s == "complete"}
+    # Every complete version has its entry again (a stale one stays until a compaction drops a
+    # removed version's; it is never trusted: the listing disagrees with it).
+    assert {n for n, s in expected.items() if s == "complete"} <= set(healed)
     reads = counted_manifest_reads(monkeypatch)
     assert states(history) == expected
     assert len(reads) == (1 if damage == "stale entry" else 0)  # only the partial one is read again
@@ -120,46 +127,71 @@ def test_versions_published_before_the_catalog_are_learned(
     base = tmp_path / "serving"
     for seed in (1, 2):
         publish(make_model(tmp_path, seed), str(base))
-    (base / catalog.CATALOG_PATH).unlink()  # as an older version of this package left them
+    shutil.rmtree(base / catalog.CATALOG_DIR)  # as an older version of this package left them
     (base / "3").mkdir()  # a publish in flight: partial, never catalogued
     assert states(base) == {1: "complete", 2: "complete", 3: "partial"}
     assert set(catalog.read(resolve(str(base)).fs, str(base))) == {1, 2}
 
 
+def test_the_first_layouts_single_file_is_read_then_folded_away(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base path catalogued by an earlier release of this package (one file of every version)
+    is told from that file, and the first compaction folds it into blocks and removes it."""
+    fs = resolve(str(history)).fs
+    entries = catalog.read(fs, str(history))
+    shutil.rmtree(history / catalog.CATALOG_DIR)
+    legacy = {str(n): {"stamp": e.stamp, "manifest": e.manifest.to_json()} for n, e in entries.items()}
+    (history / catalog.LEGACY_PATH).write_text(json.dumps({"schema": catalog.SCHEMA, "versions": legacy}))
+    reads = counted_manifest_reads(monkeypatch)
+    assert states(history) == dict.fromkeys(range(1, 7), "complete")
+    assert reads == []
+    catalog.compact(fs, str(history))
+    assert not (history / catalog.LEGACY_PATH).exists()
+    assert [p.name.split("-")[:2] for p in (history / catalog.CATALOG_DIR).iterdir()] == [["block", "0"]]
+    assert states(history) == dict.fromkeys(range(1, 7), "complete") and reads == []
+
+
 def test_a_reader_that_cannot_write_still_gets_the_right_answer(
     history: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (history / catalog.CATALOG_PATH).unlink()
+    shutil.rmtree(history / catalog.CATALOG_DIR)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError("read-only credentials")
 
     monkeypatch.setattr("airflow_savedmodel.location.write_atomic", refuse)
     assert states(history) == dict.fromkeys(range(1, 7), "complete")
-    assert not (history / catalog.CATALOG_PATH).exists()
+    assert not (history / catalog.CATALOG_DIR).exists()
 
 
 def test_a_watchers_listing_tells_a_new_version_with_one_read(tmp_path: Path) -> None:
-    """The triggers of a base path hand their shared recursive listing to the telling: on a store
-    the first telling reads the catalog and the manifest of a version the catalog does not know,
-    and lists nothing; each later one trusts the telling before it where the listed files still
-    match, so a new version costs the read of its manifest and nothing else, and a version whose
-    files changed, or that a listing shows half written, is never told complete."""
+    """The triggers of a base path hand their shared recursive listing to the telling. With 1,000
+    versions kept, the first telling reads the catalog's few parts (its blocks, at once) and the
+    manifest of the version the catalog does not know, and lists nothing; each later one trusts
+    the telling before it where the listed files still match, so a new version costs the read of
+    its manifest and nothing else, and a version whose files changed, or that a listing shows
+    half written, is never told complete."""
     import asyncio
 
     import fsspec
 
     from airflow_savedmodel import location
-    from airflow_savedmodel.storage.versions import told_from
+    from airflow_savedmodel.storage.versions import told_from, versions_of
 
     fs = fsspec.filesystem("memory")
     base = f"/watch-{tmp_path.name}"
-    for seed in (1, 2, 3):
-        publish(make_model(tmp_path, seed), f"memory://{base}")
-    doc = json.loads(fs.cat_file(f"{base}/{catalog.CATALOG_PATH}"))
-    del doc["versions"]["3"]  # version 3 unknown to the catalog: read the old way
-    fs.pipe_file(f"{base}/{catalog.CATALOG_PATH}", json.dumps(doc).encode())
+    publish(make_model(tmp_path, 1), f"memory://{base}")
+    template = {p.removeprefix(f"{base}/1/"): fs.cat_file(p) for p in fs.find(f"{base}/1")}
+    fs.pipe({f"{base}/{n}/{rel}": data for n in range(2, 1001) for rel, data in template.items()})
+    assert len(versions_of(fs, base)) == 1000  # a reader learns them: a block part each 256
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(f"{base}/{catalog.CATALOG_DIR}", False)]
+    assert sorted(n.split("-")[1] for n in names if n.startswith("block-")) == ["0", "1", "2", "3"]
+    assert len(names) == 5  # and version 1's entry, appended by its publish
+    # Version 1001 arrives unknown to the catalog (written by another tool): read the old way.
+    fs.pipe({f"{base}/1001/{rel}": data for rel, data in template.items()})
     listing = asyncio.run(location.alisting(fs, base))
+    parts = [p.path.removeprefix(base) for p in catalog.parts(fs, base, listing.infos)]
 
     calls: list[tuple[str, str]] = []
     watched = ("find", "ls", "info", "cat_file", "exists", "isfile")
@@ -184,10 +216,10 @@ def test_a_watchers_listing_tells_a_new_version_with_one_read(tmp_path: Path) ->
     count()
     try:
         first = told_from(fs, base, listing)
-        assert told(first) == [(1, "complete"), (2, "complete"), (3, "complete")]
+        assert told(first) == [(n, "complete") for n in range(1, 1002)]
         assert [c for c in calls if c[0] != "cat_file"] == []
-        assert [p for _, p in calls] == [f"/{catalog.CATALOG_PATH}", f"/3/{manifests.MANIFEST_PATH}"]
-        assert set(first.entries) == {1, 2, 3}
+        assert sorted(p for _, p in calls) == sorted([*parts, f"/1001/{manifests.MANIFEST_PATH}"])
+        assert len(parts) <= 5 and set(first.entries) == set(range(1, 1002))
 
         uncount()
         publish(make_model(tmp_path, 4), f"memory://{base}")
@@ -195,18 +227,18 @@ def test_a_watchers_listing_tells_a_new_version_with_one_read(tmp_path: Path) ->
         count()
         calls.clear()
         second = told_from(fs, base, newer, first)
-        assert told(second)[-1] == (4, "complete")
-        assert calls == [("cat_file", f"/4/{manifests.MANIFEST_PATH}")]  # not the catalog again
+        assert told(second)[-1] == (1002, "complete")
+        assert calls == [("cat_file", f"/1002/{manifests.MANIFEST_PATH}")]  # not the catalog again
 
-        # A listing made before version 3's last file arrived never shows it complete, with or
+        # A listing made before version 1001's last file arrived never shows it complete, with or
         # without the telling before it.
         older = location.Listing(
-            {p: i for p, i in listing.infos.items() if not p.endswith("variables.index") or "/3/" not in p}
+            {p: i for p, i in listing.infos.items() if not p.endswith("variables.index") or "/1001/" not in p}
         )
         assert older != listing
         for before in (None, second):
-            (three,) = [i for i in told_from(fs, base, older, before).versions if i.version == 3]
-            assert three.state == "partial" and three.problems == ["variables/variables.index: missing"]
+            (late,) = [i for i in told_from(fs, base, older, before).versions if i.version == 1001]
+            assert late.state == "partial" and late.problems == ["variables/variables.index: missing"]
         # Nor one whose file changed size after the telling before (its manifest is read again).
         changed = {
             p: ({**i, "size": int(i["size"]) + 1} if p.endswith("/2/variables/variables.index") else i)
@@ -219,3 +251,107 @@ def test_a_watchers_listing_tells_a_new_version_with_one_read(tmp_path: Path) ->
     finally:
         uncount()
         fs.rm(base, recursive=True)
+
+
+def catalog_names(base: Path) -> list[str]:
+    return sorted(p.name for p in (base / catalog.CATALOG_DIR).iterdir())
+
+
+def test_publishes_append_and_every_32nd_folds_the_entries_into_their_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish writes one small entry and reads no part of the catalog; once COMPACT_AFTER
+    entries have gathered the publish that sees them folds them into the blocks their versions
+    fall in (rewriting only those), dropping removed versions and blocks none of whose versions
+    remain. What the versions are told stays right throughout, with no manifest read."""
+    monkeypatch.setattr(catalog, "BLOCK", 4)
+    monkeypatch.setattr(catalog, "COMPACT_AFTER", 3)
+    base = tmp_path / "serving"
+    read_parts: list[list[str]] = []
+    real_read = catalog._read_parts
+
+    def spy(fs, listed):  # type: ignore[no-untyped-def]
+        listed = list(listed)
+        read_parts.append([p.path.rsplit("/", 1)[-1] for p in listed])
+        return real_read(fs, listed)
+
+    monkeypatch.setattr(catalog, "_read_parts", spy)
+    publish(make_model(tmp_path, 1), str(base))
+    publish(make_model(tmp_path, 2), str(base))
+    assert [n.split("-")[0] for n in catalog_names(base)] == ["entry", "entry"] and read_parts == []
+    publish(make_model(tmp_path, 3), str(base))  # the third entry: folded into block 0
+    assert [n.split("-")[:2] for n in catalog_names(base)] == [["block", "0"]]
+    for seed in range(4, 10):
+        publish(make_model(tmp_path, seed), str(base))
+    assert [n.split("-")[:2] for n in catalog_names(base)] == [["block", "0"], ["block", "1"], ["block", "2"]]
+    read_parts.clear()
+    publish(make_model(tmp_path, 10), str(base))  # one entry, versions 8-10 of block 2 unread
+    assert read_parts == []
+    for n in (1, 2, 3, 4, 5, 6, 7):  # retention took versions 1-7: blocks 0 and 1 are dead
+        shutil.rmtree(base / str(n))
+    publish(make_model(tmp_path, 11), str(base))
+    assert read_parts == []
+    publish(make_model(tmp_path, 12), str(base))  # the third entry since: a compaction
+    # It read the three entries, then block 2 (10 falls in it), never block 0 or 1.
+    assert [[n.split("-")[0] for n in names] for names in read_parts] == [["entry"] * 3, ["block"]]
+    assert read_parts[1][0].startswith("block-2-")
+    assert [n.split("-")[:2] for n in catalog_names(base)] == [["block", "2"], ["block", "3"]]
+    entries = catalog.read(resolve(str(base)).fs, str(base))
+    assert set(entries) == {8, 9, 10, 11, 12}
+    reads = counted_manifest_reads(monkeypatch)
+    assert states(base) == dict.fromkeys(range(8, 13), "complete") and reads == []
+
+
+def test_two_compactions_at_once_lose_no_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compaction that read the entries and then stalls (before writing its block) while
+    another appends and compacts: each deletes only the parts it folded into a block of its
+    own, so every version keeps an entry, and the versions are told without a manifest read."""
+    import threading
+
+    monkeypatch.setattr(catalog, "COMPACT_AFTER", 1000)  # the publishes leave compacting to the test
+    base = tmp_path / "serving"
+    for seed in range(1, 6):
+        publish(make_model(tmp_path, seed), str(base))
+    fs = resolve(str(base)).fs
+    stalled, go_on = threading.Event(), threading.Event()
+    real_write = catalog._write
+
+    def write(fs_, base_, name, entries):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "stalling" and name.startswith("block-"):
+            stalled.set()
+            assert go_on.wait(30)
+        return real_write(fs_, base_, name, entries)
+
+    monkeypatch.setattr(catalog, "_write", write)
+    first = threading.Thread(target=catalog.compact, args=(fs, str(base)), name="stalling")
+    first.start()
+    assert stalled.wait(30)
+    publish(make_model(tmp_path, 6), str(base))
+    catalog.compact(fs, str(base))  # folds 1-6 and deletes the entries the stalled one read
+    go_on.set()
+    first.join(30)
+    assert set(catalog.read(fs, str(base))) == set(range(1, 7))
+    catalog.compact(fs, str(base))  # and the next one merges the two block parts into one
+    assert [n.split("-")[:2] for n in catalog_names(base)] == [["block", "0"]]
+    reads = counted_manifest_reads(monkeypatch)
+    assert states(base) == dict.fromkeys(range(1, 7), "complete") and reads == []
+
+
+def test_a_part_folded_between_the_listing_and_the_read_is_listed_again(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = resolve(str(history)).fs
+    real_parts = catalog.parts
+    compacted: list[bool] = []
+
+    def parts_then_compact(*args, **kwargs):  # type: ignore[no-untyped-def]
+        listed = real_parts(*args, **kwargs)
+        if not compacted:
+            compacted.append(True)
+            monkeypatch.setattr(catalog, "parts", real_parts)
+            catalog.compact(fs, str(history))  # the entries just listed are gone now
+        return listed
+
+    monkeypatch.setattr(catalog, "parts", parts_then_compact)
+    assert set(catalog.read(fs, str(history))) == set(range(1, 7))
+    assert compacted

@@ -45,7 +45,9 @@ def test_a_source_changed_during_the_publish_is_refused_before_it_becomes_a_vers
 
     with pytest.raises(StorageError, match=r"model-1: the source changed while it was being published"):
         publish(str(src), str(base), progress=change_source_midway)
-    assert sorted(p.name for p in base.iterdir() if p.name != ".savedmodel-catalog.json") == ["1"]
+    assert sorted(
+        p.name for p in base.iterdir() if p.name not in (".savedmodel-catalog", ".savedmodel-index")
+    ) == ["1"]
 
 
 def test_retention_keeps_the_newest_complete_version_behind_newer_unverified_ones(tmp_path: Path) -> None:
