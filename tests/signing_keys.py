@@ -29,6 +29,20 @@ def _oms_dir() -> Path:
 OMS_DIR = _oms_dir()
 
 
+def schema_validator(name: str) -> Any:
+    """A validator for one of the OMS v1.0 schemas (``statement.schema.json`` ...), with the
+    others registered for its references."""
+    import json
+
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schemas = {p.name: json.loads(p.read_text()) for p in (OMS_DIR / "schemas" / "v1.0").glob("*.json")}
+    assert len(schemas) == 4, f"the OMS schemas are read from {OMS_DIR}"
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    return jsonschema.Draft202012Validator(schemas[name], registry=registry)
+
+
 @dataclass(frozen=True)
 class KeyPair:
     private: Path

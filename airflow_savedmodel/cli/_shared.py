@@ -476,7 +476,11 @@ def _signer(args: argparse.Namespace) -> Any:
         with open(args.sign_cert, "rb") as f:
             chain = f.read()
     return Signer.from_pem(
-        key, password=os.environ.get(KEY_PASSWORD_ENV) or None, certificate_chain=chain, where=args.sign_key
+        key,
+        password=os.environ.get(KEY_PASSWORD_ENV) or None,
+        certificate_chain=chain,
+        where=args.sign_key,
+        shard_size=getattr(args, "shard_size", None),
     )
 
 
@@ -492,6 +496,17 @@ def _add_signing_args(p: argparse.ArgumentParser) -> None:
         metavar="PEM",
         type=_local_file_arg,
         help="the signing certificate and its chain (certificate method), the signing certificate first",
+    )
+    _add_shard_size_arg(p)
+
+
+def _add_shard_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shard-size",
+        metavar="BYTES",
+        type=_count(1),
+        help="sign each file in ranges of this many bytes (OMS 'shards', hashed in parallel; "
+        "OMS suggests 1000000000); default: each file whole ('files', what every verifier reads)",
     )
 
 

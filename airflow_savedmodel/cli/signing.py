@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_savedmodel.cli._shared import (
     TRUST_ENV,
+    _add_shard_size_arg,
     _add_trust_arg,
     _local_file_arg,
     _print_json,
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--cert", metavar="PEM", type=_local_file_arg, help="certificate chain (certificate method)"
     )
+    _add_shard_size_arg(p)
     _add_trust_arg(p, "an existing signature (re-signing)")
     p.add_argument("--json", action="store_true")
 

@@ -142,8 +142,9 @@ def deployment_trust_source() -> str:
 def signer_from_connection(conn_id: str) -> Signer:
     """The signing key in an Airflow connection (any type; a secrets backend works the same):
     the PEM private key in its password (or extra ``private_key``), extra ``certificate_chain``
-    (PEM, the signing certificate first) for the certificate method and ``key_password`` for an
-    encrypted key. Every part is masked in logs; errors name the connection, never the key."""
+    (PEM, the signing certificate first) for the certificate method, ``key_password`` for an
+    encrypted key and ``shard_size`` (bytes) to sign files in shards (OMS "shards"; default:
+    each file whole). Every part is masked in logs; errors name the connection, never the key."""
     from airflow.sdk.log import mask_secret
 
     from airflow_savedmodel.errors import SignatureError
@@ -165,7 +166,22 @@ def signer_from_connection(conn_id: str) -> Signer:
         password=password,
         certificate_chain=extra.get("certificate_chain"),
         where=f"connection {conn_id!r}",
+        shard_size=_shard_size(extra.get("shard_size"), conn_id),
     )
+
+
+def _shard_size(value: Any, conn_id: str) -> int | None:
+    """A connection's extra ``shard_size`` (a number, or its text as the UI stores it)."""
+    from airflow_savedmodel.errors import SignatureError
+
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise SignatureError(
+            f"extra shard_size must be a number of bytes, not {value!r}", f"connection {conn_id!r}"
+        ) from None
 
 
 class SavedModelHook(BaseHook):

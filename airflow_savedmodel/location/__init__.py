@@ -9,6 +9,7 @@ errors), ``listing``, ``files`` (reads, copies, atomic writes, staging) and ``ch
 
 from airflow_savedmodel.location.checksums import (
     CheckedCopy,
+    RangeDigests,
     copy_local_checked,
     crc32c,
     fd_crc32c,
@@ -80,6 +81,7 @@ __all__ = [
     "alisting",
     "children",
     "copy_file",
+    "RangeDigests",
     "copy_local_checked",
     "crc32c",
     "fd_crc32c",

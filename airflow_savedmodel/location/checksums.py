@@ -1,5 +1,6 @@
-"""crc32c of buffers, local files and remote objects, and the local copy that reads both
-sides back for theirs (optionally hashing them for a signature as they pass)."""
+"""crc32c of buffers, local files and remote objects, the local copy that reads both sides back
+for theirs, and the digests a signature needs (a file's, or one per shard of it) taken from those
+read-back bytes as they pass: a file's shards are read back, and hashed, on several cores."""
 
 from __future__ import annotations
 
@@ -75,20 +76,69 @@ _checkers_lock = threading.Lock()
 
 
 def _checker() -> ThreadPoolExecutor:
-    """Two read-back threads for this process (keyed by pid: a forked task gets its own, as a
-    pool inherited through fork has no threads to run what is submitted)."""
+    """Read-back threads for this process, one per core (at least two): reading back is checksum
+    and hash work, bound by the CPU; a 4 MB buffer each bounds the memory. Keyed by pid: a forked
+    task gets its own, as a pool inherited through fork has no threads to run what is submitted."""
     with _checkers_lock:
         pool = _checkers.get(os.getpid())
         if pool is None:
-            pool = _checkers[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="crc-readback")
+            workers = max(2, os.cpu_count() or 2)
+            pool = _checkers[os.getpid()] = ThreadPoolExecutor(workers, thread_name_prefix="crc-readback")
         return pool
 
 
-def copy_local_checked(src: str, dst: str, advance: Callable[[int], None], digest: Any = None) -> CheckedCopy:
+class RangeDigests:
+    """The digests a signature records for one file: of the whole file (OMS's ``files``
+    serialization, ``shard_size`` None) or of each ``shard_size``-byte range of it (``shards``;
+    an empty file has none). Fed in order by :meth:`update` (a stream), or range by range by
+    :meth:`put` (ranges read back in parallel)."""
+
+    def __init__(self, new_hash: Callable[[], Any], shard_size: int | None = None) -> None:
+        self.new_hash = new_hash
+        self.shard_size = shard_size
+        self._done: dict[int, tuple[int, str]] = {}  # start -> (end, hex digest)
+        self._hash: Any = None
+        self._start = self._pos = 0
+
+    def ranges(self, size: int) -> list[tuple[int, int]]:
+        if self.shard_size is None:
+            return [(0, size)]
+        return [(start, min(start + self.shard_size, size)) for start in range(0, size, self.shard_size)]
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            if self._hash is None:
+                self._hash, self._start = self.new_hash(), self._pos
+            take = view if self.shard_size is None else view[: self.shard_size - (self._pos - self._start)]
+            self._hash.update(take)
+            self._pos += len(take)
+            view = view[len(take) :]
+            if self.shard_size is not None and self._pos - self._start == self.shard_size:
+                self.put(self._start, self._pos, self._hash.hexdigest())
+                self._hash = None
+
+    def put(self, start: int, end: int, hexdigest: str) -> None:
+        self._done[start] = (end, hexdigest)
+
+    def result(self) -> list[tuple[int, int, str]]:
+        """``[(start, end, hex digest)]`` in order (what :meth:`update` fed, closed here)."""
+        if self._hash is not None:
+            self.put(self._start, self._pos, self._hash.hexdigest())
+            self._hash = None
+        elif self.shard_size is None and not self._done:
+            self.put(0, 0, self.new_hash().hexdigest())  # an empty file has a digest too
+        return [(start, end, digest) for start, (end, digest) in sorted(self._done.items())]
+
+
+def copy_local_checked(
+    src: str, dst: str, advance: Callable[[int], None], digest: RangeDigests | None = None
+) -> CheckedCopy:
     """Copy local file ``src`` to ``dst`` in the kernel (copy_file_range: no bytes through Python,
-    reflinks where the filesystem has them), reading both back for their crc32c (and, given a
-    hashlib ``digest``, hashing the destination's bytes as they are read back). On big files
-    the read-back follows the copy on another thread, a few MB behind it."""
+    reflinks where the filesystem has them), reading both back for their crc32c (and, given
+    ``digest``, hashing the destination's bytes as they are read back). On big files the
+    read-back follows the copy on another thread, a few MB behind it; a file signed in shards
+    is read back (and hashed) a shard per thread as soon as the copy has passed it."""
     src_fd = os.open(src, os.O_RDONLY)
     try:
         dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -100,18 +150,14 @@ def copy_local_checked(src: str, dst: str, advance: Callable[[int], None], diges
         os.close(src_fd)
 
 
-def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: Any = None) -> CheckedCopy:
+def _copy_fds(
+    src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: RangeDigests | None = None
+) -> CheckedCopy:
     size = os.fstat(src_fd).st_size
+    if digest is not None and len(digest.ranges(size)) > 1:
+        return _copy_fds_sharded(src_fd, dst_fd, size, advance, digest)
     copied_to: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-
-    # A big file's digest is taken from the source on a thread of its own, beside the copy and
-    # the read-back (SHA-256 costs several times a crc32c); the read-back proves the copy equal.
-    hashing = (
-        _digester().submit(_fd_digest, src_fd, digest)
-        if digest is not None and size >= _OVERLAP_BYTES
-        else None
-    )
-    inline = digest if hashing is None else None
+    inline = digest  # the destination's bytes, hashed as the read-back reads them
 
     def read_back() -> tuple[int, int, int, int]:
         src_crc = dst_crc = pos = 0
@@ -142,33 +188,58 @@ def _copy_fds(src_fd: int, dst_fd: int, advance: Callable[[int], None], digest: 
                 advance(len(block))
     finally:
         copied_to.put(None)
-        try:
-            sums = checking.result() if checking else read_back()
-        finally:
-            if hashing is not None:  # the source's fd must outlive the thread reading it
-                hashing.result()
+        sums = checking.result() if checking else read_back()
     return CheckedCopy(sums[0], sums[1], sums[2], sums[3], done)
 
 
-_digesters: dict[int, ThreadPoolExecutor] = {}
+def _copy_fds_sharded(
+    src_fd: int, dst_fd: int, size: int, advance: Callable[[int], None], digest: RangeDigests
+) -> CheckedCopy:
+    """The kernel copy of a file signed in shards: each shard, once copied, is read back on a
+    thread of its own (both sides' crc32c, the destination's bytes hashed), and the shards'
+    checksums are combined into the file's. The last one reads to the end of both files, so a
+    file that grew or shrank meanwhile shows in the sizes."""
+    ranges = digest.ranges(size)
 
+    def shard(start: int, end: int | None) -> tuple[int, int, int, int, str]:
+        buffer = memoryview(bytearray(4 * LOCAL_CHUNK))
+        hashed = digest.new_hash()
+        src_crc, src_end = fd_crc32c(src_fd, start, end, 0, buffer)
+        dst_crc, dst_end = fd_crc32c(dst_fd, start, end, 0, buffer, also=hashed)
+        return src_crc, src_end - start, dst_crc, dst_end - start, hashed.hexdigest()
 
-def _digester() -> ThreadPoolExecutor:
-    """Threads hashing sources beside local copies (per process, as _checker)."""
-    with _checkers_lock:
-        pool = _digesters.get(os.getpid())
-        if pool is None:
-            pool = _digesters[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="sha256")
-        return pool
+    pending: list[Any] = []
+    done = 0
 
+    def submit_upto(copied: int) -> None:
+        while len(pending) < len(ranges) and ranges[len(pending)][1] <= copied:
+            start, end = ranges[len(pending)]
+            pending.append(_checker().submit(shard, start, None if end == size else end))
 
-def _fd_digest(fd: int, digest: Any) -> None:
-    """Feed a whole open local file to ``digest`` (a hashlib object), 4 MB at a time."""
-    buffer = memoryview(bytearray(4 * LOCAL_CHUNK))
-    pos = 0
-    while n := os.preadv(fd, [buffer], pos):
-        digest.update(buffer[:n])
-        pos += n
+    try:
+        try:
+            while done < size:
+                n = os.copy_file_range(src_fd, dst_fd, min(size - done, 4 << 20), done, done)
+                if n == 0:
+                    break
+                done += n
+                advance(n)
+                submit_upto(done)
+        except OSError:  # no copy_file_range across these filesystems: plain streaming
+            while block := os.pread(src_fd, LOCAL_CHUNK, done):
+                os.pwrite(dst_fd, block, done)
+                done += len(block)
+                advance(len(block))
+                submit_upto(done)
+    finally:
+        submit_upto(size)  # a short copy still reads every shard back, to say what is there
+        results = [future.result() for future in pending]
+    src_crc = src_size = dst_crc = dst_size = 0
+    for (start, end), (s_crc, s_len, d_crc, d_len, hexdigest) in zip(ranges, results, strict=True):
+        src_crc, src_size = _checksums.combine_crc32c(src_crc, s_crc, s_len), src_size + s_len
+        dst_crc, dst_size = _checksums.combine_crc32c(dst_crc, d_crc, d_len), dst_size + d_len
+        digest.put(start, end, hexdigest)
+    return CheckedCopy(src_crc, src_size, dst_crc, dst_size, done)
 
 
 def file_crc32c(fs: AbstractFileSystem, path: str, chunk: int = CHUNK) -> tuple[int, int]:

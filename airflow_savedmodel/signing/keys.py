@@ -73,6 +73,9 @@ class Signer:
 
     private_key: Any = field(repr=False)
     certificates: tuple[Any, ...] = ()  # cryptography x509 objects, the signing certificate first
+    # OMS serialization: None signs each file whole ("files", what every verifier reads); a
+    # number of bytes signs each file in ranges of that size ("shards"), hashed in parallel.
+    shard_size: int | None = None
 
     @classmethod
     def from_pem(
@@ -82,9 +85,14 @@ class Signer:
         password: bytes | str | None = None,
         certificate_chain: bytes | str | None = None,
         where: str = "signing key",
+        shard_size: int | None = None,
     ) -> Signer:
         """Load a PEM private key (``password`` if encrypted) and, for the certificate method, a
-        PEM chain: the signing certificate first, then the intermediates. Errors never quote the key."""
+        PEM chain: the signing certificate first, then the intermediates. ``shard_size``: sign
+        files in ranges of that many bytes (OMS "shards"; default: each file whole). Errors
+        never quote the key."""
+        if shard_size is not None and (isinstance(shard_size, bool) or int(shard_size) < 1):
+            raise SignatureError(f"shard size must be a positive number of bytes, not {shard_size!r}", where)
         from cryptography import x509
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
@@ -116,7 +124,7 @@ class Signer:
                 raise SignatureError("the certificate chain is not PEM certificates", where) from None
             if chain[0].public_key() != key.public_key():
                 raise SignatureError("the first certificate of the chain is not the private key's", where)
-        return cls(key, chain)
+        return cls(key, chain, None if shard_size is None else int(shard_size))
 
     @property
     def method(self) -> str:

@@ -230,23 +230,31 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
-def statement(subject: str, digests: Mapping[str, str], ignore_paths: Iterable[str] = ()) -> bytes:
-    """The in-toto statement (JSON bytes) signing ``{file: sha256 hex}`` with the files method."""
+def statement(
+    subject: str, digests: Mapping[str, str], ignore_paths: Iterable[str] = (), shard_size: int | None = None
+) -> bytes:
+    """The in-toto statement (JSON bytes) signing ``{file: sha256 hex}`` with the files method,
+    or, with ``shard_size``, ``{file:start:end: sha256 hex}`` with the shards method."""
     if not digests:
         raise FormatError("nothing to sign: the model has no file in the signing scope", subject)
+    if shard_size is not None and shard_size < 1:
+        raise FormatError(f"shard size must be a positive number of bytes, not {shard_size}", subject)
     names = sorted(digests)
+    serialization: dict[str, Any] = {
+        "method": "files" if shard_size is None else "shards",
+        "hash_type": "sha256",
+        "allow_symlinks": False,
+        "ignore_paths": sorted(set(DEFAULT_IGNORED) | set(ignore_paths)),
+    }
+    if shard_size is not None:
+        serialization["shard_size"] = shard_size
     doc = {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": subject, "digest": {"sha256": root_digest(digests[n] for n in names)}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "resources": [{"name": n, "digest": digests[n], "algorithm": "sha256"} for n in names],
-            "serialization": {
-                "method": "files",
-                "hash_type": "sha256",
-                "allow_symlinks": False,
-                "ignore_paths": sorted(set(DEFAULT_IGNORED) | set(ignore_paths)),
-            },
+            "serialization": serialization,
         },
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -355,9 +363,15 @@ def parse_statement(parsed: Bundle, where: str) -> Statement:
             raise FormatError(f"ignore path {path!r} is not an exact relative path", where)
     resources: dict[str, str] = {}
     names = []
+    # OMS v1.0 labels every shard's digest with the hash type; the reference implementation
+    # (model_signing 1.1.1) labels it "<hash type>-sharded-<shard size>": both name the same digest.
+    # A shard size may arrive as 100.0 (the reference writes JSON numbers through a protobuf
+    # Struct, all doubles); the schema takes it as the integer it is.
+    shard_size = int(ser["shard_size"]) if method == "shards" else None
+    labels = {hash_type} | ({f"{hash_type}-sharded-{shard_size}"} if method == "shards" else set())
     for item in doc["predicate"]["resources"]:
         name, digest = item["name"], item["digest"]
-        if item["algorithm"] != hash_type:
+        if item["algorithm"] not in labels:
             raise FormatError(
                 f"{name}: digest algorithm {item['algorithm']!r}, serialization says {hash_type!r}", where
             )
@@ -374,7 +388,10 @@ def parse_statement(parsed: Bundle, where: str) -> Statement:
             raise FormatError(f"{name}: listed twice", where)
         resources[name] = digest
         names.append(name)
-    if names != sorted(names):
+    # OMS sorts resources by name; the reference implementation (1.1.1) sorts shards by file,
+    # then by offset (``w:100:200`` before ``w:1000:1100``). Either order is taken.
+    by_offset = method == "shards" and names == sorted(names, key=lambda n: split_shard(n)[:2])
+    if names != sorted(names) and not by_offset:
         raise FormatError("signed resources are not sorted by name", where)
     return Statement(
         subject=doc["subject"][0]["name"],
@@ -385,6 +402,6 @@ def parse_statement(parsed: Bundle, where: str) -> Statement:
             hash_type=hash_type,
             allow_symlinks=bool(ser["allow_symlinks"]),
             ignore_paths=ignore,
-            shard_size=ser.get("shard_size"),
+            shard_size=shard_size,
         ),
     )

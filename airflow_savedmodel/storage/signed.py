@@ -47,66 +47,107 @@ def new_hash(hash_type: str = "sha256") -> Any:
     return hashlib.blake2b() if hash_type == "blake2b" else hashlib.sha256()
 
 
-def _file_digests(fs: Any, path: str, ranges: list[tuple[int, int]], hash_type: str) -> tuple[list[str], int]:
-    """Hex digests of byte ranges of one file (``end`` -1: to the end), read once, in order;
-    and the file's size."""
-    out = []
-    pos = 0
+def _range_digest(fs: Any, path: str, start: int, end: int | None, hash_type: str) -> tuple[str, int]:
+    """The hex digest of bytes ``start`` to ``end`` (None: to the end) of one file, and the
+    offset its read reached (the file's size when read to the end)."""
+    h = new_hash(hash_type)
+    pos = start
     if is_local(fs):
         fd = os.open(fs._strip_protocol(path), os.O_RDONLY)
-        read = lambda n: os.pread(fd, n, pos)  # noqa: E731
-        chunk = LOCAL_CHUNK * 4
-    else:
-        fs.invalidate_cache(path.rsplit("/", 1)[0])
-        handle = fs.open(path, "rb")
-        read = handle.read
-        chunk = CHUNK
-    try:
-        for start, end in ranges:
-            if start != pos:  # ranges are consecutive from 0: a gap means the bundle is odd
-                raise FormatError(f"shards of this file do not start at {pos}", location.url_of(fs, path))
-            h = new_hash(hash_type)
-            while end < 0 or pos < end:
-                block = read(chunk if end < 0 else min(chunk, end - pos))
-                if not block:
+        try:
+            buffer = memoryview(bytearray(LOCAL_CHUNK * 4))
+            while end is None or pos < end:
+                n = os.preadv(fd, [buffer if end is None else buffer[: min(len(buffer), end - pos)]], pos)
+                if not n:
                     break
-                h.update(block)
-                pos += len(block)
-            out.append(h.hexdigest())
-        while block := read(chunk):  # what follows the last range still counts toward the size
-            pos += len(block)
-    finally:
-        if is_local(fs):
+                h.update(buffer[:n])
+                pos += n
+        finally:
             os.close(fd)
-        else:
-            handle.close()
-    return out, pos
+        return h.hexdigest(), pos
+    fs.invalidate_cache(path.rsplit("/", 1)[0])
+    with fs.open(path, "rb") as handle:
+        handle.seek(start)
+        while end is None or pos < end:
+            block = handle.read(CHUNK if end is None else min(CHUNK, end - pos))
+            if not block:
+                break
+            h.update(block)
+            pos += len(block)
+    return h.hexdigest(), pos
 
 
-def digests(model: Location, infos: Mapping[str, Any] | None = None, concurrency: int = 8) -> dict[str, str]:
-    """``{relative path: sha256 hex}`` of every file the signature covers, each read once."""
+def _workers(fs: Any, tasks: int) -> int:
+    """Threads for hashing: one per core on a local disk (the hash is the work), eight on a
+    store (the round trips are)."""
+    return max(1, min(tasks, (os.cpu_count() or 2) if is_local(fs) else 8))
+
+
+def resource_names(rel: str, ranges: list[tuple[int, int, str]], shard_size: int | None) -> dict[str, str]:
+    """A file's resources in a statement: ``{rel: digest}`` (files), or ``{rel:start:end: digest}``
+    per shard (an empty file has none)."""
+    if shard_size is None:
+        return {rel: ranges[0][2]}
+    return {f"{rel}:{start}:{end}": digest for start, end, digest in ranges if end > start}
+
+
+def resources(per_file: Mapping[str, list[tuple[int, int, str]]], shard_size: int | None) -> dict[str, str]:
+    """Every file's resources, from ``{rel: [(start, end, digest)]}``."""
+    out: dict[str, str] = {}
+    for rel, ranges in per_file.items():
+        out.update(resource_names(rel, ranges, shard_size))
+    return out
+
+
+def digests(
+    model: Location, infos: Mapping[str, Any] | None = None, shard_size: int | None = None
+) -> dict[str, str]:
+    """The resources of every file the signature covers (``{name: sha256 hex}``; with
+    ``shard_size``, a name per shard), each file (or shard) read once, on as many threads as
+    there are cores (local) or eight (a store)."""
     infos = location.relative_infos(model.fs, model.path) if infos is None else infos
-    names = sorted(rel for rel in infos if in_scope(rel))
+    tasks = []
+    for rel in sorted(r for r in infos if in_scope(r)):
+        size = int(infos[rel].get("size") or 0)
+        spans = location.RangeDigests(hashlib.sha256, shard_size).ranges(size)
+        tasks += [(rel, start, end) for start, end in spans]
 
-    def one(rel: str) -> str:
-        return _file_digests(model.fs, location.join(model.path, rel), [(0, -1)], "sha256")[0][0]
+    def one(task: tuple[str, int, int]) -> tuple[int, int, str]:
+        rel, start, end = task
+        digest, _ = _range_digest(model.fs, location.join(model.path, rel), start, end, "sha256")
+        return start, end, digest
 
-    with ThreadPoolExecutor(max(1, min(concurrency, len(names)))) as pool:
-        return dict(zip(names, pool.map(one, names), strict=True))
+    per_file: dict[str, list[tuple[int, int, str]]] = {}
+    with ThreadPoolExecutor(_workers(model.fs, len(tasks))) as pool:
+        for (rel, _, _), done in zip(tasks, pool.map(one, tasks), strict=True):
+            per_file.setdefault(rel, []).append(done)
+    return resources(per_file, shard_size)
 
 
-def statement_for(model: Location, file_digests: Mapping[str, str], subject: str | None = None) -> bytes:
-    """The statement signing ``file_digests`` for the model at ``model``, named ``subject``
-    (informational; default the model directory's name)."""
-    scoped = {rel: d for rel, d in file_digests.items() if in_scope(rel)}
-    return oms.statement(subject or model.name or "model", scoped, UNSIGNED)
+def statement_for(
+    model: Location,
+    file_digests: Mapping[str, str],
+    subject: str | None = None,
+    shard_size: int | None = None,
+) -> bytes:
+    """The statement signing ``file_digests`` (resource names: files, or ``file:start:end``
+    shards with ``shard_size``) for the model at ``model``, named ``subject`` (informational;
+    default the model directory's name)."""
+    scoped = {
+        name: d
+        for name, d in file_digests.items()
+        if in_scope(oms.split_shard(name)[0] if shard_size is not None else name)
+    }
+    return oms.statement(subject or model.name or "model", scoped, UNSIGNED, shard_size=shard_size)
 
 
 def sign(model: Location, signer: Signer, file_digests: Mapping[str, str] | None = None) -> bytes:
     """Write ``model.sig`` for the model as it is now (digests computed unless given); the bundle.
     A published version's integrity manifest is rewritten to list the new signature, so the
     version stays complete."""
-    data = signer.sign(statement_for(model, file_digests if file_digests is not None else digests(model)))
+    if file_digests is None:
+        file_digests = digests(model, shard_size=signer.shard_size)
+    data = signer.sign(statement_for(model, file_digests, shard_size=signer.shard_size))
     model.fs.pipe_file(location.join(model.path, SIGNATURE_PATH), data)
     listed = manifests.read(model.fs, model.path)
     if listed is not None:
@@ -214,20 +255,6 @@ def _content_findings(model: Location, statement: oms.Statement) -> list[tuple[s
     }
     signed = statement.files()
     findings: list[tuple[str, str, str]] = []
-
-    def one(rel: str) -> tuple[str, str, str] | None:
-        parts = signed[rel]
-        ranges = [(start, end) for start, end, _ in parts]
-        try:
-            got, size = _file_digests(model.fs, location.join(model.path, rel), ranges, ser.hash_type)
-        except FormatError as exc:
-            return ("file-changed", rel, exc.problem)
-        if ser.method == "shards" and size != parts[-1][1]:
-            return ("file-changed", rel, f"{size} bytes, signed as {parts[-1][1]}")
-        if got != [digest for _, _, digest in parts]:
-            return ("file-changed", rel, f"content changed since it was signed ({ser.hash_type} differs)")
-        return None
-
     for rel in sorted(set(signed) - set(present)):
         findings.append(("file-missing", rel, "signed, but no longer in the model"))
     for rel in sorted(set(present) - set(signed)):
@@ -235,8 +262,35 @@ def _content_findings(model: Location, statement: oms.Statement) -> list[tuple[s
             continue  # shards omit empty files
         findings.append(("file-not-signed", rel, "in the model, but not covered by the signature"))
     both = sorted(set(signed) & set(present))
-    with ThreadPoolExecutor(max(1, min(8, len(both)))) as pool:
-        findings += [f for f in pool.map(one, both) if f is not None]
+    tasks: list[tuple[str, int, int | None]] = []
+    for rel in both:
+        parts = signed[rel]
+        if ser.method != "shards":
+            tasks.append((rel, 0, None))
+            continue
+        ends = [0] + [end for _, end, _ in parts[:-1]]
+        gap = next((end for (start, _, _), end in zip(parts, ends, strict=True) if start != end), None)
+        size = int(present[rel].get("size") or 0)
+        if gap is not None:  # shards are consecutive from 0, as a signer cuts them
+            findings.append(("file-changed", rel, f"shards of this file do not start at {gap}"))
+        elif size != parts[-1][1]:
+            findings.append(("file-changed", rel, f"{size} bytes, signed as {parts[-1][1]}"))
+        else:
+            tasks += [(rel, start, end) for start, end, _ in parts]
+
+    def one(task: tuple[str, int, int | None]) -> str:
+        rel, start, end = task
+        return _range_digest(model.fs, location.join(model.path, rel), start, end, ser.hash_type)[0]
+
+    wanted = {(rel, start): digest for rel, parts in signed.items() for start, _, digest in parts}
+    changed: set[str] = set()
+    with ThreadPoolExecutor(_workers(model.fs, len(tasks))) as pool:
+        for (rel, start, _), got in zip(tasks, pool.map(one, tasks), strict=True):
+            if got != wanted[(rel, start)] and rel not in changed:
+                changed.add(rel)
+                findings.append(
+                    ("file-changed", rel, f"content changed since it was signed ({ser.hash_type} differs)")
+                )
     return findings
 
 

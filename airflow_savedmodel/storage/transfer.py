@@ -224,12 +224,14 @@ class _Copier:
         total: int,
         files_total: int,
         digest: bool = False,
+        shard_size: int | None = None,
     ) -> None:
         self.src_fs, self.dst_fs = src_fs, dst_fs
-        # SHA-256 of every file written, from the bytes on their way (a signature needs them):
-        # {dst path: hex digest}.
+        # SHA-256 of every file written (of each ``shard_size`` range of it, if given), from the
+        # bytes on their way (a signature needs them): {dst path: [(start, end, hex digest)]}.
         self.digest = digest
-        self.sha256: dict[str, str] = {}
+        self.shard_size = shard_size
+        self.sha256: dict[str, list[tuple[int, int, str]]] = {}
         self.chunk_size, self.retries, self.backoff = chunk_size, retries, backoff
         self.callback = progress
         self.server_side = src_fs is dst_fs and schemes.of_fs(src_fs).server_side_copy
@@ -292,7 +294,9 @@ class _Copier:
                 # No byte passes through here: the digest is one streamed read of the source,
                 # taken while the server copies (the copy is then checked equal to the source).
                 hashing = (
-                    _hashers().submit(_sha256_of, self.src_fs, src, self.chunk_size) if self.digest else None
+                    _hashers().submit(_sha256_of, self.src_fs, src, self.chunk_size, self._digests())
+                    if self.digest
+                    else None
                 )
                 crc, copied = self._server_side(src, dst, listed)
                 if hashing is not None:
@@ -329,7 +333,7 @@ class _Copier:
         def attempt(sent: list[int]) -> manifests.FileEntry:
             crc = crc32c(data)
             if self.digest:
-                self._record(dst, hashlib.sha256(data).hexdigest())
+                self._record(dst, self._digests_of(data))
             self.dst_fs.pipe_file(dst, data)
             md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
             self._verify(dst, crc, len(data), md5)
@@ -353,7 +357,7 @@ class _Copier:
             return None
         crc = crc32c(data)
         if self.digest:
-            self._record(dst, hashlib.sha256(data).hexdigest())
+            self._record(dst, self._digests_of(data))
         self.dst_fs.pipe_file(dst, data)
         self._advance(len(data), sent=sent)
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if self.want_md5 else None
@@ -363,7 +367,7 @@ class _Copier:
     def _stream(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         crc = size = 0
         md5 = hashlib.md5(usedforsecurity=False) if self.want_md5 else None
-        sha = hashlib.sha256() if self.digest else None
+        sha = self._digests() if self.digest else None
         with self.src_fs.open(src, "rb") as reader, self.dst_fs.open(dst, "wb") as writer:
             while block := reader.read(self.chunk_size):
                 writer.write(block)
@@ -375,13 +379,13 @@ class _Copier:
                 size += len(block)
                 self._advance(len(block), sent=sent)
         if sha is not None:
-            self._record(dst, sha.hexdigest())
+            self._record(dst, sha.result())
         self._verify(dst, crc, size, md5.hexdigest() if md5 else None)
         return crc, size
 
     def _kernel_copy(self, src: str, dst: str, sent: list[int]) -> tuple[int, int]:
         """Local to local: the kernel copies, and both files are read back for their crc32c."""
-        sha = hashlib.sha256() if self.digest else None
+        sha = self._digests() if self.digest else None
         result = location.copy_local_checked(
             self.src_fs._strip_protocol(src),
             self.dst_fs._strip_protocol(dst),
@@ -393,12 +397,20 @@ class _Copier:
         ):
             raise ChecksumError("destination content differs from the source after the copy", dst)
         if sha is not None:
-            self._record(dst, sha.hexdigest())
+            self._record(dst, sha.result())
         return result.src_crc, result.copied
 
-    def _record(self, dst: str, sha256: str) -> None:
+    def _digests(self) -> location.RangeDigests:
+        return location.RangeDigests(hashlib.sha256, self.shard_size)
+
+    def _digests_of(self, data: bytes) -> list[tuple[int, int, str]]:
+        digests = self._digests()
+        digests.update(data)
+        return digests.result()
+
+    def _record(self, dst: str, digests: list[tuple[int, int, str]]) -> None:
         with self.lock:
-            self.sha256[dst] = sha256
+            self.sha256[dst] = digests
 
     def _verify(self, dst: str, crc: int, size: int, md5: str | None) -> None:
         """Check what landed at ``dst``: now, or (bulk files on an object store whose listing
@@ -482,12 +494,13 @@ def _hashers() -> ThreadPoolExecutor:
     return pool
 
 
-def _sha256_of(fs: AbstractFileSystem, path: str, chunk: int) -> str:
-    sha = hashlib.sha256()
+def _sha256_of(
+    fs: AbstractFileSystem, path: str, chunk: int, digests: location.RangeDigests
+) -> list[tuple[int, int, str]]:
     with fs.open(path, "rb") as reader:
         while block := reader.read(chunk):
-            sha.update(block)
-    return sha.hexdigest()
+            digests.update(block)
+    return digests.result()
 
 
 def copy_tree(
@@ -539,6 +552,7 @@ def copy_tree(
         total=sum(sizes[p] for p in bulk + last),
         files_total=len(bulk) + len(last),
         digest=signer is not None,
+        shard_size=signer.shard_size if signer is not None else None,
     )
     for directory in sorted({p.rpartition("/")[0] for p in bulk + last if "/" in p}):
         location.makedirs(dst_fs, location.join(dst, directory))
@@ -567,9 +581,15 @@ def copy_tree(
     for rel in last:
         one(rel)
     if signer is not None:
-        digests = {rel: copier.sha256[location.join(dst, rel)] for rel in entries}
+        digests = signed.resources(
+            {rel: copier.sha256[location.join(dst, rel)] for rel in entries}, signer.shard_size
+        )
         subject = signed_as or location.Location(dst_fs, dst).name
-        bundle = signer.sign(signed.statement_for(location.Location(dst_fs, dst), digests, subject))
+        bundle = signer.sign(
+            signed.statement_for(
+                location.Location(dst_fs, dst), digests, subject, shard_size=signer.shard_size
+            )
+        )
         replaced[signed.SIGNATURE_PATH] = bundle
         one(signed.SIGNATURE_PATH)
     manifest = manifests.Manifest(

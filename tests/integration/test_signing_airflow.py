@@ -5,6 +5,7 @@ the mirror with the serving config left as it was, and the version sensor passin
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -52,7 +53,14 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
     pem = keys.private_pem.decode()
     monkeypatch.setenv(
         "AIRFLOW_CONN_SM_SIGNING",
-        json.dumps({"conn_type": "generic", "password": pem, "extra": {"key_password": "k3y-pass"}}),
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "password": pem,
+                # Files signed in 256-byte shards (as the UI stores extras: text).
+                "extra": {"key_password": "k3y-pass", "shard_size": "256"},
+            }
+        ),
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_SM_GCS",
@@ -104,6 +112,10 @@ def test_signing_and_required_signatures_through_operators_and_sensors(
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     signer = tis["export"].xcom_pull(task_ids="export")["signed_by"]
     assert signer.startswith("key sha256:")
+    bundle = json.loads((base / "1" / "model.sig").read_bytes())
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    assert statement["predicate"]["serialization"]["shard_size"] == 256
+    assert any(r["name"].endswith(":256:512") for r in statement["predicate"]["resources"])
     assert tis["to_gcs"].xcom_pull(task_ids="to_gcs")["signed_by"] == signer
     assert tis["wait_version"].xcom_pull(task_ids="wait_version")["signed_by"] == signer
     assert tis["wait_gcs"].xcom_pull(task_ids="wait_gcs")["signed_by"] == signer

@@ -88,6 +88,10 @@ USAGE = [
     ),
     (["sign", "{m}", "--key", "{t}/missing.pem"], "argument --key: no such file: "),
     (["publish", "{m}", "{t}/b", "--sign-cert", "{t}/x.npz"], "--sign-cert needs --sign-key"),
+    (
+        ["publish", "{m}", "{t}/b", "--shard-size", "0"],
+        "argument --shard-size: must be a whole number of at least 1",
+    ),
 ]
 
 
@@ -235,3 +239,29 @@ def test_failures_exit_1_with_one_line_naming_the_path(
         done.stderr
     )
     assert not (tmp_path / "b").exists()
+
+
+def test_the_cli_signs_in_shards_when_asked(model: str, tmp_path: Path) -> None:
+    """``--shard-size`` on publish and on sign: the version's statement uses the shards
+    serialization, and ``verify --signature`` accepts it."""
+    import base64
+    import json
+
+    from signing_keys import key_pair
+
+    keys = key_pair(tmp_path / "keys", "cli", password=None)
+    published = run(
+        "publish", model, str(tmp_path / "b"), "--sign-key", str(keys.private), "--shard-size", "64"
+    )
+    assert published.returncode == 0, published.stderr
+
+    def serialization(version: Path) -> dict[str, object]:
+        bundle = json.loads((version / "model.sig").read_bytes())
+        return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))["predicate"]["serialization"]
+
+    assert serialization(tmp_path / "b" / "1")["shard_size"] == 64
+    resigned = run("sign", str(tmp_path / "b" / "1"), "--key", str(keys.private), "--shard-size", "128")
+    assert resigned.returncode == 0, resigned.stderr
+    assert serialization(tmp_path / "b" / "1")["shard_size"] == 128
+    checked = run("verify", str(tmp_path / "b" / "1"), "--signature", "--trusted-signers", str(keys.public))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
