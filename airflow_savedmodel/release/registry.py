@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_savedmodel.errors import NotFoundError, SavedModelError
@@ -25,11 +25,14 @@ from airflow_savedmodel.storage.versions import VersionInfo, versions_of
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as the registry knows it: the config file naming it, its name there, its base path."""
+    """A model as the registry knows it: the config file naming it, its name there, its base
+    path, and its entry as that file held it when the model was found (so a page that shows the
+    entry does not read the config again)."""
 
     config: Location
     name: str
     base: Location
+    served: Any = field(default=None, compare=False, repr=False)  # the config read (ModelServerConfig)
 
     @property
     def key(self) -> str:
@@ -41,8 +44,9 @@ def models_in(configs: Iterable[Location], resolve: Callable[[str], Location]) -
     the page says which, the rest still shows)."""
     out = []
     for config in configs:
-        for model in model_config.models(model_config.read(config)):
-            out.append(ModelRef(config, model.name, resolve(model.base_path)))
+        current = model_config.read(config)
+        for model in model_config.models(current):
+            out.append(ModelRef(config, model.name, resolve(model.base_path), current))
     return out
 
 
@@ -55,8 +59,9 @@ def find(configs: Iterable[Location], resolve: Callable[[str], Location], name: 
 
 
 def entry(ref: ModelRef) -> tuple[model_config.ServedModel, str]:
-    """The model's entry in its config, as data and as the text TF Serving reads."""
-    current = model_config.read(ref.config, missing_ok=False)
+    """The model's entry in its config, as data and as the text TF Serving reads (as found with
+    the model, else read now)."""
+    current = ref.served if ref.served is not None else model_config.read(ref.config, missing_ok=False)
     found = model_config.find(current, ref.name)
     if found is None:
         raise NotFoundError(f"no model named {ref.name!r} in the serving config", ref.config.url)

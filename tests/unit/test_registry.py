@@ -80,8 +80,16 @@ def served(tmp_path: Path) -> registry.ModelRef:
     return registry.find([config], resolve, "ranker")
 
 
-def test_a_models_page_lists_its_versions_labels_and_releases(served: registry.ModelRef) -> None:
+def test_a_models_page_lists_its_versions_labels_and_releases(
+    served: registry.ModelRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = model_config.read
+    monkeypatch.setattr(
+        model_config, "read", lambda where, **kw: reads.append(where.url) or real(where, **kw)
+    )
     page = registry.model_page(served)
+    assert reads == []  # the entry found with the model is the one shown: the config is not read again
     rows = {v["version"]: v for v in page["versions"]}
     assert [v["version"] for v in page["versions"]] == [3, 2, 1]  # newest first
     assert rows[1]["labels"] == ["stable"] and rows[2]["labels"] == ["canary"] and rows[2]["signed"]
