@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -114,7 +115,8 @@ def run() -> list[Row]:
         direct = server.store.fs()
         bucket = server.store.bucket()
         template = _template(server, tmp)
-        for store in ("local", "gs"):
+        stores = os.environ.get("BENCH_HISTORY_STORES", "local,gs").split(",")
+        for store in stores:
             published: dict[int, list[float]] = {}
             compactions: dict[int, float] = {}
             for kept in sizes:
@@ -134,6 +136,7 @@ def run() -> list[Row]:
                     label = f"{kept} versions kept, {LATENCY_SECONDS * 1000:.0f} ms per request"
                     before = "reading every version's manifest and listing (before)"
                     rows.append(Row(f"list versions on gs, {label}", t_list, t_list_before, "s", before))
+                print(f"  {store}: {kept} versions in place, publishing", file=sys.stderr, flush=True)
                 published[kept] = _publishes(where, tmp, range(seed, seed + repeat))
                 seed += repeat
                 compactions[kept] = _compaction(where)

@@ -266,7 +266,13 @@ def publish(
                 staged = manifest
                 if is_local(base.fs):
                     number = _rename_into_place(
-                        base, staging, version, overwrite, lease, announce=lambda n: announce(n, staged)
+                        base,
+                        staging,
+                        version,
+                        overwrite,
+                        lease,
+                        announce=lambda n: announce(n, staged),
+                        listed=numbers,
                     )
                 else:
                     number = _copy_into_place(
@@ -346,10 +352,17 @@ def _rename_into_place(
     lease: leases.Lease,
     *,
     announce: Callable[[int], None],
+    listed: list[int],
 ) -> int:
+    """``listed``: the version directories as listed before the copy; the first attempt takes
+    the number above them (the rename refuses it if another publisher took it meanwhile, and
+    the next attempt lists again)."""
     fs = base.fs
-    for _ in range(MAX_CLAIM_ATTEMPTS):
-        number = _next_number(base) if version == "auto" else int(version)
+    for attempt in range(MAX_CLAIM_ATTEMPTS):
+        if version != "auto":
+            number = int(version)
+        else:
+            number = max(listed, default=0) + 1 if attempt == 0 else _next_number(base)
         target = base.join(str(number)).path
         if version != "auto" and overwrite and os.path.exists(target):
             lease.set_version(number)  # retention must see the version being replaced as in use

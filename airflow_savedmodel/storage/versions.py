@@ -91,14 +91,27 @@ def _numbered(
                 (dirs if rel else files).add(int(head))
         return sorted(dirs), sorted((n, "file") for n in files)
     numbers, others = [], []
+    if location.is_local(fs):  # one directory read, no stat per entry (d_type says what it is)
+        try:
+            with os.scandir(fs._strip_protocol(base)) as entries:
+                for entry in entries:
+                    if not entry.name.isdigit():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):  # a symlink is never taken for one
+                        numbers.append(int(entry.name))
+                    else:
+                        kind = "symlink" if entry.is_symlink() else ("file" if entry.is_file() else "other")
+                        others.append((int(entry.name), kind))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return sorted(numbers), sorted(others)
     for name, kind in location.children(fs, base, refresh=True):
         if not name.isdigit():
             continue
         if kind == "directory":
             numbers.append(int(name))
-            continue
-        is_link = location.is_local(fs) and os.path.islink(location.join(base, name))
-        others.append((int(name), "symlink" if is_link else ("file" if kind == "file" else kind)))
+        else:
+            others.append((int(name), "file" if kind == "file" else kind))
     return sorted(numbers), sorted(others)
 
 
