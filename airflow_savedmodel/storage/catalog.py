@@ -171,8 +171,12 @@ class _Vanished(Exception):
     """A listed part was deleted (folded by a compaction) before it was read."""
 
 
-def _read_parts(fs: AbstractFileSystem, listed: Iterable[Part]) -> dict[Part, dict[int, Entry] | None]:
-    """Every part's versions, read at once (an async store fetches them concurrently)."""
+def _read_parts(
+    fs: AbstractFileSystem, listed: Iterable[Part], strict: bool = False
+) -> dict[Part, dict[int, Entry] | None]:
+    """Every part's versions, read at once (an async store fetches them concurrently); None for
+    a part that is garbled or too large. With ``strict`` (a compaction, which deletes what it
+    read), a part the store failed to return raises instead of counting as garbled."""
     listed = list(listed)
     wanted = [p for p in listed if p.size is None or p.size <= MAX_PART_BYTES]
     got: dict[str, Any] = {}
@@ -187,6 +191,8 @@ def _read_parts(fs: AbstractFileSystem, listed: Iterable[Part]) -> dict[Part, di
         raw = got.get(part.path)
         if isinstance(raw, FileNotFoundError):
             raise _Vanished()
+        if strict and isinstance(raw, BaseException):
+            raise OSError(f"catalog part {part.path} not read: {raw}")
         if isinstance(raw, bytes) and len(raw) <= MAX_PART_BYTES:
             out[part] = _decode(raw, location.url_of(fs, part.path))
         else:
@@ -203,7 +209,7 @@ def load(fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any
             break
         except _Vanished:
             continue  # a compaction folded a part in between: its blocks are there now
-        except (OSError, SavedModelError) as exc:
+        except Exception as exc:  # a cache: whatever the store says, the versions are read one by one
             log.debug("catalog of %s not read: %s", location.url_of(fs, base), exc)
             return Loaded()
     else:
@@ -293,14 +299,14 @@ def compact(fs: AbstractFileSystem, base: str) -> None:
         listed = parts(fs, base)
         numbers = _version_numbers(fs, base)
         loose = [p for p in listed if p.block is None]
-        read_loose = _read_parts(fs, loose)
+        read_loose = _read_parts(fs, loose, strict=True)
         blocks = [p for p in listed if p.block is not None]
         touched = {n // BLOCK for versions in read_loose.values() for n in (versions or {})}
         written = [p.block for p in blocks if p.block is not None]
         touched |= {b for b in written if written.count(b) > 1}
         dead = [p for p in blocks if p.block not in touched and not _any_in_block(numbers, p.block)]
-        read_blocks = _read_parts(fs, [p for p in blocks if p.block in touched])
-    except (_Vanished, OSError, SavedModelError) as exc:  # another compaction is at it
+        read_blocks = _read_parts(fs, [p for p in blocks if p.block in touched], strict=True)
+    except Exception as exc:  # another compaction is at it, or the store failed: nothing deleted
         log.debug("catalog of %s not compacted: %s", location.url_of(fs, base), exc)
         return
     merged: dict[int, Entry] = {}

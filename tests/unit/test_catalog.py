@@ -270,10 +270,10 @@ def test_publishes_append_and_every_32nd_folds_the_entries_into_their_blocks(
     read_parts: list[list[str]] = []
     real_read = catalog._read_parts
 
-    def spy(fs, listed):  # type: ignore[no-untyped-def]
+    def spy(fs, listed, strict=False):  # type: ignore[no-untyped-def]
         listed = list(listed)
         read_parts.append([p.path.rsplit("/", 1)[-1] for p in listed])
-        return real_read(fs, listed)
+        return real_read(fs, listed, strict)
 
     monkeypatch.setattr(catalog, "_read_parts", spy)
     publish(make_model(tmp_path, 1), str(base))
@@ -355,3 +355,25 @@ def test_a_part_folded_between_the_listing_and_the_read_is_listed_again(
     monkeypatch.setattr(catalog, "parts", parts_then_compact)
     assert set(catalog.read(fs, str(history))) == set(range(1, 7))
     assert compacted
+
+
+def test_a_compaction_that_cannot_read_a_part_deletes_nothing(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part the store fails to return (not gone: failing) is not taken for garbage: the
+    compaction stops and every part stays, to be folded next time."""
+    fs = resolve(str(history)).fs
+    before = catalog_names(history)
+    real_cat = fs.cat
+
+    def failing(paths, **kwargs):  # type: ignore[no-untyped-def]
+        got = real_cat(paths, **kwargs)
+        got[sorted(got)[0]] = OSError("503 Service Unavailable")
+        return got
+
+    monkeypatch.setattr(fs, "cat", failing)
+    catalog.compact(fs, str(history))
+    monkeypatch.undo()
+    assert catalog_names(history) == before and len(before) == 6
+    catalog.compact(fs, str(history))
+    assert [n.split("-")[:2] for n in catalog_names(history)] == [["block", "0"]]
