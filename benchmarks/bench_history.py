@@ -50,7 +50,10 @@ def _fill(fs: Any, base: str, template: dict[str, bytes], upto: int) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
     else:
-        fs.pipe({f"{base}/{n}/{rel}": data for n in range(1, upto + 1) for rel, data in template.items()})
+        # A few at a time: the test server takes one request at a time behind a backlog of 5,
+        # and an upload it drops waits a second for TCP to send it again.
+        files = {f"{base}/{n}/{rel}": data for n in range(1, upto + 1) for rel, data in template.items()}
+        fs.pipe(files, batch_size=4)
     told = versions_of(fs, base)
     assert [i.state for i in told] == ["complete"] * upto
     content_index.build(fs, base, [(i.version, i.manifest) for i in told if i.manifest is not None])

@@ -30,6 +30,7 @@ from airflow_savedmodel.storage import manifest as manifests
 
 INDEX_DIR = ".savedmodel-index"
 READY = "ready"
+_AT_ONCE = 8  # markers written at once (indexing a long history once: bounded, not all at once)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _touch(fs: AbstractFileSystem, paths: list[str]) -> None:
             with open(path, "wb"):
                 pass
     else:
-        fs.pipe(dict.fromkeys(paths, b""))
+        fs.pipe(dict.fromkeys(paths, b""), batch_size=_AT_ONCE)
 
 
 def is_ready(fs: AbstractFileSystem, base: str) -> bool:
