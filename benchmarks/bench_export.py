@@ -94,6 +94,6 @@ def _proxy_bytes(endpoint: str) -> int:
     import urllib.request
 
     with urllib.request.urlopen(f"{endpoint}/__bytes__") as answer:
-        up, down = map(int, answer.read().split())
+        up, down = map(int, answer.read().split()[:2])
     print(f"proxy counters: uploaded {up:,} downloaded {down:,}", file=sys.stderr)
     return up + down

@@ -91,12 +91,36 @@ def _timed(fn: Callable[..., object], *args: Any) -> float:
     return time.perf_counter() - started
 
 
-def _publishes(where: Any, tmp: Path, seeds: range) -> list[float]:
-    """Seconds of each publish of a new small model (one per seed) under ``where``."""
+def _publishes(
+    where: Any, tmp: Path, seeds: range, counter: Callable[[], int] | None = None
+) -> list[tuple[float, int]]:
+    """(seconds, requests) of each publish of a new small model (one per seed) under ``where``;
+    requests as ``counter`` counts them (the proxy's), else 0."""
     from airflow_savedmodel.storage import publish
 
     models = [_small(tmp, seed) for seed in seeds]
-    return [_timed(publish, model, where) for model in models]
+    out = []
+    for model in models:
+        before = counter() if counter else 0
+        seconds = _timed(publish, model, where)
+        out.append((seconds, (counter() - before) if counter else 0))
+    return out
+
+
+def _proxy_requests(endpoint: str) -> int:
+    """Requests the proxy has forwarded (its /__bytes__ counters' third figure)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/__bytes__") as answer:
+        return int(answer.read().split()[2])
+
+
+def _write_seconds(fs: Any, path: str) -> float:
+    """Median seconds of a tiny write straight to the test server (no proxy): what the server
+    itself takes per write, which grows with the objects it holds."""
+    times = [_timed(fs.pipe_file, f"{path}/probe-{i}", b"x") for i in range(5)]
+    fs.rm([f"{path}/probe-{i}" for i in range(5)])
+    return statistics.median(times)
 
 
 def _compaction(where: Any) -> float:
@@ -111,6 +135,8 @@ def run() -> list[Row]:
     from airflow_savedmodel.storage import list_versions
 
     sizes = [int(x) for x in os.environ.get("BENCH_HISTORY", ",".join(map(str, HISTORY))).split(",")]
+    stores = os.environ.get("BENCH_HISTORY_STORES", "local,gs").split(",")
+    per_request = f"{LATENCY_SECONDS * 1000:.0f} ms per request"
     rows = []
     seed = 1000
     with tempfile.TemporaryDirectory() as tmp_name, gcs_behind_proxy(LATENCY_SECONDS) as (server, options):
@@ -118,11 +144,16 @@ def run() -> list[Row]:
         direct = server.store.fs()
         bucket = server.store.bucket()
         template = _template(server, tmp)
-        stores = os.environ.get("BENCH_HISTORY_STORES", "local,gs").split(",")
+
+        def proxied() -> int:
+            return _proxy_requests(options["endpoint_url"])
+
         for store in stores:
-            published: dict[int, list[float]] = {}
+            published: dict[int, list[tuple[float, int]]] = {}
             compactions: dict[int, float] = {}
+            server_write: dict[int, float] = {}
             for kept in sizes:
+                counter: Callable[[], int] | None = None
                 if store == "local":
                     base = str(tmp / f"local-{kept}")
                     where = resolve(base)
@@ -136,35 +167,51 @@ def run() -> list[Row]:
                     t_list = _timed(list_versions, where)
                     with _without_catalog():
                         t_list_before = _timed(list_versions, where)
-                    label = f"{kept} versions kept, {LATENCY_SECONDS * 1000:.0f} ms per request"
+                    label = f"{kept} versions kept, {per_request}"
                     before = "reading every version's manifest and listing (before)"
                     rows.append(Row(f"list versions on gs, {label}", t_list, t_list_before, "s", before))
+                    server_write[kept] = _write_seconds(direct, f"{bucket}/probe-{kept}")
+                    counter = proxied
                 print(f"  {store}: {kept} versions in place, publishing", file=sys.stderr, flush=True)
-                published[kept] = _publishes(where, tmp, range(seed, seed + repeat))
+                published[kept] = _publishes(where, tmp, range(seed, seed + repeat), counter)
                 seed += repeat
                 compactions[kept] = _compaction(where)
                 if store == "local":
                     shutil.rmtree(base, ignore_errors=True)
             first = min(sizes)
+            where_said = "local disk" if store == "local" else f"gs, {per_request}"
             for kept in sizes:
                 if kept == first:
                     continue
-                ours, theirs = statistics.median(published[kept]), statistics.median(published[first])
-                where_said = (
-                    "local disk" if store == "local" else f"gs, {LATENCY_SECONDS * 1000:.0f} ms per request"
+                server_note = (
+                    f"; the test server itself took {server_write[first] * 1000:.1f} ms per write at "
+                    f"{first} versions and {server_write[kept] * 1000:.1f} ms at {kept} (it rewrites its "
+                    "index of every object on each write; a real store does not)"
+                    if store == "gs"
+                    else ""
                 )
                 rows.append(
                     Row(
                         f"publish a small model ({where_said}), {kept} versions kept against {first}",
-                        ours,
-                        theirs,
+                        statistics.median(t for t, _ in published[kept]),
+                        statistics.median(t for t, _ in published[first]),
                         "s",
                         f"the same publish with {first} versions kept (same run)",
                         note=(
                             f"median of {len(published[kept])} publishes; a compaction of the catalog (every "
                             f"32nd publish) took {compactions[kept]:.3f} s at {kept} versions, "
-                            f"{compactions[first]:.3f} s at {first}"
+                            f"{compactions[first]:.3f} s at {first}{server_note}"
                         ),
                     )
                 )
+                if store == "gs":
+                    rows.append(
+                        Row(
+                            f"requests of a publish to gs, {kept} versions kept against {first}",
+                            statistics.median(n for _, n in published[kept]),
+                            statistics.median(n for _, n in published[first]),
+                            "requests",
+                            f"the same publish with {first} versions kept (same run)",
+                        )
+                    )
     return rows

@@ -63,7 +63,8 @@ def interleaved_medians(
 def gcs_behind_proxy(delay: float) -> Iterator[tuple[Any, dict[str, Any]]]:
     """The GCS test server, and fsspec options that reach it through a proxy in its own process
     (tests/integration/servers.py) adding ``delay`` seconds to every request, as a real store's
-    round trip does, and counting object bytes (``GET /__bytes__``)."""
+    round trip does, and counting object bytes and requests (``GET /__bytes__``: bytes
+    uploaded, bytes downloaded, requests forwarded)."""
     sys.path.insert(0, str(ROOT / "tests"))
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     from integration.servers import GcsServer

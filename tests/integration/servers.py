@@ -187,7 +187,7 @@ class FaultProxy:
 
             def forward(self) -> None:
                 if self.path == "/__bytes__":  # the counters, for a proxy in another process
-                    total = f"{proxy.uploaded} {proxy.downloaded}".encode()
+                    total = f"{proxy.uploaded} {proxy.downloaded} {len(proxy.requests)}".encode()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(total)))
                     self.end_headers()
