@@ -141,7 +141,9 @@ class Listing:
         return len(self.key)
 
 
-def _find_fresh(fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
+def find_fresh(fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
+    """A recursive listing of ``path`` from the store (not its listings cache), ``{path:
+    info}`` of every file; empty when nothing is there."""
     fs.invalidate_cache(path)
     try:
         found = fs.find(path, detail=True)
@@ -159,7 +161,7 @@ async def alisting(fs: AbstractFileSystem, path: str) -> Listing:
     """
     loop = getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
     if loop is None or getattr(fs, "asynchronous", False):
-        return Listing(await asyncio.to_thread(_find_fresh, fs, path))
+        return Listing(await asyncio.to_thread(find_fresh, fs, path))
     fs.invalidate_cache(path)
     try:
         found = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fs._find(path, detail=True), loop))

@@ -342,17 +342,6 @@ def _any_in_block(numbers: set[int], block: int | None) -> bool:
     return any(n // BLOCK == block for n in numbers)
 
 
-def recursive(fs: AbstractFileSystem, base: str) -> dict[str, Mapping[str, Any]]:
-    """A fresh recursive listing of ``base``, ``{path: info}`` (paged by the store: a request per
-    1,000 objects); empty when nothing is there."""
-    fs.invalidate_cache(base)
-    try:
-        found = fs.find(base, detail=True)
-    except FileNotFoundError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def listed(
     fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None
 ) -> dict[int, dict[str, Mapping[str, Any]]]:
@@ -361,7 +350,7 @@ def listed(
     prefix = fs._strip_protocol(base).rstrip("/") + "/"
     out: dict[int, dict[str, Mapping[str, Any]]] = {}
     if found is None:
-        found = recursive(fs, base)
+        found = location.find_fresh(fs, base)
     for path, info in found.items():
         if not path.startswith(prefix) or info.get("type", "file") not in ("file", "other"):
             continue

@@ -200,7 +200,7 @@ def _tell(
     numbers, others = _numbered(fs, base, listing)
     found: Mapping[str, Mapping[str, Any]] | None = None if listing is None else listing.infos
     if numbers and not deep and found is None and not location.is_local(fs):
-        found = catalog.recursive(fs, base)  # one listing for the catalog and the versions
+        found = location.find_fresh(fs, base)  # one listing for the catalog and the versions
     if deep or not numbers:
         entries: dict[int, Any] = {}
     else:
