@@ -96,3 +96,28 @@ def test_signed_publish_tamper_and_refusal_on_each_store(
     with pytest.raises(StorageError, match=r"1 version\(s\) not mirrored: .*/1: .*content changed"):
         mirror(base, resolve(str(tmp_path / "mirror")), trust=trust)
     assert [i.version for i in list_versions(str(tmp_path / "mirror")) if i.state == "complete"] == [2]
+
+
+def test_signed_in_shards_on_each_store(store_base: tuple[str, dict], tmp_path: Path) -> None:
+    """The shards serialization through every copy path: local -> store (digests from the copy
+    stream, cut at shard boundaries), store -> same store (one streamed read beside the
+    server's copy), checked on the store shard by shard, a changed byte named with its file."""
+    base_url, options = store_base
+    keys = key_pair(tmp_path / "keys", "release")
+    sharded = Signer.from_pem(keys.private_pem, shard_size=64)
+    trust = Trust.from_pem(keys.public.read_bytes())
+    base = resolve(base_url, options)
+    first = publish(model(tmp_path, 1), base, signer=sharded)
+    again = publish(base.join(str(first.version)), base.parent.join("copy"), signer=sharded)
+    for url in (first.url, again.url):
+        version = resolve(url, options)
+        assert signed.check(version, trust).ok
+        statement = signed.digests(version, shard_size=64)
+        assert len(statement) > 5 and all(name.count(":") >= 2 for name in statement)
+    v1 = resolve(first.url, options)
+    data_file = v1.join("variables", "variables.data-00000-of-00001")
+    data = bytearray(v1.fs.cat_file(data_file.path))
+    data[-1] ^= 0x01
+    v1.fs.pipe_file(data_file.path, bytes(data))
+    found = signed.check(v1, trust).findings
+    assert [(c, f) for c, f, _ in found] == [("file-changed", "variables/variables.data-00000-of-00001")]
