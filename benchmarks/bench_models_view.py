@@ -72,7 +72,8 @@ def run() -> list[Row]:
             {
                 f"{base}/.savedmodel-releases/{v}.json": json.dumps(_record(v)).encode()
                 for v in range(VERSIONS - RELEASES + 1, VERSIONS + 1)
-            }
+            },
+            batch_size=4,  # a few at a time, as _fill writes (the test server drops a burst)
         )
         config = resolve(f"{bucket}/models.config", options)
         model_config.serve_version(
