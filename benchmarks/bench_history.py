@@ -130,6 +130,22 @@ def _compaction(where: Any) -> float:
     return _timed(catalog.compact, where.fs, where.path)
 
 
+def _against(
+    published: dict[int, list[tuple[float, int]]],
+    sizes: tuple[int, int],
+    name: str,
+    unit: str,
+    *,
+    pick: int,
+    note: str = "",
+) -> Row:
+    """A row of the publishes at ``sizes[0]`` versions against the same publishes at
+    ``sizes[1]``: the median of each run's seconds (``pick`` 0) or requests (1)."""
+    kept, first = sizes
+    ours, theirs = (statistics.median(run[pick] for run in published[n]) for n in (kept, first))
+    return Row(name, ours, theirs, unit, f"the same publish with {first} versions kept (same run)", note)
+
+
 def run() -> list[Row]:
     from airflow_savedmodel.location import resolve
     from airflow_savedmodel.storage import list_versions
@@ -191,27 +207,25 @@ def run() -> list[Row]:
                     else ""
                 )
                 rows.append(
-                    Row(
+                    _against(
+                        published,
+                        (kept, first),
                         f"publish a small model ({where_said}), {kept} versions kept against {first}",
-                        statistics.median(t for t, _ in published[kept]),
-                        statistics.median(t for t, _ in published[first]),
                         "s",
-                        f"the same publish with {first} versions kept (same run)",
-                        note=(
-                            f"median of {len(published[kept])} publishes; a compaction of the catalog (every "
-                            f"32nd publish) took {compactions[kept]:.3f} s at {kept} versions, "
-                            f"{compactions[first]:.3f} s at {first}{server_note}"
-                        ),
+                        pick=0,
+                        note=f"median of {len(published[kept])} publishes; a compaction of the catalog "
+                        f"(every 32nd publish) took {compactions[kept]:.3f} s at {kept} versions, "
+                        f"{compactions[first]:.3f} s at {first}{server_note}",
                     )
                 )
                 if store == "gs":
                     rows.append(
-                        Row(
+                        _against(
+                            published,
+                            (kept, first),
                             f"requests of a publish to gs, {kept} versions kept against {first}",
-                            statistics.median(n for _, n in published[kept]),
-                            statistics.median(n for _, n in published[first]),
                             "requests",
-                            f"the same publish with {first} versions kept (same run)",
+                            pick=1,
                         )
                     )
     return rows
