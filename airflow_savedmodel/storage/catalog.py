@@ -38,7 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -90,15 +90,6 @@ class Part:
     order: str
     block: int | None
     size: int | None
-
-
-@dataclass
-class Loaded:
-    """What a read of the catalog found: every version's entry, merged in the parts' order, and
-    which parts held what (``None`` for a part that could not be decoded)."""
-
-    entries: dict[int, Entry] = field(default_factory=dict)
-    parts: dict[Part, dict[int, Entry] | None] = field(default_factory=dict)
 
 
 def _new_id() -> str:
@@ -200,31 +191,27 @@ def _read_parts(
     return out
 
 
-def load(fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> Loaded:
-    """Every part of the catalog, read; empty when there is none or it cannot be read.
-    ``found``: a recursive listing of ``base`` the caller has just made."""
+def read(
+    fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[int, Entry]:
+    """The catalog's entries, ``{version: entry}`` (where two parts name a version, the later
+    one's); empty when it is missing or unreadable. ``found``: a recursive listing of ``base``
+    the caller has just made."""
     for attempt in range(3):
         try:
-            read = _read_parts(fs, parts(fs, base, found if attempt == 0 else None))
+            read_now = _read_parts(fs, parts(fs, base, found if attempt == 0 else None))
             break
         except _Vanished:
             continue  # a compaction folded a part in between: its blocks are there now
         except Exception as exc:  # a cache: whatever the store says, the versions are read one by one
             log.debug("catalog of %s not read: %s", location.url_of(fs, base), exc)
-            return Loaded()
+            return {}
     else:
-        return Loaded()
-    out = Loaded(parts=read)
-    for versions in read.values():  # in the parts' order: a later part's entry counts
-        out.entries.update(versions or {})
-    return out
-
-
-def read(
-    fs: AbstractFileSystem, base: str, found: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[int, Entry]:
-    """The catalog's entries, ``{version: entry}``; empty when it is missing or unreadable."""
-    return load(fs, base, found).entries
+        return {}
+    entries: dict[int, Entry] = {}
+    for versions in read_now.values():  # in the parts' order
+        entries.update(versions or {})
+    return entries
 
 
 def _document(entries: Mapping[int, Entry]) -> bytes:

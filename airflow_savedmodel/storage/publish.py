@@ -118,11 +118,11 @@ def _already_published(
     requests whatever the history; checksums of the source are only taken when some version has
     the same files and sizes. A base path the index does not cover yet is indexed first, once.
     """
+    if not numbers:
+        return None, None
     sizes = {rel: int(info.get("size") or 0) for rel, info in infos.items()}
     sizes.update({rel: len(data) for rel, data in replaced.items()})
     shape = manifests.shape_of(sizes)
-    if not numbers:
-        return None, None
     fs, path = base
     if not content_index.is_ready(fs, path):
         told = v.versions_of(fs, path)

@@ -68,12 +68,6 @@ def numbered(fs: AbstractFileSystem, base: str) -> tuple[list[int], list[tuple[i
     return _numbered(fs, base)
 
 
-def not_directories(fs: AbstractFileSystem, base: str) -> list[tuple[int, str]]:
-    """(number, what it is) of entries named like a version that are not directories; a local
-    symlink is named as one, whatever it points to."""
-    return _numbered(fs, base)[1]
-
-
 def _numbered(
     fs: AbstractFileSystem, base: str, listing: location.Listing | None = None
 ) -> tuple[list[int], list[tuple[int, str]]]:
